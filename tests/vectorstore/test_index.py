@@ -1,0 +1,96 @@
+"""ItemIndex: bytes round trip, ef, exclusions, k larger than the index, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vectorstore import IntegrityError, InvalidModelData, ItemIndex
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    return np.random.default_rng(0).standard_normal((500, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize("space", ["ip", "l2", "cosine"])
+def test_bytes_round_trip_gives_identical_results(vectors, space):
+    index = ItemIndex.build(vectors, ids=np.arange(1000, 1500), space=space, ef=77)
+    clone = ItemIndex.from_bytes(index.to_bytes())
+    assert clone.params == index.params and clone.ef == 77 and len(clone) == 500
+    a_ids, a_scores = index.query(vectors[:20], k=10)
+    b_ids, b_scores = clone.query(vectors[:20], k=10)
+    np.testing.assert_array_equal(a_ids, b_ids)
+    np.testing.assert_allclose(a_scores, b_scores)
+    assert set(np.unique(a_ids)) <= set(range(1000, 1500))
+
+
+def test_scores_follow_the_space(vectors):
+    q = vectors[3]
+    ids, scores = ItemIndex.build(vectors, space="ip").query(q, k=5)
+    np.testing.assert_allclose(scores, vectors[ids] @ q, rtol=1e-4)
+    assert np.all(np.diff(scores) <= 1e-6)
+    ids, dist = ItemIndex.build(vectors, space="l2").query(q, k=5)
+    assert ids[0] == 3 and dist[0] == pytest.approx(0.0, abs=1e-5)
+    np.testing.assert_allclose(dist, ((vectors[ids] - q) ** 2).sum(1), rtol=1e-4)
+
+
+def test_ef_survives_and_can_be_changed(vectors):
+    index = ItemIndex.build(vectors, ef=33)
+    index.set_ef(120)
+    assert ItemIndex.from_bytes(index.to_bytes()).ef == 120
+
+
+def test_exclusions_shared_and_per_row(vectors):
+    index = ItemIndex.build(vectors, space="l2")
+    ids, _ = index.query(vectors[7], k=5, exclude=[7, 8])
+    assert 7 not in ids and 8 not in ids and len(ids) == 5
+    ids, _ = index.query(vectors[:2], k=4, exclude=[[0], [1, 2]])
+    assert 0 not in ids[0] and not {1, 2} & set(ids[1])
+    exact = np.argsort(((vectors - vectors[7]) ** 2).sum(1))
+    expected = [i for i in exact if i not in (7, 8)][:5]
+    assert set(index.query(vectors[7], k=5, exclude={7, 8})[0]) == set(expected)
+
+
+def test_more_neighbours_than_items_gives_what_exists():
+    small = np.eye(3, dtype=np.float32)
+    index = ItemIndex.build(small)
+    ids, scores = index.query(small[0], k=10)
+    assert sorted(ids.tolist()) == [0, 1, 2]
+    ids, scores = index.query(small[0], k=10, exclude=[0, 1])
+    assert ids[0] == 2 and (ids[1:] == -1).all() and np.isnan(scores[1:]).all()
+
+
+@pytest.mark.parametrize(
+    ("vectors", "ids", "message"),
+    [
+        (np.array([[1.0, np.nan]]), None, "NaN"),
+        (np.array(["a", "b"]), None, "numeric"),
+        (np.zeros(4), None, "2-D"),
+        (np.zeros((3, 2)), [1, 2], "one per vector"),
+        (np.zeros((2, 2)), [1, 1], "unique"),
+        (np.zeros((2, 2)), [0, -4], ">= 0"),
+    ],
+)
+def test_bad_vectors_and_ids(vectors, ids, message):
+    with pytest.raises(InvalidModelData, match=message):
+        ItemIndex.build(vectors, ids=ids)
+
+
+def test_bad_queries_and_params(vectors):
+    index = ItemIndex.build(vectors)
+    with pytest.raises(InvalidModelData, match="dimension"):
+        index.query(np.zeros(3), k=1)
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(InvalidModelData, match="k="):
+            index.query(vectors[0], k=k)
+    with pytest.raises(InvalidModelData, match="space"):
+        ItemIndex.build(vectors, space="dot")
+
+
+def test_corrupt_bytes_are_refused(vectors):
+    data = ItemIndex.build(vectors).to_bytes()
+    with pytest.raises(IntegrityError):
+        ItemIndex.from_bytes(b"garbage")
+    with pytest.raises(IntegrityError):
+        ItemIndex.from_bytes(data[: len(data) // 3])

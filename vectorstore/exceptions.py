@@ -1,0 +1,57 @@
+"""The error tree of the serving layer.
+
+::
+
+    VectorStoreError
+    ├── ConfigurationError      a setting has a value that cannot work
+    ├── RedisUnavailable        Redis did not answer (connection refused, timeout)
+    ├── ModelNotFound           no model of that name, or it has no active version
+    ├── VersionNotFound         the model exists but not that version
+    ├── InvalidModelData        arrays, ids or blobs handed to publish/build are malformed
+    ├── IntegrityError          a stored version does not match its manifest
+    │   ├── ChecksumError       a part's sha256 differs (corruption, truncation)
+    │   └── SignatureError      the manifest's HMAC is missing or wrong
+    └── EmbeddedRedisError      the embedded redis-server could not be started
+"""
+
+from __future__ import annotations
+
+
+class VectorStoreError(Exception):
+    """Base class of every error raised by :mod:`vectorstore`."""
+
+
+class ConfigurationError(VectorStoreError, ValueError):
+    """A setting (environment variable or argument) has a value that cannot work."""
+
+
+class RedisUnavailable(VectorStoreError, ConnectionError):
+    """Redis did not answer; the operation was not carried out."""
+
+
+class ModelNotFound(VectorStoreError, LookupError):
+    """No model of that name exists, or it has no active version."""
+
+
+class VersionNotFound(VectorStoreError, LookupError):
+    """The model exists, but not the requested version (never written, or collected)."""
+
+
+class InvalidModelData(VectorStoreError, ValueError):
+    """Arrays, ids or blobs handed to the registry or the index are malformed."""
+
+
+class IntegrityError(VectorStoreError):
+    """A stored version does not match its manifest; it is refused, never served."""
+
+
+class ChecksumError(IntegrityError):
+    """A part's sha256 differs from the one recorded at publication."""
+
+
+class SignatureError(IntegrityError):
+    """The manifest's HMAC signature is missing or does not verify with ``EA_SIGNING_KEY``."""
+
+
+class EmbeddedRedisError(VectorStoreError, RuntimeError):
+    """The embedded redis-server could not be started or reached."""

@@ -1,0 +1,493 @@
+"""The model registry: immutable, versioned models in Redis, activated atomically.
+
+Layout under ``<prefix>model:{<name>}:`` (prefix from settings, default ``ea:``)::
+
+    seq                  INCR counter that hands out version numbers
+    active               the active version number
+    versions             ZSET of complete versions (score = version)
+    v:<n>:manifest       JSON: parts (kind, dtype, shape, nbytes, chunks, sha256), meta, created_at, signature
+    v:<n>:data           HASH "<part>:<chunk>" -> bytes (arrays as raw float32/int bytes, blobs chunked)
+    v:<n>:t:<table>      HASH key -> bytes (per-row data fetched per request, e.g. one user's vector)
+
+A publication writes the data keys with a TTL (so a crashed publisher leaves nothing behind for long),
+then, in one MULTI/EXEC, makes them persistent, writes the manifest, adds the version to ``versions``,
+moves ``active`` and PUBLISHes a notice on ``<prefix>model:{<name>}:events``. Readers go through the
+manifest, which exists only for complete versions, so they never see a half-written one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+
+from .connection import connect, redact_url
+from .exceptions import (
+    ChecksumError,
+    InvalidModelData,
+    ModelNotFound,
+    RedisUnavailable,
+    SignatureError,
+    VectorStoreError,
+    VersionNotFound,
+)
+from .settings import Settings, get_settings
+
+__all__ = ["ModelRegistry", "ModelVersion", "VersionInfo"]
+
+log = logging.getLogger(__name__)
+
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+_DTYPES = {"float32", "float64", "int32", "int64", "uint32", "uint8", "int8", "bool"}
+
+# Activate a version only if it is newer than the active one: two concurrent publications of the same
+# model thus end with the higher version active, whatever order their commits arrive in. A publication
+# token (a job id) commits at most once: a redelivered job finds its version instead of adding another.
+_COMMIT = """
+if ARGV[6] ~= '' then
+  local done = redis.call('HGET', KEYS[4], ARGV[6])
+  if done then return -tonumber(done) end
+end
+local active = tonumber(redis.call('GET', KEYS[1]) or '0')
+local version = tonumber(ARGV[1])
+for i = 5, #KEYS do redis.call('PERSIST', KEYS[i]) end
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], version, ARGV[1])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[4], ARGV[6], ARGV[1]) end
+if ARGV[3] == '1' and version > active then
+  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('PUBLISH', ARGV[4], ARGV[5])
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """Summary of one stored version (from its manifest, without loading any data)."""
+
+    model: str
+    version: int
+    created_at: float
+    active: bool
+    nbytes: int
+    parts: tuple[str, ...]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A loaded, checksum-verified model version.
+
+    Attributes:
+        model, version: which model and version this is.
+        arrays: named numpy arrays (read-only views of the stored bytes).
+        blobs: named byte strings (e.g. a serialised index or a torch state_dict).
+        meta: the JSON metadata given at publication.
+        tables: names of per-key tables (read with :meth:`ModelRegistry.table_get`).
+        created_at: publication time (unix seconds).
+    """
+
+    model: str
+    version: int
+    arrays: dict[str, np.ndarray]
+    blobs: dict[str, bytes]
+    meta: dict[str, Any]
+    tables: tuple[str, ...]
+    created_at: float
+
+
+def _check_name(what: str, name: str) -> str:
+    if not isinstance(name, str) or not name or not set(name) <= _NAME_CHARS or len(name) > 200:
+        raise InvalidModelData(f"{what} {name!r} must be 1-200 characters of letters, digits, '-', '_', '.'")
+    return name
+
+
+def _canonical(manifest: Mapping[str, Any]) -> bytes:
+    body = {k: v for k, v in manifest.items() if k != "signature"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+class ModelRegistry:
+    """Publish, activate, list, load and roll back model versions in Redis.
+
+    Args:
+        settings: service settings (``get_settings()`` by default): key prefix, versions to keep,
+            chunk size, signing key.
+        client: a binary-safe ``redis.Redis`` (``connect(settings)`` by default).
+
+    Every method raises :class:`RedisUnavailable` when Redis does not answer.
+    """
+
+    def __init__(self, settings: Settings | None = None, client: redis.Redis | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.client = client if client is not None else connect(self.settings)
+        self._commit = self.client.register_script(_COMMIT)
+
+    # -- keys -------------------------------------------------------------------------------------------
+    def _key(self, model: str, *parts: object) -> str:
+        # The {hash tag} keeps all keys of a model in one Redis Cluster slot (the commit script needs it).
+        return ":".join([f"{self.settings.key_prefix}model", f"{{{model}}}", *map(str, parts)])
+
+    def channel(self, model: str) -> str:
+        """The pub/sub channel on which activations of ``model`` are announced."""
+        return self._key(_check_name("model", model), "events")
+
+    def _redis(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            where = redact_url(str(self.client.connection_pool.connection_kwargs.get("host", "redis")))
+            raise RedisUnavailable(f"Redis at {where} did not answer: {type(exc).__name__}") from None
+
+    # -- publication ------------------------------------------------------------------------------------
+    def publish(
+        self,
+        model: str,
+        *,
+        arrays: Mapping[str, np.ndarray] | None = None,
+        blobs: Mapping[str, bytes] | None = None,
+        tables: Mapping[str, Mapping[str, bytes]] | None = None,
+        meta: Mapping[str, Any] | None = None,
+        activate: bool = True,
+        token: str | None = None,
+    ) -> int:
+        """Write a new immutable version of ``model`` and (by default) make it the active one.
+
+        Args:
+            model: model name (letters, digits, ``-_.``).
+            arrays: named numeric arrays, stored as raw bytes with dtype and shape.
+            blobs: named byte strings, stored in chunks of ``settings.chunk_bytes``.
+            tables: named mappings key -> bytes, for data read a few keys at a time.
+            meta: JSON-serialisable metadata, returned as is by :meth:`load`.
+            activate: switch the ``active`` pointer to this version (only if newer than the active one).
+            token: an idempotency token (e.g. the Celery job id): if a version was already committed with
+                it, nothing new is committed and that version is returned.
+
+        Returns:
+            The new version number.
+
+        Raises:
+            InvalidModelData: a bad name, dtype, non-finite float array, non-bytes blob or non-JSON meta.
+            RedisUnavailable: Redis failed; the active version is untouched and the partial writes expire.
+        """
+        _check_name("model", model)
+        arrays, blobs, tables = dict(arrays or {}), dict(blobs or {}), dict(tables or {})
+        meta = dict(meta or {})
+        parts: dict[str, dict[str, Any]] = {}
+        payload: dict[str, bytes] = {}
+        for name, arr in arrays.items():
+            parts[name] = self._array_part(name, arr, payload)
+        for name, blob in blobs.items():
+            parts[_check_name("part", name)] = self._blob_part(name, blob, payload)
+        seen = set(parts)
+        for name in tables:
+            if _check_name("table", name) in seen:
+                raise InvalidModelData(f"part name {name!r} is used twice")
+        table_parts = {name: self._table_digest(name, rows) for name, rows in tables.items()}
+        try:
+            json.dumps(meta)
+        except (TypeError, ValueError) as exc:
+            raise InvalidModelData(f"meta is not JSON-serialisable: {exc}") from None
+
+        version = int(self._redis(self.client.incr, self._key(model, "seq")))
+        data_key = self._key(model, f"v:{version}", "data")
+        table_keys = {name: self._key(model, f"v:{version}", f"t:{name}") for name in tables}
+        manifest = {
+            "model": model,
+            "version": version,
+            "created_at": time.time(),
+            "parts": parts,
+            "tables": table_parts,
+            "meta": meta,
+        }
+        if self.settings.signing_key:
+            manifest["signature"] = self._sign(manifest)
+        ttl = self.settings.publish_ttl
+        try:
+            self._write_hash(data_key, payload, ttl)
+            for name, rows in tables.items():
+                self._write_hash(table_keys[name], dict(rows), ttl)
+            notice = json.dumps({"model": model, "version": version, "event": "activated"})
+            activated = self._commit(
+                keys=[self._key(model, "active"), self._key(model, f"v:{version}", "manifest"),
+                      self._key(model, "versions"), self._key(model, "tokens"), data_key, *table_keys.values()],
+                args=[version, json.dumps(manifest), int(activate), self.channel(model), notice, token or ""],
+            )
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("publish of %s v%s failed (%s); its partial writes expire in %ss",
+                        model, version, type(exc).__name__, ttl)
+            raise RedisUnavailable(f"publish of {model!r} v{version} failed: Redis did not answer") from None
+        if activated < 0:
+            self._redis(self.client.delete, data_key, *table_keys.values())
+            log.info("%s: token %s was already published as v%s; nothing new committed", model, token, -activated)
+            return -int(activated)
+        self._redis(self.client.sadd, f"{self.settings.key_prefix}models", model)
+        log.info("published %s v%s (%d parts, %.1f MB)%s", model, version, len(parts),
+                 sum(len(v) for v in payload.values()) / 1e6, " and activated it" if activated else "")
+        self.collect_garbage(model)
+        return version
+
+    def _array_part(self, name: str, arr: Any, payload: dict[str, bytes]) -> dict[str, Any]:
+        _check_name("part", name)
+        if not isinstance(arr, np.ndarray):
+            raise InvalidModelData(f"array {name!r} must be a numpy array, got {type(arr).__name__}")
+        if arr.dtype.name not in _DTYPES:
+            raise InvalidModelData(f"array {name!r} has dtype {arr.dtype}; supported: {sorted(_DTYPES)}")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            bad = np.argwhere(~np.isfinite(arr))[:3].tolist()
+            raise InvalidModelData(f"array {name!r} holds NaN or inf (first at {bad})")
+        data = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        part = self._blob_part(name, data, payload)
+        part.update(kind="array", dtype=arr.dtype.name, shape=list(arr.shape))
+        return part
+
+    def _blob_part(self, name: str, blob: Any, payload: dict[str, bytes]) -> dict[str, Any]:
+        if not isinstance(blob, bytes | bytearray | memoryview):
+            raise InvalidModelData(f"blob {name!r} must be bytes, got {type(blob).__name__}")
+        blob = bytes(blob)
+        size = self.settings.chunk_bytes
+        chunks = max(1, -(-len(blob) // size))
+        for i in range(chunks):
+            payload[f"{name}:{i}"] = blob[i * size : (i + 1) * size]
+        return {"kind": "blob", "nbytes": len(blob), "chunks": chunks, "sha256": hashlib.sha256(blob).hexdigest()}
+
+    @staticmethod
+    def _table_digest(name: str, rows: Mapping[str, bytes]) -> dict[str, Any]:
+        digest = hashlib.sha256()
+        for key in sorted(rows):
+            value = rows[key]
+            if not isinstance(key, str) or not isinstance(value, bytes):
+                raise InvalidModelData(f"table {name!r} must map str to bytes, got {type(key).__name__} -> "
+                                       f"{type(value).__name__}")
+            digest.update(len(key).to_bytes(4, "little") + key.encode() + len(value).to_bytes(8, "little") + value)
+        return {"kind": "table", "rows": len(rows), "sha256": digest.hexdigest()}
+
+    def _write_hash(self, key: str, mapping: dict[str, bytes], ttl: int) -> None:
+        # Batches bounded by bytes so that no single request to Redis grows without limit.
+        pipe = self.client.pipeline(transaction=False)
+        pending = 0
+        batch: dict[str, bytes] = {}
+        for field_name, value in mapping.items():
+            batch[field_name] = value
+            pending += len(value) + len(field_name)
+            if pending >= 32 * 1024 * 1024 or len(batch) >= 5000:
+                pipe.hset(key, mapping=batch)
+                pipe.execute()
+                batch, pending = {}, 0
+        if batch:
+            pipe.hset(key, mapping=batch)
+        if not mapping:
+            pipe.hset(key, "_", b"")
+        pipe.expire(key, ttl)
+        pipe.execute()
+
+    def _sign(self, manifest: Mapping[str, Any]) -> str:
+        assert self.settings.signing_key
+        return hmac.new(self.settings.signing_key, _canonical(manifest), hashlib.sha256).hexdigest()
+
+    # -- reading ----------------------------------------------------------------------------------------
+    def version_for_token(self, model: str, token: str) -> int | None:
+        """The version committed with publication ``token``, if any (see :meth:`publish`)."""
+        raw = self._redis(self.client.hget, self._key(_check_name("model", model), "tokens"), token)
+        return int(raw) if raw else None
+
+    def models(self) -> list[str]:
+        """Names of all models ever published under this prefix (sorted)."""
+        names = self._redis(self.client.smembers, f"{self.settings.key_prefix}models")
+        return sorted(n.decode() for n in names)
+
+    def active_version(self, model: str) -> int | None:
+        """The active version of ``model``, or ``None`` if it has none."""
+        raw = self._redis(self.client.get, self._key(_check_name("model", model), "active"))
+        return int(raw) if raw else None
+
+    def manifest(self, model: str, version: int | None = None) -> dict[str, Any]:
+        """The manifest of ``version`` (default: active) with its signature verified when a key is set.
+
+        Raises:
+            ModelNotFound: no active version. VersionNotFound: no such version.
+            SignatureError: a signing key is set and the manifest is unsigned or tampered.
+        """
+        _check_name("model", model)
+        if version is None:
+            version = self.active_version(model)
+            if version is None:
+                raise ModelNotFound(f"model {model!r} has no active version")
+        raw = self._redis(self.client.get, self._key(model, f"v:{int(version)}", "manifest"))
+        if raw is None:
+            if not self._redis(self.client.exists, self._key(model, "seq")):
+                raise ModelNotFound(f"model {model!r} does not exist")
+            raise VersionNotFound(f"model {model!r} has no version {version}")
+        try:
+            manifest = json.loads(raw)
+        except ValueError:
+            raise ChecksumError(f"manifest of {model!r} v{version} is not valid JSON") from None
+        if self.settings.signing_key:
+            signature = manifest.get("signature")
+            if not signature:
+                raise SignatureError(f"{model!r} v{version} is unsigned and EA_SIGNING_KEY is set")
+            if not hmac.compare_digest(signature, self._sign(manifest)):
+                raise SignatureError(f"{model!r} v{version}: manifest signature does not verify")
+        return manifest
+
+    def versions(self, model: str) -> list[VersionInfo]:
+        """Stored versions of ``model``, newest first.
+
+        Raises:
+            ModelNotFound: the model was never published.
+        """
+        _check_name("model", model)
+        numbers = self._redis(self.client.zrevrange, self._key(model, "versions"), 0, -1)
+        if not numbers and not self._redis(self.client.exists, self._key(model, "seq")):
+            raise ModelNotFound(f"model {model!r} does not exist")
+        active = self.active_version(model)
+        keys = [self._key(model, f"v:{int(n)}", "manifest") for n in numbers]
+        raws = self._redis(self.client.mget, keys) if keys else []
+        out = []
+        for raw in raws:
+            if raw is None:
+                continue
+            m = json.loads(raw)
+            nbytes = sum(p.get("nbytes", 0) for p in m["parts"].values())
+            out.append(VersionInfo(model, m["version"], m["created_at"], m["version"] == active, nbytes,
+                                   tuple(m["parts"]) + tuple(m.get("tables", {})), m.get("meta", {})))
+        return out
+
+    def load(self, model: str, version: int | None = None, parts: Iterable[str] | None = None) -> ModelVersion:
+        """Load ``version`` (default: active) of ``model``, verifying every part's sha256.
+
+        Args:
+            parts: names of arrays/blobs to load (default: all). Tables are read with :meth:`table_get`.
+
+        Raises:
+            ModelNotFound, VersionNotFound: nothing to load.
+            ChecksumError: a part is missing, truncated or altered (the version is refused as a whole).
+            SignatureError: see :meth:`manifest`.
+        """
+        manifest = self.manifest(model, version)
+        version = int(manifest["version"])
+        wanted = list(manifest["parts"]) if parts is None else list(parts)
+        unknown = [p for p in wanted if p not in manifest["parts"]]
+        if unknown:
+            raise InvalidModelData(f"{model!r} v{version} has no part {unknown[0]!r}; it has {list(manifest['parts'])}")
+        data_key = self._key(model, f"v:{version}", "data")
+        fields = [f"{name}:{i}" for name in wanted for i in range(manifest["parts"][name]["chunks"])]
+        values = self._redis(self.client.hmget, data_key, fields) if fields else []
+        chunks = dict(zip(fields, values))
+        arrays: dict[str, np.ndarray] = {}
+        blobs: dict[str, bytes] = {}
+        for name in wanted:
+            spec = manifest["parts"][name]
+            pieces = [chunks[f"{name}:{i}"] for i in range(spec["chunks"])]
+            if any(p is None for p in pieces):
+                raise ChecksumError(f"{model!r} v{version}: part {name!r} is missing chunks")
+            blob = b"".join(pieces)
+            if len(blob) != spec["nbytes"] or hashlib.sha256(blob).hexdigest() != spec["sha256"]:
+                raise ChecksumError(f"{model!r} v{version}: part {name!r} fails its sha256 check")
+            if spec.get("kind") == "array":
+                arr = np.frombuffer(blob, dtype=np.dtype(spec["dtype"]).newbyteorder("<"))
+                arrays[name] = arr.reshape(spec["shape"])
+            else:
+                blobs[name] = blob
+        return ModelVersion(model, version, arrays, blobs, manifest.get("meta", {}),
+                            tuple(manifest.get("tables", {})), manifest["created_at"])
+
+    def table_get(self, model: str, version: int, table: str, keys: Sequence[str]) -> list[bytes | None]:
+        """Values of ``keys`` in a per-key table of a version (``None`` for a missing key), one round trip."""
+        if not keys:
+            return []
+        key = self._key(_check_name("model", model), f"v:{int(version)}", f"t:{table}")
+        return self._redis(self.client.hmget, key, list(keys))
+
+    def verify_table(self, model: str, version: int, table: str) -> None:
+        """Check a whole table against its sha256 (reads all of it; for audits and tests).
+
+        Raises:
+            ChecksumError: rows missing, extra or altered.
+        """
+        manifest = self.manifest(model, version)
+        spec = manifest.get("tables", {}).get(table)
+        if spec is None:
+            raise InvalidModelData(f"{model!r} v{version} has no table {table!r}")
+        raw = self._redis(self.client.hgetall, self._key(model, f"v:{int(version)}", f"t:{table}"))
+        rows = {k.decode(): v for k, v in raw.items() if not (k == b"_" and spec["rows"] == 0)}
+        if self._table_digest(table, rows) != spec:
+            raise ChecksumError(f"{model!r} v{version}: table {table!r} fails its sha256 check")
+
+    # -- activation and housekeeping -----------------------------------------------------------------
+    def activate(self, model: str, version: int) -> None:
+        """Make ``version`` the active one (also backwards: this is how a rollback happens) and notify.
+
+        Raises:
+            VersionNotFound: the version is not complete or was collected.
+        """
+        self.manifest(model, version)  # exists, complete and (with a key) correctly signed
+        notice = json.dumps({"model": model, "version": int(version), "event": "activated"})
+        pipe = self.client.pipeline(transaction=True)
+        pipe.set(self._key(model, "active"), int(version))
+        pipe.publish(self.channel(model), notice)
+        self._redis(pipe.execute)
+        log.info("activated %s v%s", model, version)
+
+    def rollback(self, model: str, version: int | None = None) -> int:
+        """Activate ``version``, or by default the newest version older than the active one.
+
+        Returns:
+            The version now active.
+
+        Raises:
+            VersionNotFound: there is no older version to roll back to.
+        """
+        if version is None:
+            active = self.active_version(model)
+            older = [v.version for v in self.versions(model) if active is None or v.version < active]
+            if not older:
+                raise VersionNotFound(f"model {model!r} has no version older than v{active} to roll back to")
+            version = older[0]
+        self.activate(model, version)
+        return int(version)
+
+    def delete_version(self, model: str, version: int) -> None:
+        """Delete a stored version; the active one cannot be deleted.
+
+        Raises:
+            VectorStoreError: ``version`` is active.
+        """
+        if self.active_version(model) == int(version):
+            raise VectorStoreError(f"{model!r} v{version} is active; activate another version first")
+        self._drop(model, int(version))
+
+    def _drop(self, model: str, version: int) -> None:
+        raw = self._redis(self.client.get, self._key(model, f"v:{version}", "manifest"))
+        tables = list(json.loads(raw).get("tables", {})) if raw else []
+        pipe = self.client.pipeline(transaction=True)
+        pipe.zrem(self._key(model, "versions"), version)
+        pipe.delete(self._key(model, f"v:{version}", "manifest"), self._key(model, f"v:{version}", "data"),
+                    *[self._key(model, f"v:{version}", f"t:{t}") for t in tables])
+        self._redis(pipe.execute)
+
+    def collect_garbage(self, model: str) -> list[int]:
+        """Delete all but the newest ``keep_versions`` versions (never the active one).
+
+        Returns:
+            The versions deleted.
+        """
+        keep = self.settings.keep_versions
+        numbers = [int(n) for n in self._redis(self.client.zrevrange, self._key(model, "versions"), 0, -1)]
+        active = self.active_version(model)
+        dropped = [n for n in numbers[keep:] if n != active]
+        for n in dropped:
+            self._drop(model, n)
+        if dropped:
+            log.info("collected %s versions %s", model, dropped)
+        return dropped

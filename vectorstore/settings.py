@@ -1,0 +1,147 @@
+"""One settings object, read from ``EA_*`` environment variables.
+
+Every component takes a :class:`Settings` (or builds one with :func:`get_settings`), so a deployment is
+configured in one place. The README's configuration table lists the same variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .exceptions import ConfigurationError
+
+__all__ = ["Settings", "get_settings"]
+
+_MB = 1024 * 1024
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _default_data_dir() -> Path:
+    return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "embedding-analytics"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration of the service.
+
+    Attributes:
+        redis_url: ``EA_REDIS_URL``; ``None`` means the embedded redis-server under ``data_dir``.
+        broker_url: ``EA_BROKER_URL``; Celery's broker, by default the Redis above.
+        key_prefix: ``EA_KEY_PREFIX`` (default ``ea:``); every key the service writes starts with it.
+        signing_key: ``EA_SIGNING_KEY``; when set, published versions are HMAC-signed and readers refuse
+            unsigned or tampered ones. Never logged.
+        keep_versions: ``EA_KEEP_VERSIONS`` (default 2); older versions of a model are deleted.
+        chunk_bytes: ``EA_CHUNK_BYTES`` (default 8 MiB); large blobs are stored in chunks of this size.
+        publish_ttl: ``EA_PUBLISH_TTL`` seconds (default 3600); parts of an unfinished publication expire
+            after this, so a crashed publisher leaves no debris.
+        data_dir: ``EA_DATA_DIR``; where the embedded Redis keeps its files (and the demo its outputs).
+        visibility_timeout: ``EA_VISIBILITY_TIMEOUT`` seconds (default 21600); an unacknowledged Celery
+            job is redelivered after this, so it must exceed the longest training job.
+        socket_timeout: ``EA_SOCKET_TIMEOUT`` seconds (default 5) for Redis commands.
+        alert_webhook_url: ``EA_ALERT_WEBHOOK_URL``; when set, a webhook hook is registered for alert
+            delivery (the URL may carry credentials: never logged unredacted).
+        alert_webhook_secret: ``EA_ALERT_WEBHOOK_SECRET``; HMAC-SHA256 key of the webhook signature.
+            Never logged.
+        alert_webhook_format: ``EA_ALERT_WEBHOOK_FORMAT`` (default ``native``; or ``alertmanager``).
+        alert_file: ``EA_ALERT_FILE``; when set, every notification is appended there as a JSON line.
+        alert_max_attempts: ``EA_ALERT_MAX_ATTEMPTS`` (default 8); after that many failed attempts a hook's
+            delivery goes to the dead-letter stream.
+        alert_backoff: ``EA_ALERT_BACKOFF`` seconds (default 1): first retry delay, doubled per attempt,
+            with full jitter, capped at ``EA_ALERT_BACKOFF_MAX`` (default 300).
+        alert_min_idle: ``EA_ALERT_MIN_IDLE`` seconds (default 60): a delivery left unacknowledged that long
+            by a consumer is presumed crashed and re-claimed (XAUTOCLAIM) by another.
+        alert_for_points: ``EA_ALERT_FOR_POINTS`` (default 3) consecutive anomalous points open an incident.
+        alert_clear_points: ``EA_ALERT_CLEAR_POINTS`` (default 5) consecutive normal points resolve it.
+        alert_cooldown: ``EA_ALERT_COOLDOWN`` seconds of series time (default 300) after a resolution
+            during which no new incident opens on the same key.
+        alert_group_by: ``EA_ALERT_GROUP_BY`` (comma-separated label names, default none): incidents
+            whose labels agree on these names share a group key.
+    """
+
+    redis_url: str | None = None
+    broker_url: str | None = None
+    key_prefix: str = "ea:"
+    signing_key: bytes | None = field(default=None, repr=False)
+    keep_versions: int = 2
+    chunk_bytes: int = 8 * _MB
+    publish_ttl: int = 3600
+    data_dir: Path = field(default_factory=_default_data_dir)
+    visibility_timeout: int = 6 * 3600
+    socket_timeout: float = 5.0
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    alert_webhook_secret: str | None = field(default=None, repr=False)
+    alert_webhook_format: str = "native"
+    alert_file: Path | None = None
+    alert_max_attempts: int = 8
+    alert_backoff: float = 1.0
+    alert_backoff_max: float = 300.0
+    alert_min_idle: float = 60.0
+    alert_for_points: int = 3
+    alert_clear_points: int = 5
+    alert_cooldown: float = 300.0
+    alert_group_by: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.keep_versions < 1:
+            raise ConfigurationError(f"keep_versions={self.keep_versions} must be >= 1")
+        if self.chunk_bytes < 1024:
+            raise ConfigurationError(f"chunk_bytes={self.chunk_bytes} must be >= 1024")
+        if not self.key_prefix or any(c.isspace() for c in self.key_prefix):
+            raise ConfigurationError(f"key_prefix={self.key_prefix!r} must be non-empty without spaces")
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        """Build settings from ``EA_*`` variables (``os.environ`` by default).
+
+        Raises:
+            ConfigurationError: a variable is malformed (names the variable and the value).
+        """
+        env = dict(os.environ if environ is None else environ)
+        key = env.get("EA_SIGNING_KEY") or None
+        return cls(
+            redis_url=env.get("EA_REDIS_URL") or None,
+            broker_url=env.get("EA_BROKER_URL") or None,
+            key_prefix=env.get("EA_KEY_PREFIX") or "ea:",
+            signing_key=key.encode() if key else None,
+            keep_versions=_int(env, "EA_KEEP_VERSIONS", 2, 1),
+            chunk_bytes=_int(env, "EA_CHUNK_BYTES", 8 * _MB, 1024),
+            publish_ttl=_int(env, "EA_PUBLISH_TTL", 3600, 10),
+            data_dir=Path(env["EA_DATA_DIR"]) if env.get("EA_DATA_DIR") else _default_data_dir(),
+            visibility_timeout=_int(env, "EA_VISIBILITY_TIMEOUT", 6 * 3600, 60),
+            socket_timeout=float(env.get("EA_SOCKET_TIMEOUT") or 5.0),
+            alert_webhook_url=env.get("EA_ALERT_WEBHOOK_URL") or None,
+            alert_webhook_secret=env.get("EA_ALERT_WEBHOOK_SECRET") or None,
+            alert_webhook_format=env.get("EA_ALERT_WEBHOOK_FORMAT") or "native",
+            alert_file=Path(env["EA_ALERT_FILE"]) if env.get("EA_ALERT_FILE") else None,
+            alert_max_attempts=_int(env, "EA_ALERT_MAX_ATTEMPTS", 8, 1),
+            alert_backoff=float(env.get("EA_ALERT_BACKOFF") or 1.0),
+            alert_backoff_max=float(env.get("EA_ALERT_BACKOFF_MAX") or 300.0),
+            alert_min_idle=float(env.get("EA_ALERT_MIN_IDLE") or 60.0),
+            alert_for_points=_int(env, "EA_ALERT_FOR_POINTS", 3, 1),
+            alert_clear_points=_int(env, "EA_ALERT_CLEAR_POINTS", 5, 1),
+            alert_cooldown=float(env.get("EA_ALERT_COOLDOWN") or 300.0),
+            alert_group_by=tuple(n.strip() for n in env.get("EA_ALERT_GROUP_BY", "").split(",") if n.strip()),
+        )
+
+    def with_(self, **changes: object) -> Settings:
+        """A copy with some fields changed (settings are immutable)."""
+        return replace(self, **changes)
+
+
+def get_settings() -> Settings:
+    """Settings from the current environment (read anew at each call, cheap)."""
+    return Settings.from_env()

@@ -1,0 +1,70 @@
+"""The Celery application: ``workers.app.app``.
+
+Configured as DESIGN.md says: JSON only (pickle would let anyone who can write to the broker run code),
+late acknowledgement with redelivery when a worker dies, one message prefetched at a time, a visibility
+timeout longer than the longest training job, and three queues: ``train`` (torch; run it with
+``--pool solo`` or threads, since torch and fork do not mix), ``score`` and ``alerts``.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Queue
+
+from vectorstore.embedded import resolve_redis_url
+from vectorstore.settings import Settings, get_settings
+
+__all__ = ["QUEUES", "app", "celery_config"]
+
+QUEUES = ("train", "score", "alerts")
+
+# Route by task name: training on `train`, scoring on `score`, alert delivery on `alerts`.
+TASK_ROUTES = {
+    "ea.train_*": {"queue": "train"},
+    "ea.score_*": {"queue": "score"},
+    "ea.precompute_*": {"queue": "score"},
+    "ea.alerts_*": {"queue": "alerts"},
+}
+
+
+def celery_config(settings: Settings) -> dict:
+    """Celery settings for ``settings`` (the broker and backend default to the service's Redis)."""
+    redis_url = resolve_redis_url(settings)
+    transport = {
+        "visibility_timeout": settings.visibility_timeout,
+        # Queues live under the service's key prefix, so two deployments can share one Redis.
+        "global_keyprefix": f"{settings.key_prefix}celery:",
+    }
+    return {
+        "broker_url": settings.broker_url or redis_url,
+        "result_backend": redis_url,
+        "broker_transport_options": transport,
+        "result_backend_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_track_started": True,
+        "result_extended": True,
+        "result_expires": 7 * 24 * 3600,
+        "task_queues": [Queue(name) for name in QUEUES],
+        "task_default_queue": "score",
+        "task_routes": TASK_ROUTES,
+        "worker_hijack_root_logger": False,
+        "worker_send_task_events": True,
+        "task_send_sent_event": True,
+    }
+
+
+app = Celery("ea", include=["workers.tasks"])
+
+
+@app.on_configure.connect
+def _configure(sender: Celery, **_: object) -> None:
+    # Lazy: the broker URL (possibly the embedded Redis, started on demand) is resolved only when the
+    # app is first used, not when this module is imported.
+    sender.conf.update(celery_config(get_settings()))

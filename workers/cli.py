@@ -1,0 +1,213 @@
+"""The ``ea`` command line: workers, jobs, models, and the demo.
+
+Area commands (training, evaluation, recommendations, detection, alerts) live in ``workers.commands.*``;
+each module exports ``COMMANDS`` and is added here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import pkgutil
+import sys
+import time
+
+import click
+
+from vectorstore.connection import redact_url
+from vectorstore.exceptions import VectorStoreError
+from vectorstore.settings import get_settings
+
+from .exceptions import WorkerError
+
+__all__ = ["main"]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("embedding-analytics")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
+
+class _Group(click.Group):
+    """Turns the service's typed errors into one-line messages and exit code 2 instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (VectorStoreError, WorkerError, ValueError, LookupError, OSError) as exc:
+            if isinstance(exc, click.ClickException):
+                raise
+            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
+def main(verbose: int) -> None:
+    """Embedding analytics: recommendations and anomaly detection from graph and time-series embeddings.
+
+    \b
+    Start here:
+      ea demo                      the whole pipeline on generated data, nothing to install
+      ea worker -Q train           run a worker (training jobs; -Q score,alerts for the others)
+      ea jobs                      recent jobs and their progress
+      ea models                    published models and their versions
+
+    Every command reads EA_REDIS_URL; when it is unset, an embedded redis-server is started under
+    EA_DATA_DIR and shared by all processes (see `ea redis url`).
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(level=max(level, logging.DEBUG), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+def version() -> None:
+    """Print the version, the Redis in use and which optional parts are installed."""
+    import importlib.util
+
+    settings = get_settings()
+    click.echo(f"ea {_version()} (Python {sys.version.split()[0]})")
+    click.echo(f"redis: {redact_url(settings.redis_url) if settings.redis_url else 'embedded (EA_REDIS_URL unset)'}")
+    for extra, module in (("train", "torch"), ("train", "torch_geometric"), ("train", "gensim")):
+        found = importlib.util.find_spec(module) is not None
+        click.echo(f"{module}: {'installed' if found else f'not installed (pip install embedding-analytics[{extra}])'}")
+
+
+@main.command()
+@click.option("-Q", "--queues", default="train,score,alerts", show_default=True,
+              help="Comma-separated queues to consume.")
+@click.option("-P", "--pool", type=click.Choice(["solo", "threads", "prefork"]), default=None,
+              help="Execution pool. Default: solo when consuming 'train' (torch and fork do not mix), else threads.")
+@click.option("-c", "--concurrency", type=int, default=None, help="Threads/processes (not for solo).")
+@click.option("-l", "--loglevel", default="INFO", show_default=True)
+@click.option("-n", "--hostname", default=None, help="Worker node name (default: celery@<host>).")
+def worker(queues: str, pool: str | None, concurrency: int | None, loglevel: str, hostname: str | None) -> None:
+    """Run a Celery worker for the given queues until interrupted.
+
+    \b
+    Typical deployment:
+      ea worker -Q train                  training (solo pool; one job at a time, all cores to torch)
+      ea worker -Q score,alerts -c 4      scoring and alert delivery (threads)
+    """
+    from .app import QUEUES, app
+
+    names = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in names if q not in QUEUES]
+    if unknown:
+        raise click.BadParameter(f"unknown queue(s) {unknown}; the queues are {list(QUEUES)}", param_hint="-Q")
+    pool = pool or ("solo" if "train" in names else "threads")
+    argv = ["worker", "-Q", ",".join(names), "-P", pool, "-l", loglevel]
+    if concurrency and pool != "solo":
+        argv += ["-c", str(concurrency)]
+    if hostname:
+        argv += ["-n", hostname]
+    app.worker_main(argv)
+
+
+@main.command()
+@click.argument("job_id", required=False)
+@click.option("-n", "--limit", default=20, show_default=True, help="How many recent jobs to list.")
+@click.option("--wait", is_flag=True, help="With JOB_ID: wait for it with a progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def jobs(job_id: str | None, limit: int, wait: bool, as_json: bool) -> None:
+    """List recent jobs, or show one job (JOB_ID) with its progress and result."""
+    from .jobs import get_job, list_jobs
+
+    if job_id is None:
+        records = list_jobs(limit)
+        if as_json:
+            click.echo(json.dumps([r.__dict__ for r in records]))
+            return
+        if not records:
+            click.echo("no jobs yet: submit one with `ea train ...` or workers.jobs.submit(...)")
+        for r in records:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.submitted_at))
+            progress = f"  {r.progress}" if r.progress else ""
+            click.echo(f"{r.id}  {when}  {r.task:<24} {r.state}{progress}")
+        return
+    handle = get_job(job_id)
+    if wait:
+        result = handle.wait(show_progress=True)
+        click.echo(json.dumps({"id": handle.id, "state": handle.state, "result": result}))
+        return
+    info = {"id": handle.id, "task": handle.task, "state": handle.state, "progress": handle.progress}
+    if handle.done:
+        try:
+            info["result"] = handle.result
+        except WorkerError as exc:
+            info["error"] = str(exc)
+    click.echo(json.dumps(info, default=str) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+
+
+@main.command()
+@click.argument("name", required=False)
+def models(name: str | None) -> None:
+    """List published models, or the versions of model NAME (the active one is marked *)."""
+    from vectorstore.registry import ModelRegistry
+
+    registry = ModelRegistry()
+    if name is None:
+        names = registry.models()
+        if not names:
+            click.echo("no models yet: `ea demo` or `ea train graph --interactions FILE` publishes one")
+        for model in names:
+            click.echo(f"{model}  active v{registry.active_version(model)}")
+        return
+    for info in registry.versions(name):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
+        mark = "*" if info.active else " "
+        click.echo(f"{mark} v{info.version}  {when}  {info.nbytes / 1e6:8.2f} MB  parts: {', '.join(info.parts)}")
+
+
+@main.command()
+@click.argument("name")
+@click.option("--version", "version_", type=int, default=None, help="Version to activate (default: the previous).")
+def rollback(name: str, version_: int | None) -> None:
+    """Activate an earlier version of model NAME (serving clients switch to it at once)."""
+    from vectorstore.registry import ModelRegistry
+
+    active = ModelRegistry().rollback(name, version_)
+    click.echo(f"{name}: v{active} is active")
+
+
+@main.group()
+def redis() -> None:
+    """The embedded redis-server used when EA_REDIS_URL is unset."""
+
+
+@redis.command("url")
+def redis_url() -> None:
+    """Print the URL of the Redis in use (starting the embedded one if needed) and where it lives."""
+    from vectorstore.embedded import EmbeddedRedis, resolve_redis_url
+
+    settings = get_settings()
+    url = resolve_redis_url(settings)
+    click.echo(redact_url(url))
+    if not settings.redis_url:
+        click.echo(f"embedded server files: {EmbeddedRedis(settings.data_dir).directory}", err=True)
+
+
+@redis.command("stop")
+def redis_stop() -> None:
+    """Stop the embedded redis-server (its data is kept on disk, AOF)."""
+    from vectorstore.embedded import EmbeddedRedis
+
+    stopped = EmbeddedRedis(get_settings().data_dir).stop()
+    click.echo("stopped" if stopped else "not running")
+
+
+def _add_area_commands() -> None:
+    from . import commands
+
+    for info in pkgutil.iter_modules(commands.__path__):
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            main.add_command(command)
+
+
+_add_area_commands()

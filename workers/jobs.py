@@ -1,0 +1,204 @@
+"""Submitting jobs and following them: the data engineer's API.
+
+``train_graph(...)``, ``train_series(...)`` and friends send a Celery task and return a
+:class:`JobHandle`; the handle tells the state, the live progress the task reports, and the result.
+Submitted jobs are also recorded in a Redis sorted set so that ``ea jobs`` can list them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery.result import AsyncResult
+
+from vectorstore.connection import connect
+from vectorstore.settings import Settings, get_settings
+
+from .app import app
+from .exceptions import JobFailed, JobTimeout, UnknownJob
+
+__all__ = ["JobHandle", "JobRecord", "list_jobs", "submit"]
+
+_FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
+_KEEP_JOBS = 1000
+
+
+def _jobs_key(settings: Settings) -> str:
+    return f"{settings.key_prefix}jobs"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A submitted job as ``ea jobs`` lists it."""
+
+    id: str
+    task: str
+    submitted_at: float
+    state: str
+    progress: dict[str, Any] | None
+
+
+class JobHandle:
+    """A submitted Celery job.
+
+    Attributes:
+        id: the Celery task id.
+    """
+
+    def __init__(self, job_id: str, task: str | None = None) -> None:
+        self.id = job_id
+        self.task = task
+        self._result = AsyncResult(job_id, app=app)
+
+    def __repr__(self) -> str:
+        return f"JobHandle(id={self.id!r}, task={self.task!r}, state={self.state!r})"
+
+    @property
+    def state(self) -> str:
+        """``PENDING``, ``STARTED``, ``PROGRESS``, ``RETRY``, ``SUCCESS`` or ``FAILURE``."""
+        return self._result.state
+
+    @property
+    def progress(self) -> dict[str, Any] | None:
+        """The latest progress report (``stage``, ``done``, ``total``, and task-specific figures)."""
+        if self._result.state == "PROGRESS" and isinstance(self._result.info, dict):
+            return dict(self._result.info)
+        return None
+
+    @property
+    def done(self) -> bool:
+        """Whether the job has finished (successfully or not)."""
+        return self._result.state in _FINISHED
+
+    @property
+    def result(self) -> Any:
+        """The job's return value.
+
+        Raises:
+            JobFailed: the job raised; the message names the task's exception.
+            JobTimeout: the job has not finished yet.
+        """
+        state = self._result.state
+        if state == "SUCCESS":
+            return self._result.result
+        if state in ("FAILURE", "REVOKED"):
+            exc = self._result.result
+            raise JobFailed(f"job {self.id} failed: {type(exc).__name__}: {exc}", self.id, exc)
+        raise JobTimeout(f"job {self.id} is {state}, not finished")
+
+    def wait(
+        self,
+        timeout: float | None = None,
+        *,
+        interval: float = 0.25,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        show_progress: bool = False,
+    ) -> Any:
+        """Block until the job finishes and return its result.
+
+        Args:
+            timeout: seconds to wait at most (``None``: forever).
+            interval: polling period.
+            on_progress: called with each new progress report.
+            show_progress: draw a tqdm progress bar on stderr from the progress reports.
+
+        Raises:
+            JobTimeout: still running after ``timeout`` seconds (the job itself goes on).
+            JobFailed: the job raised.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bar = None
+        last: dict[str, Any] | None = None
+        try:
+            while not self.done:
+                info = self.progress
+                if info and info != last:
+                    last = info
+                    if on_progress:
+                        on_progress(info)
+                    if show_progress:
+                        bar = _draw(bar, info)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise JobTimeout(f"job {self.id} still {self.state} after {timeout} s")
+                time.sleep(interval)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.result
+
+    def revoke(self) -> None:
+        """Ask workers not to run (or to stop) this job."""
+        self._result.revoke(terminate=False)
+
+
+def _draw(bar: Any, info: dict[str, Any]) -> Any:
+    from tqdm import tqdm
+
+    stage = str(info.get("stage", "working"))
+    total = info.get("total")
+    if bar is None or bar.desc != stage:
+        if bar is not None:
+            bar.close()
+        bar = tqdm(total=total, desc=stage, unit="step", leave=True)
+    if total is not None and bar.total != total:
+        bar.total = total
+    bar.n = int(info.get("done", bar.n))
+    extra = {k: v for k, v in info.items() if k not in ("stage", "done", "total")}
+    if extra:
+        bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in extra.items()}, refresh=False)
+    bar.refresh()
+    return bar
+
+
+def submit(task: str, *, settings: Settings | None = None, queue: str | None = None, **kwargs: Any) -> JobHandle:
+    """Send task ``task`` (e.g. ``"ea.train_graph"``) with JSON keyword arguments.
+
+    Large inputs go by reference (a path or URL the worker can read), never in the message.
+
+    Raises:
+        TypeError: an argument is not JSON-serialisable (names it).
+    """
+    for name, value in kwargs.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"argument {name}={type(value).__name__} is not JSON-serialisable; "
+                            "pass data by reference (a path or URL)") from None
+    options = {"queue": queue} if queue else {}
+    result = app.send_task(task, kwargs=kwargs, **options)
+    settings = settings or get_settings()
+    client = connect(settings)
+    key = _jobs_key(settings)
+    pipe = client.pipeline()
+    pipe.zadd(key, {json.dumps({"id": result.id, "task": task}): time.time()})
+    pipe.zremrangebyrank(key, 0, -_KEEP_JOBS - 1)
+    pipe.execute()
+    return JobHandle(result.id, task)
+
+
+def list_jobs(limit: int = 20, settings: Settings | None = None) -> list[JobRecord]:
+    """The most recently submitted jobs, newest first, with their current state."""
+    settings = settings or get_settings()
+    rows = connect(settings).zrevrange(_jobs_key(settings), 0, limit - 1, withscores=True)
+    out = []
+    for raw, ts in rows:
+        entry = json.loads(raw)
+        handle = JobHandle(entry["id"], entry["task"])
+        out.append(JobRecord(entry["id"], entry["task"], ts, handle.state, handle.progress))
+    return out
+
+
+def get_job(job_id: str, settings: Settings | None = None) -> JobHandle:
+    """The handle of a job submitted through :func:`submit`.
+
+    Raises:
+        UnknownJob: no such job id was submitted here (or it has aged out of the list).
+    """
+    for record in list_jobs(_KEEP_JOBS, settings):
+        if record.id == job_id:
+            return JobHandle(job_id, record.task)
+    raise UnknownJob(f"no job {job_id!r} (ea jobs lists the last {_KEEP_JOBS})")

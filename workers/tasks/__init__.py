@@ -1,0 +1,3 @@
+"""Celery tasks, one module per area; importing this package registers them all on ``workers.app``."""
+
+from . import core  # noqa: F401
