@@ -467,13 +467,24 @@ class ModelRegistry:
             raise VectorStoreError(f"{model!r} v{version} is active; activate another version first")
         self._drop(model, int(version))
 
+    def derived_key(self, model: str, version: int, name: str) -> str:
+        """A key for data derived from a version after publication (e.g. precomputed top-N lists).
+
+        It is deleted together with the version, so derived data never outlives what it came from.
+        """
+        key = self._key(_check_name("model", model), f"v:{int(version)}", f"x:{_check_name('derived', name)}")
+        self._redis(self.client.sadd, self._key(model, f"v:{int(version)}", "derived"), key)
+        return key
+
     def _drop(self, model: str, version: int) -> None:
         raw = self._redis(self.client.get, self._key(model, f"v:{version}", "manifest"))
         tables = list(json.loads(raw).get("tables", {})) if raw else []
+        derived_set = self._key(model, f"v:{version}", "derived")
+        derived = [k.decode() for k in self._redis(self.client.smembers, derived_set)]
         pipe = self.client.pipeline(transaction=True)
         pipe.zrem(self._key(model, "versions"), version)
         pipe.delete(self._key(model, f"v:{version}", "manifest"), self._key(model, f"v:{version}", "data"),
-                    *[self._key(model, f"v:{version}", f"t:{t}") for t in tables])
+                    derived_set, *derived, *[self._key(model, f"v:{version}", f"t:{t}") for t in tables])
         self._redis(pipe.execute)
 
     def collect_garbage(self, model: str) -> list[int]:

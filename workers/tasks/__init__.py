@@ -1,3 +1,3 @@
 """Celery tasks, one module per area; importing this package registers them all on ``workers.app``."""
 
-from . import core  # noqa: F401
+from . import core, graph  # noqa: F401

@@ -1,0 +1,55 @@
+"""Recommendations from graph embeddings of a user-item interaction graph.
+
+The public surface is re-exported here. Importing :mod:`recsys` never imports torch or gensim: the models
+are imported by :func:`make_model` (or on first access to ``recsys.Node2Vec`` / ``recsys.LightGCN``).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .exceptions import (
+    InvalidInteractions,
+    InvalidParameter,
+    InvalidRequest,
+    ModelUnavailable,
+    RecsysError,
+    TrainingError,
+    UnknownItem,
+    UnknownUser,
+)
+from .client import RecommendationClient, Recommendations
+from .interactions import Interactions
+from .metrics import ranking_metrics, top_k
+from .models import GraphEmbeddings, GraphModel, ProgressCallback, make_model
+
+__all__ = [
+    "Interactions",
+    "GraphEmbeddings",
+    "GraphModel",
+    "ProgressCallback",
+    "make_model",
+    "ranking_metrics",
+    "top_k",
+    "Node2Vec",
+    "LightGCN",
+    "RecsysError",
+    "InvalidInteractions",
+    "UnknownUser",
+    "UnknownItem",
+    "TrainingError",
+    "InvalidParameter",
+    "InvalidRequest",
+    "ModelUnavailable",
+    "RecommendationClient",
+    "Recommendations",
+]
+
+_LAZY = {"Node2Vec": "recsys.node2vec", "LightGCN": "recsys.lightgcn"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'recsys' has no attribute {name!r}")

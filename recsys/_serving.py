@@ -1,0 +1,73 @@
+"""An immutable in-memory snapshot of one published recommendation model version.
+
+The client holds one snapshot and replaces it whole on a new version (an atomic reference swap), so a
+query always sees one consistent version: its index, item ids, popularity and metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vectorstore import ItemIndex, ModelRegistry
+
+from .exceptions import ModelUnavailable
+
+__all__ = ["ServingModel"]
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """One model version loaded for serving."""
+
+    name: str
+    version: int
+    index: ItemIndex
+    item_vectors: np.ndarray
+    item_ids: np.ndarray
+    item_pos: dict[str, int]
+    popular: np.ndarray  # dense item ids by decreasing popularity
+    popularity: np.ndarray
+    metadata: dict[str, list]
+    meta: dict[str, Any]
+
+    @classmethod
+    def load(cls, registry: ModelRegistry, name: str, version: int | None = None) -> ServingModel:
+        """Load and verify a version (default: active) from the registry.
+
+        Raises:
+            ModelUnavailable: it is not a recommendation model.
+            vectorstore errors: missing, corrupt (checksum) or unsigned versions.
+        """
+        mv = registry.load(name, version)
+        if mv.meta.get("kind") != "recsys":
+            raise ModelUnavailable(f"{name!r} v{mv.version} is a {mv.meta.get('kind')!r} model, not recsys")
+        index = ItemIndex.from_bytes(mv.blobs["index"])
+        item_ids = np.asarray(json.loads(mv.blobs["item_ids"]), dtype=object)
+        popularity = mv.arrays["item_popularity"]
+        metadata = json.loads(mv.blobs["item_metadata"]) if "item_metadata" in mv.blobs else {}
+        return cls(
+            name=name, version=mv.version, index=index, item_vectors=mv.arrays["item_vectors"],
+            item_ids=item_ids, item_pos={str(i): n for n, i in enumerate(item_ids)},
+            popular=np.argsort(-popularity, kind="stable"), popularity=popularity,
+            metadata=metadata, meta=mv.meta,
+        )
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+    def fields(self, dense: np.ndarray, names: list[str] | None) -> dict[str, list]:
+        """Metadata columns ``names`` for dense item ids (``None`` where unknown)."""
+        if not names:
+            return {}
+        missing = [n for n in names if n not in self.metadata]
+        if missing:
+            from .exceptions import InvalidRequest
+
+            raise InvalidRequest(f"unknown field(s) {missing}; model {self.name!r} v{self.version} has "
+                                 f"{sorted(self.metadata)}")
+        return {n: [self.metadata[n][int(i)] for i in dense] for n in names}

@@ -1,0 +1,413 @@
+"""``RecommendationClient``: recommendations from the active model version, without torch.
+
+Per request: one pipelined Redis round trip fetches the user's vector, seen items and (when a job has
+precomputed them for this version) the user's top-N; the in-memory hnswlib item index does the rest.
+A new version is picked up without a restart: a pub/sub listener hears the registry's notice and a
+periodic check of the ``active`` pointer covers notices lost while disconnected; the new index is
+loaded beside the old one and swapped in one reference assignment, so queries never fail mid-swap.
+When Redis is down the client still answers what memory allows (similar items, history fold-in,
+popularity, users it has cached) and raises :class:`~vectorstore.RedisUnavailable` for the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import redis
+
+from vectorstore import ModelRegistry, RedisUnavailable, Settings, VectorStoreError, get_settings
+
+from ._serving import ServingModel
+from .exceptions import InvalidRequest, ModelUnavailable, UnknownItem, UnknownUser
+
+__all__ = ["MAX_K", "RecommendationClient", "Recommendations", "encode_top"]
+
+log = logging.getLogger(__name__)
+
+MAX_K = 10_000
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Ranked items for one request.
+
+    Attributes:
+        items: external item ids, best first.
+        scores: their scores (inner product of scoring vectors; higher is better).
+        model, model_version: which model version answered.
+        source: ``"index"``, ``"precomputed"``, ``"history"`` (fold-in), ``"similar"`` or ``"popularity"``
+            (unknown user fallback).
+        user: the user asked about (``None`` for item-based requests).
+        fields: requested item metadata columns, aligned with ``items``.
+    """
+
+    items: list[str]
+    scores: np.ndarray
+    model: str
+    model_version: int
+    source: str
+    user: str | None = None
+    fields: dict[str, list] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def to_pandas(self):
+        """A DataFrame with ``rank``, ``item``, ``score`` and the requested fields."""
+        import pandas as pd
+
+        df = pd.DataFrame({"rank": np.arange(1, len(self.items) + 1), "item": self.items, "score": self.scores})
+        for name, values in self.fields.items():
+            df[name] = values
+        return df
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int | np.integer):
+        raise InvalidRequest(f"k must be an integer, got {type(k).__name__} {k!r}")
+    if not 1 <= k <= MAX_K:
+        raise InvalidRequest(f"k={k} must be between 1 and {MAX_K}")
+    return int(k)
+
+
+def _check_id(value: Any, what: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int | np.integer):
+        raise InvalidRequest(f"{what} id must be a str or int, got {type(value).__name__}")
+    return str(value)
+
+
+class RecommendationClient:
+    """Recommendations for users and items from a published graph model.
+
+    Args:
+        redis_url: the service's Redis (default: ``EA_REDIS_URL``, else the embedded server).
+        model: model name.
+        strict: unknown users raise :class:`UnknownUser` instead of getting popular items.
+        refresh_interval: seconds between checks of the active pointer (0 disables the check thread).
+        listen: subscribe to activation notices for immediate swaps.
+        user_cache: users whose vector and seen items are kept in memory (answers during Redis outages).
+        settings: full settings (overrides ``redis_url``).
+
+    Raises:
+        ModelUnavailable: no active version of ``model`` could be loaded (the message says why).
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        model: str = "default",
+        *,
+        strict: bool = False,
+        refresh_interval: float = 2.0,
+        listen: bool = True,
+        user_cache: int = 10_000,
+        settings: Settings | None = None,
+    ) -> None:
+        settings = settings or get_settings()
+        if redis_url:
+            settings = settings.with_(redis_url=redis_url)
+        self.settings = settings
+        self.name = model
+        self.strict = strict
+        self.registry = ModelRegistry(settings)
+        self._redis = self.registry.client
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[tuple[int, str], tuple[np.ndarray | None, np.ndarray]] = OrderedDict()
+        self._cache_size = user_cache
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        try:
+            self._model: ServingModel = ServingModel.load(self.registry, model)
+        except VectorStoreError as exc:
+            raise ModelUnavailable(f"cannot serve model {model!r}: {exc}") from exc
+        if listen:
+            self._start(self._listen, "ea-client-listen")
+        if refresh_interval > 0:
+            self._refresh_interval = refresh_interval
+            self._start(self._poll, "ea-client-poll")
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+    def _start(self, target, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def close(self) -> None:
+        """Stop the background threads."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def __enter__(self) -> RecommendationClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def model_version(self) -> int:
+        """The version answering queries now."""
+        return self._model.version
+
+    @property
+    def model_meta(self) -> dict[str, Any]:
+        """The serving version's metadata (algorithm, parameters, metrics, index parameters)."""
+        return self._model.meta
+
+    def refresh(self) -> bool:
+        """Load the active version if it differs from the one serving; ``True`` if it switched.
+
+        A version that fails to load (corrupt, unsigned) is refused and the current one keeps serving.
+        """
+        active = self.registry.active_version(self.name)
+        if active is None or active == self._model.version:
+            return False
+        with self._lock:
+            if active == self._model.version:
+                return False
+            try:
+                new = ServingModel.load(self.registry, self.name, active)
+            except (VectorStoreError, ModelUnavailable) as exc:
+                log.error("refusing %s v%s, still serving v%s: %s", self.name, active, self._model.version, exc)
+                return False
+            self._model = new  # the swap: one reference assignment
+        log.info("%s: now serving v%s", self.name, new.version)
+        return True
+
+    def _safe_refresh(self) -> None:
+        try:
+            self.refresh()
+        except (RedisUnavailable, redis.RedisError) as exc:
+            log.debug("refresh skipped: %s", type(exc).__name__)
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.registry.channel(self.name))
+                self._safe_refresh()  # notices sent while we were not subscribed are lost: look now
+                backoff = 0.1
+                while not self._stop.is_set():
+                    if pubsub.get_message(timeout=0.5):
+                        self._safe_refresh()
+            except (redis.RedisError, OSError) as exc:
+                log.debug("listener lost Redis (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        pubsub.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._refresh_interval):
+            self._safe_refresh()
+
+    # -- per-user data ----------------------------------------------------------------------------------
+    def _fetch_users(self, model: ServingModel, users: Sequence[str], topn: bool) -> list[tuple]:
+        """``(vector or None, seen, precomputed or None)`` per user: one pipelined round trip."""
+        reg = self.registry
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hmget(reg._key(model.name, f"v:{model.version}", "t:user_vectors"), users)
+        pipe.hmget(reg._key(model.name, f"v:{model.version}", "t:seen"), users)
+        if topn:
+            pipe.hmget(reg._key(model.name, f"v:{model.version}", "x:topn"), users)
+        try:
+            replies = pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            cached = [self._cache.get((model.version, u)) for u in users]
+            if all(c is not None for c in cached):
+                return [(c[0], c[1], None) for c in cached]
+            raise RedisUnavailable(f"cannot fetch user vectors: Redis did not answer ({type(exc).__name__})") from None
+        vectors, seens = replies[0], replies[1]
+        tops = replies[2] if topn else [None] * len(users)
+        out = []
+        for user, vec, seen, top in zip(users, vectors, seens, tops):
+            v = np.frombuffer(vec, dtype="<f4") if vec is not None else None
+            s = np.frombuffer(seen, dtype="<i4") if seen is not None else np.empty(0, np.int32)
+            if v is not None and self._cache_size:
+                self._remember(model.version, user, v, s)
+            out.append((v, s, top))
+        return out
+
+    def _remember(self, version: int, user: str, vector: np.ndarray, seen: np.ndarray) -> None:
+        with self._lock:
+            self._cache[(version, user)] = (vector, seen)
+            self._cache.move_to_end((version, user))
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
+    # -- queries ------------------------------------------------------------------------------------
+    def recommend(
+        self,
+        user: str | int,
+        k: int = 10,
+        *,
+        exclude_seen: bool = True,
+        exclude: Iterable[str] | None = None,
+        include: Iterable[str] | None = None,
+        fields: list[str] | None = None,
+        strict: bool | None = None,
+    ) -> Recommendations:
+        """Top-``k`` items for ``user``.
+
+        Args:
+            exclude_seen: leave out the user's training items.
+            exclude: item ids never to return. include: if given, only these items may be returned.
+            fields: item metadata columns to return with the items (e.g. ``["title"]``).
+            strict: unknown user -> :class:`UnknownUser` (default: the client's ``strict``); otherwise
+                the most popular items, marked ``source="popularity"``.
+
+        Raises:
+            InvalidRequest: bad ``k``, user id type or field name.
+            UnknownUser: strict mode and the model does not know ``user``.
+            RedisUnavailable: Redis is down and the user is not cached.
+        """
+        k = _check_k(k)
+        user = _check_id(user, "user")
+        model = self._model
+        use_top = exclude is None and include is None and exclude_seen
+        ((vector, seen, top),) = self._fetch_users(model, [user], topn=use_top)
+        if vector is None:
+            return self._popular(model, user, k, exclude, include, fields, strict)
+        if top is not None:
+            ids, scores = _decode_top(top)
+            if len(ids) >= k:
+                return self._result(model, ids[:k], scores[:k], "precomputed", user, fields)
+        banned = set(seen.tolist()) if exclude_seen else set()
+        banned |= self._dense(model, exclude, missing_ok=True)
+        if include is not None:
+            ids, scores = self._rank_subset(model, vector, self._dense(model, include, missing_ok=True) - banned, k)
+        else:
+            ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=banned or None)
+            keep = ids >= 0
+            ids, scores = ids[keep], scores[keep]
+        return self._result(model, ids, scores, "index", user, fields)
+
+    def recommend_many(self, users: Sequence[str | int], k: int = 10, *, exclude_seen: bool = True,
+                       fields: list[str] | None = None) -> list[Recommendations]:
+        """Top-``k`` for many users: one round trip and one batched index query.
+
+        Unknown users get popular items (or raise in strict mode), as in :meth:`recommend`.
+        """
+        k = _check_k(k)
+        names = [_check_id(u, "user") for u in users]
+        if not names:
+            return []
+        model = self._model
+        rows = self._fetch_users(model, names, topn=False)
+        known = [i for i, (v, _, _) in enumerate(rows) if v is not None]
+        out: list[Recommendations | None] = [None] * len(names)
+        if known:
+            vectors = np.stack([rows[i][0] for i in known])
+            excl = [rows[i][1] if exclude_seen else () for i in known]
+            ids, scores = model.index.query(vectors, k=min(k, model.n_items), exclude=excl if exclude_seen else None,
+                                            num_threads=1)
+            for row, i in enumerate(known):
+                keep = ids[row] >= 0
+                out[i] = self._result(model, ids[row][keep], scores[row][keep], "index", names[i], fields)
+        for i, rec in enumerate(out):
+            if rec is None:
+                out[i] = self._popular(model, names[i], k, None, None, fields, None)
+        return out  # type: ignore[return-value]
+
+    def similar_items(self, item: str | int, k: int = 10, *, fields: list[str] | None = None) -> Recommendations:
+        """The ``k`` items nearest to ``item`` in the embedding space (from memory; works without Redis).
+
+        Raises:
+            UnknownItem: the model does not know ``item``.
+        """
+        k = _check_k(k)
+        model = self._model
+        pos = self._dense_one(model, _check_id(item, "item"))
+        ids, scores = model.index.query(model.item_vectors[pos], k=min(k, model.n_items - 1) or 1, exclude=[pos])
+        keep = ids >= 0
+        return self._result(model, ids[keep], scores[keep], "similar", None, fields)
+
+    def recommend_for_history(self, items: Iterable[str | int], k: int = 10, *,
+                              fields: list[str] | None = None) -> Recommendations:
+        """Recommendations for a user the model has never seen, folded in from the items they used.
+
+        The user's vector is the mean of the known items' vectors; the history is excluded. Unknown item ids
+        are ignored; with none known, popular items are returned (``source="popularity"``). Needs no Redis.
+        """
+        k = _check_k(k)
+        model = self._model
+        known = self._dense(model, [_check_id(i, "item") for i in items], missing_ok=True)
+        if not known:
+            return self._popular(model, None, k, None, None, fields, strict=False)
+        vector = model.item_vectors[sorted(known)].mean(axis=0)
+        ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=known)
+        keep = ids >= 0
+        return self._result(model, ids[keep], scores[keep], "history", None, fields)
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def _dense_one(self, model: ServingModel, item: str) -> int:
+        try:
+            return model.item_pos[item]
+        except KeyError:
+            raise UnknownItem(f"item {item!r} is not in model {model.name!r} v{model.version}") from None
+
+    def _dense(self, model: ServingModel, items: Iterable[Any] | None, missing_ok: bool) -> set[int]:
+        if items is None:
+            return set()
+        if isinstance(items, str | bytes):
+            raise InvalidRequest("exclude/include must be a collection of item ids, not a single string")
+        out = set()
+        for item in items:
+            pos = model.item_pos.get(str(item))
+            if pos is None and not missing_ok:
+                raise UnknownItem(f"item {item!r} is not in model {model.name!r} v{model.version}")
+            if pos is not None:
+                out.add(pos)
+        return out
+
+    @staticmethod
+    def _rank_subset(model: ServingModel, vector: np.ndarray, allowed: set[int], k: int):
+        # A whitelist is usually small: exact scores over it beat filtering the ANN results.
+        if not allowed:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        cand = np.fromiter(allowed, np.int64, len(allowed))
+        scores = model.item_vectors[cand] @ vector
+        order = np.argsort(-scores, kind="stable")[:k]
+        return cand[order], scores[order]
+
+    def _popular(self, model, user, k, exclude, include, fields, strict) -> Recommendations:
+        if (self.strict if strict is None else strict) and user is not None:
+            raise UnknownUser(f"user {user!r} is not in model {model.name!r} v{model.version}")
+        order = model.popular
+        banned = self._dense(model, exclude, missing_ok=True)
+        allowed = self._dense(model, include, missing_ok=True) if include is not None else None
+        if banned or allowed is not None:
+            order = np.array([i for i in order if i not in banned and (allowed is None or i in allowed)], np.int64)
+        ids = order[:k]
+        return self._result(model, ids, model.popularity[ids], "popularity", user, fields)
+
+    @staticmethod
+    def _result(model: ServingModel, ids: np.ndarray, scores: np.ndarray, source: str, user: str | None,
+                fields: list[str] | None) -> Recommendations:
+        ids = np.asarray(ids, dtype=np.int64)
+        return Recommendations(items=model.item_ids[ids].tolist(), scores=np.asarray(scores, dtype=np.float32),
+                               model=model.name, model_version=model.version, source=source, user=user,
+                               fields=model.fields(ids, fields))
+
+
+def _decode_top(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Precomputed top-N: ``n`` int32 dense ids followed by ``n`` float32 scores."""
+    n = len(raw) // 8
+    return np.frombuffer(raw, dtype="<i4", count=n).astype(np.int64), np.frombuffer(raw, dtype="<f4", offset=4 * n)
+
+
+def encode_top(ids: np.ndarray, scores: np.ndarray) -> bytes:
+    """Inverse of :func:`_decode_top` (used by the precompute task)."""
+    return np.asarray(ids, "<i4").tobytes() + np.asarray(scores, "<f4").tobytes()
+

@@ -1,0 +1,123 @@
+"""Train a graph model on interactions read by reference, evaluate it, publish it: the job's body.
+
+Shared by the Celery task ``ea.train_graph`` and by ``ea eval recsys``, so both publish the same thing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vectorstore import ModelRegistry
+
+from .interactions import Interactions
+from .metrics import ranking_metrics, top_k
+from .models import ProgressCallback, make_model
+from .publish import item_metadata_columns, publish_embeddings
+
+__all__ = ["TrainingResult", "train_and_publish"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingResult:
+    """What a training job returns (JSON-serialisable through :meth:`as_dict`)."""
+
+    model: str
+    version: int
+    algorithm: str
+    metrics: dict[str, float]
+    timings: dict[str, float]
+    n_users: int
+    n_items: int
+    history: list[dict] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "algorithm": self.algorithm,
+                "metrics": self.metrics, "timings": self.timings, "n_users": self.n_users,
+                "n_items": self.n_items}
+
+
+def train_and_publish(
+    interactions: str | Interactions,
+    *,
+    algorithm: str = "node2vec",
+    name: str = "default",
+    params: dict[str, Any] | None = None,
+    valid: str | Interactions | None = None,
+    test: str | Interactions | None = None,
+    item_metadata: str | None = None,
+    k: int = 20,
+    registry: ModelRegistry | None = None,
+    progress: ProgressCallback | None = None,
+    token: str | None = None,
+) -> TrainingResult:
+    """Read, train, evaluate (on ``test``, else ``valid``, when given) and publish a graph model.
+
+    Args:
+        interactions: a path (CSV, Parquet, MovieLens formats) or :class:`Interactions`.
+        algorithm: ``"node2vec"`` or ``"lightgcn"``.
+        name: the model name to publish under.
+        params: the model's hyper-parameters.
+        valid: held-out interactions for early stopping (LightGCN).
+        test: held-out interactions for the published metrics.
+        item_metadata: a CSV with an ``item`` column and fields returned with recommendations.
+        k: metric cut-off.
+        token: idempotency token (the job id): a redelivered job does not publish twice.
+
+    Raises:
+        InvalidInteractions: bad input; nothing trained or published.
+        InvalidParameter: unknown algorithm or parameter.
+    """
+    registry = registry or ModelRegistry()
+    if token and (done := registry.version_for_token(name, token)):
+        log.info("job %s already published %s v%s", token, name, done)
+        meta = registry.manifest(name, done)["meta"]
+        return TrainingResult(name, done, meta["algorithm"], meta.get("metrics", {}), {},
+                              meta["n_users"], meta["n_items"])
+    timings: dict[str, float] = {}
+    t = time.perf_counter()
+    train = interactions if isinstance(interactions, Interactions) else Interactions.read(interactions)
+    valid_i = _aligned(train, valid)
+    test_i = _aligned(train, test)
+    metadata = item_metadata_columns(item_metadata, train.item_ids) if item_metadata else None
+    model = make_model(algorithm, **(params or {}))  # bad parameters fail before any training
+    timings["read_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    kwargs = {"valid": valid_i} if valid_i is not None and algorithm == "lightgcn" else {}
+    embeddings = model.fit(train, progress=progress, **kwargs)
+    timings["train_s"] = time.perf_counter() - t
+
+    metrics: dict[str, float] = {}
+    held_out = test_i if test_i is not None else valid_i
+    if held_out is not None and len(held_out):
+        t = time.perf_counter()
+        if progress:
+            progress({"stage": "evaluate", "done": 0, "total": 1})
+        users_v, items_v = embeddings.scoring_vectors()
+        users = sorted(set(held_out.users.tolist()))
+        recs, _ = top_k(users_v, items_v, k, exclude=train.user_matrix(), users=users)
+        metrics = ranking_metrics((users, recs), held_out, k, n_items=train.n_items)
+        timings["evaluate_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if progress:
+        progress({"stage": "publish", "done": 0, "total": 1})
+    version = publish_embeddings(registry, name, train, embeddings, algorithm=algorithm, metrics=metrics,
+                                 item_metadata=metadata, token=token,
+                                 extra_meta={"trained_on": interactions if isinstance(interactions, str) else None,
+                                             "timings": timings})
+    timings["publish_s"] = time.perf_counter() - t
+    return TrainingResult(name, version, algorithm, metrics, timings, train.n_users, train.n_items,
+                          embeddings.history)
+
+
+def _aligned(train: Interactions, other: str | Interactions | None) -> Interactions | None:
+    if other is None:
+        return None
+    other = other if isinstance(other, Interactions) else Interactions.read(other)
+    return train.align(other)

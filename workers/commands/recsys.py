@@ -1,0 +1,146 @@
+"""``ea train graph``, ``ea eval recsys``, ``ea recommend``, ``ea similar``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+
+import click
+
+__all__ = ["COMMANDS", "train"]
+
+
+@click.group()
+def train() -> None:
+    """Submit training jobs to the `train` queue (a worker must run: `ea worker -Q train`)."""
+
+
+def _params(pairs: tuple[str, ...]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+@train.command("graph")
+@click.option("--interactions", required=True, help="Path the worker can read: CSV/Parquet user,item[,weight].")
+@click.option("--model", "algorithm", type=click.Choice(["node2vec", "lightgcn"]), default="node2vec",
+              show_default=True)
+@click.option("--name", default="default", show_default=True, help="Model name to publish under.")
+@click.option("--valid", default=None, help="Held-out interactions for early stopping (LightGCN).")
+@click.option("--test", default=None, help="Held-out interactions for the published metrics.")
+@click.option("--item-metadata", default=None, help="CSV with an `item` column (title, category...).")
+@click.option("--param", "params", multiple=True, help="Model parameter KEY=VALUE (repeatable), e.g. dim=64.")
+@click.option("--precompute", type=int, default=0, help="Then precompute every user's top-N (N).")
+@click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
+def train_graph(interactions, algorithm, name, valid, test, item_metadata, params, precompute, wait) -> None:
+    """Train Node2Vec or LightGCN on an interaction file and publish it as model NAME."""
+    from ..jobs import submit
+
+    handle = submit("ea.train_graph", interactions=interactions, model=algorithm, name=name,
+                    params=_params(params), valid=valid, test=test, item_metadata=item_metadata,
+                    precompute=precompute)
+    click.echo(f"submitted {handle.id} (follow it with `ea jobs {handle.id} --wait`)")
+    if wait:
+        click.echo(json.dumps(handle.wait(show_progress=True)))
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Evaluate models on a train/test split."""
+
+
+@eval_group.command("recsys")
+@click.option("--train", "train_path", required=True, help="Training interactions (user,item CSV).")
+@click.option("--test", "test_path", required=True, help="Test interactions (user,item CSV).")
+@click.option("--model", "algorithm", type=click.Choice(["lightgcn", "node2vec"]), required=True)
+@click.option("--k", type=int, default=20, show_default=True)
+@click.option("--recs-out", required=True, help="Where to write user,item,rank of every test user.")
+@click.option("--name", default="eval", show_default=True, help="Model name to publish under.")
+@click.option("--param", "params", multiple=True, help="Model parameter KEY=VALUE (repeatable).")
+def eval_recsys(train_path, test_path, algorithm, k, recs_out, name, params) -> None:
+    """Train on TRAIN, publish as NAME, and write the top-k of every TEST user through the serving client.
+
+    Prints one JSON line: recall@k, ndcg@k and the wall time of each stage.
+    """
+    from recsys.client import RecommendationClient
+    from recsys.interactions import Interactions
+    from recsys.metrics import ranking_metrics
+    from recsys.training import train_and_publish
+
+    stages: dict[str, float] = {}
+    t0 = time.perf_counter()
+    result = train_and_publish(train_path, algorithm=algorithm, name=name, params=_params(params), k=k)
+    stages.update({f"{key}": round(v, 3) for key, v in result.timings.items()})
+    t = time.perf_counter()
+    test = Interactions.read(test_path)
+    with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
+        if client.model_version != result.version:
+            raise click.ClickException(f"served v{client.model_version}, expected v{result.version}")
+        users = test.user_ids.tolist()
+        recs = {}
+        with open(recs_out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["user", "item", "rank"])
+            for start in range(0, len(users), 1000):
+                for rec in client.recommend_many(users[start : start + 1000], k=k):
+                    recs[rec.user] = rec.items
+                    writer.writerows((rec.user, item, rank) for rank, item in enumerate(rec.items, start=1))
+    stages["recommend_s"] = round(time.perf_counter() - t, 3)
+    truth: dict[str, set] = {}
+    for user, item in zip(test.user_ids[test.users], test.item_ids[test.items]):
+        truth.setdefault(str(user), set()).add(str(item))
+    metrics = ranking_metrics(recs, truth, k)
+    stages["total_s"] = round(time.perf_counter() - t0, 3)
+    click.echo(json.dumps({f"recall@{k}": metrics[f"recall@{k}"], f"ndcg@{k}": metrics[f"ndcg@{k}"],
+                           "users": metrics["users"], "model": name, "version": result.version,
+                           "algorithm": algorithm, "stages": stages}))
+
+
+def _print(recs, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"model": recs.model, "version": recs.model_version, "source": recs.source,
+                               "items": recs.items, "scores": [round(float(s), 6) for s in recs.scores],
+                               **({"fields": recs.fields} if recs.fields else {})}))
+        return
+    click.echo(f"model {recs.model} v{recs.model_version} ({recs.source})")
+    click.echo(recs.to_pandas().to_string(index=False))
+
+
+@click.command()
+@click.option("--user", required=True)
+@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--model", "name", default="default", show_default=True)
+@click.option("--field", "fields", multiple=True, help="Item metadata to show (repeatable), e.g. title.")
+@click.option("--strict", is_flag=True, help="Fail for unknown users instead of popular items.")
+@click.option("--json", "as_json", is_flag=True)
+def recommend(user, k, name, fields, strict, as_json) -> None:
+    """Recommend K items for USER from the active version of a model."""
+    from recsys.client import RecommendationClient
+
+    with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
+        _print(client.recommend(user, k=k, fields=list(fields) or None, strict=strict), as_json)
+
+
+@click.command()
+@click.option("--item", required=True)
+@click.option("--k", type=int, default=10, show_default=True)
+@click.option("--model", "name", default="default", show_default=True)
+@click.option("--field", "fields", multiple=True)
+@click.option("--json", "as_json", is_flag=True)
+def similar(item, k, name, fields, as_json) -> None:
+    """The K items most similar to ITEM."""
+    from recsys.client import RecommendationClient
+
+    with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
+        _print(client.similar_items(item, k=k, fields=list(fields) or None), as_json)
+
+
+COMMANDS = [train, eval_group, recommend, similar]

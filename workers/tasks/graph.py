@@ -1,0 +1,74 @@
+"""Graph-model tasks: ``ea.train_graph`` (queue ``train``) and ``ea.precompute_recommendations`` (``score``)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from vectorstore import ModelRegistry
+
+from ..app import app
+from ._progress import Progress
+
+__all__ = ["precompute_recommendations", "train_graph"]
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="ea.train_graph", bind=True)
+def train_graph(self, interactions: str, model: str = "node2vec", name: str = "default",
+                params: dict | None = None, valid: str | None = None, test: str | None = None,
+                item_metadata: str | None = None, k: int = 20, precompute: int = 0) -> dict:
+    """Train a graph model on interactions read by reference (a path the worker can read) and publish it.
+
+    Reports PROGRESS (stage, epoch, loss, walks done...). Idempotent: a redelivered job returns the
+    version its first run committed instead of publishing another.
+
+    Returns:
+        ``{"model", "version", "algorithm", "metrics", "timings", "n_users", "n_items"}``.
+    """
+    from recsys.training import train_and_publish
+
+    result = train_and_publish(interactions, algorithm=model, name=name, params=params, valid=valid, test=test,
+                               item_metadata=item_metadata, k=k, progress=Progress(self), token=self.request.id)
+    if precompute:
+        precompute_recommendations.delay(name=name, version=result.version, n=precompute)
+    return result.as_dict()
+
+
+@app.task(name="ea.precompute_recommendations", bind=True)
+def precompute_recommendations(self, name: str = "default", version: int | None = None, n: int = 50,
+                               batch: int = 2048) -> dict:
+    """Write every user's top-``n`` (seen items excluded) for ``version`` into Redis.
+
+    The client serves them when present for the version it is serving (the key is per version, so a
+    stale list is never used) and falls back to the index otherwise.
+    """
+    from recsys._serving import ServingModel
+    from recsys.client import encode_top
+
+    registry = ModelRegistry()
+    model = ServingModel.load(registry, name, version)
+    table = registry._key(name, f"v:{model.version}", "t:user_vectors")
+    seen_table = registry._key(name, f"v:{model.version}", "t:seen")
+    out_key = registry.derived_key(name, model.version, "topn")
+    users = [u.decode() for u in registry.client.hkeys(table)]
+    progress = Progress(self)
+    tmp = registry.derived_key(name, model.version, "topn-building")
+    registry.client.delete(tmp)
+    for start in range(0, len(users), batch):
+        chunk = users[start : start + batch]
+        vectors = np.stack([np.frombuffer(v, "<f4") for v in registry.client.hmget(table, chunk)])
+        seen = [np.frombuffer(s or b"", "<i4") for s in registry.client.hmget(seen_table, chunk)]
+        ids, scores = model.index.query(vectors, k=min(n, model.n_items), exclude=seen)
+        rows = {}
+        for u, row_ids, row_scores in zip(chunk, ids, scores):
+            keep = row_ids >= 0
+            rows[u] = encode_top(row_ids[keep], row_scores[keep])
+        registry.client.hset(tmp, mapping=rows)
+        progress({"stage": "precompute", "done": min(start + batch, len(users)), "total": len(users)})
+    # Only a complete list becomes visible; it lives and dies with the version's other keys.
+    if users:
+        registry.client.rename(tmp, out_key)
+    return {"model": name, "version": model.version, "users": len(users), "n": n}
