@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .client import RecommendationClient, Recommendations
 from .exceptions import (
     InvalidInteractions,
     InvalidParameter,
@@ -19,7 +20,6 @@ from .exceptions import (
     UnknownItem,
     UnknownUser,
 )
-from .client import RecommendationClient, Recommendations
 from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
 from .models import GraphEmbeddings, GraphModel, ProgressCallback, make_model

@@ -1,0 +1,40 @@
+"""Alerting: anomaly incidents, a durable outbox, and hooks that deliver them.
+
+::
+
+    from anomaly import alerts
+
+    alerts.register(alerts.WebhookHook("https://hooks.example/ea", secret="s3cret", format="alertmanager"))
+    alerts.observe("cpu-eu-1", timestamps, scores, threshold, model="cpu", model_version="3")
+    alerts.Deliverer().run()          # or: ea alerts run
+
+:func:`observe` turns scored batches into incidents (hysteresis, cooldown, grouping) and appends one
+notification per state change to a Redis Stream; :class:`Deliverer` consumers deliver them to every hook
+at least once, with retries, re-claiming and dead letters. Receivers check :func:`verify_signature` and
+deduplicate on the ``Idempotency-Key`` header. Errors are in :mod:`anomaly.exceptions`
+(``AlertError`` and below).
+"""
+
+from ..exceptions import AlertError, DeadLetterNotFound, DeliveryError, HookDisabled, HookError
+from .delivery import Deliverer, DeliveryStats, backoff_delay
+from .hooks import CallableHook, CeleryTaskHook, Hook, JsonLinesHook, register, registered_hooks, unregister
+from .incidents import Incident, IncidentPolicy, Notification, observe, open_incidents
+from .outbox import (
+    DeadLetter,
+    Delivered,
+    dead_letters,
+    disabled_hooks,
+    enable_hook,
+    outbox_status,
+    requeue,
+    tail,
+)
+from .webhook import WebhookHook, alertmanager_body, sign, verify_signature
+
+__all__ = [
+    "AlertError", "CallableHook", "CeleryTaskHook", "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
+    "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "Incident", "IncidentPolicy",
+    "JsonLinesHook", "Notification", "WebhookHook", "alertmanager_body", "backoff_delay", "dead_letters",
+    "disabled_hooks", "enable_hook", "observe", "open_incidents", "outbox_status", "register",
+    "registered_hooks", "requeue", "sign", "tail", "unregister", "verify_signature",
+]

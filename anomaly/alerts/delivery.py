@@ -1,0 +1,302 @@
+"""The delivery consumer: outbox stream -> hooks, at least once, with retries and dead letters.
+
+Each :class:`Deliverer` is one consumer of the outbox's consumer group. One :meth:`Deliverer.step`:
+
+1. **re-claims** entries another consumer read but never acknowledged for ``min_idle`` seconds
+   (XAUTOCLAIM): that consumer crashed, its deliveries are not lost;
+2. takes the **retries that are due** from the retry ZSET. Taking one leases it (its due time moves
+   ``min_idle`` ahead) instead of removing it, so a consumer that dies during a retry leaves it to the next;
+3. reads **new entries** (XREADGROUP).
+
+Delivery is tracked per (notification, hook) in a hash: a hook that succeeded is never called again for
+that notification, even when another hook is retried or the entry is re-claimed. After a pass over the
+hooks an entry is either finished (XACK + XDEL: the outbox keeps only undelivered notifications) or,
+if some hook failed in a retryable way, scheduled in the retry ZSET with exponential backoff and jitter
+(ZADD and XACK in one MULTI). A hook that fails ``max_attempts`` times, or permanently (4xx), gets a
+dead-letter entry; ``requeue`` sends it back. Delivery is at least once: a consumer killed between a
+hook's success and its record repeats that delivery, which is why every delivery carries an
+idempotency key.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import redis
+
+from vectorstore.connection import connect
+from vectorstore.settings import Settings, get_settings
+
+from ..exceptions import AlertError, DeliveryError, HookDisabled, HookError
+from .hooks import Hook, registered_hooks
+from .incidents import Notification
+from .keys import GROUP, AlertKeys
+
+__all__ = ["DeliveryStats", "Deliverer", "backoff_delay"]
+
+log = logging.getLogger(__name__)
+
+#: Per-(notification, hook) delivery records are kept this long after the last change (seconds).
+RECORD_TTL = 7 * 24 * 3600
+#: The delivered log (``ea alerts tail``) keeps about this many entries.
+DELIVERED_MAXLEN = 10_000
+
+# Take up to ARGV[3] members due at ARGV[1] and lease them until ARGV[2], atomically.
+_LEASE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
+return due
+"""
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Seconds before retry number ``attempt`` (1-based): ``base * 2**(attempt-1)`` capped at ``cap``,
+    with "equal jitter" (uniform in the upper half) so that consumers do not retry in lockstep."""
+    full = min(cap, base * 2 ** max(0, attempt - 1))
+    return full / 2 + (rng or random).uniform(0, full / 2)
+
+
+@dataclass
+class DeliveryStats:
+    """Counters of one consumer since it started."""
+
+    delivered: int = 0  # successful (notification, hook) deliveries
+    failed: int = 0  # failed attempts that will be retried
+    dead: int = 0  # (notification, hook) pairs dead-lettered
+    reclaimed: int = 0  # outbox entries taken over from a silent consumer
+
+
+class Deliverer:
+    """One delivery consumer of the outbox.
+
+    Args:
+        hooks: where to deliver; by default :func:`registered_hooks` (code + ``EA_ALERT_*`` settings).
+        consumer: this consumer's name in the group (default: host, pid and a random suffix).
+        max_attempts, backoff, backoff_max, min_idle: default to the ``EA_ALERT_*`` settings.
+        batch: entries read per XREADGROUP; ``min_idle`` must exceed the time a batch can take.
+        seed: seeds the backoff jitter (tests, benchmarks).
+
+    Raises:
+        AlertError: no hook is configured (a consumer without hooks would acknowledge alerts into the void).
+    """
+
+    def __init__(self, hooks: Sequence[Hook] | None = None, *, settings: Settings | None = None,
+                 client: redis.Redis | None = None, consumer: str | None = None, max_attempts: int | None = None,
+                 backoff: float | None = None, backoff_max: float | None = None, min_idle: float | None = None,
+                 batch: int = 10, seed: int | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.client = client or connect(self.settings)
+        self.hooks = list(registered_hooks(self.settings) if hooks is None else hooks)
+        if not self.hooks:
+            raise AlertError("no alert hooks configured: register() one or set EA_ALERT_WEBHOOK_URL/EA_ALERT_FILE")
+        self.keys = AlertKeys(self.settings.key_prefix)
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.max_attempts = max_attempts or self.settings.alert_max_attempts
+        self.backoff = self.settings.alert_backoff if backoff is None else backoff
+        self.backoff_max = self.settings.alert_backoff_max if backoff_max is None else backoff_max
+        self.min_idle = self.settings.alert_min_idle if min_idle is None else min_idle
+        self.batch = batch
+        self.stats = DeliveryStats()
+        self._rng = random.Random(seed)
+        self._lease = self.client.register_script(_LEASE_DUE)
+        ensure_group(self.client, self.keys)
+
+    # --- the loop -------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, *, block: float = 1.0) -> DeliveryStats:
+        """Deliver until ``stop`` is set (or forever); returns the counters. Blocks up to ``block`` seconds
+        per read, so ``stop`` is honoured within about that long."""
+        stop = stop or threading.Event()
+        log.info("alert consumer %s delivering to %s", self.consumer, [h.name for h in self.hooks])
+        try:
+            while not stop.is_set():
+                try:
+                    self.step(block=block)
+                except redis.ConnectionError as exc:  # Redis restarting: wait, do not crash the consumer
+                    log.warning("alert consumer %s: Redis unavailable (%s), retrying", self.consumer, exc)
+                    stop.wait(min(5.0, max(block, 0.1)))
+        finally:
+            self.close()
+        return self.stats
+
+    def step(self, *, block: float = 0.0) -> int:
+        """One pass: re-claim, due retries, new entries (waiting up to ``block`` s when there is nothing
+        else to do). Returns the number of outbox entries handled."""
+        handled = self.reclaim() + self.retry_due()
+        count = max(1, self.batch)
+        block_ms = None if handled or block <= 0 else int(block * 1000)
+        reply = self.client.xreadgroup(GROUP, self.consumer, {self.keys.outbox: ">"}, count=count, block=block_ms)
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                self._handle(entry_id, fields)
+                handled += 1
+        return handled
+
+    def drain(self, timeout: float = 30.0) -> DeliveryStats:
+        """Step until nothing is unread, pending or scheduled for retry in the outbox, or ``timeout``
+        seconds pass. For tests, tasks and scripts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.step(block=0.05) == 0 and self._idle():
+                break
+        return self.stats
+
+    def close(self) -> None:
+        """Leave the group if this consumer holds no pending entry (otherwise its name stays, so the
+        entries can be re-claimed)."""
+        try:
+            info = self.client.xpending_range(self.keys.outbox, GROUP, "-", "+", 1, consumername=self.consumer)
+            if not info:
+                self.client.xgroup_delconsumer(self.keys.outbox, GROUP, self.consumer)
+        except redis.RedisError:
+            pass
+
+    # --- the three sources ----------------------------------------------------------------------------
+
+    def reclaim(self) -> int:
+        """Take over entries idle for ``min_idle`` s in other consumers; returns how many were handled."""
+        handled, start = 0, "0-0"
+        while True:
+            reply = self.client.xautoclaim(self.keys.outbox, GROUP, self.consumer, int(self.min_idle * 1000),
+                                           start_id=start, count=self.batch)
+            start, entries = reply[0], reply[1]
+            for entry_id, fields in entries:
+                if fields is None:  # deleted while pending
+                    self.client.xack(self.keys.outbox, GROUP, entry_id)
+                    continue
+                log.warning("alert consumer %s re-claimed %s", self.consumer, _s(entry_id))
+                self.stats.reclaimed += 1
+                self._handle(entry_id, fields)
+                handled += 1
+            if start in (b"0-0", "0-0") or not entries:
+                return handled
+
+    def retry_due(self) -> int:
+        """Deliver the retries whose time has come; returns how many entries were handled."""
+        now = time.time()
+        due = self._lease(keys=[self.keys.retry], args=[now, now + self.min_idle, self.batch])
+        for entry_id in due:
+            found = self.client.xrange(self.keys.outbox, entry_id, entry_id)
+            if not found:  # finished meanwhile (or requeued elsewhere): nothing left to do
+                self.client.zrem(self.keys.retry, entry_id)
+                continue
+            self._handle(entry_id, found[0][1])
+        return len(due)
+
+    # --- one entry ------------------------------------------------------------------------------------
+
+    def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        try:
+            note = Notification.from_json(fields[b"n"])
+        except (KeyError, ValueError, TypeError) as exc:
+            log.error("alert outbox entry %s is malformed (%s): moved to dead letters", _s(entry_id), exc)
+            self._finish(entry_id, dead=[("*", fields.get(b"n", b""), f"malformed: {exc}", 0)])
+            return
+        only = set(json.loads(fields[b"hooks"])) if b"hooks" in fields else None
+        targets = [h for h in self.hooks if only is None or h.name in only]
+        record_key = self.keys.delivery(note.id)
+        record = {_s(k): _s(v) for k, v in self.client.hgetall(record_key).items()}
+        disabled = {_s(k) for k in self.client.hkeys(self.keys.disabled)}
+        retry_attempts: list[int] = []
+        for hook in targets:
+            if record.get(hook.name) in ("ok", "dead"):
+                continue  # done earlier (another hook is being retried, or the entry was re-claimed)
+            if hook.name in disabled:
+                self._dead(entry_id, note, hook, f"hook {hook.name} is disabled", int(record.get(f"{hook.name}#n", 0)))
+                continue
+            try:
+                hook.deliver(note)
+            except HookDisabled as exc:
+                log.error("alert hook %s disabled: %s", hook.name, exc)
+                self.client.hset(self.keys.disabled, hook.name,
+                                 json.dumps({"reason": str(exc), "at": time.time(), "status": exc.status}))
+                disabled.add(hook.name)
+                self._dead(entry_id, note, hook, str(exc), int(record.get(f"{hook.name}#n", 0)) + 1)
+            except DeliveryError as exc:
+                log.warning("alert %s to %s failed for good: %s", note.id, hook.name, exc)
+                self._dead(entry_id, note, hook, str(exc), int(record.get(f"{hook.name}#n", 0)) + 1)
+            except Exception as exc:  # HookError, or a hook that broke its contract: retry
+                attempts = self.client.hincrby(record_key, f"{hook.name}#n", 1)
+                self.client.expire(record_key, RECORD_TTL)
+                reason = str(exc) if isinstance(exc, HookError) else f"{type(exc).__name__}: {exc}"
+                if attempts >= self.max_attempts:
+                    log.warning("alert %s to %s failed %d times: dead-lettered (%s)", note.id, hook.name,
+                                attempts, reason)
+                    self._dead(entry_id, note, hook, reason, attempts)
+                else:
+                    self.stats.failed += 1
+                    retry_attempts.append(attempts)
+            else:
+                self._ok(note, hook)
+        if retry_attempts:
+            due = time.time() + backoff_delay(max(retry_attempts), self.backoff, self.backoff_max, self._rng)
+            pipe = self.client.pipeline(transaction=True)
+            pipe.zadd(self.keys.retry, {entry_id: due})
+            pipe.xack(self.keys.outbox, GROUP, entry_id)
+            pipe.execute()
+        else:
+            self._finish(entry_id)
+
+    def _ok(self, note: Notification, hook: Hook) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hset(self.keys.delivery(note.id), hook.name, "ok")
+        pipe.expire(self.keys.delivery(note.id), RECORD_TTL)
+        pipe.xadd(self.keys.delivered, {"n": note.to_json(), "hook": hook.name, "at": repr(time.time())},
+                  maxlen=DELIVERED_MAXLEN, approximate=True)
+        pipe.execute()
+        self.stats.delivered += 1
+
+    def _dead(self, entry_id: bytes, note: Notification, hook: Hook, error: str, attempts: int) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(self.keys.dead, {"n": note.to_json(), "hook": hook.name, "error": error[:500],
+                                   "attempts": attempts, "outbox_id": entry_id, "at": repr(time.time())})
+        pipe.hset(self.keys.delivery(note.id), hook.name, "dead")
+        pipe.expire(self.keys.delivery(note.id), RECORD_TTL)
+        pipe.execute()
+        self.stats.dead += 1
+
+    def _finish(self, entry_id: bytes, dead: list[tuple] | None = None) -> None:
+        pipe = self.client.pipeline(transaction=True)
+        for hook_name, raw, error, attempts in dead or []:
+            pipe.xadd(self.keys.dead, {"n": raw, "hook": hook_name, "error": error[:500], "attempts": attempts,
+                                       "outbox_id": entry_id, "at": repr(time.time())})
+        pipe.xack(self.keys.outbox, GROUP, entry_id)
+        pipe.zrem(self.keys.retry, entry_id)
+        pipe.xdel(self.keys.outbox, entry_id)
+        pipe.execute()
+
+    def _idle(self) -> bool:
+        pending = self.client.xpending(self.keys.outbox, GROUP)["pending"]
+        return pending == 0 and self.client.zcard(self.keys.retry) == 0 and self._unread() == 0
+
+    def _unread(self) -> int:
+        # Entries past the group's last-delivered id ("lag" is unreliable once entries are XDELed).
+        last = next((g["last-delivered-id"] for g in self.client.xinfo_groups(self.keys.outbox)
+                     if _s(g["name"]) == GROUP), b"0-0")
+        return len(self.client.xrange(self.keys.outbox, b"(" + _b(last), "+", count=1))
+
+
+def ensure_group(client: redis.Redis, keys: AlertKeys) -> None:
+    """Create the outbox stream and its consumer group if missing (idempotent)."""
+    try:
+        client.xgroup_create(keys.outbox, GROUP, id="0", mkstream=True)
+    except redis.ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+def _s(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _b(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()

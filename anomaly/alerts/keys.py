@@ -1,0 +1,59 @@
+"""Names of the Redis keys of the alerting layer, all under the service's key prefix.
+
+::
+
+    {prefix}alerts:state:{kind}:{key}   STRING  JSON state machine of one series/entity (see incidents.py)
+    {prefix}alerts:open                 HASH    incident id -> incident JSON, while firing
+    {prefix}alerts:outbox               STREAM  one entry per notification; consumer group "delivery"
+    {prefix}alerts:retry                ZSET    outbox id -> due time (epoch s) of its next attempt
+    {prefix}alerts:delivery:{nid}       HASH    per (notification, hook): "ok" | "dead", attempts "{hook}#n"
+    {prefix}alerts:dead                 STREAM  dead letters: one entry per (notification, hook) given up
+    {prefix}alerts:delivered            STREAM  log of successful deliveries (``ea alerts tail``), capped
+    {prefix}alerts:hooks:disabled       HASH    hook name -> JSON reason, for endpoints that answered 410
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["GROUP", "AlertKeys"]
+
+#: Name of the outbox's consumer group (every delivery consumer joins it).
+GROUP = "delivery"
+
+
+@dataclass(frozen=True)
+class AlertKeys:
+    """The key names for one key prefix."""
+
+    prefix: str
+
+    @property
+    def outbox(self) -> str:
+        return f"{self.prefix}alerts:outbox"
+
+    @property
+    def retry(self) -> str:
+        return f"{self.prefix}alerts:retry"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}alerts:dead"
+
+    @property
+    def delivered(self) -> str:
+        return f"{self.prefix}alerts:delivered"
+
+    @property
+    def open(self) -> str:
+        return f"{self.prefix}alerts:open"
+
+    @property
+    def disabled(self) -> str:
+        return f"{self.prefix}alerts:hooks:disabled"
+
+    def state(self, kind: str, key: str) -> str:
+        return f"{self.prefix}alerts:state:{kind}:{key}"
+
+    def delivery(self, notification_id: str) -> str:
+        return f"{self.prefix}alerts:delivery:{notification_id}"

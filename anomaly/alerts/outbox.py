@@ -1,0 +1,160 @@
+"""Operating the outbox: dead letters and requeueing, disabled hooks, status, and the delivered log.
+
+These are the functions behind ``ea alerts dead|retry|hooks|status|tail``; the delivery itself is
+:mod:`anomaly.alerts.delivery`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from vectorstore.connection import connect
+from vectorstore.settings import Settings, get_settings
+
+from ..exceptions import DeadLetterNotFound
+from .incidents import Notification
+from .keys import GROUP, AlertKeys
+
+__all__ = ["DeadLetter", "Delivered", "dead_letters", "disabled_hooks", "enable_hook", "outbox_status",
+           "requeue", "tail"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A (notification, hook) delivery that was given up: why, after how many attempts, when."""
+
+    id: str
+    hook: str
+    error: str
+    attempts: int
+    at: float
+    notification: Notification | None  # None when the outbox entry itself was malformed
+    raw: str
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One successful delivery, as logged for ``ea alerts tail``."""
+
+    id: str
+    hook: str
+    at: float
+    notification: Notification
+
+
+def _ctx(settings: Settings | None, client: redis.Redis | None) -> tuple[AlertKeys, redis.Redis]:
+    settings = settings or get_settings()
+    return AlertKeys(settings.key_prefix), client or connect(settings)
+
+
+def dead_letters(count: int = 100, *, settings: Settings | None = None,
+                 client: redis.Redis | None = None) -> list[DeadLetter]:
+    """The oldest ``count`` dead letters, oldest first."""
+    keys, client = _ctx(settings, client)
+    return [_dead(i, f) for i, f in client.xrange(keys.dead, count=count)]
+
+
+def requeue(ids: Iterable[str] | None = None, *, all: bool = False, settings: Settings | None = None,
+            client: redis.Redis | None = None) -> int:
+    """Send dead letters back to the outbox, each for its hook only (other hooks that already succeeded
+    are not called again); returns how many were requeued.
+
+    Args:
+        ids: dead-letter ids (as listed by :func:`dead_letters`).
+        all: requeue every dead letter (``ids`` is then ignored).
+
+    Raises:
+        DeadLetterNotFound: an id is not in the dead-letter stream (nothing is requeued then).
+    """
+    keys, client = _ctx(settings, client)
+    if all:
+        entries = client.xrange(keys.dead)
+    else:
+        entries = []
+        for i in ids or []:
+            found = client.xrange(keys.dead, i, i)
+            if not found:
+                raise DeadLetterNotFound(f"no dead letter {i!r}")
+            entries.extend(found)
+    for entry_id, fields in entries:
+        letter = _dead(entry_id, fields)
+        pipe = client.pipeline(transaction=True)
+        outbox_fields: dict[str, Any] = {"n": letter.raw}
+        if letter.notification is not None and letter.hook != "*":
+            # Forget the failure, so the hook gets a fresh set of attempts.
+            pipe.hdel(keys.delivery(letter.notification.id), letter.hook, f"{letter.hook}#n")
+            outbox_fields["hooks"] = json.dumps([letter.hook])
+        pipe.xadd(keys.outbox, outbox_fields)
+        pipe.xdel(keys.dead, entry_id)
+        pipe.execute()
+    return len(entries)
+
+
+def disabled_hooks(*, settings: Settings | None = None, client: redis.Redis | None = None) -> dict[str, dict]:
+    """Hooks disabled because their endpoint answered 410: name -> ``{"reason", "at", "status"}``."""
+    keys, client = _ctx(settings, client)
+    return {k.decode(): json.loads(v) for k, v in client.hgetall(keys.disabled).items()}
+
+
+def enable_hook(name: str, *, settings: Settings | None = None, client: redis.Redis | None = None) -> bool:
+    """Re-enable a disabled hook (its dead letters stay; ``requeue`` them). Returns whether it was disabled."""
+    keys, client = _ctx(settings, client)
+    return bool(client.hdel(keys.disabled, name))
+
+
+def outbox_status(*, settings: Settings | None = None, client: redis.Redis | None = None) -> dict[str, Any]:
+    """Counts for monitoring: ``undelivered`` (entries in the outbox), ``pending`` (read, not yet
+    acknowledged), ``retrying`` (scheduled retries), ``dead``, ``consumers`` (name -> pending, idle ms)."""
+    keys, client = _ctx(settings, client)
+    status: dict[str, Any] = {"undelivered": client.xlen(keys.outbox), "pending": 0,
+                              "retrying": client.zcard(keys.retry), "dead": client.xlen(keys.dead),
+                              "consumers": {}}
+    try:
+        status["pending"] = client.xpending(keys.outbox, GROUP)["pending"]
+        for c in client.xinfo_consumers(keys.outbox, GROUP):
+            status["consumers"][c["name"].decode()] = {"pending": c["pending"], "idle_ms": c["idle"]}
+    except redis.ResponseError:  # no group yet: nothing was ever delivered
+        pass
+    return status
+
+
+def tail(*, last: int = 10, block: float = 1.0, stop: threading.Event | None = None,
+         settings: Settings | None = None, client: redis.Redis | None = None) -> Iterator[Delivered]:
+    """Yield deliveries as they happen (XREAD on the delivered log), starting with the ``last`` previous
+    ones; ends when ``stop`` is set (checked every ``block`` seconds), else runs until closed."""
+    keys, client = _ctx(settings, client)
+    start = b"$"
+    if last > 0:
+        recent = client.xrevrange(keys.delivered, count=last)
+        for entry_id, fields in reversed(recent):
+            yield _delivered(entry_id, fields)
+        if recent:
+            start = recent[0][0]
+    while stop is None or not stop.is_set():
+        reply = client.xread({keys.delivered: start}, block=int(block * 1000), count=100)
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                start = entry_id
+                yield _delivered(entry_id, fields)
+
+
+def _dead(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
+    raw = fields.get(b"n", b"").decode()
+    try:
+        note: Notification | None = Notification.from_json(raw)
+    except (ValueError, KeyError, TypeError):
+        note = None
+    return DeadLetter(entry_id.decode(), fields.get(b"hook", b"*").decode(), fields.get(b"error", b"").decode(),
+                      int(fields.get(b"attempts", 0)), float(fields.get(b"at", time.time())), note, raw)
+
+
+def _delivered(entry_id: bytes, fields: dict[bytes, bytes]) -> Delivered:
+    return Delivered(entry_id.decode(), fields[b"hook"].decode(), float(fields[b"at"]),
+                     Notification.from_json(fields[b"n"]))

@@ -1,0 +1,358 @@
+"""kNN-distance anomaly detector over window embeddings (LSTM/GRU autoencoder state, or raw windows).
+
+Fitting (``fit(values_train)``): the training prefix sets the scaler (median/IQR) and, unless given, the
+window length (:func:`~anomaly.series.choose_window`); every training window (stride 1) is embedded and
+put in an hnswlib L2 index whose ids are the windows' start rows.
+
+Scoring: the window ending at row ``t`` is embedded; its distance is the mean L2 distance to its ``k``
+nearest training windows, **excluding trivial matches**, i.e. training windows that overlap it in time
+(start rows closer than ``window``). The score is that distance divided by the calibrated threshold
+distance, so a score above 1.0 means anomalous and scores are comparable across series. The score at
+row ``t`` uses only rows ``<= t`` plus the model fitted on the training prefix; rows before the first
+full window score 0.
+
+Calibration (never on labels): every training window is scored against the others (with the trivial
+match exclusion, so each is in effect held out from the index), and the threshold distance is
+``median + c * MAD`` of those scores (MAD scaled to a standard deviation), floored at their maximum so the
+prefix itself raises no alert.
+
+Alerts: a row is flagged when its score exceeds 1.0 and no row was flagged in the previous
+``refractory`` rows, so one incident gives one alert instead of a storm.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from vectorstore.index import ItemIndex
+
+from .exceptions import InvalidParameter, NotFitted, SeriesTooShort
+from .series import MAX_WINDOW, MIN_WINDOW, RobustScaler, Series, choose_window, sliding_windows
+
+__all__ = ["KnnDetector", "StreamScorer", "decide_alerts", "EMBEDDINGS"]
+
+log = logging.getLogger(__name__)
+
+EMBEDDINGS = ("lstm", "gru", "raw")
+THRESHOLD = 1.0
+
+
+class KnnDetector:
+    """Distance-to-training-windows anomaly detector (see the module docstring for the rules).
+
+    Args:
+        embedding: ``"lstm"``, ``"gru"`` (sequence-autoencoder state) or ``"raw"`` (the scaled window).
+        window: window length; ``None`` chooses it from the training prefix.
+        k: neighbours averaged in the distance.
+        c: MAD multiplier of the threshold.
+        refractory: rows after an alert during which no new alert is raised (``None``: 2 windows).
+        hidden, epochs, lr, batch_size, seed, max_windows: :class:`~anomaly.encoder.WindowEncoder` settings.
+        ef: hnswlib query beam width.
+
+    Raises:
+        InvalidParameter: a value outside its range.
+    """
+
+    def __init__(
+        self,
+        embedding: str = "gru",
+        window: int | None = None,
+        k: int = 3,
+        c: float = 8.0,
+        refractory: int | None = None,
+        *,
+        center: bool = True,
+        hidden: int = 16,
+        epochs: int = 30,
+        lr: float = 1e-2,
+        batch_size: int = 64,
+        seed: int = 0,
+        max_windows: int = 2048,
+        ef: int = 64,
+    ) -> None:
+        if embedding not in EMBEDDINGS:
+            raise InvalidParameter(f"embedding={embedding!r} is not one of {EMBEDDINGS}")
+        if window is not None and window < 2:
+            raise InvalidParameter(f"window={window} must be >= 2")
+        if k < 1 or ef < 1:
+            raise InvalidParameter(f"k={k} and ef={ef} must be >= 1")
+        if not c > 0:
+            raise InvalidParameter(f"c={c} must be > 0")
+        if refractory is not None and refractory < 0:
+            raise InvalidParameter(f"refractory={refractory} must be >= 0")
+        self.embedding = embedding
+        self.window = window
+        self.k = int(k)
+        self.c = float(c)
+        self.refractory = refractory
+        self.center = bool(center)
+        self.ef = int(ef)
+        self.encoder_params = dict(
+            hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_windows=max_windows
+        )
+        self.scaler: RobustScaler | None = None
+        self.encoder: Any = None
+        self.index: ItemIndex | None = None
+        self.threshold_distance: float | None = None
+        self.train_scores: np.ndarray | None = None
+        self.n_train = 0
+        self.tail: np.ndarray | None = None
+        self.fit_seconds = 0.0
+
+    # -- fitting ---------------------------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        """Alert threshold on :meth:`score` values (scores are distances relative to the calibration)."""
+        return THRESHOLD
+
+    def min_train_length(self, window: int | None = None) -> int:
+        """Fewest training rows: enough windows that ``k`` remain after excluding overlapping ones."""
+        w = window or self.window or MIN_WINDOW
+        return 3 * w + self.k + 8
+
+    def fit(self, values_train: np.ndarray | Series) -> KnnDetector:
+        """Fit on the training prefix (a :class:`Series` or its values).
+
+        Raises:
+            SeriesTooShort: fewer rows than :meth:`min_train_length` (the message names it).
+            InvalidParameter: non-finite values.
+        """
+        start = time.perf_counter()
+        values = _as_values(values_train)
+        n = values.size
+        if n < self.min_train_length():
+            raise SeriesTooShort(
+                f"training prefix has {n} rows; at least {self.min_train_length()} are needed "
+                f"(window {self.window or MIN_WINDOW}, k {self.k})"
+            )
+        if self.window is None:
+            cap = max(MIN_WINDOW, min(MAX_WINDOW, (n - self.k - 8) // 3))
+            self.window = choose_window(values, max_window=cap)
+            log.info("chose window %d from the %d-row training prefix", self.window, n)
+        if n < self.min_train_length():
+            raise SeriesTooShort(
+                f"training prefix has {n} rows; at least {self.min_train_length()} are needed for window "
+                f"{self.window} and k {self.k}"
+            )
+        self.scaler = RobustScaler.fit(values)
+        windows = self._windows(values)
+        if self.embedding != "raw":
+            from .encoder import WindowEncoder  # lazy: the raw detector works without torch
+
+            self.encoder = WindowEncoder(cell=self.embedding, **self.encoder_params).fit(windows)
+        vectors = self._embed(windows)
+        self.index = ItemIndex.build(vectors, space="l2", M=16, ef_construction=100, ef=self.ef, num_threads=1)
+        self.threshold_distance = 1.0
+        dist = self._distances(vectors, np.arange(vectors.shape[0]))
+        med = float(np.median(dist))
+        mad = 1.4826 * float(np.median(np.abs(dist - med)))
+        self.threshold_distance = max(med + self.c * mad, float(dist.max()), 1e-9)
+        self.train_scores = (dist / self.threshold_distance).astype(np.float32)
+        self.n_train = n
+        self.tail = values[n - self.window + 1 :].copy()
+        self.fit_seconds = time.perf_counter() - start
+        log.info(
+            "fitted %s detector: window %d, %d training windows, threshold distance %.4g in %.1f s",
+            self.embedding, self.window, vectors.shape[0], self.threshold_distance, self.fit_seconds,
+        )
+        return self
+
+    # -- scoring ---------------------------------------------------------------------------------------
+    def score(self, values: np.ndarray | Series, start_index: int = 0) -> np.ndarray:
+        """Anomaly score of every row of ``values`` (float64, finite; > 1.0 = anomalous).
+
+        ``values[i]`` is row ``start_index + i`` of the series the detector was fitted on (row 0 is the
+        first training row); that position is what makes training windows overlapping a query window
+        trivial matches. Score ``i`` depends only on ``values[: i + 1]``; the first ``window - 1`` rows of
+        ``values`` have no full window and score 0.
+
+        Raises:
+            NotFitted: before :meth:`fit`.
+            InvalidParameter: non-finite values.
+        """
+        self._check_fitted()
+        v = _as_values(values)
+        out = np.zeros(v.size, dtype=np.float64)
+        w = self.window
+        if v.size < w:
+            return out
+        windows = self._windows(v)
+        starts = start_index + np.arange(windows.shape[0])
+        out[w - 1 :] = self._distances(self._embed(windows), starts) / self.threshold_distance
+        return out
+
+    def alerts(self, scores: np.ndarray) -> np.ndarray:
+        """``is_anomaly`` decisions (bool) for consecutive ``scores``, with the refractory period."""
+        return decide_alerts(scores, THRESHOLD, self.refractory_rows)[0]
+
+    @property
+    def refractory_rows(self) -> int:
+        """Rows after an alert during which no new one is raised."""
+        self._check_fitted()
+        return 2 * self.window if self.refractory is None else int(self.refractory)
+
+    def stream(self) -> StreamScorer:
+        """A :class:`StreamScorer` continuing right after the training prefix."""
+        self._check_fitted()
+        return StreamScorer(self, position=self.n_train, tail=self.tail)
+
+    def _windows(self, values: np.ndarray) -> np.ndarray:
+        windows = sliding_windows(self.scaler.transform(values), self.window)
+        if self.center:
+            # Shape, not level: slow drifts of the level then move no window away from the training ones.
+            return windows - windows.mean(axis=1, keepdims=True)
+        return windows
+
+    def _embed(self, windows: np.ndarray) -> np.ndarray:
+        if self.encoder is None:
+            return np.ascontiguousarray(windows, dtype=np.float32)
+        return self.encoder.embed(windows)
+
+    def _distances(self, vectors: np.ndarray, starts: np.ndarray) -> np.ndarray:
+        """Mean L2 distance of each vector to its k nearest training windows not overlapping it in time."""
+        w, k = self.window, self.k
+        n_index = len(self.index)
+        dist = np.empty(vectors.shape[0], dtype=np.float64)
+        # Only windows starting before the last training window's end can overlap one.
+        near = starts < n_index + w - 1
+        far = ~near
+        if far.any():
+            _, sq = self.index.query(vectors[far], k=min(k, n_index))
+            dist[far] = np.sqrt(np.maximum(sq, 0)).mean(axis=1)
+        if near.any():
+            fetch = min(n_index, k + 2 * w - 1)
+            labels, sq = self.index.query(vectors[near], k=fetch)
+            ok = (labels >= 0) & (np.abs(labels - starts[near][:, None]) >= w)
+            keep = ok & (np.cumsum(ok, axis=1) <= k)
+            d = np.where(keep, np.sqrt(np.maximum(np.nan_to_num(sq), 0)), 0.0)
+            dist[near] = d.sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
+        return dist
+
+    def _check_fitted(self) -> None:
+        if self.index is None or self.scaler is None:
+            raise NotFitted("KnnDetector used before fit (or from_parts)")
+
+    # -- persistence -----------------------------------------------------------------------------------
+    def to_parts(self) -> tuple[dict[str, np.ndarray], dict[str, bytes], dict[str, Any]]:
+        """``(arrays, blobs, meta)`` for :meth:`ModelRegistry.publish`: everything :meth:`from_parts` needs.
+
+        arrays: ``tail`` (last window-1 training values), ``train_scores``; blobs: ``index``
+        (:meth:`ItemIndex.to_bytes`) and, for neural embeddings, ``encoder`` (torch state_dict bytes);
+        meta: JSON-able settings, scaler statistics and the threshold distance.
+        """
+        self._check_fitted()
+        arrays = {"tail": self.tail.astype(np.float64), "train_scores": self.train_scores.astype(np.float32)}
+        blobs = {"index": self.index.to_bytes()}
+        meta: dict[str, Any] = {
+            "kind": "knn_detector",
+            "embedding": self.embedding,
+            "window": int(self.window),
+            "k": self.k,
+            "c": self.c,
+            "center": self.center,
+            "refractory": self.refractory,
+            "ef": self.ef,
+            "threshold_distance": float(self.threshold_distance),
+            "scaler": {"center": self.scaler.center, "scale": self.scaler.scale},
+            "n_train": int(self.n_train),
+            "encoder_params": dict(self.encoder_params),
+        }
+        if self.encoder is not None:
+            blobs["encoder"] = self.encoder.state_bytes()
+            meta["encoder"] = self.encoder.config_dict()
+        return arrays, blobs, meta
+
+    @classmethod
+    def from_parts(
+        cls, arrays: dict[str, np.ndarray], blobs: dict[str, bytes], meta: dict[str, Any]
+    ) -> KnnDetector:
+        """Rebuild a fitted detector from :meth:`to_parts` output.
+
+        Raises:
+            NotFitted: a part is missing.
+        """
+        try:
+            det = cls(
+                meta["embedding"], window=meta["window"], k=meta["k"], c=meta["c"],
+                refractory=meta["refractory"], center=meta["center"], ef=meta["ef"], **meta["encoder_params"],
+            )
+            det.scaler = RobustScaler(float(meta["scaler"]["center"]), float(meta["scaler"]["scale"]))
+            det.threshold_distance = float(meta["threshold_distance"])
+            det.n_train = int(meta["n_train"])
+            det.tail = np.asarray(arrays["tail"], dtype=np.float64)
+            det.train_scores = np.asarray(arrays["train_scores"], dtype=np.float32)
+            det.index = ItemIndex.from_bytes(blobs["index"])
+            if det.embedding != "raw":
+                from .encoder import WindowEncoder
+
+                det.encoder = WindowEncoder.from_state(blobs["encoder"], meta["encoder"])
+        except KeyError as exc:
+            raise NotFitted(f"detector parts lack {exc}") from None
+        return det
+
+
+class StreamScorer:
+    """Scores points as they arrive, giving exactly the batch :meth:`KnnDetector.score` values and alerts.
+
+    Holds the last ``window - 1`` values, the row position of the next value and the last alert row.
+
+    Args:
+        detector: a fitted detector.
+        position: row number of the next value (default: right after the training prefix).
+        tail: the ``window - 1`` values before ``position`` (default: the end of the training prefix).
+    """
+
+    def __init__(self, detector: KnnDetector, position: int | None = None, tail: np.ndarray | None = None):
+        detector._check_fitted()
+        self.detector = detector
+        self.position = detector.n_train if position is None else int(position)
+        self.tail = np.asarray(detector.tail if tail is None else tail, dtype=np.float64)[-(detector.window - 1) :]
+        self.last_alert: int | None = None
+
+    def update(self, new_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, is_anomaly)`` of ``new_values``; advances the state."""
+        new = _as_values(new_values, allow_empty=True)
+        if new.size == 0:
+            return np.zeros(0), np.zeros(0, dtype=bool)
+        buf = np.concatenate([self.tail, new])
+        scores = self.detector.score(buf, start_index=self.position - self.tail.size)[self.tail.size :]
+        # Rows with no full window yet (a short tail) are not alerts, as in batch scoring.
+        flags, self.last_alert = decide_alerts(
+            scores, THRESHOLD, self.detector.refractory_rows, self.last_alert, start=self.position
+        )
+        self.tail = buf[-(self.detector.window - 1) :] if self.detector.window > 1 else buf[:0]
+        self.position += new.size
+        return scores, flags
+
+
+def decide_alerts(
+    scores: np.ndarray, threshold: float, refractory: int, last_alert: int | None = None, start: int = 0
+) -> tuple[np.ndarray, int | None]:
+    """Flag rows whose score exceeds ``threshold`` unless a row was flagged in the previous ``refractory``.
+
+    ``scores[i]`` is row ``start + i``; ``last_alert`` is the row of the previous alert (or ``None``).
+    Returns the flags and the new ``last_alert``.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    flags = np.zeros(s.size, dtype=bool)
+    for i in np.flatnonzero(s > threshold):
+        row = start + int(i)
+        if last_alert is None or row - last_alert > refractory:
+            flags[i] = True
+            last_alert = row
+    return flags, last_alert
+
+
+def _as_values(values: np.ndarray | Series, allow_empty: bool = False) -> np.ndarray:
+    v = values.values if isinstance(values, Series) else values
+    v = np.asarray(v, dtype=np.float64).ravel()
+    if v.size == 0 and not allow_empty:
+        raise SeriesTooShort("no values given; at least one window is needed")
+    if not np.isfinite(v).all():
+        bad = np.flatnonzero(~np.isfinite(v))[:5].tolist()
+        raise InvalidParameter(f"values must be finite; NaN/inf at positions {bad}")
+    return v

@@ -1,0 +1,221 @@
+"""Sequence autoencoder (LSTM or GRU) that turns fixed-length windows into embedding vectors.
+
+The encoder RNN reads a window; its final hidden state ``h`` of the last layer is the embedding (for an
+LSTM only ``h``, not the cell state ``c``: ``h`` is what the decoder sees through the output gate, and it
+keeps the embedding dimension equal to ``hidden`` for both cells). The decoder RNN receives that
+embedding at every step and reconstructs the window; training minimises the reconstruction MSE.
+
+Training is deterministic for a given seed: weights are initialised and batches shuffled from generators
+seeded with ``seed`` inside a forked RNG state (the caller's global torch RNG is left untouched), and CPU
+RNN kernels are deterministic. Windows are subsampled with a stride so that at most ``max_windows`` are
+used, which keeps training to seconds on long series.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .exceptions import InvalidParameter, NotFitted
+
+__all__ = ["EncoderConfig", "WindowEncoder"]
+
+log = logging.getLogger(__name__)
+
+CELLS = ("lstm", "gru")
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Hyper-parameters of a :class:`WindowEncoder` (JSON-serialisable through :func:`dataclasses.asdict`)."""
+
+    cell: str = "gru"
+    hidden: int = 16
+    layers: int = 1
+    epochs: int = 30
+    lr: float = 1e-2
+    batch_size: int = 64
+    seed: int = 0
+    max_windows: int = 2048
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise InvalidParameter(f"cell={self.cell!r} is not one of {CELLS}")
+        for name in ("hidden", "layers", "epochs", "batch_size", "max_windows"):
+            if int(getattr(self, name)) < 1:
+                raise InvalidParameter(f"{name}={getattr(self, name)} must be >= 1")
+        if not self.lr > 0:
+            raise InvalidParameter(f"lr={self.lr} must be > 0")
+
+
+class _SeqAutoencoder(nn.Module):
+    def __init__(self, cell: str, hidden: int, layers: int) -> None:
+        super().__init__()
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.cell = cell
+        self.encoder = rnn(1, hidden, layers, batch_first=True)
+        self.decoder = rnn(hidden, hidden, layers, batch_first=True)
+        self.out = nn.Linear(hidden, 1)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        _, state = self.encoder(x)
+        h = state[0] if self.cell == "lstm" else state
+        return h[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = self.encode(x)
+        y, _ = self.decoder(z.unsqueeze(1).expand(-1, x.shape[1], -1))
+        return self.out(y)
+
+
+class WindowEncoder:
+    """LSTM/GRU sequence autoencoder over windows of a scaled series; the embedding is the encoder state.
+
+    Args:
+        cell: ``"lstm"`` or ``"gru"``.
+        hidden: embedding dimension (RNN hidden size).
+        layers: stacked RNN layers.
+        epochs, lr, batch_size: Adam training schedule.
+        seed: makes initialisation and shuffling, hence embeddings, reproducible.
+        max_windows: training windows are subsampled with a stride down to at most this many.
+
+    Raises:
+        InvalidParameter: a value outside its range.
+    """
+
+    def __init__(
+        self,
+        cell: str = "gru",
+        hidden: int = 16,
+        layers: int = 1,
+        epochs: int = 30,
+        lr: float = 1e-2,
+        batch_size: int = 64,
+        seed: int = 0,
+        max_windows: int = 2048,
+    ) -> None:
+        self.config = EncoderConfig(cell, hidden, layers, epochs, lr, batch_size, seed, max_windows)
+        self._model: _SeqAutoencoder | None = None
+        self.loss_history: list[float] = []
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        return self.config.hidden
+
+    @property
+    def window(self) -> int | None:
+        """Window length the encoder was trained on (``None`` before :meth:`fit`)."""
+        return self.config.window
+
+    def fit(self, windows: np.ndarray) -> WindowEncoder:
+        """Train on ``windows`` (n x w, already scaled).
+
+        Raises:
+            InvalidParameter: not a non-empty 2-D finite array.
+        """
+        w = _check_windows(windows)
+        cfg = self.config
+        stride = max(1, -(-w.shape[0] // cfg.max_windows))
+        data = torch.from_numpy(np.ascontiguousarray(w[::stride], dtype=np.float32)).unsqueeze(-1)
+        start = time.perf_counter()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = _SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers)
+            gen = torch.Generator().manual_seed(cfg.seed)
+            opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+            self.loss_history = []
+            model.train()
+            for _ in range(cfg.epochs):
+                perm = torch.randperm(data.shape[0], generator=gen)
+                total = 0.0
+                for i in range(0, data.shape[0], cfg.batch_size):
+                    batch = data[perm[i : i + cfg.batch_size]]
+                    opt.zero_grad()
+                    loss = nn.functional.mse_loss(model(batch), batch)
+                    loss.backward()
+                    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                    opt.step()
+                    total += loss.detach().item() * batch.shape[0]
+                self.loss_history.append(total / data.shape[0])
+        model.eval()
+        self._model = model
+        self.config = EncoderConfig(**{**asdict(cfg), "window": int(w.shape[1])})
+        log.info(
+            "%s encoder: %d windows (stride %d), %d epochs, loss %.4f -> %.4f in %.1f s",
+            cfg.cell, data.shape[0], stride, cfg.epochs, self.loss_history[0], self.loss_history[-1],
+            time.perf_counter() - start,
+        )
+        return self
+
+    def embed(self, windows: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+        """Embeddings (n x hidden, float32) of ``windows`` (n x w, scaled like the training windows).
+
+        Raises:
+            NotFitted: before :meth:`fit`.
+            InvalidParameter: wrong shape or non-finite values.
+        """
+        if self._model is None:
+            raise NotFitted("WindowEncoder.embed called before fit (or from_state)")
+        w = _check_windows(windows, allow_empty=True)
+        if self.window is not None and w.shape[1] != self.window:
+            raise InvalidParameter(f"windows have length {w.shape[1]}, the encoder was trained on {self.window}")
+        out = np.empty((w.shape[0], self.dim), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, w.shape[0], batch_size):
+                chunk = torch.from_numpy(np.ascontiguousarray(w[i : i + batch_size], dtype=np.float32))
+                out[i : i + chunk.shape[0]] = self._model.encode(chunk.unsqueeze(-1)).numpy()
+        return out
+
+    # -- persistence ---------------------------------------------------------------------------------------
+    def state_bytes(self) -> bytes:
+        """The trained weights as ``torch.save(state_dict)`` bytes (no pickled objects)."""
+        if self._model is None:
+            raise NotFitted("WindowEncoder.state_bytes called before fit")
+        buf = io.BytesIO()
+        torch.save(self._model.state_dict(), buf)
+        return buf.getvalue()
+
+    def config_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-able dict (pass it back to :meth:`from_state`)."""
+        return asdict(self.config)
+
+    @classmethod
+    def from_state(cls, state: bytes, config: dict[str, Any]) -> WindowEncoder:
+        """Rebuild an encoder from :meth:`state_bytes` and :meth:`config_dict` (``weights_only`` load).
+
+        Raises:
+            InvalidParameter: the config is invalid or does not match the weights.
+        """
+        try:
+            cfg = EncoderConfig(**config)
+        except TypeError as exc:
+            raise InvalidParameter(f"bad encoder config {config!r}: {exc}") from None
+        enc = cls.__new__(cls)
+        enc.config = cfg
+        enc.loss_history = []
+        model = _SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers)
+        try:
+            model.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
+        except (RuntimeError, KeyError, EOFError) as exc:
+            raise InvalidParameter(f"encoder state does not match config {config!r}: {exc}") from None
+        model.eval()
+        enc._model = model
+        return enc
+
+
+def _check_windows(windows: np.ndarray, allow_empty: bool = False) -> np.ndarray:
+    w = np.asarray(windows)
+    if w.ndim != 2 or (w.shape[0] == 0 and not allow_empty) or w.shape[1] == 0:
+        raise InvalidParameter(f"windows must be a non-empty 2-D array (n x window), got shape {w.shape}")
+    if w.dtype.kind not in "fiu" or not np.isfinite(w).all():
+        raise InvalidParameter("windows must be finite numbers")
+    return w

@@ -1,0 +1,219 @@
+"""LightGCN's training loop on plain matrices: BPR epochs, periodic validation, early stopping, budget.
+
+``recsys.lightgcn.LightGCN`` validates parameters and converts ``Interactions`` to the users x items CSR
+matrices this module works on.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg  # noqa: F401 - sp.linalg.eigsh
+import torch
+
+from recsys._lightgcn_ops import (
+    PositiveSet,
+    bpr_loss,
+    normalized_adjacency,
+    propagate,
+    sample_negatives,
+    to_torch_csr,
+)
+from recsys.exceptions import TrainingError
+from recsys.metrics import ranking_metrics, top_k
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one LightGCN fit (validated by ``recsys.lightgcn.LightGCN``)."""
+
+    dim: int = 64
+    layers: int = 3
+    lr: float = 0.01
+    reg: float = 1e-4
+    epochs: int = 200
+    batch_size: int = 16384
+    eval_every: int = 5
+    patience: int = 3
+    k: int = 20
+    init: str = "normal"
+    init_std: float = 0.1
+    reject_positives: bool = True
+    seed: int = 0
+    threads: int = 2
+    time_budget_s: float | None = None
+
+
+@dataclass
+class TrainResult:
+    """Final (best) embeddings and what happened on the way."""
+
+    user_vectors: np.ndarray
+    item_vectors: np.ndarray
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped: str = "epochs"
+
+
+def validation_recall(
+    final: torch.Tensor, n_users: int, train: sp.csr_matrix, valid: sp.csr_matrix, k: int
+) -> float:
+    """Recall@k on ``valid`` of propagated embeddings: exact full ranking, ``train`` items excluded."""
+    vectors = final.detach().numpy()
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    items, _ = top_k(vectors[:n_users], vectors[n_users:], k, exclude=train, users=users)
+    return float(ranking_metrics((users, items), valid, k)[f"recall@{k}"])
+
+
+def _initial_embeddings(adj: sp.csr_matrix, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    n = adj.shape[0]
+    if cfg.init == "normal":
+        return torch.randn(n, cfg.dim, generator=gen) * cfg.init_std
+    # "svd": the leading eigenvectors of the normalised adjacency, the subspace LightGCN's smoothing
+    # converges towards, rescaled to the usual embedding norm; breaks the slow symmetric start of BPR.
+    if n <= max(2 * cfg.dim, 500):  # eigsh needs k < n; small graphs are cheaper dense anyway
+        _, vecs = np.linalg.eigh(adj.toarray().astype(np.float64))
+        vecs = vecs[:, ::-1][:, : cfg.dim]
+        if vecs.shape[1] < cfg.dim:
+            vecs = np.hstack([vecs, np.zeros((n, cfg.dim - vecs.shape[1]))])
+    else:
+        v0 = np.random.default_rng(cfg.seed).standard_normal(n)
+        _, vecs = sp.linalg.eigsh(adj.astype(np.float64), k=cfg.dim, which="LA", v0=v0, tol=1e-4)
+    x = torch.from_numpy(vecs.astype(np.float32))
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12).mean() * cfg.init_std * math.sqrt(cfg.dim)
+    return x + torch.randn(n, cfg.dim, generator=gen) * (cfg.init_std * 0.1)
+
+
+def train(
+    train_matrix: sp.csr_matrix,
+    cfg: TrainConfig,
+    valid_matrix: sp.csr_matrix | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Fit LightGCN with BPR on a users x items matrix.
+
+    Args:
+        train_matrix: users x items interactions (non-zero = edge).
+        cfg: hyper-parameters.
+        valid_matrix: held-out users x items interactions, same shape; when given, Recall@k is computed
+            every ``cfg.eval_every`` epochs, the best epoch's embeddings are kept and training stops after
+            ``cfg.patience`` evaluations without improvement.
+        progress: called after each epoch with a dict (``stage``, ``epoch``, ``done``, ``total``, ``loss``,
+            ``seconds`` and ``recall@k`` when evaluated).
+
+    Returns:
+        ``TrainResult`` with float32 numpy user and item vectors.
+    """
+    started = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        return _train(train_matrix, cfg, valid_matrix, progress, started)
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _train(
+    train_matrix: sp.csr_matrix,
+    cfg: TrainConfig,
+    valid_matrix: sp.csr_matrix | None,
+    progress: Progress | None,
+    started: float,
+) -> TrainResult:
+    train_matrix = sp.csr_matrix(train_matrix)
+    n_users, n_items = train_matrix.shape
+    gen = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+
+    adj_np = normalized_adjacency(train_matrix)
+    adj = to_torch_csr(adj_np)
+    coo = train_matrix.tocoo()
+    keep = coo.data != 0
+    edge_users = coo.row[keep].astype(np.int64)
+    edge_items = coo.col[keep].astype(np.int64)
+    positives = PositiveSet(edge_users, edge_items, n_users, n_items) if cfg.reject_positives else None
+
+    ego = torch.nn.Parameter(_initial_embeddings(adj_np, cfg, gen))
+    optimizer = torch.optim.Adam([ego], lr=cfg.lr)
+    n_edges = len(edge_users)
+    steps = max(1, math.ceil(n_edges / cfg.batch_size))
+
+    history: list[dict[str, Any]] = []
+    best = (-1.0, 0, None)  # (recall, epoch, final embeddings)
+    bad_evals = 0
+    stopped = "epochs"
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        order = rng.permutation(n_edges)
+        negatives = sample_negatives(edge_users[order], n_items, rng, positives)
+        loss_sum = 0.0
+        seen_edges = 0
+        for s in range(steps):
+            # The budget is also checked between steps: one epoch on a large graph can take minutes.
+            if cfg.time_budget_s is not None and time.perf_counter() - started >= cfg.time_budget_s:
+                break
+            sl = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
+            idx = order[sl]
+            users = torch.from_numpy(edge_users[idx])
+            pos = torch.from_numpy(edge_items[idx])
+            neg = torch.from_numpy(negatives[sl])
+            final = propagate(adj, ego, cfg.layers)
+            loss, bpr = bpr_loss(final, ego, users, pos, neg, n_users, cfg.reg)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += float(bpr) * len(idx)
+            seen_edges += len(idx)
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": loss_sum / max(seen_edges, 1),
+            "seconds": time.perf_counter() - t0,
+        }
+        if not math.isfinite(record["loss"]):
+            raise TrainingError(f"LightGCN loss became {record['loss']} at epoch {epoch}; lower lr={cfg.lr}")
+        out_of_time = cfg.time_budget_s is not None and time.perf_counter() - started >= cfg.time_budget_s
+        evaluate = valid_matrix is not None and (
+            epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time
+        )
+        if evaluate:
+            with torch.no_grad():
+                final = propagate(adj, ego.detach(), cfg.layers)
+            score = validation_recall(final, n_users, train_matrix, valid_matrix, cfg.k)
+            record[f"recall@{cfg.k}"] = score
+            if score > best[0]:
+                best = (score, epoch, final)
+                bad_evals = 0
+            else:
+                bad_evals += 1
+        history.append(record)
+        logger.debug("lightgcn epoch %d: %s", epoch, record)
+        if progress is not None:
+            progress({"stage": "train", "done": epoch, "total": cfg.epochs, **record})
+        if evaluate and bad_evals >= cfg.patience:
+            stopped = "early_stopping"
+            break
+        if out_of_time:
+            stopped = "time_budget"
+            break
+
+    if best[2] is not None:
+        final, best_epoch = best[2], best[1]
+    else:
+        with torch.no_grad():
+            final = propagate(adj, ego.detach(), cfg.layers)
+        best_epoch = epoch
+    logger.info("lightgcn stopped (%s) after %d epochs, best epoch %d", stopped, epoch, best_epoch)
+    vectors = final.numpy().astype(np.float32, copy=True)
+    return TrainResult(vectors[:n_users], vectors[n_users:], history, best_epoch, stopped)

@@ -1,0 +1,498 @@
+"""User-item interactions: external ids mapped to dense ints, duplicates summed, validated once.
+
+:class:`Interactions` is the input of every graph model and of the metrics. It is immutable: built by
+:meth:`Interactions.from_frame` or :meth:`Interactions.read`, never partially. Users are numbered
+``0..n_users-1`` and items ``0..n_items-1`` in order of first appearance; the external ids are kept as
+strings in :attr:`Interactions.user_ids` / :attr:`Interactions.item_ids`.
+
+Input is validated row by row; every problem (missing column, missing or empty id, weight that is not a
+finite number > 0, unparsable line, empty input) raises :class:`~recsys.exceptions.InvalidInteractions`
+naming the number of bad rows and the first few, by their 1-based row (DataFrame) or line (file) number.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .exceptions import InvalidInteractions, UnknownItem, UnknownUser
+
+__all__ = ["Interactions"]
+
+logger = logging.getLogger(__name__)
+
+REQUIRED = ("user", "item")
+OPTIONAL = ("weight", "timestamp")
+MAX_REPORTED = 5  # bad rows named in an error message
+CHUNK_ROWS = 1_000_000
+
+
+class _Builder:
+    """Accumulates validated chunks as int codes, so a large file is never held as strings twice."""
+
+    def __init__(self, source: str, unit: str) -> None:
+        self.source, self.unit = source, unit
+        self.user_map: dict[str, int] = {}
+        self.item_map: dict[str, int] = {}
+        self.users: list[np.ndarray] = []
+        self.items: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []
+        self.timestamps: list[np.ndarray] | None = None
+        self.rows = 0
+        self.bad_count = 0
+        self.bad: list[str] = []
+
+    def reject(self, number: int, reason: str) -> None:
+        self.bad_count += 1
+        if len(self.bad) < MAX_REPORTED:
+            self.bad.append(f"{self.unit} {number}: {reason}")
+
+    def add(
+        self,
+        user: pd.Series,
+        item: pd.Series,
+        weight: pd.Series | None,
+        timestamp: pd.Series | None,
+        first_number: int,
+    ) -> None:
+        """Validate one chunk; ``first_number`` is the row/line number of its first row."""
+        n = len(user)
+        numbers = np.arange(first_number, first_number + n)
+        user_s, user_bad = _ids(user)
+        item_s, item_bad = _ids(item)
+        if weight is None:
+            w = np.ones(n, dtype=np.float64)
+            w_bad = np.zeros(n, dtype=bool)
+        else:
+            w = pd.to_numeric(weight, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            w_bad = ~(np.isfinite(w) & (w > 0))
+        ts = ts_bad = None
+        if timestamp is not None:
+            ts, ts_bad = _timestamps(timestamp)
+        bad = user_bad | item_bad | w_bad
+        if ts_bad is not None:
+            bad |= ts_bad
+        if bad.any():
+            room = max(MAX_REPORTED - len(self.bad), 0)
+            for i in np.flatnonzero(bad)[:room]:
+                reasons = []
+                if user_bad[i]:
+                    reasons.append("missing user id")
+                if item_bad[i]:
+                    reasons.append("missing item id")
+                if w_bad[i]:
+                    reasons.append(f"weight={weight.iloc[i]!r} is not a finite number > 0")
+                if ts_bad is not None and ts_bad[i]:
+                    reasons.append(f"timestamp={timestamp.iloc[i]!r} is not a number or date")
+                self.bad.append(f"{self.unit} {numbers[i]}: {', '.join(reasons)}")
+            self.bad_count += int(bad.sum())
+        self.rows += n
+        if self.bad_count:
+            return  # nothing partial is kept once the input is known to be bad
+        self.users.append(_encode(user_s, self.user_map))
+        self.items.append(_encode(item_s, self.item_map))
+        self.weights.append(w)
+        if ts is not None:
+            self.timestamps = (self.timestamps or []) + [ts]
+
+    def build(self) -> Interactions:
+        if self.bad_count:
+            raise InvalidInteractions(
+                f"{self.source}: {self.bad_count} bad {self.unit}(s) of {self.rows}; first: "
+                + "; ".join(self.bad)
+            )
+        if self.rows == 0:
+            raise InvalidInteractions(f"{self.source}: no interactions (empty input)")
+        ts = np.concatenate(self.timestamps) if self.timestamps else None
+        return Interactions._from_codes(
+            np.array(list(self.user_map), dtype=object).astype(str),
+            np.array(list(self.item_map), dtype=object).astype(str),
+            np.concatenate(self.users),
+            np.concatenate(self.items),
+            np.concatenate(self.weights),
+            ts,
+        )
+
+
+def _ids(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(ids as str objects, bad mask): missing (NaN/None) or blank ids are bad."""
+    missing = col.isna().to_numpy()
+    s = col.astype(object).where(~missing, "").map(str).str.strip()
+    bad = missing | (s == "").to_numpy()
+    return s.to_numpy(dtype=object), bad
+
+
+def _timestamps(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps as float64, bad mask). Numbers are kept; dates become POSIX seconds."""
+    ts = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isnan(ts).any():
+        dates = pd.to_datetime(col, errors="coerce", utc=True)
+        seconds = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        as_seconds = seconds.to_numpy(dtype=np.float64, na_value=np.nan)
+        ts = np.where(np.isnan(ts), as_seconds, ts)
+    return ts, ~np.isfinite(ts)
+
+
+def _encode(values: np.ndarray, mapping: dict[str, int]) -> np.ndarray:
+    codes, uniques = pd.factorize(values)
+    global_codes = np.fromiter((mapping.setdefault(u, len(mapping)) for u in uniques), np.int64, len(uniques))
+    return global_codes[codes].astype(np.int32)
+
+
+class Interactions:
+    """Immutable user-item interactions over dense ids.
+
+    Attributes:
+        user_ids: external user ids (str), indexed by dense user id.
+        item_ids: external item ids (str), indexed by dense item id.
+        users, items: int32 dense ids of each unique (user, item) pair, sorted by (user, item).
+        weights: float32 weight of each pair (duplicates summed).
+        timestamps: float64 latest timestamp of each pair, or None.
+        dropped: for the result of :meth:`align`, how many rows/users/items were dropped; else zeros.
+    """
+
+    def __init__(
+        self,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        users: np.ndarray,
+        items: np.ndarray,
+        weights: np.ndarray,
+        timestamps: np.ndarray | None = None,
+        dropped: dict[str, int] | None = None,
+    ) -> None:
+        # Internal: use from_frame / read. Arrays are expected deduplicated and sorted.
+        self._user_ids = _frozen(np.asarray(user_ids, dtype=str))
+        self._item_ids = _frozen(np.asarray(item_ids, dtype=str))
+        self._users = _frozen(np.asarray(users, dtype=np.int32))
+        self._items = _frozen(np.asarray(items, dtype=np.int32))
+        self._weights = _frozen(np.asarray(weights, dtype=np.float32))
+        self._timestamps = None if timestamps is None else _frozen(np.asarray(timestamps, dtype=np.float64))
+        self._dropped = dict(dropped or {"rows": 0, "users": 0, "items": 0})
+        self._cache: dict[str, Any] = {}
+
+    # -- constructors -------------------------------------------------------------------------------
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame) -> Interactions:
+        """Build from a DataFrame with columns ``user``, ``item`` and optional ``weight``, ``timestamp``.
+
+        Raises:
+            InvalidInteractions: a required column is missing, the frame is empty, or some rows have a
+                missing id or a weight that is not a finite number > 0 (named by 1-based row number).
+        """
+        if not isinstance(df, pd.DataFrame):
+            raise InvalidInteractions(f"expected a pandas DataFrame, got {type(df).__name__}")
+        _check_columns(df.columns, "DataFrame")
+        builder = _Builder("DataFrame", "row")
+        builder.add(*_columns(df), first_number=1)
+        return builder.build()
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, *, chunksize: int = CHUNK_ROWS) -> Interactions:
+        """Read interactions from a file, detecting its format.
+
+        Formats: CSV (``.csv``, header with ``user,item[,weight,timestamp]``, read in chunks of
+        ``chunksize`` rows), Parquet (``.parquet``/``.pq``, read by row batches), MovieLens ``u.data``
+        (tab-separated ``user item rating timestamp``, no header; weight 1, ratings ignored) and the
+        LightGCN text format, one line per user: ``user item item ...`` (integer ids).
+
+        Raises:
+            InvalidInteractions: missing file columns, bad rows or lines (by 1-based line number), empty file.
+            FileNotFoundError: no such file.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no interactions file at {path}")
+        suffix = path.suffix.lower()
+        if suffix in (".parquet", ".pq"):
+            return _read_parquet(path, chunksize)
+        if suffix == ".csv":
+            return _read_csv(path, chunksize)
+        first = _first_line(path)
+        if first is None:
+            raise InvalidInteractions(f"{path}: no interactions (empty file)")
+        if "\t" in first:
+            return _read_udata(path, chunksize)
+        if "," in first:
+            return _read_csv(path, chunksize)
+        return _read_user_lines(path, chunksize)
+
+    @classmethod
+    def _from_codes(
+        cls,
+        user_ids: np.ndarray,
+        item_ids: np.ndarray,
+        users: np.ndarray,
+        items: np.ndarray,
+        weights: np.ndarray,
+        timestamps: np.ndarray | None = None,
+        dropped: dict[str, int] | None = None,
+    ) -> Interactions:
+        """Deduplicate (user, item) pairs, summing weights and keeping the latest timestamp."""
+        n_items = max(len(item_ids), 1)
+        keys = users.astype(np.int64) * n_items + items.astype(np.int64)
+        order = np.argsort(keys, kind="stable")
+        keys = keys[order]
+        starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+        w = np.add.reduceat(np.asarray(weights, dtype=np.float64)[order], starts) if len(keys) else weights
+        ts = None
+        if timestamps is not None:
+            ts = np.maximum.reduceat(timestamps[order], starts) if len(keys) else timestamps
+        uk = keys[starts]
+        return cls(user_ids, item_ids, uk // n_items, uk % n_items, w, ts, dropped)
+
+    # -- attributes ---------------------------------------------------------------------------------
+
+    user_ids = property(lambda self: self._user_ids, doc="External user ids (str) by dense id.")
+    item_ids = property(lambda self: self._item_ids, doc="External item ids (str) by dense id.")
+    users = property(lambda self: self._users, doc="int32 user of each pair.")
+    items = property(lambda self: self._items, doc="int32 item of each pair.")
+    weights = property(lambda self: self._weights, doc="float32 summed weight of each pair.")
+    timestamps = property(lambda self: self._timestamps, doc="float64 latest time of each pair, or None.")
+    dropped = property(lambda self: dict(self._dropped), doc="Rows, users, items dropped by align().")
+
+    @property
+    def n_users(self) -> int:
+        """Number of users (size of the user id map)."""
+        return len(self._user_ids)
+
+    @property
+    def n_items(self) -> int:
+        """Number of items (size of the item id map)."""
+        return len(self._item_ids)
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def __repr__(self) -> str:
+        return f"Interactions(users={self.n_users}, items={self.n_items}, edges={len(self)})"
+
+    # -- matrices -----------------------------------------------------------------------------------
+
+    def user_matrix(self) -> sp.csr_matrix:
+        """users x items CSR of weights (float32), column indices sorted within each row."""
+        if "user_matrix" not in self._cache:
+            indptr = np.zeros(self.n_users + 1, dtype=np.int64)
+            np.cumsum(np.bincount(self._users, minlength=self.n_users), out=indptr[1:])
+            m = sp.csr_matrix(
+                (self._weights.copy(), self._items.copy(), indptr), shape=(self.n_users, self.n_items)
+            )
+            m.has_sorted_indices = True
+            self._cache["user_matrix"] = m
+        return self._cache["user_matrix"]
+
+    def graph(self) -> sp.csr_matrix:
+        """Symmetric bipartite adjacency CSR over ``n_users + n_items`` nodes; item j is node n_users + j."""
+        if "graph" not in self._cache:
+            n = self.n_users + self.n_items
+            items = self._items.astype(np.int64) + self.n_users
+            rows = np.concatenate([self._users.astype(np.int64), items])
+            cols = np.concatenate([items, self._users.astype(np.int64)])
+            data = np.concatenate([self._weights, self._weights])
+            g = sp.csr_matrix((data, (rows, cols)), shape=(n, n))
+            g.sort_indices()
+            self._cache["graph"] = g
+        return self._cache["graph"]
+
+    def seen(self, user: int) -> np.ndarray:
+        """Sorted int32 item ids the dense ``user`` interacted with."""
+        if not 0 <= user < self.n_users:
+            raise UnknownUser(f"dense user {user} out of range 0..{self.n_users - 1}")
+        m = self.user_matrix()
+        return m.indices[m.indptr[user] : m.indptr[user + 1]].astype(np.int32)
+
+    # -- id maps ------------------------------------------------------------------------------------
+
+    def user_index(self, ids: Any, *, missing: int | None = None) -> Any:
+        """External user id(s) -> dense id(s): a scalar gives an int, a sequence an int64 array.
+
+        Raises:
+            UnknownUser: an id is not known and ``missing`` is None (else unknown ids map to ``missing``).
+        """
+        return _lookup(self._index("user"), ids, missing, UnknownUser, "user")
+
+    def item_index(self, ids: Any, *, missing: int | None = None) -> Any:
+        """External item id(s) -> dense id(s); like :meth:`user_index`, raising :class:`UnknownItem`."""
+        return _lookup(self._index("item"), ids, missing, UnknownItem, "item")
+
+    def _index(self, kind: str) -> pd.Index:
+        key = f"{kind}_index"
+        if key not in self._cache:
+            self._cache[key] = pd.Index(self._user_ids if kind == "user" else self._item_ids)
+        return self._cache[key]
+
+    def to_frame(self) -> pd.DataFrame:
+        """DataFrame with external ``user``, ``item``, ``weight`` (and ``timestamp`` if known)."""
+        df = pd.DataFrame(
+            {
+                "user": self._user_ids[self._users],
+                "item": self._item_ids[self._items],
+                "weight": self._weights,
+            }
+        )
+        if self._timestamps is not None:
+            df["timestamp"] = self._timestamps
+        return df
+
+    def align(self, other: Interactions) -> Interactions:
+        """Re-express ``other`` (e.g. a test split) in this one's id maps.
+
+        Pairs whose user or item this one does not know are dropped; the counts are in the result's
+        :attr:`dropped` (``rows``, ``users``, ``items``) and logged. The result has this one's
+        ``user_ids``/``item_ids``, so dense ids are interchangeable.
+        """
+        u_map = self.user_index(other.user_ids, missing=-1)
+        i_map = self.item_index(other.item_ids, missing=-1)
+        users = u_map[other.users]
+        items = i_map[other.items]
+        keep = (users >= 0) & (items >= 0)
+        dropped = {
+            "rows": int((~keep).sum()),
+            "users": int((u_map < 0).sum()),
+            "items": int((i_map < 0).sum()),
+        }
+        if dropped["rows"]:
+            logger.info("align: dropped %(rows)d pairs (%(users)d unknown users, %(items)d unknown items)",
+                        dropped)
+        ts = None if other.timestamps is None else other.timestamps[keep]
+        return Interactions._from_codes(
+            self._user_ids,
+            self._item_ids,
+            users[keep].astype(np.int32),
+            items[keep].astype(np.int32),
+            other.weights[keep],
+            ts,
+            dropped,
+        )
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+def _lookup(index: pd.Index, ids: Any, missing: int | None, error: type[KeyError], kind: str) -> Any:
+    scalar = np.ndim(ids) == 0
+    keys = np.atleast_1d(np.asarray(ids, dtype=object)).astype(str)
+    codes = index.get_indexer(keys).astype(np.int64)
+    unknown = codes < 0
+    if unknown.any():
+        if missing is None:
+            shown = ", ".join(repr(k) for k in keys[unknown][:MAX_REPORTED])
+            raise error(f"{int(unknown.sum())} unknown {kind} id(s): {shown}")
+        codes[unknown] = missing
+    return int(codes[0]) if scalar else codes
+
+
+def _check_columns(columns: Iterable[Any], source: str) -> None:
+    present = {str(c) for c in columns}
+    absent = [c for c in REQUIRED if c not in present]
+    if absent:
+        raise InvalidInteractions(
+            f"{source}: missing column(s) {', '.join(absent)}; found {', '.join(sorted(present)) or 'none'}"
+        )
+
+
+def _columns(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series | None, pd.Series | None]:
+    return (
+        df["user"],
+        df["item"],
+        df["weight"] if "weight" in df.columns else None,
+        df["timestamp"] if "timestamp" in df.columns else None,
+    )
+
+
+def _first_line(path: Path) -> str | None:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return line
+    return None
+
+
+def _read_csv(path: Path, chunksize: int) -> Interactions:
+    header = pd.read_csv(path, nrows=0)
+    _check_columns(header.columns, str(path))
+    usecols = [c for c in (*REQUIRED, *OPTIONAL) if c in header.columns]
+    builder = _Builder(str(path), "line")
+    line = 2  # line 1 is the header
+    # All as str: a bad weight is reported with its line number, not a pandas parse error.
+    reader = pd.read_csv(path, usecols=usecols, dtype=str, chunksize=chunksize, skip_blank_lines=False)
+    for chunk in reader:
+        builder.add(*_columns(chunk), first_number=line)
+        line += len(chunk)
+    return builder.build()
+
+
+def _read_parquet(path: Path, chunksize: int) -> Interactions:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    _check_columns(pf.schema_arrow.names, str(path))
+    columns = [c for c in (*REQUIRED, *OPTIONAL) if c in pf.schema_arrow.names]
+    builder = _Builder(str(path), "row")
+    row = 1
+    for batch in pf.iter_batches(batch_size=chunksize, columns=columns):
+        chunk = batch.to_pandas()
+        builder.add(*_columns(chunk), first_number=row)
+        row += len(chunk)
+    return builder.build()
+
+
+def _read_udata(path: Path, chunksize: int) -> Interactions:
+    names = ["user", "item", "rating", "timestamp"]
+    builder = _Builder(str(path), "line")
+    line = 1
+    try:
+        reader = pd.read_csv(path, sep="\t", header=None, names=names, dtype=str, chunksize=chunksize)
+        for chunk in reader:
+            builder.add(chunk["user"], chunk["item"], None, chunk["timestamp"], first_number=line)
+            line += len(chunk)
+    except pd.errors.ParserError as exc:  # e.g. "Expected 4 fields in line 7, saw 5"
+        raise InvalidInteractions(f"{path}: unparsable tab-separated line: {exc}") from None
+    return builder.build()
+
+
+def _user_line_blocks(path: Path, builder: _Builder, block: int) -> Iterator[tuple[list, list, int]]:
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    first, size = 1, 0
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            try:
+                ids = np.array(tokens, dtype=np.int64)
+            except ValueError:
+                bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+                builder.reject(number, f"{bad!r} is not an integer id")
+                continue
+            if len(ids) < 2:
+                continue  # a user without interactions
+            users.append(np.full(len(ids) - 1, ids[0]))
+            items.append(ids[1:])
+            size += len(ids) - 1
+            if size >= block:
+                yield users, items, first
+                users, items, first, size = [], [], number + 1, 0
+    yield users, items, first
+
+
+def _read_user_lines(path: Path, chunksize: int) -> Interactions:
+    builder = _Builder(str(path), "line")
+    for users, items, first in _user_line_blocks(path, builder, chunksize):
+        if builder.bad_count or not users:
+            continue
+        u = pd.Series(np.concatenate(users).astype(str))
+        i = pd.Series(np.concatenate(items).astype(str))
+        builder.add(u, i, None, None, first_number=first)
+    return builder.build()

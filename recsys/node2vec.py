@@ -1,0 +1,255 @@
+"""Node2Vec on the user-item graph: (p, q)-biased random walks, then skip-gram with negative sampling.
+
+Users and items are nodes of one bipartite graph (item j is node ``n_users + j``). Skip-gram with negative
+sampling learns ``sigma(input[a] . output[b])`` ~ "b occurs near a in a walk", so a user is scored against
+an item by the inner product of the user's *input* vector and the item's *output* (context) vector: the
+returned ``user_vectors`` are input vectors, ``item_vectors`` output vectors, ``space="ip"``. Measured on
+ml-100k u1 (Recall@20): input.output 0.162, input.input 0.050 by inner product and 0.008 by cosine
+(popularity: 0.148).
+
+Engines:
+
+* ``"native"`` (default): this project's numba walker (:mod:`recsys.walks`) and gensim's ``Word2Vec``
+  fed through ``corpus_file`` (its fastest, GIL-free path) with the vocabulary built from the walk
+  counts, so the corpus is never scanned or held as Python strings.
+* ``"node2vec"``: the ``node2vec`` package on a networkx graph, with the same parameters: the reference
+  implementation, fine on small graphs and slow on large ones.
+
+The walks are a function of ``seed`` alone; gensim with ``workers > 1`` is not bit-reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .exceptions import InvalidParameter, TrainingError
+from .interactions import Interactions
+from .models import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_float, check_positive_int
+from .walks import CSRGraph, random_walks, set_threads, walks_to_text
+
+__all__ = ["Node2Vec"]
+
+logger = logging.getLogger(__name__)
+
+ENGINES = ("native", "node2vec")
+
+
+class Node2Vec(GraphModel):
+    """Node2Vec graph embeddings of users and items.
+
+    Parameters (keyword): ``dim`` (64), ``walk_length`` (40, nodes per walk), ``walks_per_node`` (10),
+    ``window`` (10), ``p`` (1.0, return), ``q`` (1.0, in-out), ``negative`` (5), ``epochs`` (1,
+    skip-gram passes), ``sample`` (1e-3, gensim's down-sampling of frequent nodes), ``seed`` (0),
+    ``workers`` (2), ``engine`` ("native" | "node2vec"), ``space`` ("ip" | "cosine": how user.item is
+    scored; "cosine" L2-normalises both).
+
+    Raises:
+        InvalidParameter: a parameter has a bad value (named in the message).
+    """
+
+    name: ClassVar[str] = "node2vec"
+    defaults: ClassVar[dict[str, Any]] = {
+        "dim": 64,
+        "walk_length": 40,
+        "walks_per_node": 10,
+        "window": 10,
+        "p": 1.0,
+        "q": 1.0,
+        "negative": 5,
+        "epochs": 1,
+        "sample": 1e-3,
+        "seed": 0,
+        "workers": 2,
+        "engine": "native",
+        "space": "ip",
+    }
+
+    def validate(self, params: dict[str, Any]) -> None:
+        check_positive_int(params, "dim", "walk_length", "walks_per_node", "window", "epochs", "workers")
+        check_positive_int(params, "negative", "seed", minimum=0)
+        check_positive_float(params, "p", "q")
+        sample = params["sample"]
+        if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0 <= sample < 1:
+            raise InvalidParameter(f"sample={sample!r}: must be a number in [0, 1)")
+        if params["engine"] not in ENGINES:
+            raise InvalidParameter(f"engine={params['engine']!r}: must be one of {', '.join(ENGINES)}")
+        if params["space"] not in ("cosine", "ip"):
+            raise InvalidParameter(f"space={params['space']!r}: must be 'cosine' or 'ip'")
+
+    def fit(
+        self,
+        interactions: Interactions,
+        *,
+        valid: Interactions | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> GraphEmbeddings:
+        """Embed the users and items of ``interactions``; ``valid`` is not used (no early stopping).
+
+        Raises:
+            TrainingError: the skip-gram produced no or non-finite vectors.
+        """
+        if len(interactions) == 0:
+            raise TrainingError("node2vec: no interactions to train on")
+        started = time.perf_counter()
+        if self.params["engine"] == "native":
+            vectors, history = self._fit_native(interactions, progress)
+        else:
+            vectors, history = self._fit_package(interactions, progress)
+        vectors, context = vectors
+        if not (np.isfinite(vectors).all() and np.isfinite(context).all()):
+            raise TrainingError("node2vec: skip-gram produced non-finite vectors")
+        history.append({"stage": "total", "seconds": time.perf_counter() - started})
+        n_users = interactions.n_users
+        return GraphEmbeddings(
+            user_vectors=vectors[:n_users],
+            item_vectors=context[n_users:],
+            space=self.params["space"],
+            params=dict(self.params),
+            history=history,
+        )
+
+    # -- native engine ------------------------------------------------------------------------------
+
+    def _fit_native(self, interactions: Interactions, progress: ProgressCallback | None):
+        P = self.params
+        set_threads(P["workers"])
+        t0 = time.perf_counter()
+        graph = CSRGraph(interactions.graph(), bipartite=True)
+        walks = random_walks(
+            graph,
+            walk_length=P["walk_length"],
+            walks_per_node=P["walks_per_node"],
+            p=float(P["p"]),
+            q=float(P["q"]),
+            seed=P["seed"],
+            progress=progress,
+        )
+        t1 = time.perf_counter()
+        history = [{"stage": "walks", "walks": len(walks), "seconds": t1 - t0}]
+        logger.info("node2vec: %d walks of %d nodes in %.2fs", len(walks), walks.shape[1], t1 - t0)
+        counts = np.bincount(walks[walks >= 0], minlength=graph.n_nodes)
+        vectors = skipgram(walks, counts, P, progress)
+        history.append({"stage": "skipgram", "tokens": int(counts.sum()), "seconds": time.perf_counter() - t1})
+        return vectors, history
+
+    # -- reference engine ---------------------------------------------------------------------------
+
+    def _fit_package(self, interactions: Interactions, progress: ProgressCallback | None):
+        import networkx as nx
+        from node2vec import Node2Vec as PackageNode2Vec
+
+        P = self.params
+        t0 = time.perf_counter()
+        n_nodes = interactions.n_users + interactions.n_items
+        g = nx.Graph()
+        g.add_nodes_from(range(n_nodes))
+        g.add_weighted_edges_from(
+            zip(
+                interactions.users.tolist(),
+                (interactions.items.astype(np.int64) + interactions.n_users).tolist(),
+                interactions.weights.tolist(),
+            )
+        )
+        if progress:
+            progress({"stage": "walks", "done": 0, "total": n_nodes * P["walks_per_node"]})
+        n2v = PackageNode2Vec(
+            g,
+            dimensions=P["dim"],
+            walk_length=P["walk_length"],
+            num_walks=P["walks_per_node"],
+            p=P["p"],
+            q=P["q"],
+            workers=P["workers"],
+            seed=P["seed"],
+            quiet=True,
+        )
+        t1 = time.perf_counter()
+        if progress:
+            total = len(n2v.walks)
+            progress({"stage": "walks", "done": total, "total": total, "walks": total})
+        model = n2v.fit(
+            window=P["window"],
+            min_count=1,
+            negative=P["negative"],
+            epochs=P["epochs"],
+            sample=P["sample"],
+            seed=P["seed"],
+            workers=P["workers"],
+        )
+        vectors = np.zeros((n_nodes, P["dim"]), dtype=np.float32)
+        context = np.zeros((n_nodes, P["dim"]), dtype=np.float32)
+        for node in range(n_nodes):
+            row = model.wv.key_to_index.get(node, model.wv.key_to_index.get(str(node)))
+            if row is not None:
+                vectors[node] = model.wv.vectors[row]
+                context[node] = model.syn1neg[row]
+        if progress:
+            progress({"stage": "skipgram", "done": P["epochs"], "total": P["epochs"]})
+        history = [
+            {"stage": "walks", "walks": len(n2v.walks), "seconds": t1 - t0},
+            {"stage": "skipgram", "seconds": time.perf_counter() - t1},
+        ]
+        return (vectors, context), history
+
+
+def skipgram(walks: np.ndarray, counts: np.ndarray, params: dict[str, Any],
+             progress: ProgressCallback | None = None) -> np.ndarray:
+    """Skip-gram with negative sampling (gensim) over integer walks.
+
+    Returns ``(input_vectors, output_vectors)``, each ``n_nodes x dim`` float32 (zeros for a node absent
+    from the walks).
+
+    The walks go to gensim as a ``corpus_file`` (written by numba, read by gensim's C loop without the
+    GIL) and the vocabulary is built from ``counts`` (occurrences of each node in the walks).
+    """
+    from gensim.models import Word2Vec
+    from gensim.models.callbacks import CallbackAny2Vec
+
+    class _Epochs(CallbackAny2Vec):
+        def __init__(self) -> None:
+            self.done = 0
+
+        def on_epoch_end(self, model: Any) -> None:
+            self.done += 1
+            if progress is not None:
+                progress({"stage": "skipgram", "done": self.done, "total": params["epochs"],
+                          "epoch": self.done})
+
+    present = np.flatnonzero(counts)
+    model = Word2Vec(
+        vector_size=params["dim"],
+        window=params["window"],
+        sg=1,
+        negative=params["negative"],
+        sample=params["sample"],
+        min_count=1,
+        workers=params["workers"],
+        seed=params["seed"],
+        epochs=params["epochs"],
+    )
+    model.build_vocab_from_freq({str(i): int(counts[i]) for i in present}, corpus_count=len(walks))
+    fd, path = tempfile.mkstemp(prefix="ea-walks-", suffix=".txt")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(walks_to_text(walks))
+        model.train(
+            corpus_file=path,
+            total_words=int(counts.sum()),
+            total_examples=len(walks),
+            epochs=params["epochs"],
+            callbacks=[_Epochs()],
+        )
+    finally:
+        os.unlink(path)
+    vectors = np.zeros((len(counts), params["dim"]), dtype=np.float32)
+    context = np.zeros_like(vectors)
+    rows = np.fromiter((model.wv.key_to_index[str(i)] for i in present), np.int64, len(present))
+    vectors[present] = model.wv.vectors[rows]
+    context[present] = model.syn1neg[rows]
+    return vectors, context

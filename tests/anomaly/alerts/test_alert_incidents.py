@@ -1,0 +1,118 @@
+"""Incidents from scores: hysteresis, cooldown, grouping, replays and concurrent observers (real Redis)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from anomaly.alerts import IncidentPolicy, Notification, observe, open_incidents
+from anomaly.alerts.keys import AlertKeys
+from anomaly.exceptions import InvalidParameter
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+POLICY = IncidentPolicy(for_points=3, clear_points=4, cooldown=600, group_by=("service",))
+
+
+def minutes(n: int, start: int = 0) -> list[datetime]:
+    return [T0 + timedelta(minutes=start + i) for i in range(n)]
+
+
+def feed(key, scores, s, c, start=0, **kw):
+    kw.setdefault("policy", POLICY)
+    return observe(key, minutes(len(scores), start), scores, 1.0, settings=s, client=c, **kw)
+
+
+def outbox(s, c) -> list[Notification]:
+    return [Notification.from_json(f[b"n"]) for _, f in c.xrange(AlertKeys(s.key_prefix).outbox)]
+
+
+def test_a_flapping_score_makes_one_incident_not_a_storm(alert_settings, alert_client):
+    flapping = [0.1, 2, 3, 0.5, 2.5, 4, 2, 0.2, 0.3, 3, 2, 0.1, 2, 0.2, 0.1, 0.2, 0.1, 0.1]
+    notes = feed("cpu", flapping, alert_settings, alert_client)
+    assert [n.state for n in notes] == ["firing", "resolved"]
+    # The anomaly comes back and flaps again within the cooldown: still nothing.
+    again = feed("cpu", [3, 3, 3, 3, 0.1, 3, 3, 0.1, 0.1, 0.1, 0.1, 0.1], alert_settings, alert_client, start=18)
+    assert again == []
+    assert [n.state for n in outbox(alert_settings, alert_client)] == ["firing", "resolved"]
+
+
+def test_incident_fields(alert_settings, alert_client):
+    evidence = [{"window_start": "2023-12-31T00:00:00Z", "distance": 0.1}]
+    scores = [0.5, 1.5, 3.0, 2.0, 0.2, 0.2, 0.2, 0.2]
+    firing, resolved = feed("cpu", scores, alert_settings, alert_client, model="m", model_version=7,
+                            labels={"service": "checkout", "region": "eu"}, evidence=evidence)
+    inc = firing.incident
+    assert (inc.kind, inc.key, inc.model, inc.model_version) == ("series", "cpu", "m", "7")
+    assert inc.start == "2024-01-01T00:01:00Z" and inc.end is None
+    assert (inc.peak_score, inc.peak_at, inc.threshold) == (3.0, "2024-01-01T00:02:00Z", 1.0)
+    assert inc.labels == {"service": "checkout", "region": "eu"} and inc.evidence == evidence
+    assert inc.group_key == "service=checkout"
+    assert resolved.incident.id == inc.id and resolved.incident.fingerprint == inc.fingerprint
+    assert resolved.incident.end == "2024-01-01T00:04:00Z"
+    assert firing.idempotency_key != resolved.idempotency_key
+    assert Notification.from_json(firing.to_json()) == firing
+
+
+def test_short_spikes_do_not_open_and_cooldown_only_delays(alert_settings, alert_client):
+    assert feed("k", [2, 2, 0, 2, 0, 2, 2, 0], alert_settings, alert_client) == []
+    policy = IncidentPolicy(for_points=2, clear_points=1, cooldown=300)
+    first = feed("k2", [2, 2, 0], alert_settings, alert_client, policy=policy)
+    # Anomalous again 1 minute after resolving: held back by the 5-minute cooldown, fires once it ends.
+    later = feed("k2", [2] * 8, alert_settings, alert_client, start=3, policy=policy)
+    assert [n.state for n in first] == ["firing", "resolved"]
+    assert [n.state for n in later] == ["firing"]
+    assert later[0].incident.start == "2024-01-01T00:03:00Z"
+    assert later[0].incident.id != first[0].incident.id
+
+
+def test_replayed_and_split_batches_count_once(alert_settings, alert_client):
+    scores = [0, 2, 2, 2, 2, 0, 0, 0, 0]
+    whole = feed("a", scores, alert_settings, alert_client)
+    parts = [n for i in range(0, 9, 2) for n in feed("b", scores[i:i + 2], alert_settings, alert_client, start=i)]
+    assert feed("b", scores, alert_settings, alert_client) == []  # a replayed batch changes nothing
+    assert [n.state for n in whole] == [n.state for n in parts] == ["firing", "resolved"]
+    assert whole[0].incident.start == parts[0].incident.start
+
+
+def test_concurrent_observers_make_one_incident(alert_settings, alert_client):
+    ts = np.array(minutes(5), dtype="datetime64[us]")
+    results, barrier = [], threading.Barrier(6)
+
+    def worker():
+        barrier.wait()
+        results.extend(observe("shared", ts, [2, 2, 2, 2, 2], 1.0, policy=POLICY, settings=alert_settings))
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [n.state for n in results] == ["firing"]
+    assert len(outbox(alert_settings, alert_client)) == 1
+
+
+def test_open_incidents_by_group(alert_settings, alert_client):
+    feed("a", [2, 2, 2], alert_settings, alert_client, labels={"service": "x"})
+    feed("b", [2, 2, 2], alert_settings, alert_client, labels={"service": "x"})
+    feed("c", [2, 2, 2], alert_settings, alert_client, labels={"service": "y"})
+    feed("d", [2, 2, 2, 0, 0, 0, 0], alert_settings, alert_client, labels={"service": "x"})
+    kw = {"settings": alert_settings, "client": alert_client}
+    assert sorted(i.key for i in open_incidents("service=x", **kw)) == ["a", "b"]
+    assert len(open_incidents(**kw)) == 3
+
+
+def test_entities_numeric_timestamps_and_bad_input(alert_settings, alert_client):
+    kw = {"settings": alert_settings, "client": alert_client, "policy": POLICY}
+    notes = observe("user-1", [10, 11, 12], [5, 5, 5], 1.0, kind="entity", **kw)
+    assert notes[0].incident.kind == "entity" and notes[0].incident.start == "1970-01-01T00:00:10Z"
+    with pytest.raises(InvalidParameter):
+        observe("x", [1, 2], [1.0], 1.0, **kw)
+    with pytest.raises(InvalidParameter):
+        observe("x", ["yesterday"], [1.0], 1.0, **kw)
+    with pytest.raises(InvalidParameter):
+        observe("x", [1], [1.0], float("nan"), **kw)
+    with pytest.raises(InvalidParameter):
+        observe("x", [1], [1.0], 1.0, kind="table", **kw)

@@ -1,0 +1,48 @@
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from anomaly import InvalidParameter, NotFitted, WindowEncoder  # noqa: E402
+from anomaly.series import sliding_windows  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def windows():
+    t = np.arange(400)
+    v = np.sin(2 * np.pi * t / 20) + 0.05 * np.random.default_rng(0).standard_normal(t.size)
+    return sliding_windows(v, 16)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_trains_and_embeds(cell, windows):
+    enc = WindowEncoder(cell=cell, hidden=8, epochs=5, seed=1).fit(windows)
+    assert enc.loss_history[-1] < enc.loss_history[0]
+    emb = enc.embed(windows)
+    assert emb.shape == (windows.shape[0], 8) and emb.dtype == np.float32 and np.isfinite(emb).all()
+
+
+def test_same_seed_same_embeddings_other_seed_differs(windows):
+    a = WindowEncoder(hidden=8, epochs=3, seed=7).fit(windows).embed(windows)
+    b = WindowEncoder(hidden=8, epochs=3, seed=7).fit(windows).embed(windows)
+    c = WindowEncoder(hidden=8, epochs=3, seed=8).fit(windows).embed(windows)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_state_bytes_round_trip(windows):
+    enc = WindowEncoder(cell="lstm", hidden=8, epochs=2).fit(windows)
+    again = WindowEncoder.from_state(enc.state_bytes(), enc.config_dict())
+    np.testing.assert_array_equal(enc.embed(windows), again.embed(windows))
+    with pytest.raises(InvalidParameter):
+        WindowEncoder.from_state(enc.state_bytes(), {**enc.config_dict(), "hidden": 4})
+
+
+def test_errors(windows):
+    with pytest.raises(NotFitted):
+        WindowEncoder().embed(windows)
+    with pytest.raises(InvalidParameter, match="cell"):
+        WindowEncoder(cell="rnn")
+    enc = WindowEncoder(hidden=4, epochs=1).fit(windows)
+    with pytest.raises(InvalidParameter, match="length 8"):
+        enc.embed(np.zeros((3, 8)))

@@ -1,0 +1,225 @@
+"""LightGCN: propagation math against PyG, learning on planted communities, determinism, early stopping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recsys._lightgcn_ops import PositiveSet, normalized_adjacency, propagate, sample_negatives, to_torch_csr
+from recsys.exceptions import InvalidParameter
+from recsys.interactions import Interactions
+from recsys.metrics import ranking_metrics, top_k
+from recsys.models import make_model
+
+N_COMMUNITIES = 4
+USERS_PER = 30
+ITEMS_PER = 15
+
+# Small, fast settings for the synthetic graph (the defaults are sized for ~1M edges).
+FAST = {"dim": 16, "batch_size": 256, "lr": 0.05, "threads": 1}
+
+
+def planted(seed: int = 0, per_user: int = 7, noise: float = 0.03) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Users of community c interact with random items of community c (plus a little noise).
+
+    Returns (train, held-out) frames; the held-out frame has 2 more in-community items per user.
+    """
+    rng = np.random.default_rng(seed)
+    train, held = [], []
+    for c in range(N_COMMUNITIES):
+        items = np.arange(c * ITEMS_PER, (c + 1) * ITEMS_PER)
+        for u in range(c * USERS_PER, (c + 1) * USERS_PER):
+            chosen = rng.choice(items, per_user + 2, replace=False)
+            train += [(f"u{u}", f"i{i}") for i in chosen[:per_user]]
+            held += [(f"u{u}", f"i{i}") for i in chosen[per_user:]]
+            if rng.random() < noise * per_user:
+                train.append((f"u{u}", f"i{rng.integers(N_COMMUNITIES * ITEMS_PER)}"))
+    cols = ["user", "item"]
+    return pd.DataFrame(train, columns=cols).drop_duplicates(), pd.DataFrame(held, columns=cols)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[Interactions, Interactions]:
+    train_df, held_df = planted()
+    train = Interactions.from_frame(train_df)
+    return train, train.align(Interactions.from_frame(held_df))
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    train, _ = data
+    return make_model("lightgcn", epochs=40, **FAST).fit(train)
+
+
+def community_of_user(ids: np.ndarray) -> np.ndarray:
+    return np.array([int(x[1:]) // USERS_PER for x in ids])
+
+
+def community_of_item(ids: np.ndarray) -> np.ndarray:
+    return np.array([int(x[1:]) // ITEMS_PER for x in ids.ravel()]).reshape(ids.shape)
+
+
+# -- propagation -------------------------------------------------------------------------------------
+
+
+def tiny_graph() -> tuple[sp.csr_matrix, int]:
+    rng = np.random.default_rng(3)
+    r = sp.random(7, 5, density=0.4, random_state=rng, format="csr")
+    r.data[:] = 1.0
+    return sp.csr_matrix(r), 7
+
+
+@pytest.mark.parametrize("layers", [0, 1, 3])
+def test_propagation_equals_pyg_lgconv_forward_and_gradient(layers):
+    from torch_geometric.nn import LGConv
+
+    r, n_users = tiny_graph()
+    adj = to_torch_csr(normalized_adjacency(r))
+    n = adj.shape[0]
+    g = sp.bmat([[None, r], [r.T, None]]).tocoo()
+    edge_index = torch.from_numpy(np.vstack([g.row, g.col]).astype(np.int64))
+
+    torch.manual_seed(0)
+    x0 = torch.randn(n, 4, dtype=torch.float32)
+    weights = torch.randn(n, 4)
+
+    ours_x = x0.clone().requires_grad_(True)
+    ours = propagate(adj, ours_x, layers)
+    (ours * weights).sum().backward()
+
+    ref_x = x0.clone().requires_grad_(True)
+    conv = LGConv()
+    h, layers_out = ref_x, [ref_x]
+    for _ in range(layers):
+        h = conv(h, edge_index)
+        layers_out.append(h)
+    ref = torch.stack(layers_out).mean(dim=0)
+    (ref * weights).sum().backward()
+
+    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours_x.grad, ref_x.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_normalized_adjacency_is_symmetric_and_ignores_weights():
+    r, _ = tiny_graph()
+    weighted = r.copy()
+    weighted.data *= 5.0
+    a = normalized_adjacency(weighted)
+    assert abs(a - a.T).max() < 1e-7
+    np.testing.assert_allclose(a.toarray(), normalized_adjacency(r).toarray())
+
+
+def test_negative_sampler_avoids_positives():
+    users = np.repeat(np.arange(50), 4)
+    items = np.tile(np.arange(4), 50)
+    positives = PositiveSet(users, items, 50, 10)
+    rng = np.random.default_rng(0)
+    neg = sample_negatives(users, 10, rng, positives, retries=20)
+    assert not positives.contains(users, neg).any()
+    sparse_keys = PositiveSet(users, items, 50, 10, dense_limit=0)
+    assert np.array_equal(sparse_keys.contains(users, neg), positives.contains(users, neg))
+    assert sparse_keys.contains(users[:5], items[:5]).all()
+
+
+# -- learning ------------------------------------------------------------------------------------------
+
+
+def test_recovers_planted_communities(data, fitted):
+    train, _ = data
+    assert fitted.space == "ip"
+    assert fitted.user_vectors.shape == (train.n_users, 16)
+    items, _ = top_k(fitted.user_vectors, fitted.item_vectors, 5, exclude=train.user_matrix())
+    same = community_of_item(train.item_ids[items]) == community_of_user(train.user_ids)[:, None]
+    # chance is 1/4; a user with 8 seen of 15 community items still has 7 unseen ones to rank first
+    assert same.mean() > 0.9
+
+
+def test_beats_chance_on_held_out_items(data, fitted):
+    train, held = data
+    items, _ = top_k(fitted.user_vectors, fitted.item_vectors, 5, exclude=train.user_matrix())
+    m = ranking_metrics((np.arange(train.n_users), items), held, 5)
+    # a random unseen item is held out with probability ~2/53, so random recall@5 is ~0.1
+    assert m["recall@5"] > 0.4
+
+
+def test_loss_decreases_and_progress_reports_every_epoch(data):
+    train, _ = data
+    events = []
+    emb = make_model("lightgcn", epochs=8, **FAST).fit(train, progress=events.append)
+    assert [e["epoch"] for e in events] == list(range(1, 9))
+    assert all(e["stage"] == "train" and e["total"] == 8 and e["done"] == e["epoch"] for e in events)
+    losses = [e["loss"] for e in events]
+    assert losses[-1] < 0.8 * losses[0]
+    assert emb.history[-1]["stage"] == "done" and emb.history[-1]["stopped"] == "epochs"
+
+
+def test_same_seed_same_embeddings_other_seed_differs(data):
+    train, _ = data
+    a = make_model("lightgcn", epochs=3, seed=7, **FAST).fit(train)
+    b = make_model("lightgcn", epochs=3, seed=7, **FAST).fit(train)
+    c = make_model("lightgcn", epochs=3, seed=8, **FAST).fit(train)
+    np.testing.assert_array_equal(a.user_vectors, b.user_vectors)
+    np.testing.assert_array_equal(a.item_vectors, b.item_vectors)
+    assert not np.allclose(a.item_vectors, c.item_vectors)
+
+
+def test_early_stopping_keeps_best_epoch(data):
+    train, held = data
+    events = []
+    # a learning rate this high makes validation recall wander, so the best epoch is rarely the last
+    params = {**FAST, "lr": 0.3, "reg": 0.0}
+    emb = make_model("lightgcn", epochs=30, eval_every=1, patience=4, **params).fit(
+        train, valid=held, progress=events.append
+    )
+    evaluated = [(e["epoch"], e["recall@20"]) for e in events if "recall@20" in e]
+    assert len(evaluated) == len(events)  # eval_every=1
+    best_epoch, best_recall = max(evaluated, key=lambda t: (t[1], -t[0]))
+    summary = emb.history[-1]
+    assert summary["best_epoch"] == best_epoch
+    if summary["stopped"] == "early_stopping":
+        assert events[-1]["epoch"] - best_epoch == 4
+    items, _ = top_k(emb.user_vectors, emb.item_vectors, 20, exclude=train.user_matrix(),
+                     users=np.unique(held.users))
+    kept = ranking_metrics((np.unique(held.users), items), held, 20)["recall@20"]
+    assert kept == pytest.approx(best_recall, abs=1e-9)
+
+
+def test_time_budget_stops_gracefully(data):
+    train, _ = data
+    emb = make_model("lightgcn", epochs=10_000, time_budget_s=0.5, **FAST).fit(train)
+    assert emb.history[-1]["stopped"] == "time_budget"
+    assert np.isfinite(emb.user_vectors).all()
+
+
+def test_valid_in_other_id_space_is_aligned(data):
+    train, held = data
+    _, held_df = planted()
+    raw = Interactions.from_frame(held_df.iloc[::-1])  # same pairs, different dense ids
+    a = make_model("lightgcn", epochs=2, eval_every=1, **FAST).fit(train, valid=held)
+    b = make_model("lightgcn", epochs=2, eval_every=1, **FAST).fit(train, valid=raw)
+    assert a.history[1]["recall@20"] == pytest.approx(b.history[1]["recall@20"])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"dim": 0}, {"layers": -1}, {"lr": 0}, {"lr": float("nan")}, {"reg": -1e-4}, {"epochs": 1.5},
+        {"batch_size": 0}, {"eval_every": 0}, {"patience": 0}, {"init": "xavier"}, {"threads": 0},
+        {"time_budget_s": -1}, {"reject_positives": "yes"}, {"learning_rate": 0.01},
+    ],
+)
+def test_bad_params_raise_invalid_parameter(params):
+    name = next(iter(params))
+    with pytest.raises(InvalidParameter, match=name):
+        make_model("lightgcn", **params)
+
+
+def test_svd_init_learns_too(data):
+    train, held = data
+    emb = make_model("lightgcn", epochs=10, init="svd", **FAST).fit(train)
+    items, _ = top_k(emb.user_vectors, emb.item_vectors, 5, exclude=train.user_matrix())
+    same = community_of_item(train.item_ids[items]) == community_of_user(train.user_ids)[:, None]
+    assert same.mean() > 0.8

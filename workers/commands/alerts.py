@@ -1,0 +1,152 @@
+"""``ea alerts run|tail|dead|retry|hooks|enable|status``: operate alert delivery."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+
+import click
+
+from vectorstore.connection import redact_url
+
+__all__ = ["COMMANDS", "alerts_group"]
+
+
+@click.group("alerts")
+def alerts_group() -> None:
+    """Deliver anomaly alerts and look after their outbox.
+
+    \b
+    Hooks come from EA_ALERT_WEBHOOK_URL (+ EA_ALERT_WEBHOOK_SECRET, EA_ALERT_WEBHOOK_FORMAT) and
+    EA_ALERT_FILE, or from the options of `ea alerts run`.
+    """
+
+
+def _hooks(webhook: tuple[str, ...], secret: str | None, fmt: str, files: tuple[str, ...]) -> list:
+    from anomaly.alerts import JsonLinesHook, WebhookHook, registered_hooks
+
+    hooks = {h.name: h for h in registered_hooks()}
+    for url in webhook:
+        hook = WebhookHook(url, secret, format=fmt)
+        hooks[hook.name] = hook
+    for path in files:
+        hook = JsonLinesHook(path)
+        hooks[hook.name] = hook
+    return list(hooks.values())
+
+
+@alerts_group.command("run")
+@click.option("--webhook", multiple=True, help="Webhook URL to deliver to (repeatable; adds to EA_ALERT_WEBHOOK_URL).")
+@click.option("--secret", envvar="EA_ALERT_WEBHOOK_SECRET", default=None, show_envvar=True,
+              help="HMAC secret of the --webhook signatures.")
+@click.option("--format", "fmt", type=click.Choice(["native", "alertmanager"]), default="native", show_default=True)
+@click.option("--file", "files", multiple=True, help="Append notifications to this JSON-lines file (repeatable).")
+@click.option("--consumer", default=None, help="Consumer name in the group (default: host-pid-random).")
+@click.option("--batch", type=int, default=10, show_default=True, help="Entries read at a time.")
+def run(webhook, secret, fmt, files, consumer, batch) -> None:
+    """Run a delivery consumer until interrupted (Ctrl-C or SIGTERM finish the current delivery first)."""
+    from anomaly.alerts import Deliverer
+
+    deliverer = Deliverer(_hooks(webhook, secret, fmt, files), consumer=consumer, batch=batch)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo(f"consumer {deliverer.consumer} delivering to: {', '.join(h.name for h in deliverer.hooks)}")
+    try:
+        stats = deliverer.run(stop)
+    except KeyboardInterrupt:
+        stop.set()
+        deliverer.close()
+        stats = deliverer.stats
+    click.echo(f"stopped: {stats.delivered} delivered, {stats.failed} failed attempts, {stats.dead} dead, "
+               f"{stats.reclaimed} re-claimed")
+
+
+@alerts_group.command("tail")
+@click.option("--last", type=int, default=10, show_default=True, help="Show this many past deliveries first.")
+@click.option("--follow/--no-follow", default=True, show_default=True, help="Keep waiting for new deliveries.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def tail_cmd(last, follow, as_json) -> None:
+    """Show notifications as they are delivered."""
+    from anomaly.alerts import tail
+
+    stop = threading.Event()
+    if not follow:
+        stop.set()
+    try:
+        for d in tail(last=last, stop=stop, block=0.5 if follow else 0.01):
+            if as_json:
+                click.echo(json.dumps({"hook": d.hook, "at": d.at, **d.notification.to_dict()}))
+                continue
+            inc = d.notification.incident
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.at))
+            click.echo(f"{when}  {d.notification.state:<8} {inc.kind} {inc.key}  peak {inc.peak_score:.4g} > "
+                       f"{inc.threshold:.4g}  start {inc.start}  -> {d.hook}  [{d.notification.idempotency_key}]")
+    except KeyboardInterrupt:
+        pass
+
+
+@alerts_group.command("dead")
+@click.option("--count", type=int, default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def dead(count, as_json) -> None:
+    """List dead letters: deliveries given up (4xx, too many failures, disabled hook)."""
+    from anomaly.alerts import dead_letters
+
+    letters = dead_letters(count)
+    for x in letters:
+        if as_json:
+            click.echo(json.dumps({"id": x.id, "hook": x.hook, "error": x.error, "attempts": x.attempts,
+                                   "at": x.at, "notification": json.loads(x.raw or "null")}))
+        else:
+            what = f"{x.notification.id}" if x.notification else "(malformed entry)"
+            click.echo(f"{x.id}  {what}  hook={x.hook}  attempts={x.attempts}  error={x.error}")
+    if not letters and not as_json:
+        click.echo("no dead letters")
+
+
+@alerts_group.command("retry")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Requeue every dead letter.")
+def retry(ids, all_) -> None:
+    """Send dead letters IDS (or --all) back to the outbox, each for the hook that failed."""
+    from anomaly.alerts import requeue
+
+    if not ids and not all_:
+        raise click.UsageError("give dead-letter IDS or --all")
+    n = requeue(ids, all=all_)
+    click.echo(f"requeued {n} dead letter{'s' if n != 1 else ''}")
+
+
+@alerts_group.command("hooks")
+def hooks_cmd() -> None:
+    """The hooks this environment configures, and the ones disabled by a 410."""
+    from anomaly.alerts import disabled_hooks, registered_hooks
+
+    gone = disabled_hooks()
+    for hook in registered_hooks():
+        state = "DISABLED" if hook.name in gone else "enabled"
+        click.echo(f"{hook.name}  {state}  {redact_url(getattr(hook, 'url', ''))}".rstrip())
+    for name, info in gone.items():
+        click.echo(f"{name}  DISABLED since {time.ctime(info['at'])}: {info['reason']}  (ea alerts enable {name})")
+
+
+@alerts_group.command("enable")
+@click.argument("name")
+def enable(name) -> None:
+    """Re-enable hook NAME after its endpoint is back (then `ea alerts retry --all`)."""
+    from anomaly.alerts import enable_hook
+
+    click.echo(f"{name}: {'enabled' if enable_hook(name) else 'was not disabled'}")
+
+
+@alerts_group.command("status")
+def status() -> None:
+    """Outbox counts: undelivered, pending, retrying, dead, and the consumers."""
+    from anomaly.alerts import outbox_status
+
+    click.echo(json.dumps(outbox_status(), indent=2))
+
+
+COMMANDS = [alerts_group]

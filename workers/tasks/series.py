@@ -1,0 +1,33 @@
+"""Series tasks: ``ea.train_series`` (queue ``train``) and ``ea.score_series`` (queue ``score``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..app import app
+from ._progress import Progress
+
+__all__ = ["score_series", "train_series"]
+
+
+@app.task(name="ea.train_series", bind=True)
+def train_series(self, series: str, name: str, train_until: int | None = None, embedding: str = "gru",
+                 params: dict | None = None) -> dict:
+    """Fit a kNN-distance detector on a series file (by reference) and publish encoder, index and threshold."""
+    from anomaly.service import train_detector
+
+    progress = Progress(self)
+    progress({"stage": "fit", "done": 0, "total": 1})
+    result = train_detector(series, name=name, train_until=train_until, embedding=embedding, params=params,
+                            token=self.request.id)
+    progress({"stage": "fit", "done": 1, "total": 1})
+    return result
+
+
+@app.task(name="ea.score_series")
+def score_series(name: str, series_id: str, timestamps: list[Any], values: list[float],
+                 labels: dict | None = None) -> dict:
+    """Score new points of a series causally, keep its tail state in Redis, and raise incidents."""
+    from anomaly.service import score_points
+
+    return score_points(name, series_id, timestamps, values, labels=labels)
