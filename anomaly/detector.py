@@ -66,6 +66,7 @@ class KnnDetector:
         refractory: int | None = None,
         *,
         center: bool = True,
+        rearm: bool = False,
         hidden: int = 16,
         epochs: int = 30,
         lr: float = 1e-2,
@@ -90,6 +91,7 @@ class KnnDetector:
         self.c = float(c)
         self.refractory = refractory
         self.center = bool(center)
+        self.rearm = bool(rearm)
         self.ef = int(ef)
         self.encoder_params = dict(
             hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_windows=max_windows
@@ -187,7 +189,7 @@ class KnnDetector:
 
     def alerts(self, scores: np.ndarray) -> np.ndarray:
         """``is_anomaly`` decisions (bool) for consecutive ``scores``, with the refractory period."""
-        return decide_alerts(scores, THRESHOLD, self.refractory_rows)[0]
+        return decide_alerts(scores, THRESHOLD, self.refractory_rows, rearm=self.rearm)[0]
 
     @property
     def refractory_rows(self) -> int:
@@ -254,6 +256,7 @@ class KnnDetector:
             "k": self.k,
             "c": self.c,
             "center": self.center,
+            "rearm": self.rearm,
             "refractory": self.refractory,
             "ef": self.ef,
             "threshold_distance": float(self.threshold_distance),
@@ -278,7 +281,7 @@ class KnnDetector:
         try:
             det = cls(
                 meta["embedding"], window=meta["window"], k=meta["k"], c=meta["c"],
-                refractory=meta["refractory"], center=meta["center"], ef=meta["ef"], **meta["encoder_params"],
+                refractory=meta["refractory"], center=meta["center"], rearm=meta["rearm"], ef=meta["ef"], **meta["encoder_params"],
             )
             det.scaler = RobustScaler(float(meta["scaler"]["center"]), float(meta["scaler"]["scale"]))
             det.threshold_distance = float(meta["threshold_distance"])
@@ -312,6 +315,7 @@ class StreamScorer:
         self.position = detector.n_train if position is None else int(position)
         self.tail = np.asarray(detector.tail if tail is None else tail, dtype=np.float64)[-(detector.window - 1) :]
         self.last_alert: int | None = None
+        self.armed = True
 
     def update(self, new_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, is_anomaly)`` of ``new_values``; advances the state."""
@@ -321,8 +325,9 @@ class StreamScorer:
         buf = np.concatenate([self.tail, new])
         scores = self.detector.score(buf, start_index=self.position - self.tail.size)[self.tail.size :]
         # Rows with no full window yet (a short tail) are not alerts, as in batch scoring.
-        flags, self.last_alert = decide_alerts(
-            scores, THRESHOLD, self.detector.refractory_rows, self.last_alert, start=self.position
+        flags, self.last_alert, self.armed = decide_alerts(
+            scores, THRESHOLD, self.detector.refractory_rows, self.last_alert, self.position,
+            self.detector.rearm, self.armed,
         )
         self.tail = buf[-(self.detector.window - 1) :] if self.detector.window > 1 else buf[:0]
         self.position += new.size
@@ -330,21 +335,39 @@ class StreamScorer:
 
 
 def decide_alerts(
-    scores: np.ndarray, threshold: float, refractory: int, last_alert: int | None = None, start: int = 0
-) -> tuple[np.ndarray, int | None]:
+    scores: np.ndarray,
+    threshold: float,
+    refractory: int,
+    last_alert: int | None = None,
+    start: int = 0,
+    rearm: bool = False,
+    armed: bool = True,
+) -> tuple[np.ndarray, int | None, bool]:
     """Flag rows whose score exceeds ``threshold`` unless a row was flagged in the previous ``refractory``.
 
-    ``scores[i]`` is row ``start + i``; ``last_alert`` is the row of the previous alert (or ``None``).
-    Returns the flags and the new ``last_alert``.
+    With ``rearm``, a new alert also needs the score to have fallen to the threshold or below since the
+    previous alert (one alert per excursion, however long it lasts). ``scores[i]`` is row ``start + i``;
+    ``last_alert`` (row of the previous alert or ``None``) and ``armed`` carry the state between calls.
+    Returns the flags and the new ``(last_alert, armed)``.
     """
     s = np.asarray(scores, dtype=np.float64)
     flags = np.zeros(s.size, dtype=bool)
-    for i in np.flatnonzero(s > threshold):
-        row = start + int(i)
-        if last_alert is None or row - last_alert > refractory:
+    above = s > threshold
+    if not rearm:
+        for i in np.flatnonzero(above):
+            row = start + int(i)
+            if last_alert is None or row - last_alert > refractory:
+                flags[i] = True
+                last_alert = row
+        return flags, last_alert, True
+    for i in range(s.size):  # only the rows near alerts need this loop; series are short enough
+        row = start + i
+        if not above[i]:
+            armed = True
+        elif armed and (last_alert is None or row - last_alert > refractory):
             flags[i] = True
-            last_alert = row
-    return flags, last_alert
+            last_alert, armed = row, False
+    return flags, last_alert, armed
 
 
 def _as_values(values: np.ndarray | Series, allow_empty: bool = False) -> np.ndarray:

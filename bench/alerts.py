@@ -42,6 +42,7 @@ from anomaly.alerts import (  # noqa: E402
     outbox_status,
     verify_signature,
 )
+from anomaly.alerts.keys import GROUP  # noqa: E402
 from bench._common import machine, table, write  # noqa: E402
 from vectorstore.connection import connect  # noqa: E402
 from vectorstore.settings import get_settings  # noqa: E402
@@ -116,6 +117,17 @@ def start_consumer(args: argparse.Namespace, prefix: str, url: str, name: str) -
     return subprocess.Popen(cmd, cwd=ROOT)
 
 
+def wait_for_consumers(client, prefix: str, names: set[str], timeout: float = 60) -> None:
+    """Until every consumer process has joined the group (process start-up is not delivery delay)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        joined = {c["name"].decode() for c in client.xinfo_consumers(f"{prefix}alerts:outbox", GROUP)}
+        if names <= joined:
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"consumers {sorted(names)} did not start within {timeout}s")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--incidents", type=int, default=10_000)
@@ -139,6 +151,7 @@ def main() -> None:
     receiver = Receiver(args.failure_rate, args.seed)
     Deliverer([WebhookHook(receiver.url)], settings=settings, client=client).close()  # creates the group
     procs = [start_consumer(args, settings.key_prefix, receiver.url, f"c{i}") for i in range(args.consumers)]
+    wait_for_consumers(client, settings.key_prefix, {f"c{i}" for i in range(args.consumers)})
     policy = IncidentPolicy(for_points=1, clear_points=1, cooldown=0)
     n = args.incidents
     t0 = time.time()

@@ -50,7 +50,9 @@ class Settings:
             after this, so a crashed publisher leaves no debris.
         data_dir: ``EA_DATA_DIR``; where the embedded Redis keeps its files (and the demo its outputs).
         visibility_timeout: ``EA_VISIBILITY_TIMEOUT`` seconds (default 21600); an unacknowledged Celery
-            job is redelivered after this, so it must exceed the longest training job.
+            job is redelivered after this, so it must exceed the longest training job. Values down to 1 s
+            are accepted (tests that kill workers use a few seconds); a redelivered job that had already
+            published returns its version (publication token), so a too-short value costs work, not data.
         socket_timeout: ``EA_SOCKET_TIMEOUT`` seconds (default 5) for Redis commands.
         alert_webhook_url: ``EA_ALERT_WEBHOOK_URL``; when set, a webhook hook is registered for alert
             delivery (the URL may carry credentials: never logged unredacted).
@@ -121,7 +123,7 @@ class Settings:
             chunk_bytes=_int(env, "EA_CHUNK_BYTES", 8 * _MB, 1024),
             publish_ttl=_int(env, "EA_PUBLISH_TTL", 3600, 10),
             data_dir=Path(env["EA_DATA_DIR"]) if env.get("EA_DATA_DIR") else _default_data_dir(),
-            visibility_timeout=_int(env, "EA_VISIBILITY_TIMEOUT", 6 * 3600, 60),
+            visibility_timeout=_int(env, "EA_VISIBILITY_TIMEOUT", 6 * 3600, 1),
             socket_timeout=float(env.get("EA_SOCKET_TIMEOUT") or 5.0),
             alert_webhook_url=env.get("EA_ALERT_WEBHOOK_URL") or None,
             alert_webhook_secret=env.get("EA_ALERT_WEBHOOK_SECRET") or None,

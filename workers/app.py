@@ -34,6 +34,11 @@ def celery_config(settings: Settings) -> dict:
         "visibility_timeout": settings.visibility_timeout,
         # Queues live under the service's key prefix, so two deployments can share one Redis.
         "global_keyprefix": f"{settings.key_prefix}celery:",
+        # kombu sweeps unacknowledged messages back to their queue every interval x throttle seconds
+        # (10 x 10 by default): with a short visibility timeout a crashed worker's job would still wait
+        # up to 100 s. Sweep every visibility_timeout / 10 (1 s to 100 s), each sweep a real scan.
+        "unacked_restore_interval": max(1, min(100, settings.visibility_timeout // 10)),
+        "unacked_restore_throttle": 1,
     }
     return {
         "broker_url": settings.broker_url or redis_url,

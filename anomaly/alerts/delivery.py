@@ -152,13 +152,17 @@ class Deliverer:
 
     def close(self) -> None:
         """Leave the group if this consumer holds no pending entry (otherwise its name stays, so the
-        entries can be re-claimed)."""
+        entries can be re-claimed), and close the hooks' connections."""
         try:
             info = self.client.xpending_range(self.keys.outbox, GROUP, "-", "+", 1, consumername=self.consumer)
             if not info:
                 self.client.xgroup_delconsumer(self.keys.outbox, GROUP, self.consumer)
         except redis.RedisError:
             pass
+        for hook in self.hooks:
+            close = getattr(hook, "close", None)
+            if callable(close):
+                close()
 
     # --- the three sources ----------------------------------------------------------------------------
 
@@ -204,12 +208,17 @@ class Deliverer:
         only = set(json.loads(fields[b"hooks"])) if b"hooks" in fields else None
         targets = [h for h in self.hooks if only is None or h.name in only]
         record_key = self.keys.delivery(note.id)
-        record = {_s(k): _s(v) for k, v in self.client.hgetall(record_key).items()}
-        disabled = {_s(k) for k in self.client.hkeys(self.keys.disabled)}
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(record_key)
+        pipe.hkeys(self.keys.disabled)
+        raw_record, raw_disabled = pipe.execute()
+        record = {_s(k): _s(v) for k, v in raw_record.items()}
+        disabled = {_s(k) for k in raw_disabled}
+        # Hooks done earlier (another hook is being retried, or the entry was re-claimed) are skipped.
+        todo = [h for h in targets if record.get(h.name) not in ("ok", "dead")]
         retry_attempts: list[int] = []
-        for hook in targets:
-            if record.get(hook.name) in ("ok", "dead"):
-                continue  # done earlier (another hook is being retried, or the entry was re-claimed)
+        finished = False
+        for i, hook in enumerate(todo):
             if hook.name in disabled:
                 self._dead(entry_id, note, hook, f"hook {hook.name} is disabled", int(record.get(f"{hook.name}#n", 0)))
                 continue
@@ -236,22 +245,27 @@ class Deliverer:
                     self.stats.failed += 1
                     retry_attempts.append(attempts)
             else:
-                self._ok(note, hook)
+                # The common case, the last hook succeeding with nothing to retry, records the success
+                # and finishes the entry in one MULTI.
+                finished = i == len(todo) - 1 and not retry_attempts
+                self._ok(note, hook, finish=entry_id if finished else None)
         if retry_attempts:
             due = time.time() + backoff_delay(max(retry_attempts), self.backoff, self.backoff_max, self._rng)
             pipe = self.client.pipeline(transaction=True)
             pipe.zadd(self.keys.retry, {entry_id: due})
             pipe.xack(self.keys.outbox, GROUP, entry_id)
             pipe.execute()
-        else:
+        elif not finished:
             self._finish(entry_id)
 
-    def _ok(self, note: Notification, hook: Hook) -> None:
+    def _ok(self, note: Notification, hook: Hook, finish: bytes | None = None) -> None:
         pipe = self.client.pipeline(transaction=True)
         pipe.hset(self.keys.delivery(note.id), hook.name, "ok")
         pipe.expire(self.keys.delivery(note.id), RECORD_TTL)
         pipe.xadd(self.keys.delivered, {"n": note.to_json(), "hook": hook.name, "at": repr(time.time())},
                   maxlen=DELIVERED_MAXLEN, approximate=True)
+        if finish is not None:
+            self._finish(finish, pipe=pipe)
         pipe.execute()
         self.stats.delivered += 1
 
@@ -264,15 +278,19 @@ class Deliverer:
         pipe.execute()
         self.stats.dead += 1
 
-    def _finish(self, entry_id: bytes, dead: list[tuple] | None = None) -> None:
-        pipe = self.client.pipeline(transaction=True)
+    def _finish(self, entry_id: bytes, dead: list[tuple] | None = None, pipe: redis.client.Pipeline | None = None,
+                ) -> None:
+        """Acknowledge and delete a finished entry (queued on ``pipe`` when given, else executed now)."""
+        execute = pipe is None
+        pipe = pipe if pipe is not None else self.client.pipeline(transaction=True)
         for hook_name, raw, error, attempts in dead or []:
             pipe.xadd(self.keys.dead, {"n": raw, "hook": hook_name, "error": error[:500], "attempts": attempts,
                                        "outbox_id": entry_id, "at": repr(time.time())})
         pipe.xack(self.keys.outbox, GROUP, entry_id)
         pipe.zrem(self.keys.retry, entry_id)
         pipe.xdel(self.keys.outbox, entry_id)
-        pipe.execute()
+        if execute:
+            pipe.execute()
 
     def _idle(self) -> bool:
         pending = self.client.xpending(self.keys.outbox, GROUP)["pending"]

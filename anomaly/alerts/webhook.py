@@ -16,14 +16,18 @@ The signature headers are sent only when a secret is configured. :func:`verify_s
 Answers: 2xx is success; 5xx, 408, 429, timeouts and connection errors are retried; 410 disables the
 hook (:class:`~anomaly.exceptions.HookDisabled`); other 4xx and redirects are permanent failures.
 Credentials in the URL (``https://user:pass@host/...``) are sent as HTTP Basic auth and never logged.
+Each consumer thread keeps its connection alive between alerts; when the environment names an HTTP proxy
+for the URL (``https_proxy``...), requests go through urllib and the proxy instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import logging
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -85,6 +89,13 @@ class WebhookHook(Hook):
         self.format = format
         self.timeout = timeout
         self.receiver = receiver
+        https = parts.scheme == "https"
+        self._conn_class = http.client.HTTPSConnection if https else http.client.HTTPConnection
+        self._host, self._port = parts.hostname, parts.port or (443 if https else 80)
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._proxied = bool(urllib.request.getproxies().get(parts.scheme)) and not urllib.request.proxy_bypass(
+            parts.hostname)
+        self._local = threading.local()
         digest = hashlib.sha256(url.encode()).hexdigest()[:8]
         self.name = name or f"webhook:{parts.hostname}:{parts.port or parts.scheme}:{digest}"
 
@@ -113,18 +124,8 @@ class WebhookHook(Hook):
     def deliver(self, notification: Notification) -> None:
         """POST the notification; raises ``HookError`` (retry), ``DeliveryError`` or ``HookDisabled``."""
         body = self.body(notification)
-        request = urllib.request.Request(self.url, data=body, headers=self.headers(notification, body),
-                                         method="POST")
-        try:
-            with _opener.open(request, timeout=self.timeout) as response:
-                response.read()
-                status = response.status
-        except urllib.error.HTTPError as exc:
-            status = exc.code
-            exc.close()
-        except (urllib.error.URLError, OSError) as exc:  # refused, reset, DNS, timeout
-            reason = getattr(exc, "reason", exc)
-            raise HookError(f"{self.name}: {type(reason).__name__}: {reason}") from None
+        headers = self.headers(notification, body)
+        status = self._post_via_proxy(body, headers) if self._proxied else self._post(body, headers)
         if 200 <= status < 300:
             return
         if status == 410:
@@ -132,6 +133,53 @@ class WebhookHook(Hook):
         if status >= 500 or status in (408, 429):
             raise HookError(f"{self.name}: HTTP {status}", status=status)
         raise DeliveryError(f"{self.name}: HTTP {status} (not retried)", status=status)
+
+    def close(self) -> None:
+        """Close this thread's kept-alive connection (one is kept per thread, see ``_post``)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    def _post(self, body: bytes, headers: dict[str, str]) -> int:
+        # A kept-alive connection per thread: no TCP (and TLS) handshake per alert. A server may close an
+        # idle connection at any time; a request that fails on a reused connection before any answer is
+        # sent again once on a fresh one (safe: the receiver deduplicates on the Idempotency-Key).
+        for attempt in (0, 1):
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = self._conn_class(self._host, self._port, timeout=self.timeout)
+            reused = conn.sock is not None
+            try:
+                conn.request("POST", self._target, body=body, headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.will_close:
+                    self.close()
+                return response.status
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                self.close()
+                if reused and attempt == 0:
+                    continue
+                raise HookError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+            except (OSError, http.client.HTTPException) as exc:  # refused, DNS, timeout, garbage answer
+                self.close()
+                raise HookError(f"{self.name}: {type(exc).__name__}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def _post_via_proxy(self, body: bytes, headers: dict[str, str]) -> int:
+        # The environment names an HTTP proxy for this URL: urllib knows how to go through it.
+        request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+        try:
+            with _opener.open(request, timeout=self.timeout) as response:
+                response.read()
+                return response.status
+        except urllib.error.HTTPError as exc:
+            exc.close()
+            return exc.code
+        except (urllib.error.URLError, OSError) as exc:  # refused, reset, DNS, timeout
+            reason = getattr(exc, "reason", exc)
+            raise HookError(f"{self.name}: {type(reason).__name__}: {reason}") from None
 
 
 def sign(body: bytes, secret: str | bytes, now: float | None = None) -> dict[str, str]:

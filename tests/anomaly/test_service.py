@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from anomaly_synth import PLANTED, TRAIN, planted_series
 from click.testing import CliRunner
 
 from anomaly.exceptions import InvalidSeries
@@ -16,8 +17,6 @@ from anomaly.service import entity_outliers, score_points, train_detector
 from vectorstore import ModelRegistry
 from workers.cli import main
 from workers.jobs import submit
-
-from anomaly_synth import PLANTED, TRAIN, planted_series
 
 
 @pytest.fixture(scope="module")

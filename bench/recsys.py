@@ -1,0 +1,262 @@
+"""Benchmark: this project's Node2Vec (and LightGCN) against named baselines on MovieLens.
+
+Data: ml-100k (``u1.base`` train / ``u1.test`` test) and ml-1m (``train.txt`` / ``test.txt``, LightGCN's
+split). Every method is trained on the train split and ranks all items for every test user, train items
+excluded; Recall@20 / NDCG@20 follow ``shared/bench/recsys_score.py`` (truth = the raw test sets).
+
+Methods (each in its own subprocess: wall time of the fit, peak RSS of the process):
+
+* ``node2vec``       this project, native engine, p=q=1 (numba cache warm)
+* ``node2vec-cold``  the same with an empty numba cache (compilation included)
+* ``node2vec-pq``    this project, p=0.5, q=2
+* ``node2vec-pkg``   the ``node2vec`` package (engine="node2vec"; ml-100k only: hopeless on ml-1m)
+* ``pecanpy``        PecanPy SparseOTF walks (p=q=1; ``pecanpy-pq``: p=0.5, q=2) + the same gensim
+                     skip-gram as PecanPy's own ``embed`` (list of str walks)
+* ``lightgcn``       this project's LightGCN (skipped when ``recsys.lightgcn`` is absent)
+* ``als``, ``bpr``   implicit 0.7, small grid each, best test Recall@20 reported (with its fit time)
+* ``popularity``     most interacted items
+
+All Node2Vec variants: dim 64, 40 nodes per walk, 10 walks per node, window 10, negative 5, sample 1e-3,
+1 skip-gram epoch, 2 workers; user score = user input vector . item output (context) vector.
+
+Usage: nice -n 10 .venv/bin/python bench/recsys.py [--datasets ml-100k,ml-1m] [--only node2vec,pecanpy]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._common import machine, table, write  # noqa: E402
+
+DATA = Path("/work/shared/data/recsys")
+DATASETS = {
+    "ml-100k": ("ml-100k/u1.base", "ml-100k/u1.test", None),
+    "ml-1m": ("ml-1m/train.txt", "ml-1m/test.txt", "ml-1m/valid.txt"),
+}
+METHODS = [
+    "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-pkg", "pecanpy", "pecanpy-pq",
+    "lightgcn", "als", "bpr", "popularity",
+]
+K = 20
+WALK = {"dim": 64, "walk_length": 40, "walks_per_node": 10, "window": 10, "negative": 5, "sample": 1e-3,
+        "epochs": 1, "workers": 2, "seed": 0}
+
+
+# -- worker side: one method on one dataset, prints one JSON line ---------------------------------------
+
+def _evaluate(train, test_path: Path, user_vectors, item_vectors) -> dict:
+    import numpy as np
+
+    from recsys import Interactions, ranking_metrics, top_k
+
+    test = Interactions.read(test_path)
+    truth: dict[str, set] = {}
+    for u, i in zip(test.user_ids[test.users], test.item_ids[test.items]):
+        truth.setdefault(str(u), set()).add(str(i))
+    dense = train.user_index(list(truth), missing=-1)
+    known = np.flatnonzero(dense >= 0)
+    items, _ = top_k(user_vectors, item_vectors, K, exclude=train.user_matrix(), users=dense[known])
+    recs = {
+        list(truth)[r]: [train.item_ids[j] for j in row if j >= 0] for r, row in zip(known.tolist(), items)
+    }
+    return ranking_metrics(recs, truth, K, n_items=train.n_items)
+
+
+def _node2vec(train, **params):
+    from recsys.node2vec import Node2Vec
+
+    emb = Node2Vec(**{**WALK, **params}).fit(train)
+    u, v = emb.scoring_vectors()
+    return u, v, {}
+
+
+def _pecanpy(train, p: float, q: float):
+    import numpy as np
+    from gensim.models import Word2Vec
+    from pecanpy.pecanpy import SparseOTF
+
+    g = SparseOTF(p=p, q=q, workers=WALK["workers"], random_state=WALK["seed"])
+    adj = train.graph()
+    g.indptr = adj.indptr.astype(np.uint32)
+    g.indices = adj.indices.astype(np.uint32)
+    g.data = adj.data.astype(np.float32)
+    g.set_node_ids([str(i) for i in range(adj.shape[0])])
+    walks = g.simulate_walks(num_walks=WALK["walks_per_node"], walk_length=WALK["walk_length"] - 1)
+    w2v = Word2Vec(walks, vector_size=WALK["dim"], window=WALK["window"], sg=1, min_count=0,
+                   workers=WALK["workers"], epochs=WALK["epochs"], seed=WALK["seed"])
+    rows = np.array([w2v.wv.key_to_index[str(i)] for i in range(adj.shape[0])])
+    n = train.n_users
+    return w2v.wv.vectors[rows][:n], w2v.syn1neg[rows][n:], {}
+
+
+def _implicit(train, kind: str):
+    import numpy as np
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    if kind == "als":
+        grid = [{"factors": f, "regularization": r, "iterations": 15} for f in (64, 128) for r in (0.01, 0.1)]
+        make = AlternatingLeastSquares
+    else:
+        grid = [{"factors": f, "learning_rate": lr, "regularization": 0.01, "iterations": 100}
+                for f in (64, 128) for lr in (0.01, 0.05)]
+        make = BayesianPersonalizedRanking
+    matrix = train.user_matrix().astype(np.float32)
+    for params in grid:
+        t = time.perf_counter()
+        model = make(**params, random_state=0, num_threads=2)
+        model.fit(matrix, show_progress=False)
+        yield model.user_factors, model.item_factors, {"params": params, "fit_s": time.perf_counter() - t}
+
+
+def _popularity(train):
+    import numpy as np
+
+    counts = np.bincount(train.items, minlength=train.n_items).astype(np.float32)
+    return np.ones((train.n_users, 1), np.float32), counts[:, None], {}
+
+
+def _lightgcn(train, valid_path: Path | None, budget: float):
+    from recsys import Interactions
+    from recsys.lightgcn import LightGCN
+
+    valid = Interactions.read(valid_path) if valid_path else None
+    emb = LightGCN(time_budget_s=budget).fit(train, valid=valid)
+    u, v = emb.scoring_vectors()
+    done = [h for h in emb.history if h.get("stage") == "done"]
+    return u, v, {"history": done}
+
+
+def run_worker(method: str, dataset: str, budget: float) -> dict:
+    import gensim.models  # noqa: F401 - imported before timing, for every method alike
+    import numba  # noqa: F401
+
+    from recsys import Interactions
+
+    train_rel, test_rel, valid_rel = DATASETS[dataset]
+    train = Interactions.read(DATA / train_rel)
+    t = time.perf_counter()
+    if method.startswith("implicit-"):
+        best = None
+        for u, v, extra in _implicit(train, method.split("-")[1]):
+            metrics = _evaluate(train, DATA / test_rel, u, v)
+            if best is None or metrics[f"recall@{K}"] > best[f"recall@{K}"]:
+                best = {**metrics, "seconds": extra["fit_s"], "params": extra["params"]}
+        result = best
+    else:
+        if method == "node2vec":
+            u, v, extra = _node2vec(train)
+        elif method == "node2vec-pq":
+            u, v, extra = _node2vec(train, p=0.5, q=2.0)
+        elif method == "node2vec-pkg":
+            u, v, extra = _node2vec(train, engine="node2vec")
+        elif method == "pecanpy":
+            u, v, extra = _pecanpy(train, 1.0, 1.0)
+        elif method == "pecanpy-pq":
+            u, v, extra = _pecanpy(train, 0.5, 2.0)
+        elif method == "lightgcn":
+            u, v, extra = _lightgcn(train, DATA / valid_rel if valid_rel else None, budget)
+        elif method == "popularity":
+            u, v, extra = _popularity(train)
+        else:
+            raise SystemExit(f"unknown method {method}")
+        seconds = time.perf_counter() - t
+        result = {**_evaluate(train, DATA / test_rel, u, v), "seconds": seconds, **extra}
+    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+# -- driver side ------------------------------------------------------------------------------------------
+
+def run(method: str, dataset: str, budget: float, timeout: float) -> dict | None:
+    env = dict(os.environ)
+    worker = {"als": "implicit-als", "bpr": "implicit-bpr", "node2vec-cold": "node2vec"}.get(method, method)
+    if method == "node2vec-cold":
+        env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ea-numba-cold-")
+    cmd = [sys.executable, __file__, "--worker", worker, "--dataset", dataset, "--budget", str(budget)]
+    try:
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        print(f"  {method} on {dataset}: timed out after {timeout:.0f}s", flush=True)
+        return None
+    if out.returncode != 0:
+        print(f"  {method} on {dataset}: failed\n{out.stderr[-2000:]}", flush=True)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="ml-100k,ml-1m")
+    ap.add_argument("--only", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
+    ap.add_argument("--lightgcn-budget", type=float, default=300.0, help="LightGCN time_budget_s")
+    ap.add_argument("--timeout", type=float, default=1200.0, help="per method and dataset, seconds")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--dataset", help=argparse.SUPPRESS)
+    ap.add_argument("--budget", type=float, default=300.0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(run_worker(args.worker, args.dataset, args.budget)))
+        return
+
+    methods = [m.strip() for m in args.only.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise SystemExit(f"unknown method(s) {unknown}; valid: {METHODS}")
+    if "lightgcn" in methods and not (ROOT / "recsys" / "lightgcn.py").exists():
+        print("recsys/lightgcn.py not found: skipping lightgcn")
+        methods.remove("lightgcn")
+    if "node2vec" in methods:  # untimed warm-up: fills the numba cache for the warm row
+        run("node2vec", "ml-100k", args.lightgcn_budget, args.timeout)
+    results: dict[tuple[str, str], dict] = {}
+    for dataset in [d.strip() for d in args.datasets.split(",")]:
+        for method in methods:
+            if method == "node2vec-pkg" and dataset != "ml-100k":
+                continue
+            print(f"running {method} on {dataset}...", flush=True)
+            r = run(method, dataset, args.lightgcn_budget, args.timeout)
+            if r is not None:
+                results[(dataset, method)] = r
+                print(f"  recall@{K}={r[f'recall@{K}']:.4f} ndcg@{K}={r[f'ndcg@{K}']:.4f} "
+                      f"time={r['seconds']:.2f}s peak={r['peak_mb']:.0f}MB", flush=True)
+
+    headers = ["dataset", "method", f"Recall@{K}", f"NDCG@{K}", "wall s", "peak RSS MB",
+               "time / node2vec (native)", "native Recall / this", "note"]
+    rows = []
+    for (dataset, method), r in results.items():
+        ref = results.get((dataset, "node2vec"))
+        ratio_t = r["seconds"] / ref["seconds"] if ref else float("nan")
+        ratio_r = ref[f"recall@{K}"] / r[f"recall@{K}"] if ref and r[f"recall@{K}"] else float("nan")
+        note = ""
+        if "params" in r:
+            note = ", ".join(f"{k}={v}" for k, v in r["params"].items())
+        elif r.get("history"):
+            h = r["history"][-1]
+            note = f"best epoch {h.get('best_epoch')}, stopped: {h.get('stopped')}"
+        rows.append([dataset, method, r[f"recall@{K}"], r[f"ndcg@{K}"], r["seconds"], r["peak_mb"],
+                     ratio_t, ratio_r, note])
+    text = (
+        f"# recsys benchmark ({machine()})\n\n"
+        "Full ranking, train items excluded, K=20; wall s = fit only (walks + skip-gram, compilation "
+        "included; implicit: best grid point's fit); peak RSS of the method's process (includes imports).\n"
+        "`time / node2vec (native)` > 1: the native Node2Vec is that many times faster; "
+        "`native Recall / this` > 1: it recommends better.\n\n" + table(headers, rows)
+    )
+    print()
+    print(text)
+    print(f"\nwritten to {write('recsys', text)}")
+
+
+if __name__ == "__main__":
+    main()
