@@ -33,5 +33,14 @@ bench-recsys: $(STAMP)
 bench-anomaly: $(STAMP)
 	$(PY) bench/anomaly.py
 
+bench-serving: $(STAMP)
+	$(PY) bench/serving.py
+
+bench-alerts: $(STAMP)
+	$(PY) bench/alerts.py
+
+bench-load: $(STAMP)
+	$(PY) bench/load.py
+
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -15,6 +15,8 @@ import time
 
 import click
 
+from anomaly.exceptions import AnomalyError
+from recsys.exceptions import RecsysError
 from vectorstore.connection import redact_url
 from vectorstore.exceptions import VectorStoreError
 from vectorstore.settings import get_settings
@@ -39,7 +41,7 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (VectorStoreError, WorkerError, ValueError, LookupError, OSError) as exc:
+        except (VectorStoreError, WorkerError, RecsysError, AnomalyError, ValueError, LookupError, OSError) as exc:
             if isinstance(exc, click.ClickException):
                 raise
             click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
@@ -146,8 +148,12 @@ def jobs(job_id: str | None, limit: int, wait: bool, as_json: bool) -> None:
 
 @main.command()
 @click.argument("name", required=False)
-def models(name: str | None) -> None:
+@click.option("--verify", is_flag=True,
+              help="With NAME: also check every version's checksums (reads all its data); exit 2 if one fails.")
+@click.pass_context
+def models(ctx: click.Context, name: str | None, verify: bool) -> None:
     """List published models, or the versions of model NAME (the active one is marked *)."""
+    from vectorstore.exceptions import IntegrityError
     from vectorstore.registry import ModelRegistry
 
     registry = ModelRegistry()
@@ -158,10 +164,26 @@ def models(name: str | None) -> None:
         for model in names:
             click.echo(f"{model}  active v{registry.active_version(model)}")
         return
+    corrupt = []
     for info in registry.versions(name):
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
         mark = "*" if info.active else " "
-        click.echo(f"{mark} v{info.version}  {when}  {info.nbytes / 1e6:8.2f} MB  parts: {', '.join(info.parts)}")
+        status = ""
+        if verify:
+            try:
+                loaded = registry.load(name, info.version)
+                for table in loaded.tables:
+                    registry.verify_table(name, info.version, table)
+                status = "  ok"
+            except IntegrityError as exc:
+                status = f"  CORRUPT ({type(exc).__name__}: {exc})"
+                corrupt.append(info.version)
+        click.echo(f"{mark} v{info.version}  {when}  {info.nbytes / 1e6:8.2f} MB  parts: {', '.join(info.parts)}"
+                   f"{status}")
+    if corrupt:
+        click.echo(f"error: ChecksumError: {name} version(s) {corrupt} fail their integrity check; they are refused "
+                   f"by readers (`ea rollback {name} --version N` activates a good one)", err=True)
+        ctx.exit(2)
 
 
 @main.command()

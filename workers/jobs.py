@@ -127,6 +127,9 @@ class JobHandle:
                 time.sleep(interval)
         finally:
             if bar is not None:
+                if self._result.state == "SUCCESS" and bar.total:
+                    bar.n = bar.total
+                    bar.refresh()
                 bar.close()
         return self.result
 
@@ -143,7 +146,9 @@ def _draw(bar: Any, info: dict[str, Any]) -> Any:
     if bar is None or bar.desc != stage:
         if bar is not None:
             bar.close()
-        bar = tqdm(total=total, desc=stage, unit="step", leave=True)
+        # No rate: progress arrives in polled jumps, so a per-second rate would only mislead.
+        bar = tqdm(total=total, desc=stage, leave=True,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
     if total is not None and bar.total != total:
         bar.total = total
     bar.n = int(info.get("done", bar.n))

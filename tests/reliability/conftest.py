@@ -1,132 +1,18 @@
-"""Fixtures of the reliability tests: isolated deployments, Celery worker *processes*, dedicated Redis servers.
-
-A test that kills workers must not share queues with the session's in-process ``celery_worker`` (a
-threads worker on every queue of the session prefix, with a 6 h visibility timeout): it would take the
-jobs and hide the redelivery under test. :func:`isolated` therefore gives each test its own key prefix,
-below the session's (so the session's clean-up still deletes everything), its own Celery app configured
-for it, and starts worker processes with the same ``EA_*`` variables plus that prefix.
-"""
+"""Fixtures of the reliability tests (helpers in ``_reliability.py``)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import redis
-from celery import Celery
+from _reliability import Deployment, community_frame, make_app
 
-from vectorstore import ModelRegistry, Settings, get_settings
+from vectorstore import get_settings
 from vectorstore.embedded import RedisProcess, start_redis_server
-from workers.app import celery_config
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def wait_for(predicate, timeout: float, interval: float = 0.1, what: str = "condition"):
-    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
-@dataclass
-class WorkerProcess:
-    """A ``celery worker`` OS process (its own process group, so a kill takes its children too)."""
-
-    hostname: str
-    proc: subprocess.Popen
-    log: Path
-
-    def kill(self) -> None:
-        """SIGKILL the worker's process group: no warm shutdown, no message restored by the worker."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """Warm shutdown (SIGTERM), then SIGKILL after 15 s."""
-        if self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-
-@dataclass
-class Deployment:
-    """One isolated deployment: settings (own key prefix), its registry, its Celery app and workers."""
-
-    settings: Settings
-    app: Celery
-    env: dict[str, str]
-    tmp: Path
-    workers: list[WorkerProcess] = field(default_factory=list)
-
-    @property
-    def registry(self) -> ModelRegistry:
-        return ModelRegistry(self.settings)
-
-    def start_worker(self, name: str, queues: str = "train,score,alerts", pool: str = "solo",
-                     concurrency: int | None = None, wait: bool = True) -> WorkerProcess:
-        """Start ``celery -A workers.app worker`` as a separate process with this deployment's env."""
-        hostname = f"{name}-{uuid.uuid4().hex[:6]}@reliability"
-        log = self.tmp / f"{hostname.split('@')[0]}.log"
-        argv = [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues, "-P", pool,
-                "-n", hostname, "-l", "INFO", "--without-mingle", "--without-gossip"]
-        if concurrency:
-            argv += ["-c", str(concurrency)]
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        worker = WorkerProcess(hostname, proc, log)
-        self.workers.append(worker)
-        if wait:
-            self.wait_ready(worker)
-        return worker
-
-    def wait_ready(self, worker: WorkerProcess, timeout: float = 90) -> None:
-        def ready() -> bool:
-            if worker.proc.poll() is not None:
-                raise AssertionError(f"worker {worker.hostname} exited early:\n{worker.output()[-3000:]}")
-            return bool(self.app.control.ping(destination=[worker.hostname], timeout=1.0))
-
-        wait_for(ready, timeout, interval=0.2, what=f"worker {worker.hostname} to answer ping")
-
-    def send(self, task: str, task_id: str | None = None, queue: str | None = None, **kwargs):
-        """Send a task to this deployment's broker (JSON kwargs)."""
-        options = {"queue": queue} if queue else {}
-        return self.app.send_task(task, kwargs=kwargs, task_id=task_id, **options)
-
-    def keys(self, pattern: str = "*") -> list[str]:
-        client = self.registry.client
-        return sorted(k.decode() for k in client.scan_iter(f"{self.settings.key_prefix}{pattern}", count=1000))
-
-
-def make_app(settings: Settings) -> Celery:
-    """A Celery app configured for ``settings`` (``workers.app.app`` reads the environment only once)."""
-    app = Celery("ea-reliability", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    return app
 
 
 @pytest.fixture
@@ -156,8 +42,22 @@ def dedicated_redis(tmp_path: Path) -> Iterator[RedisProcess]:
         server.stop()
 
 
-def redis_answers(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1).ping())
-    except (redis.RedisError, OSError):
-        return False
+@pytest.fixture(scope="session")
+def interactions_csv(tmp_path_factory) -> str:
+    """A small planted-community interactions CSV (user,item)."""
+    path = tmp_path_factory.mktemp("interactions") / "train.csv"
+    community_frame().to_csv(path, index=False)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def trained_model(interactions_csv) -> str:
+    """A Node2Vec model trained once on :func:`interactions_csv` and published (its name); copy it with
+    :func:`_reliability.copy_version` to get a model of your own."""
+    from _reliability import FAST_NODE2VEC
+
+    from recsys.training import train_and_publish
+
+    name = f"src{uuid.uuid4().hex[:8]}"
+    train_and_publish(interactions_csv, name=name, params=FAST_NODE2VEC)
+    return name

@@ -1,0 +1,218 @@
+"""Serving latency and quality of RecommendationClient against the floor measured in the same run.
+
+Models: one trained on ml-1m (Node2Vec by default; `--algorithm lightgcn` for LightGCN) and a synthetic
+catalogue of `--items` (default 1,000,000) x 64 clustered vectors. For each:
+
+- `recommend` p50/p99 latency, 1 thread and 4 threads, against the floor: one pipelined Redis round trip
+  (the same two HMGETs) plus a raw hnswlib `knn_query` for the same user, no Python around it;
+- `recommend_many` throughput (users/s, batches of 1,000);
+- ANN recall@10 of the served top-10 against exact full-ranking search (seen items excluded in both);
+- a version switch under 8 querying threads: errors and the time until every thread sees the new version.
+
+    python bench/serving.py [--items 1000000] [--queries 2000] [--skip-synthetic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench._common import machine, table, write  # noqa: E402
+from recsys import GraphEmbeddings, Interactions, RecommendationClient  # noqa: E402
+from recsys.publish import publish_embeddings  # noqa: E402
+from recsys.training import train_and_publish  # noqa: E402
+from vectorstore import ModelRegistry, Settings  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys" / "ml-1m"
+
+
+def percentiles(samples: list[float]) -> tuple[float, float]:
+    arr = np.asarray(samples) * 1e3
+    return float(np.percentile(arr, 50)), float(np.percentile(arr, 99))
+
+
+def latency(fn, users: list[str], threads: int) -> list[float]:
+    def one(u: str) -> float:
+        t = time.perf_counter()
+        fn(u)
+        return time.perf_counter() - t
+
+    for u in users[:50]:
+        fn(u)  # warm-up
+    if threads == 1:
+        return [one(u) for u in users]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(one, users))
+
+
+def floor_fn(client: RecommendationClient, k: int):
+    """One pipelined round trip for the user's vector and seen items, then a raw knn_query."""
+    model = client._model
+    reg = client.registry
+    vec_key = reg._key(model.name, f"v:{model.version}", "t:user_vectors")
+    seen_key = reg._key(model.name, f"v:{model.version}", "t:seen")
+    raw = model.index._index
+
+    def run(user: str):
+        pipe = client.registry.client.pipeline(transaction=False)
+        pipe.hmget(vec_key, [user])
+        pipe.hmget(seen_key, [user])
+        vec, seen = pipe.execute()
+        v = np.frombuffer(vec[0], "<f4")
+        n_seen = len(seen[0]) // 4
+        return raw.knn_query(v, k=min(k + n_seen, len(model.item_ids)))
+
+    return run
+
+
+def exact_recall(client: RecommendationClient, users: list[str], k: int = 10) -> float:
+    model = client._model
+    reg = client.registry
+    vecs = reg.table_get(model.name, model.version, "user_vectors", users)
+    seens = reg.table_get(model.name, model.version, "seen", users)
+    hits = 0
+    for user, vec, seen in zip(users, vecs, seens):
+        v = np.frombuffer(vec, "<f4")
+        scores = model.item_vectors @ v
+        scores[np.frombuffer(seen, "<i4")] = -np.inf
+        truth = set(np.argpartition(-scores, k)[:k].tolist())
+        served = {model.item_pos[i] for i in client.recommend(user, k=k).items}
+        hits += len(truth & served)
+    return hits / (k * len(users))
+
+
+def swap_under_load(client: RecommendationClient, republish) -> tuple[int, float]:
+    errors, stop = [], threading.Event()
+    users = list(client.registry.client.hkeys(
+        client.registry._key(client.name, f"v:{client.model_version}", "t:user_vectors"))[:500])
+    users = [u.decode() for u in users]
+
+    def loop(seed: int):
+        rng = np.random.default_rng(seed)
+        while not stop.is_set():
+            try:
+                client.recommend(users[int(rng.integers(len(users)))], k=10)
+            except Exception as exc:  # noqa: BLE001 - every error counts
+                errors.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    new_version = republish()
+    t0 = time.perf_counter()
+    while client.model_version != new_version and time.perf_counter() - t0 < 30:
+        time.sleep(0.005)
+    switched = time.perf_counter() - t0
+    time.sleep(1.0)
+    stop.set()
+    for t in threads:
+        t.join()
+    return len(errors), switched
+
+
+def synthetic_model(registry: ModelRegistry, name: str, n_items: int, dim: int = 64, per_user: int = 20):
+    """A clustered catalogue where every item is used by some user (so the id maps cover it)."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((max(10, n_items // 1000), dim)).astype(np.float32)
+    assign = rng.integers(len(centres), size=n_items)
+    items = centres[assign] + 0.5 * rng.standard_normal((n_items, dim)).astype(np.float32)
+    n_users = n_items // per_user
+    perm = rng.permutation(n_items)
+    frame = pd.DataFrame({"user": np.repeat(np.arange(n_users), per_user).astype(str),
+                          "item": perm[: n_users * per_user].astype(str)})
+    inter = Interactions.from_frame(frame)
+    item_order = inter.item_ids.astype(np.int64)
+    users = centres[rng.integers(len(centres), size=inter.n_users)] + 0.5 * rng.standard_normal(
+        (inter.n_users, dim)).astype(np.float32)
+    emb = GraphEmbeddings(users, items[item_order], "ip", params={"synthetic": True})
+
+    def publish() -> int:
+        return publish_embeddings(registry, name, inter, emb, algorithm="synthetic")
+
+    return publish
+
+
+def measure(label: str, client: RecommendationClient, republish, queries: int, rows: list) -> None:
+    reg = client.registry
+    all_users = [u.decode() for u in reg.client.hkeys(reg._key(client.name, f"v:{client.model_version}",
+                                                               "t:user_vectors"))]
+    rng = np.random.default_rng(1)
+    users = [all_users[i] for i in rng.integers(len(all_users), size=queries)]
+    floor = floor_fn(client, 10)
+    f1 = percentiles(latency(floor, users, 1))
+    r1 = percentiles(latency(lambda u: client.recommend(u, k=10), users, 1))
+    f4 = percentiles(latency(floor, users, 4))
+    r4 = percentiles(latency(lambda u: client.recommend(u, k=10), users, 4))
+    batch = users[:1000]
+    client.recommend_many(batch, k=10)
+    t = time.perf_counter()
+    reps = 3
+    for _ in range(reps):
+        client.recommend_many(batch, k=10)
+    many = reps * len(batch) / (time.perf_counter() - t)
+    recall = exact_recall(client, users[:300])
+    errors, switched = swap_under_load(client, republish)
+    rows.append([label, len(client._model.item_ids), client._model.index.params["M"], client._model.index.ef,
+                 f1[0], r1[0], r1[0] / f1[0], f1[1], r1[1], r1[1] / f1[1], f4[0], r4[0], r4[0] / f4[0],
+                 f4[1], r4[1], r4[1] / f4[1], many, recall, errors, switched])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
+    ap.add_argument("--items", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=2000)
+    ap.add_argument("--algorithm", default="node2vec")
+    ap.add_argument("--skip-synthetic", action="store_true")
+    a = ap.parse_args()
+    settings = Settings(redis_url=a.redis_url, key_prefix="eabench-serving:", keep_versions=2)
+    registry = ModelRegistry(settings)
+    rows: list = []
+
+    params = {"dim": 64} if a.algorithm == "node2vec" else {"dim": 64, "epochs": 30}
+    t = time.perf_counter()
+    train_and_publish(str(DATA / "train.txt"), algorithm=a.algorithm, name="ml1m", params=params, registry=registry)
+    print(f"trained ml-1m {a.algorithm} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    mv = registry.load("ml1m")
+    republish_ml1m = lambda: registry.publish("ml1m", arrays=dict(mv.arrays), blobs=dict(mv.blobs),  # noqa: E731
+                                              tables=_tables(registry, mv), meta=mv.meta)
+    with RecommendationClient(model="ml1m", settings=settings, refresh_interval=1.0) as client:
+        measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
+    if not a.skip_synthetic:
+        t = time.perf_counter()
+        publish = synthetic_model(registry, "synthetic", a.items)
+        publish()
+        print(f"built and published the {a.items:,}-item model in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        with RecommendationClient(model="synthetic", settings=settings, refresh_interval=1.0) as client:
+            measure(f"synthetic {a.items // 1000}k x 64", client, publish, a.queries, rows)
+    for key in registry.client.scan_iter("eabench-serving:*"):
+        registry.client.delete(key)
+    headers = ["model", "items", "M", "ef", "floor p50 ms", "recommend p50 ms", "p50 ratio", "floor p99 ms",
+               "recommend p99 ms", "p99 ratio", "floor p50 ms (4 thr)", "p50 ms (4 thr)", "p50 ratio (4 thr)",
+               "floor p99 ms (4 thr)", "p99 ms (4 thr)", "p99 ratio (4 thr)", "recommend_many users/s",
+               "ANN recall@10", "swap errors", "swap s"]
+    text = (f"Serving ({machine()}; floor = one pipelined Redis round trip + raw hnswlib knn_query)\n\n"
+            + table(headers, rows))
+    print(text)
+    print(f"written to {write('serving', text)}", file=sys.stderr)
+
+
+def _tables(registry: ModelRegistry, mv) -> dict:
+    out = {}
+    for name in mv.tables:
+        raw = registry.client.hgetall(registry._key(mv.model, f"v:{mv.version}", f"t:{name}"))
+        out[name] = {k.decode(): v for k, v in raw.items()}
+    return out
+
+
+if __name__ == "__main__":
+    main()

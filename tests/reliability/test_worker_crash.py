@@ -1,0 +1,83 @@
+"""Fault: a train worker *process* is SIGKILLed in the middle of a job.
+
+Exercised against a real Redis broker and real ``celery worker`` processes: the unacknowledged message
+survives the crash (late acks), is redelivered after the visibility timeout to another worker, and the job
+completes with exactly one complete published version and no leftover partial keys. A job redelivered
+after it had already committed returns the version its first run published (the publication token).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from _reliability import FAST_NODE2VEC, Deployment, wait_for
+from celery.result import AsyncResult
+
+
+def _model_keys_are_complete(deployment: Deployment, model: str) -> None:
+    """Every key of ``model`` is persistent and every version's data has its manifest (no half versions)."""
+    client = deployment.registry.client
+    keys = deployment.keys(f"model:{{{model}}}:*")
+    assert keys, "the model left no keys at all"
+    for key in keys:
+        assert client.ttl(key) == -1, f"{key} still carries a TTL: a partial publication"
+        if key.endswith(":data"):
+            assert key[: -len("data")] + "manifest" in keys, f"{key} has no manifest"
+
+
+def test_killed_worker_job_is_redelivered_and_publishes_once(isolated: Deployment, model_name: str) -> None:
+    first = isolated.start_worker("train-a", queues="train")
+    job = isolated.send("ea.train_selfcheck", model=model_name, items=1500, dim=16, steps=40)
+    result = AsyncResult(job.id, app=isolated.app)
+
+    def mid_build() -> bool:
+        info = result.info if result.state == "PROGRESS" else None
+        return isinstance(info, dict) and info.get("stage") == "build" and info.get("done", 0) >= 3
+
+    wait_for(mid_build, 60, interval=0.02, what="the job to be half-way through its build stage")
+    first.kill()
+
+    # Late ack: the message is neither acknowledged nor lost; it waits in kombu's unacked hash.
+    client = isolated.registry.client
+    unacked = client.hvals(f"{isolated.settings.key_prefix}celery:unacked")
+    assert any(job.id in raw.decode(errors="replace") for raw in unacked), "the killed job's message was lost"
+    assert isolated.registry.version_for_token(model_name, job.id) is None
+    assert not isolated.keys(f"model:{{{model_name}}}:v:*"), "the killed run wrote version data"
+
+    second = isolated.start_worker("train-b", queues="train")
+    out = result.get(timeout=120, propagate=True)
+    assert result.state == "SUCCESS"
+    assert result.worker == second.hostname, "the job was not redelivered to the surviving worker"
+    registry = isolated.registry
+    versions = registry.versions(model_name)
+    assert [v.version for v in versions] == [out["version"]], "exactly one version must be published"
+    assert registry.active_version(model_name) == out["version"]
+    assert registry.version_for_token(model_name, job.id) == out["version"]
+    assert out["recall@10"] > 0.9
+    registry.load(model_name)  # complete and checksum-valid
+    _model_keys_are_complete(isolated, model_name)
+
+    # A redelivery after the commit (same job id) publishes nothing new: it returns the same version.
+    result.forget()  # so that the result read below is the replay's, not the first run's
+    again = isolated.send("ea.train_selfcheck", task_id=job.id, model=model_name, items=1500, dim=16, steps=2)
+    replay = again.get(timeout=120)
+    assert replay["version"] == out["version"] and replay.get("redelivered") is True
+    assert [v.version for v in registry.versions(model_name)] == [out["version"]]
+    _model_keys_are_complete(isolated, model_name)
+
+
+def test_graph_training_with_a_committed_token_returns_the_same_version(interactions_csv, model_name, settings) -> None:
+    """``train_and_publish`` run twice with one job id (a redelivered ``ea.train_graph``) publishes once."""
+    from recsys.training import train_and_publish
+    from vectorstore import ModelRegistry
+
+    token = str(uuid.uuid4())
+    registry = ModelRegistry(settings)
+    first = train_and_publish(interactions_csv, name=model_name, params=FAST_NODE2VEC, registry=registry,
+                              token=token)
+    second = train_and_publish(interactions_csv, name=model_name, params=FAST_NODE2VEC, registry=registry,
+                               token=token)
+    assert second.version == first.version
+    assert [v.version for v in registry.versions(model_name)] == [first.version]
+    assert json.loads(json.dumps(second.as_dict()))["n_items"] == first.n_items
