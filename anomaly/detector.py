@@ -13,11 +13,13 @@ full window score 0.
 
 Calibration (never on labels): every training window is scored against the others (with the trivial
 match exclusion, so each is in effect held out from the index), and the threshold distance is
-``median + c * MAD`` of those scores (MAD scaled to a standard deviation), floored at their maximum so the
-prefix itself raises no alert.
+``max(median + c * MAD, max)`` of those scores (MAD scaled to a standard deviation): never below the
+largest training score, so the prefix itself raises no alert, and above it only for heavy-tailed
+prefixes. Training windows are subsampled evenly to at most ``max_calibration`` for this.
 
 Alerts: a row is flagged when its score exceeds 1.0 and no row was flagged in the previous
-``refractory`` rows, so one incident gives one alert instead of a storm.
+``refractory`` rows (default 200), so one incident gives one alert instead of a storm; with
+``rearm=True`` the score must also have dropped back under 1.0 since the previous alert.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ __all__ = ["KnnDetector", "StreamScorer", "decide_alerts", "EMBEDDINGS"]
 log = logging.getLogger(__name__)
 
 EMBEDDINGS = ("lstm", "gru", "raw")
+_SETTINGS = ("window", "k", "c", "refractory", "center", "rearm", "ef", "max_calibration")
 THRESHOLD = 1.0
 
 
@@ -49,9 +52,14 @@ class KnnDetector:
         window: window length; ``None`` chooses it from the training prefix.
         k: neighbours averaged in the distance.
         c: MAD multiplier of the threshold.
-        refractory: rows after an alert during which no new alert is raised (``None``: 2 windows).
+        refractory: rows after an alert during which no new alert is raised (``None``: 2 windows). The
+            default, 200 rows, keeps alerts to about one per incident on minute-to-hourly metrics.
+        center: subtract each window's mean (compare shapes only; blind to level shifts once the
+            window has passed the step). Off by default: levels matter for most metrics.
+        rearm: also require the score to fall back under the threshold before a new alert.
         hidden, epochs, lr, batch_size, seed, max_windows: :class:`~anomaly.encoder.WindowEncoder` settings.
         ef: hnswlib query beam width.
+        max_calibration: training windows scored to calibrate the threshold (evenly spread).
 
     Raises:
         InvalidParameter: a value outside its range.
@@ -62,10 +70,10 @@ class KnnDetector:
         embedding: str = "gru",
         window: int | None = None,
         k: int = 3,
-        c: float = 8.0,
-        refractory: int | None = None,
+        c: float = 3.0,
+        refractory: int | None = 200,
         *,
-        center: bool = True,
+        center: bool = False,
         rearm: bool = False,
         hidden: int = 16,
         epochs: int = 30,
@@ -73,7 +81,8 @@ class KnnDetector:
         batch_size: int = 64,
         seed: int = 0,
         max_windows: int = 2048,
-        ef: int = 64,
+        ef: int = 16,
+        max_calibration: int = 2000,
     ) -> None:
         if embedding not in EMBEDDINGS:
             raise InvalidParameter(f"embedding={embedding!r} is not one of {EMBEDDINGS}")
@@ -93,12 +102,14 @@ class KnnDetector:
         self.center = bool(center)
         self.rearm = bool(rearm)
         self.ef = int(ef)
+        self.max_calibration = int(max_calibration)
         self.encoder_params = dict(
             hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_windows=max_windows
         )
         self.scaler: RobustScaler | None = None
         self.encoder: Any = None
         self.index: ItemIndex | None = None
+        self._train_vectors: np.ndarray | None = None
         self.threshold_distance: float | None = None
         self.train_scores: np.ndarray | None = None
         self.n_train = 0
@@ -149,7 +160,10 @@ class KnnDetector:
         vectors = self._embed(windows)
         self.index = ItemIndex.build(vectors, space="l2", M=16, ef_construction=100, ef=self.ef, num_threads=1)
         self.threshold_distance = 1.0
-        dist = self._distances(vectors, np.arange(vectors.shape[0]))
+        # Calibrate on at most max_calibration windows spread over the prefix (each held out from its
+        # own neighbourhood by the trivial-match exclusion); all of them on short prefixes.
+        cal = np.unique(np.linspace(0, vectors.shape[0] - 1, min(vectors.shape[0], self.max_calibration)).astype(int))
+        dist = self._distances(vectors[cal], cal)
         med = float(np.median(dist))
         mad = 1.4826 * float(np.median(np.abs(dist - med)))
         self.threshold_distance = max(med + self.c * mad, float(dist.max()), 1e-9)
@@ -223,16 +237,38 @@ class KnnDetector:
         near = starts < n_index + w - 1
         far = ~near
         if far.any():
-            _, sq = self.index.query(vectors[far], k=min(k, n_index))
+            _, sq = self._query(vectors[far], min(k, n_index))
             dist[far] = np.sqrt(np.maximum(sq, 0)).mean(axis=1)
         if near.any():
             fetch = min(n_index, k + 2 * w - 1)
-            labels, sq = self.index.query(vectors[near], k=fetch)
+            labels, sq = self._query(vectors[near], fetch)
             ok = (labels >= 0) & (np.abs(labels - starts[near][:, None]) >= w)
             keep = ok & (np.cumsum(ok, axis=1) <= k)
             d = np.where(keep, np.sqrt(np.maximum(np.nan_to_num(sq), 0)), 0.0)
             dist[near] = d.sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
         return dist
+
+    def _query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``k`` nearest training windows (ids, squared distances), exact if hnswlib cannot answer."""
+        try:
+            return self.index.query(vectors, k=k)
+        except RuntimeError:
+            # hnswlib gives up ("cannot return the results in a contiguous 2D array") when many training
+            # vectors are identical (flat lines); an exact search over the stored vectors always works.
+            log.warning("hnswlib returned fewer than %d neighbours; using exact search", k)
+            if self._train_vectors is None:
+                self._train_vectors = self.index.get_vectors(np.arange(len(self.index)))
+            ids = np.empty((vectors.shape[0], k), dtype=np.int64)
+            sq = np.empty((vectors.shape[0], k), dtype=np.float64)
+            ref = self._train_vectors.astype(np.float64)
+            ref_norm = (ref**2).sum(axis=1)
+            for i in range(0, vectors.shape[0], 1024):
+                q = vectors[i : i + 1024].astype(np.float64)
+                d = np.maximum((q**2).sum(axis=1)[:, None] - 2 * q @ ref.T + ref_norm[None, :], 0)
+                part = np.argsort(d, axis=1, kind="stable")[:, :k]
+                ids[i : i + q.shape[0]] = part
+                sq[i : i + q.shape[0]] = np.take_along_axis(d, part, axis=1)
+            return ids, sq
 
     def _check_fitted(self) -> None:
         if self.index is None or self.scaler is None:
@@ -252,13 +288,7 @@ class KnnDetector:
         meta: dict[str, Any] = {
             "kind": "knn_detector",
             "embedding": self.embedding,
-            "window": int(self.window),
-            "k": self.k,
-            "c": self.c,
-            "center": self.center,
-            "rearm": self.rearm,
-            "refractory": self.refractory,
-            "ef": self.ef,
+            **{key: getattr(self, key) for key in _SETTINGS},
             "threshold_distance": float(self.threshold_distance),
             "scaler": {"center": self.scaler.center, "scale": self.scaler.scale},
             "n_train": int(self.n_train),
@@ -279,10 +309,8 @@ class KnnDetector:
             NotFitted: a part is missing.
         """
         try:
-            det = cls(
-                meta["embedding"], window=meta["window"], k=meta["k"], c=meta["c"],
-                refractory=meta["refractory"], center=meta["center"], rearm=meta["rearm"], ef=meta["ef"], **meta["encoder_params"],
-            )
+            settings = {key: meta[key] for key in _SETTINGS}
+            det = cls(meta["embedding"], **settings, **meta["encoder_params"])
             det.scaler = RobustScaler(float(meta["scaler"]["center"]), float(meta["scaler"]["scale"]))
             det.threshold_distance = float(meta["threshold_distance"])
             det.n_train = int(meta["n_train"])

@@ -28,7 +28,7 @@ def knn_outliers(
     k: int = 10,
     space: str = "cosine",
     threshold: float | None = None,
-    c: float = 5.0,
+    c: float = 8.0,
 ) -> pd.DataFrame:
     """Score every entity by its mean kNN distance to the others and flag outliers.
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import signal
 import subprocess
@@ -42,7 +43,6 @@ from anomaly.alerts import (  # noqa: E402
     outbox_status,
     verify_signature,
 )
-from anomaly.alerts.keys import GROUP  # noqa: E402
 from bench._common import machine, table, write  # noqa: E402
 from vectorstore.connection import connect  # noqa: E402
 from vectorstore.settings import get_settings  # noqa: E402
@@ -93,6 +93,7 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.handle_error = lambda request, address: None  # a killed consumer resets its connection
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
         threading.Thread(target=self.server.serve_forever, args=(0.1,), daemon=True).start()
@@ -104,11 +105,15 @@ class Receiver:
 
 def consumer_main(args: argparse.Namespace) -> None:
     """A delivery consumer process (what `ea alerts run` does), with the bench's timings."""
+    logging.basicConfig(level=logging.ERROR)
     settings = get_settings().with_(key_prefix=args.prefix)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    Deliverer([WebhookHook(args.url, SECRET, timeout=5)], settings=settings, consumer=args.name,
-              backoff=args.backoff, backoff_max=1.0, min_idle=args.min_idle, batch=10).run(stop, block=0.2)
+    deliverer = Deliverer([WebhookHook(args.url, SECRET, timeout=5)], settings=settings, consumer=args.name,
+                          backoff=args.backoff, backoff_max=1.0, min_idle=args.min_idle, batch=10)
+    deliverer.client.set(f"{args.prefix}bench:ready:{args.name}", 1)
+    stats = deliverer.run(stop, block=0.2)
+    deliverer.client.incrby(f"{args.prefix}bench:reclaimed", stats.reclaimed)
 
 
 def start_consumer(args: argparse.Namespace, prefix: str, url: str, name: str) -> subprocess.Popen:
@@ -117,12 +122,11 @@ def start_consumer(args: argparse.Namespace, prefix: str, url: str, name: str) -
     return subprocess.Popen(cmd, cwd=ROOT)
 
 
-def wait_for_consumers(client, prefix: str, names: set[str], timeout: float = 60) -> None:
-    """Until every consumer process has joined the group (process start-up is not delivery delay)."""
+def wait_for_consumers(client, prefix: str, names: set[str], timeout: float = 120) -> None:
+    """Until every consumer process is ready (process start-up is not delivery delay)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        joined = {c["name"].decode() for c in client.xinfo_consumers(f"{prefix}alerts:outbox", GROUP)}
-        if names <= joined:
+        if all(client.exists(f"{prefix}bench:ready:{name}") for name in names):
             return
         time.sleep(0.1)
     raise SystemExit(f"consumers {sorted(names)} did not start within {timeout}s")
@@ -137,6 +141,8 @@ def main() -> None:
     p.add_argument("--min-idle", type=float, default=2.0, help="XAUTOCLAIM min idle time, seconds")
     p.add_argument("--backoff", type=float, default=0.05, help="first retry delay, seconds")
     p.add_argument("--timeout", type=float, default=600.0)
+    p.add_argument("--restart", nargs="+", choices=sorted(RESTARTS), default=["term", "kill"],
+                   help="how consumer c0 is stopped mid-run (one run each)")
     p.add_argument("--consumer", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--prefix", help=argparse.SUPPRESS)
     p.add_argument("--url", help=argparse.SUPPRESS)
@@ -146,38 +152,78 @@ def main() -> None:
         consumer_main(args)
         return
 
+    results = {how: run_scenario(args, how) for how in args.restart}
+    rows = [[label] + [results[how][key] for how in args.restart] for key, label in ROWS]
+    headers = ["measure"] + [RESTARTS[how] for how in args.restart]
+    text = "\n".join([
+        "# Alert delivery: webhook with injected failures and a consumer restart",
+        "",
+        f"{machine()}; Redis {results[args.restart[0]]['redis']}; `python bench/alerts.py --incidents "
+        f"{args.incidents} --failure-rate {args.failure_rate} --consumers {args.consumers} --seed {args.seed}` "
+        f"(backoff {args.backoff}s doubling to 1s with jitter, XAUTOCLAIM min idle {args.min_idle}s, the "
+        "receiver verifies every HMAC signature). The machine was shared with other jobs while measuring.",
+        "",
+        table(headers, rows),
+        "",
+        "Each column is a separate run: consumer c0 is stopped when 30% of the alerts are acknowledged and a",
+        "new consumer starts. SIGTERM: c0 finishes its current delivery and leaves. SIGKILL: c0 dies at once;",
+        "what it had read but not acknowledged is re-claimed (XAUTOCLAIM) by the others after the min idle",
+        "time, which is where the p99/max delay comes from. Delivery is at least once: the one alert whose",
+        "2xx arrived after the kill but before c0 recorded it is sent again (at most one per crash, as a",
+        "consumer delivers one alert at a time); its Idempotency-Key is what lets a receiver drop it.",
+        "Delay includes queueing: the producer creates incidents as fast as it can, concurrently.",
+    ])
+    print(text)
+    print(f"\nwritten to {write('alerts', text)}")
+
+
+RESTARTS = {"term": "restart by SIGTERM", "kill": "crash by SIGKILL"}
+ROWS = [
+    ("incidents", "incidents (one firing notification each)"),
+    ("requests", "webhook requests / injected 503s"),
+    ("restarted_at", "c0 stopped after (alerts acknowledged)"),
+    ("reclaimed", "entries re-claimed from c0"),
+    ("lost", "lost (never acknowledged 2xx)"),
+    ("duplicated", "idempotency keys acknowledged 2xx more than once"),
+    ("bad", "bad signatures at the receiver"),
+    ("outbox", "outbox after the run (undelivered/pending/retrying/dead)"),
+    ("create_rate", "incident creation rate (alerts/s)"),
+    ("throughput", "delivery throughput (alerts/s, first incident -> last 2xx)"),
+    ("delay", "delay p50 / p99 / max (s, incident recorded -> 2xx)"),
+]
+
+
+def run_scenario(args: argparse.Namespace, how: str) -> dict:
+    """One run: produce, deliver, stop consumer c0 with SIGTERM (``term``) or SIGKILL (``kill``)."""
     settings = get_settings().with_(key_prefix=f"eabench:{uuid.uuid4().hex[:8]}:")
     client = connect(settings)
     receiver = Receiver(args.failure_rate, args.seed)
     Deliverer([WebhookHook(receiver.url)], settings=settings, client=client).close()  # creates the group
     procs = [start_consumer(args, settings.key_prefix, receiver.url, f"c{i}") for i in range(args.consumers)]
-    wait_for_consumers(client, settings.key_prefix, {f"c{i}" for i in range(args.consumers)})
     policy = IncidentPolicy(for_points=1, clear_points=1, cooldown=0)
     n = args.incidents
-    t0 = time.time()
-    produced = threading.Event()
+    produced_at: list[float] = []
 
-    def produce() -> None:
+    def produce(t0: float) -> None:
         for i in range(n):
             observe(f"series-{i}", [t0 + i], [5.0], 1.0, policy=policy, model="bench", model_version="1",
                     labels={"shard": str(i % 16)}, settings=settings, client=client)
-        produced.set()
+        produced_at.append(time.time())
 
-    threading.Thread(target=produce, daemon=True).start()
     restarted_at = None
     try:
+        wait_for_consumers(client, settings.key_prefix, {f"c{i}" for i in range(args.consumers)})
+        t0 = time.time()
+        threading.Thread(target=produce, args=(t0,), daemon=True).start()
         deadline = time.monotonic() + args.timeout
         while receiver.acknowledged() < n and time.monotonic() < deadline:
             if restarted_at is None and receiver.acknowledged() >= 0.3 * n:
-                procs[0].kill()  # SIGKILL: whatever it had read but not acknowledged must be re-claimed
+                procs[0].send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
                 procs[0].wait()
                 restarted_at = receiver.acknowledged()
                 procs.append(start_consumer(args, settings.key_prefix, receiver.url, "c-restarted"))
             time.sleep(0.05)
-        elapsed = receiver.last_ok - t0
-        produce_s = None
-        if produced.wait(1):
-            produce_s = time.time() - t0
+        time.sleep(0.5)  # let the consumers record the last successes
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -185,46 +231,29 @@ def main() -> None:
         for proc in procs:
             proc.wait(timeout=30)
     status = outbox_status(settings=settings, client=client)
+    reclaimed = int(client.get(f"{settings.key_prefix}bench:reclaimed") or 0)
+    redis_version = client.info("server")["redis_version"]
     for key in list(client.scan_iter(f"{settings.key_prefix}*", count=1000)):
         client.delete(key)
-
+    receiver.server.shutdown()
     with receiver.lock:
         ok = dict(receiver.ok)
         delays = np.array(receiver.delays)
-        requests, failed, bad = receiver.requests, receiver.failed, receiver.bad_signatures
-    lost = n - len(ok)
-    duplicated = sum(1 for c in ok.values() if c > 1)
-    rows = [
-        ["incidents (firing notifications)", n],
-        ["webhook requests / injected 503s", f"{requests} / {failed}"],
-        ["consumers", f"{args.consumers}, c0 SIGKILLed at {restarted_at} acknowledged, replaced"],
-        ["lost (never acknowledged 2xx)", lost],
-        ["idempotency keys acknowledged 2xx more than once", duplicated],
-        ["bad signatures at the receiver", bad],
-        ["outbox after the run (undelivered / pending / retrying / dead)",
-         f"{status['undelivered']} / {status['pending']} / {status['retrying']} / {status['dead']}"],
-        ["incident creation rate (alerts/s)", f"{n / produce_s:.0f}" if produce_s else "n/a"],
-        ["delivery throughput (alerts/s, first incident -> last 2xx)", f"{len(ok) / elapsed:.0f}"],
-        ["delay p50 / p99 / max (s, incident recorded -> 2xx)",
-         f"{np.percentile(delays, 50):.3f} / {np.percentile(delays, 99):.3f} / {delays.max():.3f}"],
-    ]
-    text = "\n".join([
-        "# Alert delivery: webhook with injected failures and a consumer crash",
-        "",
-        f"{machine()}; Redis {client.info('server')['redis_version']}; `python bench/alerts.py "
-        f"--incidents {n} --failure-rate {args.failure_rate} --consumers {args.consumers} --seed {args.seed}` "
-        f"(backoff {args.backoff}s doubling to 1s with jitter, XAUTOCLAIM min idle {args.min_idle}s, "
-        "receiver verifies every HMAC signature). Machine shared with other jobs while measuring.",
-        "",
-        table(["measure", "value"], rows),
-        "",
-        "Delay includes queueing: incidents are created faster than two consumers deliver them. A",
-        "duplicate 2xx is possible only for the delivery in flight when a consumer is SIGKILLed (answered",
-        "by the receiver, not yet recorded): at most one per crash, and the Idempotency-Key lets the",
-        "receiver drop it.",
-    ])
-    print(text)
-    print(f"\nwritten to {write('alerts', text)}")
+        elapsed = receiver.last_ok - t0
+    return {
+        "redis": redis_version,
+        "incidents": n,
+        "requests": f"{receiver.requests} / {receiver.failed}",
+        "restarted_at": restarted_at,
+        "reclaimed": reclaimed,
+        "lost": n - len(ok),
+        "duplicated": sum(1 for c in ok.values() if c > 1),
+        "bad": receiver.bad_signatures,
+        "outbox": f"{status['undelivered']}/{status['pending']}/{status['retrying']}/{status['dead']}",
+        "create_rate": f"{n / (produced_at[0] - t0):.0f}" if produced_at else "n/a",
+        "throughput": f"{len(ok) / elapsed:.0f}",
+        "delay": f"{np.percentile(delays, 50):.2f} / {np.percentile(delays, 99):.2f} / {delays.max():.2f}",
+    }
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Methods (each in its own subprocess: wall time of the fit, peak RSS of the proce
 * ``node2vec``       this project, native engine, p=q=1 (numba cache warm)
 * ``node2vec-cold``  the same with an empty numba cache (compilation included)
 * ``node2vec-pq``    this project, p=0.5, q=2
+* ``node2vec-gensim`` this project's walks + gensim's skip-gram (``trainer="gensim"``), p=q=1
 * ``node2vec-pkg``   the ``node2vec`` package (engine="node2vec"; ml-100k only: hopeless on ml-1m)
 * ``pecanpy``        PecanPy SparseOTF walks (p=q=1; ``pecanpy-pq``: p=0.5, q=2) + the same gensim
                      skip-gram as PecanPy's own ``embed`` (list of str walks)
@@ -45,7 +46,7 @@ DATASETS = {
     "ml-1m": ("ml-1m/train.txt", "ml-1m/test.txt", "ml-1m/valid.txt"),
 }
 METHODS = [
-    "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-pkg", "pecanpy", "pecanpy-pq",
+    "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-gensim", "node2vec-pkg", "pecanpy", "pecanpy-pq",
     "lightgcn", "als", "bpr", "popularity",
 ]
 K = 20
@@ -159,6 +160,8 @@ def run_worker(method: str, dataset: str, budget: float) -> dict:
             u, v, extra = _node2vec(train)
         elif method == "node2vec-pq":
             u, v, extra = _node2vec(train, p=0.5, q=2.0)
+        elif method == "node2vec-gensim":
+            u, v, extra = _node2vec(train, trainer="gensim")
         elif method == "node2vec-pkg":
             u, v, extra = _node2vec(train, engine="node2vec")
         elif method == "pecanpy":

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg  # noqa: F401 - sp.linalg.eigsh
 import torch
 
 from recsys._lightgcn_ops import (
@@ -46,6 +45,7 @@ class TrainConfig:
     batch_size: int = 16384
     eval_every: int = 5
     patience: int = 3
+    plateau_decay: float = 0.5
     k: int = 20
     init: str = "normal"
     init_std: float = 0.1
@@ -76,23 +76,45 @@ def validation_recall(
     return float(ranking_metrics((users, items), valid, k)[f"recall@{k}"])
 
 
-def _initial_embeddings(adj: sp.csr_matrix, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+def _initial_embeddings(
+    train_matrix: sp.csr_matrix, adj: sp.csr_matrix, cfg: TrainConfig, gen: torch.Generator
+) -> torch.Tensor:
     n = adj.shape[0]
     if cfg.init == "normal":
         return torch.randn(n, cfg.dim, generator=gen) * cfg.init_std
-    # "svd": the leading eigenvectors of the normalised adjacency, the subspace LightGCN's smoothing
-    # converges towards, rescaled to the usual embedding norm; breaks the slow symmetric start of BPR.
-    if n <= max(2 * cfg.dim, 500):  # eigsh needs k < n; small graphs are cheaper dense anyway
-        _, vecs = np.linalg.eigh(adj.toarray().astype(np.float64))
-        vecs = vecs[:, ::-1][:, : cfg.dim]
-        if vecs.shape[1] < cfg.dim:
-            vecs = np.hstack([vecs, np.zeros((n, cfg.dim - vecs.shape[1]))])
-    else:
-        v0 = np.random.default_rng(cfg.seed).standard_normal(n)
-        _, vecs = sp.linalg.eigsh(adj.astype(np.float64), k=cfg.dim, which="LA", v0=v0, tol=1e-4)
-    x = torch.from_numpy(vecs.astype(np.float32))
+    # "svd": the leading singular vectors of the normalised interaction matrix R~ (the users x items block
+    # of the adjacency), i.e. the eigenvectors of the adjacency with the largest eigenvalues: the subspace
+    # LightGCN's smoothing amplifies. Rescaled to the usual embedding norm, plus a little noise so that no
+    # two nodes start identical. Ranking from it is already sensible, so BPR starts far from chance.
+    n_users = train_matrix.shape[0]
+    r = adj[:n_users, n_users:].astype(np.float64)
+    u, v = _randomized_svd(r, cfg.dim, np.random.default_rng(cfg.seed))
+    x = torch.from_numpy(np.vstack([u, v]).astype(np.float32))
     x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12).mean() * cfg.init_std * math.sqrt(cfg.dim)
     return x + torch.randn(n, cfg.dim, generator=gen) * (cfg.init_std * 0.1)
+
+
+def _randomized_svd(
+    r: sp.csr_matrix, k: int, rng: np.random.Generator, oversample: int = 16, power: int = 4
+) -> tuple[np.ndarray, np.ndarray]:
+    """Left and right singular vectors of the top ``k`` singular values (Halko et al.), zero-padded.
+
+    A few sparse products with a thin random block: far cheaper than ``eigsh`` to the same precision as
+    an initialisation needs, and deterministic for a given ``rng``.
+    """
+    n_rows, n_cols = r.shape
+    width = min(k + oversample, n_rows, n_cols)
+    q, _ = np.linalg.qr(r @ rng.standard_normal((n_cols, width)))
+    for _ in range(power):
+        q, _ = np.linalg.qr(r.T @ q)
+        q, _ = np.linalg.qr(r @ q)
+    u_small, _, vt = np.linalg.svd((r.T @ q).T, full_matrices=False)
+    u = (q @ u_small)[:, :k]
+    v = vt.T[:, :k]
+    if u.shape[1] < k:  # fewer users or items than dimensions
+        u = np.hstack([u, np.zeros((n_rows, k - u.shape[1]))])
+        v = np.hstack([v, np.zeros((n_cols, k - v.shape[1]))])
+    return u, v
 
 
 def train(
@@ -144,17 +166,22 @@ def _train(
     edge_items = coo.col[keep].astype(np.int64)
     positives = PositiveSet(edge_users, edge_items, n_users, n_items) if cfg.reject_positives else None
 
-    ego = torch.nn.Parameter(_initial_embeddings(adj_np, cfg, gen))
+    ego = torch.nn.Parameter(_initial_embeddings(train_matrix, adj_np, cfg, gen))
     optimizer = torch.optim.Adam([ego], lr=cfg.lr)
     n_edges = len(edge_users)
     steps = max(1, math.ceil(n_edges / cfg.batch_size))
 
+    def out_of_time() -> bool:
+        return cfg.time_budget_s is not None and time.perf_counter() - started >= cfg.time_budget_s
+
     history: list[dict[str, Any]] = []
-    best = (-1.0, 0, None)  # (recall, epoch, final embeddings)
+    best: tuple[float, int, torch.Tensor | None] = (-1.0, 0, None)  # (recall, epoch, final embeddings)
     bad_evals = 0
     stopped = "epochs"
-    epoch = 0
     for epoch in range(1, cfg.epochs + 1):
+        if out_of_time():  # e.g. used up by the previous epoch's evaluation, which then was the last
+            stopped = "time_budget"
+            break
         t0 = time.perf_counter()
         order = rng.permutation(n_edges)
         negatives = sample_negatives(edge_users[order], n_items, rng, positives)
@@ -162,7 +189,7 @@ def _train(
         seen_edges = 0
         for s in range(steps):
             # The budget is also checked between steps: one epoch on a large graph can take minutes.
-            if cfg.time_budget_s is not None and time.perf_counter() - started >= cfg.time_budget_s:
+            if s > 0 and out_of_time():
                 break
             sl = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
             idx = order[sl]
@@ -178,15 +205,13 @@ def _train(
             seen_edges += len(idx)
         record: dict[str, Any] = {
             "epoch": epoch,
-            "loss": loss_sum / max(seen_edges, 1),
+            "loss": loss_sum / seen_edges,
             "seconds": time.perf_counter() - t0,
         }
         if not math.isfinite(record["loss"]):
             raise TrainingError(f"LightGCN loss became {record['loss']} at epoch {epoch}; lower lr={cfg.lr}")
-        out_of_time = cfg.time_budget_s is not None and time.perf_counter() - started >= cfg.time_budget_s
-        evaluate = valid_matrix is not None and (
-            epoch % cfg.eval_every == 0 or epoch == cfg.epochs or out_of_time
-        )
+        last = out_of_time()
+        evaluate = valid_matrix is not None and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs or last)
         if evaluate:
             with torch.no_grad():
                 final = propagate(adj, ego.detach(), cfg.layers)
@@ -197,6 +222,9 @@ def _train(
                 bad_evals = 0
             else:
                 bad_evals += 1
+                # A large step size found the basin quickly; past the peak, smaller steps refine it.
+                for group in optimizer.param_groups:
+                    group["lr"] *= cfg.plateau_decay
         history.append(record)
         logger.debug("lightgcn epoch %d: %s", epoch, record)
         if progress is not None:
@@ -204,7 +232,7 @@ def _train(
         if evaluate and bad_evals >= cfg.patience:
             stopped = "early_stopping"
             break
-        if out_of_time:
+        if last:
             stopped = "time_budget"
             break
 
@@ -213,7 +241,9 @@ def _train(
     else:
         with torch.no_grad():
             final = propagate(adj, ego.detach(), cfg.layers)
-        best_epoch = epoch
-    logger.info("lightgcn stopped (%s) after %d epochs, best epoch %d", stopped, epoch, best_epoch)
+        best_epoch = len(history)
+    logger.info("lightgcn stopped (%s) after %d epochs, best epoch %d", stopped, len(history), best_epoch)
     vectors = final.numpy().astype(np.float32, copy=True)
+    if not np.isfinite(vectors).all():
+        raise TrainingError(f"LightGCN produced non-finite embeddings; lower lr={cfg.lr}")
     return TrainResult(vectors[:n_users], vectors[n_users:], history, best_epoch, stopped)

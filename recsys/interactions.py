@@ -433,7 +433,10 @@ def _read_csv(path: Path, chunksize: int) -> Interactions:
 
 
 def _read_parquet(path: Path, chunksize: int) -> Interactions:
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError(f"reading Parquet ({path}) needs a working pyarrow: {exc}") from exc
 
     pf = pq.ParquetFile(path)
     _check_columns(pf.schema_arrow.names, str(path))

@@ -25,7 +25,7 @@ from numba import njit, prange
 
 from .exceptions import InvalidParameter
 
-__all__ = ["random_walks", "walks_to_text", "CSRGraph"]
+__all__ = ["CSRGraph", "random_walks", "set_threads"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -123,9 +123,10 @@ def _walk_kernel(indptr, indices, cumweights, weighted, bipartite, starts, first
                  inv_p, inv_q, seed, out):
     upper = max(inv_p, 1.0, inv_q)
     for w in prange(len(starts)):
-        # Per-walk stream: reproducible for any thread count.
-        state = np.uint64(seed) * _M1 + np.uint64(first_walk + w) * _GOLDEN
-        state, _ = _next(state)
+        # Per-walk stream, reproducible for any thread count. The start state is a hash of (seed, walk):
+        # plain seed + walk * GOLDEN would make walk w+1's stream walk w's shifted by one draw.
+        _, h = _next(np.uint64(first_walk + w))
+        _, state = _next(h ^ seed)
         v = starts[w]
         out[w, 0] = v
         if walk_length < 2:
@@ -213,56 +214,6 @@ def random_walks(
         if progress is not None:
             progress({"stage": "walks", "done": int(b), "total": len(starts), "walks": int(b)})
     return out
-
-
-@njit(cache=True)
-def _text_size(walks: np.ndarray) -> int:
-    size = 0
-    for i in range(walks.shape[0]):
-        for j in range(walks.shape[1]):
-            x = walks[i, j]
-            if x < 0:
-                break
-            digits = 1
-            while x >= 10:
-                x //= 10
-                digits += 1
-            size += digits + 1  # the separator (space or newline)
-    return size
-
-
-@njit(cache=True)
-def _fill_text(walks: np.ndarray, buf: np.ndarray) -> int:
-    pos = 0
-    for i in range(walks.shape[0]):
-        n = 0
-        for j in range(walks.shape[1]):
-            x = walks[i, j]
-            if x < 0:
-                break
-            digits = 1
-            y = x
-            while y >= 10:
-                y //= 10
-                digits += 1
-            for d in range(digits - 1, -1, -1):
-                buf[pos + d] = 48 + x % 10
-                x //= 10
-            pos += digits
-            buf[pos] = 32
-            pos += 1
-            n += 1
-        if n:
-            buf[pos - 1] = 10
-    return pos
-
-
-def walks_to_text(walks: np.ndarray) -> bytes:
-    """The walks as gensim ``corpus_file`` text: one walk per line, node ids as decimal tokens."""
-    walks = np.ascontiguousarray(walks, dtype=np.int32)
-    buf = np.empty(_text_size(walks), dtype=np.uint8)
-    used = _fill_text(walks, buf)
-    return buf[:used].tobytes()
 
 
 def set_threads(n: int) -> None:

@@ -40,19 +40,34 @@ def as_vectors(vectors: Any, *, name: str = "vectors") -> np.ndarray:
 
 
 class ItemIndex:
-    """Approximate nearest-neighbour search over vectors with integer ids (hnswlib HNSW graph).
+    """Nearest-neighbour search over vectors with integer ids: an hnswlib HNSW graph, exact when cheaper.
 
     ``space`` is ``"ip"`` (inner product: score = dot product), ``"cosine"`` (score = cosine similarity)
     or ``"l2"`` (score = squared L2 distance, lower is nearer). ``query`` returns ids and scores; for ip
     and cosine higher scores are better, for l2 lower distances are.
 
+    Inner product is not a metric, and HNSW graphs built on it lose recall badly when vector norms vary
+    (measured: recall@10 0.03 on Node2Vec vectors of ml-1m). So ``"ip"`` is served as an L2 search over
+    vectors augmented with one coordinate ``sqrt(R^2 - |x|^2)`` (R = the largest norm; Bachrach et al.
+    2014): the L2 order of ``[q, 0]`` against them is exactly the inner-product order, and the graph
+    keeps its recall (0.9997 there).
+
+    Batches of queries on small catalogues, and queries whose exclusions cover much of the catalogue, are
+    answered by exact blocked matrix products instead: faster there, and exact.
+
     Build with :meth:`build`; serialise with :meth:`to_bytes` / :meth:`from_bytes`, which carry the
     parameters (including ``ef``, which hnswlib itself does not save) in a JSON header, never pickle.
     """
 
+    #: a batch is answered exactly when rows x items is at most this (and the catalogue is small).
+    EXACT_BUDGET = 64_000_000
+    EXACT_MAX_ITEMS = 50_000
+
     def __init__(self, index: hnswlib.Index, params: dict[str, Any]) -> None:
         self._index = index
         self.params = params
+        self._vectors: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
         index.set_ef(int(params["ef"]))
 
     # -- construction ---------------------------------------------------------------------------------
@@ -77,7 +92,7 @@ class ItemIndex:
         if space not in SPACES:
             raise InvalidModelData(f"space={space!r} is not one of {SPACES}")
         if M < 2 or ef_construction < 1 or ef < 1:
-            raise InvalidModelData(f"M={M}, ef_construction={ef_construction}, ef={ef} must be positive (M>=2)")
+            raise InvalidModelData(f"M={M}, ef_construction={ef_construction}, ef={ef} must be >= 1 (M >= 2)")
         arr = as_vectors(vectors)
         n, dim = arr.shape
         if ids is None:
@@ -85,18 +100,27 @@ class ItemIndex:
         else:
             labels = np.asarray(ids)
             if labels.dtype.kind not in "iu" or labels.shape != (n,):
-                raise InvalidModelData(
-                    f"ids must be {n} integers (one per vector), got shape {labels.shape} dtype {labels.dtype}"
-                )
+                raise InvalidModelData(f"ids must be {n} integers (one per vector), got shape {labels.shape} "
+                                       f"dtype {labels.dtype}")
             if labels.min() < 0:
                 raise InvalidModelData(f"ids must be >= 0, got {int(labels.min())}")
             if np.unique(labels).size != n:
                 raise InvalidModelData("ids must be unique")
-        index = hnswlib.Index(space=space, dim=dim)
+        params: dict[str, Any] = {"space": space, "dim": dim, "M": M, "ef_construction": ef_construction,
+                                  "ef": ef, "count": n}
+        stored = arr
+        if space == "ip":
+            norms = np.linalg.norm(arr.astype(np.float64), axis=1)
+            radius = float(norms.max())
+            extra = np.sqrt(np.maximum(radius**2 - norms**2, 0.0)).astype(np.float32)[:, None]
+            stored = np.ascontiguousarray(np.hstack([arr, extra]))
+            params["mips_radius"] = radius
+        index = hnswlib.Index(space=_hnsw_space(space), dim=stored.shape[1])
         index.init_index(max_elements=n, ef_construction=ef_construction, M=M, random_seed=seed)
-        index.add_items(arr, labels, num_threads=num_threads)
-        params = {"space": space, "dim": dim, "M": M, "ef_construction": ef_construction, "ef": ef, "count": n}
-        return cls(index, params)
+        index.add_items(stored, labels, num_threads=num_threads)
+        out = cls(index, params)
+        out._vectors, out._labels = (arr if space != "cosine" else _normalised(arr)), labels
+        return out
 
     # -- properties -----------------------------------------------------------------------------------
     @property
@@ -127,13 +151,15 @@ class ItemIndex:
 
     def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored vectors for ``ids`` (for cosine space these are normalised)."""
-        return np.asarray(self._index.get_items(list(ids)), dtype=np.float32)
+        return np.asarray(self._index.get_items(list(ids)), dtype=np.float32)[:, : self.dim]
+
+    def _exact_data(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._vectors is None:
+            labels = self.ids()
+            self._vectors, self._labels = self.get_vectors(labels), labels
+        return self._vectors, self._labels
 
     # -- queries --------------------------------------------------------------------------------------
-    def _to_scores(self, distances: np.ndarray) -> np.ndarray:
-        # hnswlib returns 1 - dot for ip and cosine; turn that back into a similarity.
-        return distances if self.space == "l2" else 1.0 - distances
-
     def query(
         self,
         vectors: Any,
@@ -141,14 +167,16 @@ class ItemIndex:
         *,
         exclude: Iterable[int] | Sequence[Iterable[int]] | None = None,
         num_threads: int = 1,
+        exact: bool | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest ids of each query vector, best first.
 
         Args:
             vectors: one vector (d,) or a batch (m x d).
             k: neighbours wanted; more than the index holds gives what it holds.
-            exclude: ids never to return: one collection for every query, or one per query row.
+            exclude: ids never to return: one collection (or int array) for every query, or one per row.
             num_threads: hnswlib threads for a batch.
+            exact: force exact search (True) or the HNSW graph (False); ``None`` picks the faster.
 
         Returns:
             ``(ids, scores)``, each m x k' (k' <= k). Rows that run out of candidates after exclusion are
@@ -163,27 +191,79 @@ class ItemIndex:
         q = as_vectors(np.atleast_2d(vectors), name="query")
         if q.shape[1] != self.dim:
             raise InvalidModelData(f"query has dimension {q.shape[1]}, the index has {self.dim}")
-        per_row = _exclusions(exclude, q.shape[0])
-        n = len(self)
-        extra = max((len(e) for e in per_row), default=0)
-        fetch = min(n, k + extra)
-        if fetch == 0:
-            empty = np.empty((q.shape[0], 0))
-            return (empty[0].astype(np.int64), empty[0]) if single else (empty.astype(np.int64), empty)
-        if self.ef < fetch:
-            self._index.set_ef(fetch)
-        try:
-            labels, dist = self._index.knn_query(q, k=fetch, num_threads=num_threads)
-        finally:
-            if self.ef < fetch:
-                self._index.set_ef(self.ef)
-        scores = self._to_scores(dist)
-        labels = labels.astype(np.int64)
-        if extra:
-            labels, scores = _drop_excluded(labels, scores, per_row, min(k, fetch))
-        else:
-            labels, scores = labels[:, :k], scores[:, :k]
+        n, rows = len(self), q.shape[0]
+        per_row = _exclusions(exclude, rows)
+        k_out = min(int(k), n)
+        labels = np.full((rows, k_out), -1, dtype=np.int64)
+        scores = np.full((rows, k_out), np.nan, dtype=np.float32)
+        if k_out:
+            fetch = np.minimum(n, k_out + np.array([e.size for e in per_row], dtype=np.int64))
+            if exact is None:
+                exact = n <= self.EXACT_MAX_ITEMS and rows * n <= self.EXACT_BUDGET and rows >= 16
+            heavy = fetch > n // 2  # most of the catalogue excluded: a graph search would need it all
+            exact_rows = np.arange(rows) if exact else np.flatnonzero(heavy)
+            if exact_rows.size:
+                self._query_exact(q, exact_rows, per_row, k_out, labels, scores)
+            graph_rows = np.setdiff1d(np.arange(rows), exact_rows, assume_unique=True)
+            # Rows grouped by how many neighbours they need, so one heavy row does not slow the batch.
+            buckets = np.ceil(np.log2(fetch[graph_rows] + 1)).astype(int) if graph_rows.size else []
+            for b in np.unique(buckets):
+                sel = graph_rows[buckets == b]
+                self._query_graph(q, sel, per_row, int(fetch[sel].max()), k_out, labels, scores, num_threads)
         return (labels[0], scores[0]) if single else (labels, scores)
+
+    def _query_graph(self, q, sel, per_row, fetch, k_out, labels, scores, num_threads) -> None:
+        data = q[sel]
+        if self.space == "ip":
+            data = np.hstack([data, np.zeros((len(sel), 1), np.float32)])
+        # hnswlib searches with max(ef, k): asking for more neighbours than ef needs no set_ef (which
+        # would race with concurrent queries on the shared index).
+        found, dist = self._index.knn_query(data, k=fetch, num_threads=num_threads)
+        found = found.astype(np.int64)
+        sims = self._scores(dist, data[:, : self.dim])
+        for j, r in enumerate(sel):
+            row_l, row_s = found[j], sims[j]
+            if per_row[r].size:
+                keep = ~np.isin(row_l, per_row[r], assume_unique=False)
+                row_l, row_s = row_l[keep], row_s[keep]
+            m = min(k_out, row_l.size)
+            labels[r, :m], scores[r, :m] = row_l[:m], row_s[:m]
+
+    def _query_exact(self, q, sel, per_row, k_out, labels, scores) -> None:
+        vectors, ids = self._exact_data()
+        position = None if np.array_equal(ids, np.arange(ids.size)) else {int(v): i for i, v in enumerate(ids)}
+        block = max(1, self.EXACT_BUDGET // max(1, len(ids)) // 4)
+        for start in range(0, sel.size, block):
+            part = sel[start : start + block]
+            data = q[part] if self.space != "cosine" else _normalised(q[part])
+            if self.space == "l2":
+                sims = -(np.square(vectors).sum(1)[None, :] - 2.0 * data @ vectors.T
+                         + np.square(data).sum(1)[:, None])
+            else:
+                sims = data @ vectors.T
+            for j, r in enumerate(part):
+                if per_row[r].size:
+                    cols = per_row[r] if position is None else [position[x] for x in per_row[r] if x in position]
+                    cols = np.asarray(cols, dtype=np.int64)
+                    sims[j, cols[(cols >= 0) & (cols < len(ids))]] = -np.inf
+            top = np.argpartition(-sims, k_out - 1, axis=1)[:, :k_out] if k_out < len(ids) else \
+                np.tile(np.arange(len(ids)), (len(part), 1))
+            top_s = np.take_along_axis(sims, top, axis=1)
+            order = np.argsort(-top_s, axis=1, kind="stable")
+            top, top_s = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
+            valid = np.isfinite(top_s)
+            out_s = -top_s if self.space == "l2" else top_s
+            labels[part] = np.where(valid, ids[top], -1)
+            scores[part] = np.where(valid, out_s, np.nan)
+
+    def _scores(self, distances: np.ndarray, queries: np.ndarray) -> np.ndarray:
+        if self.space == "l2":
+            return distances
+        if self.space == "cosine":
+            return 1.0 - distances  # hnswlib returns 1 - cosine
+        # Augmented L2: |q|^2 + R^2 - 2 q.x = d, so q.x = (|q|^2 + R^2 - d) / 2.
+        radius = float(self.params["mips_radius"])
+        return ((np.square(queries).sum(1)[:, None] + radius**2 - distances) / 2.0).astype(np.float32)
 
     # -- serialisation --------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -219,7 +299,8 @@ class ItemIndex:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
-            index = hnswlib.Index(space=params["space"], dim=int(params["dim"]))
+            stored_dim = int(params["dim"]) + (1 if params["space"] == "ip" else 0)
+            index = hnswlib.Index(space=_hnsw_space(params["space"]), dim=stored_dim)
             try:
                 index.load_index(path, max_elements=int(params["count"]))
             except RuntimeError as exc:
@@ -231,29 +312,26 @@ class ItemIndex:
         return cls(index, params)
 
 
-def _exclusions(exclude: Any, rows: int) -> list[set[int]]:
+def _hnsw_space(space: str) -> str:
+    return "l2" if space == "ip" else space
+
+
+def _normalised(x: np.ndarray) -> np.ndarray:
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def _exclusions(exclude: Any, rows: int) -> list[np.ndarray]:
+    """One sorted int64 array of excluded ids per query row."""
+    empty = np.empty(0, dtype=np.int64)
     if exclude is None:
-        return [set() for _ in range(rows)]
+        return [empty] * rows
+    if isinstance(exclude, np.ndarray) and exclude.ndim == 1:
+        return [np.unique(exclude.astype(np.int64))] * rows
     exclude = list(exclude)
     if exclude and all(isinstance(e, Iterable) and not isinstance(e, str | bytes) for e in exclude):
         if len(exclude) != rows:
             raise InvalidModelData(f"exclude has {len(exclude)} rows for {rows} queries")
-        return [set(map(int, e)) for e in exclude]
-    shared = set(map(int, exclude))
-    return [shared for _ in range(rows)]
-
-
-def _drop_excluded(
-    labels: np.ndarray, scores: np.ndarray, per_row: list[set[int]], k: int
-) -> tuple[np.ndarray, np.ndarray]:
-    out_l = np.full((labels.shape[0], k), -1, dtype=np.int64)
-    out_s = np.full((labels.shape[0], k), np.nan, dtype=scores.dtype)
-    for r, ex in enumerate(per_row):
-        if ex:
-            keep = np.fromiter((lab not in ex for lab in labels[r]), bool, labels.shape[1])
-            row_l, row_s = labels[r][keep][:k], scores[r][keep][:k]
-        else:
-            row_l, row_s = labels[r][:k], scores[r][:k]
-        out_l[r, : row_l.size] = row_l
-        out_s[r, : row_s.size] = row_s
-    return out_l, out_s
+        return [np.unique(np.fromiter(e, dtype=np.int64)) if not isinstance(e, np.ndarray)
+                else np.unique(e.astype(np.int64)) for e in exclude]
+    shared = np.unique(np.asarray(exclude, dtype=np.int64)) if exclude else empty
+    return [shared] * rows

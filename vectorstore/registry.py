@@ -282,6 +282,7 @@ class ModelRegistry:
             pending += len(value) + len(field_name)
             if pending >= 32 * 1024 * 1024 or len(batch) >= 5000:
                 pipe.hset(key, mapping=batch)
+                pipe.expire(key, ttl)  # with every batch: a publisher dying after this one leaves no debris
                 pipe.execute()
                 batch, pending = {}, 0
         if batch:

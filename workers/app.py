@@ -66,10 +66,8 @@ def celery_config(settings: Settings) -> dict:
 
 
 app = Celery("ea", include=["workers.tasks"])
-
-
-@app.on_configure.connect
-def _configure(sender: Celery, **_: object) -> None:
-    # Lazy: the broker URL (possibly the embedded Redis, started on demand) is resolved only when the
-    # app is first used, not when this module is imported.
-    sender.conf.update(celery_config(get_settings()))
+# Lazy: the broker URL (possibly the embedded Redis, started on demand) is resolved only when the app's
+# configuration is first read, not when this module is imported. A pending default, not an on_configure
+# handler calling conf.update(): that one re-entered the configuration loading (task_routes flushes the
+# router, which reads the configuration being loaded) and logged a RecursionError on every `ea train`.
+app.add_defaults(lambda: celery_config(get_settings()))

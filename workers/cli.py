@@ -15,8 +15,6 @@ import time
 
 import click
 
-from anomaly.exceptions import AnomalyError
-from recsys.exceptions import RecsysError
 from vectorstore.connection import redact_url
 from vectorstore.exceptions import VectorStoreError
 from vectorstore.settings import get_settings
@@ -35,14 +33,25 @@ def _version() -> str:
         return "0+unknown"
 
 
+def _service_errors() -> tuple[type[BaseException], ...]:
+    """The typed errors reported as one line: the serving layer's, the job API's, and (without importing
+    them: a raised one is already loaded) those of :mod:`recsys` and :mod:`anomaly`, e.g. ModelUnavailable."""
+    errors: list[type[BaseException]] = [VectorStoreError, WorkerError, ValueError, LookupError, OSError]
+    for module, name in (("recsys.exceptions", "RecsysError"), ("anomaly.exceptions", "AnomalyError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            errors.append(getattr(loaded, name))
+    return tuple(errors)
+
+
 class _Group(click.Group):
     """Turns the service's typed errors into one-line messages and exit code 2 instead of tracebacks."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (VectorStoreError, WorkerError, RecsysError, AnomalyError, ValueError, LookupError, OSError) as exc:
-            if isinstance(exc, click.ClickException):
+        except Exception as exc:
+            if isinstance(exc, click.ClickException) or not isinstance(exc, _service_errors()):
                 raise
             click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
             ctx.exit(2)

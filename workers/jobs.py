@@ -13,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
 
-from vectorstore.connection import connect
+from vectorstore.connection import connect, redact_url
+from vectorstore.exceptions import RedisUnavailable
 from vectorstore.settings import Settings, get_settings
 
 from .app import app
@@ -166,6 +169,7 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
 
     Raises:
         TypeError: an argument is not JSON-serialisable (names it).
+        RedisUnavailable: the broker did not answer; nothing was queued.
     """
     for name, value in kwargs.items():
         try:
@@ -174,9 +178,17 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
             raise TypeError(f"argument {name}={type(value).__name__} is not JSON-serialisable; "
                             "pass data by reference (a path or URL)") from None
     options = {"queue": queue} if queue else {}
-    result = app.send_task(task, kwargs=kwargs, **options)
     settings = settings or get_settings()
     client = connect(settings)
+    # Fail fast and clearly when Redis is down: Celery would otherwise retry its result store for ~20 s and
+    # end in a RuntimeError that names neither the job nor the server.
+    try:
+        client.ping()
+        result = app.send_task(task, kwargs=kwargs, **options)
+    except (redis.ConnectionError, redis.TimeoutError, OperationalError) as exc:
+        where = redact_url(settings.redis_url) if settings.redis_url else "the embedded Redis"
+        raise RedisUnavailable(f"cannot submit {task}: {where} did not answer ({type(exc).__name__}); "
+                               "the job was not queued") from None
     key = _jobs_key(settings)
     pipe = client.pipeline()
     pipe.zadd(key, {json.dumps({"id": result.id, "task": task}): time.time()})

@@ -27,6 +27,7 @@ from .outbox import (
     enable_hook,
     outbox_status,
     requeue,
+    send_test,
     tail,
 )
 from .webhook import WebhookHook, alertmanager_body, sign, verify_signature
@@ -36,5 +37,5 @@ __all__ = [
     "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "Incident", "IncidentPolicy",
     "JsonLinesHook", "Notification", "WebhookHook", "alertmanager_body", "backoff_delay", "dead_letters",
     "disabled_hooks", "enable_hook", "observe", "open_incidents", "outbox_status", "register",
-    "registered_hooks", "requeue", "sign", "tail", "unregister", "verify_signature",
+    "registered_hooks", "requeue", "send_test", "sign", "tail", "unregister", "verify_signature",
 ]

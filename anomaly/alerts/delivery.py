@@ -13,9 +13,10 @@ that notification, even when another hook is retried or the entry is re-claimed.
 hooks an entry is either finished (XACK + XDEL: the outbox keeps only undelivered notifications) or,
 if some hook failed in a retryable way, scheduled in the retry ZSET with exponential backoff and jitter
 (ZADD and XACK in one MULTI). A hook that fails ``max_attempts`` times, or permanently (4xx), gets a
-dead-letter entry; ``requeue`` sends it back. Delivery is at least once: a consumer killed between a
-hook's success and its record repeats that delivery, which is why every delivery carries an
-idempotency key.
+dead-letter entry; ``requeue`` sends it back. While an incident's ``firing`` notification is in backoff
+for a hook, its ``resolved`` one waits for it instead of overtaking it. Delivery is at least once: a
+consumer killed between a hook's success and its record repeats that delivery, which is why every
+delivery carries an idempotency key.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ class Deliverer:
         batch: entries read per XREADGROUP; ``min_idle`` must exceed the time a batch can take.
         seed: seeds the backoff jitter (tests, benchmarks).
 
+    A deliverer is used by one thread; run more of them (threads, processes, machines) to deliver faster.
+
     Raises:
         AlertError: no hook is configured (a consumer without hooks would acknowledge alerts into the void).
     """
@@ -121,7 +124,7 @@ class Deliverer:
             while not stop.is_set():
                 try:
                     self.step(block=block)
-                except redis.ConnectionError as exc:  # Redis restarting: wait, do not crash the consumer
+                except (redis.ConnectionError, redis.TimeoutError) as exc:  # Redis restarting: wait
                     log.warning("alert consumer %s: Redis unavailable (%s), retrying", self.consumer, exc)
                     stop.wait(min(5.0, max(block, 0.1)))
         finally:
@@ -211,11 +214,19 @@ class Deliverer:
         pipe = self.client.pipeline(transaction=False)
         pipe.hgetall(record_key)
         pipe.hkeys(self.keys.disabled)
-        raw_record, raw_disabled = pipe.execute()
+        pipe.hgetall(self.keys.delivery(f"{note.incident.id}:firing"))
+        raw_record, raw_disabled, raw_firing = pipe.execute()
         record = {_s(k): _s(v) for k, v in raw_record.items()}
         disabled = {_s(k) for k in raw_disabled}
         # Hooks done earlier (another hook is being retried, or the entry was re-claimed) are skipped.
         todo = [h for h in targets if record.get(h.name) not in ("ok", "dead")]
+        deferred = []
+        if note.state == "resolved" and raw_firing:
+            # Keep each incident's order per hook: while its "firing" is in backoff for a hook, the
+            # "resolved" waits (without using up attempts) rather than overtaking it.
+            firing = {_s(k): _s(v) for k, v in raw_firing.items()}
+            deferred = [h for h in todo if f"{h.name}#n" in firing and firing.get(h.name) not in ("ok", "dead")]
+            todo = [h for h in todo if h not in deferred]
         retry_attempts: list[int] = []
         finished = False
         for i, hook in enumerate(todo):
@@ -247,8 +258,10 @@ class Deliverer:
             else:
                 # The common case, the last hook succeeding with nothing to retry, records the success
                 # and finishes the entry in one MULTI.
-                finished = i == len(todo) - 1 and not retry_attempts
+                finished = i == len(todo) - 1 and not retry_attempts and not deferred
                 self._ok(note, hook, finish=entry_id if finished else None)
+        if deferred:
+            retry_attempts.append(1)
         if retry_attempts:
             due = time.time() + backoff_delay(max(retry_attempts), self.backoff, self.backoff_max, self._rng)
             pipe = self.client.pipeline(transaction=True)

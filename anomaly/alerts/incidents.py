@@ -47,6 +47,8 @@ State = Literal["firing", "resolved"]
 
 #: At most this many evidence items are kept with an incident (they travel in every notification).
 MAX_EVIDENCE = 20
+#: The state of a key with no open incident expires after this many seconds without a batch.
+STATE_TTL = 30 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ def observe(
         evidence: JSON-serialisable context for the on-call (nearest normal windows, peers), kept with
             the incident when it opens and when its peak rises (at most ``MAX_EVIDENCE`` items).
         policy: hysteresis, cooldown and grouping; by default from the ``EA_ALERT_*`` settings.
+        settings, client: the service's settings and a Redis client (pass one when calling often: without
+            it each call opens a new connection).
 
     Returns:
         The notifications appended to the outbox, in order.
@@ -215,7 +219,9 @@ def observe(
                 now = time.time()
                 notes = [Notification(f"{inc['id']}:{st}", st, Incident.from_dict(inc), now) for st, inc in changes]
                 pipe.multi()
-                pipe.set(state_key, json.dumps(new_state, separators=(",", ":")))
+                # A quiet key's state expires (entities come and go); an open incident's never does.
+                ttl = None if new_state["open"] else STATE_TTL
+                pipe.set(state_key, json.dumps(new_state, separators=(",", ":")), ex=ttl)
                 for note in notes:
                     if note.state == "firing":
                         pipe.hset(keys.open, note.incident.id, note.to_json())

@@ -1,6 +1,6 @@
 """Operating the outbox: dead letters and requeueing, disabled hooks, status, and the delivered log.
 
-These are the functions behind ``ea alerts dead|retry|hooks|status|tail``; the delivery itself is
+These are the functions behind ``ea alerts dead|retry|hooks|enable|status|tail|test``; the delivery itself is
 :mod:`anomaly.alerts.delivery`.
 """
 
@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -19,11 +21,11 @@ from vectorstore.connection import connect
 from vectorstore.settings import Settings, get_settings
 
 from ..exceptions import DeadLetterNotFound
-from .incidents import Notification
+from .incidents import Incident, Notification
 from .keys import GROUP, AlertKeys
 
 __all__ = ["DeadLetter", "Delivered", "dead_letters", "disabled_hooks", "enable_hook", "outbox_status",
-           "requeue", "tail"]
+           "requeue", "send_test", "tail"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,21 @@ def requeue(ids: Iterable[str] | None = None, *, all: bool = False, settings: Se
     return len(entries)
 
 
+def send_test(key: str = "ea-test", *, settings: Settings | None = None,
+              client: redis.Redis | None = None) -> Notification:
+    """Append a synthetic ``firing`` notification (labels ``{"test": "true"}``, a fresh incident id) to the
+    outbox, to check that the consumers and hooks work end to end. Returns it."""
+    keys, client = _ctx(settings, client)
+    now = time.time()
+    stamp = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+    fingerprint = uuid.uuid4().hex[:16]
+    incident = Incident(f"inc_test_{fingerprint}", fingerprint, "series", key, stamp, None, 1.0, stamp, 0.0,
+                        labels={"test": "true"}, group_key=f"series={key}")
+    note = Notification(f"{incident.id}:firing", "firing", incident, now)
+    client.xadd(keys.outbox, {"n": note.to_json()})
+    return note
+
+
 def disabled_hooks(*, settings: Settings | None = None, client: redis.Redis | None = None) -> dict[str, dict]:
     """Hooks disabled because their endpoint answered 410: name -> ``{"reason", "at", "status"}``."""
     keys, client = _ctx(settings, client)
@@ -130,13 +147,11 @@ def tail(*, last: int = 10, block: float = 1.0, stop: threading.Event | None = N
     """Yield deliveries as they happen (XREAD on the delivered log), starting with the ``last`` previous
     ones; ends when ``stop`` is set (checked every ``block`` seconds), else runs until closed."""
     keys, client = _ctx(settings, client)
-    start = b"$"
-    if last > 0:
-        recent = client.xrevrange(keys.delivered, count=last)
-        for entry_id, fields in reversed(recent):
-            yield _delivered(entry_id, fields)
-        if recent:
-            start = recent[0][0]
+    # An explicit id, not "$": "$" would skip what is added between two XREAD calls.
+    recent = client.xrevrange(keys.delivered, count=max(1, last))
+    start = recent[0][0] if recent else b"0-0"
+    for entry_id, fields in reversed(recent[:last]):
+        yield _delivered(entry_id, fields)
     while stop is None or not stop.is_set():
         reply = client.xread({keys.delivered: start}, block=int(block * 1000), count=100)
         for _stream, entries in reply or []:

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 from anomaly_synth import PLANTED, TRAIN, clean_series, planted_series
@@ -65,6 +67,7 @@ def test_trivial_matches_excluded():
 def test_parts_round_trip_gives_identical_scores(fitted, embedding):
     det = fitted[embedding]
     arrays, blobs, meta = det.to_parts()
+    json.dumps(meta)  # the registry stores meta as JSON
     assert all(isinstance(b, bytes) for b in blobs.values())
     again = KnnDetector.from_parts(arrays, blobs, meta)
     v = planted_series()

@@ -39,7 +39,8 @@ def communities(tmp_path_factory) -> dict:
             "items": str(folder / "items.csv"), "frame": train}
 
 
-FAST_NODE2VEC = {"dim": 16, "walk_length": 20, "walks_per_node": 5, "window": 5, "workers": 1, "seed": 3}
+FAST_NODE2VEC = {"dim": 16, "walk_length": 20, "walks_per_node": 10, "window": 5, "workers": 1, "seed": 3,
+                 "space": "cosine"}
 
 
 @pytest.fixture

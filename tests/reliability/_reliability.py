@@ -24,7 +24,7 @@ import pandas as pd
 import redis
 from celery import Celery
 
-from vectorstore import ModelRegistry, Settings
+from vectorstore import ModelRegistry, Settings, get_settings
 from workers.app import celery_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,16 +153,26 @@ def redis_answers(url: str, **kwargs) -> bool:
 
 
 def copy_version(registry: ModelRegistry, source: str, target: str, *, version: int | None = None,
-                 meta: dict | None = None, token: str | None = None) -> int:
+                 meta: dict | None = None, token: str | None = None, reader: ModelRegistry | None = None) -> int:
     """Publish a copy of ``source``'s version (default: active) as a new version of ``target``.
 
     A quick stand-in for a training job's publication: same parts, tables and meta, through the public
     :meth:`ModelRegistry.publish`.
     """
-    loaded = registry.load(source, version)
+    reader = reader or registry
+    loaded = reader.load(source, version)
     tables = {}
     for table in loaded.tables:
-        key = registry._key(source, f"v:{loaded.version}", f"t:{table}")
-        tables[table] = {k.decode(): v for k, v in registry.client.hgetall(key).items()}
+        key = reader._key(source, f"v:{loaded.version}", f"t:{table}")
+        tables[table] = {k.decode(): v for k, v in reader.client.hgetall(key).items()}
     return registry.publish(target, arrays=dict(loaded.arrays), blobs=dict(loaded.blobs), tables=tables,
                             meta={**loaded.meta, **(meta or {})}, token=token)
+
+
+def deployment_for(url: str, tmp: Path, **env: str) -> Deployment:
+    """An isolated deployment (own key prefix) on the Redis at ``url`` (e.g. with credentials or TLS)."""
+    prefix = f"rel{uuid.uuid4().hex[:8]}:"
+    settings = get_settings().with_(redis_url=url, key_prefix=prefix, visibility_timeout=5)
+    full_env = {**os.environ, "EA_REDIS_URL": url, "EA_KEY_PREFIX": prefix, "EA_VISIBILITY_TIMEOUT": "5",
+                "PYTHONUNBUFFERED": "1", **env}
+    return Deployment(settings, make_app(settings), full_env, tmp)

@@ -9,7 +9,10 @@ after it had already committed returns the version its first run published (the 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
+from pathlib import Path
 
 from _reliability import FAST_NODE2VEC, Deployment, wait_for
 from celery.result import AsyncResult
@@ -81,3 +84,60 @@ def test_graph_training_with_a_committed_token_returns_the_same_version(interact
     assert second.version == first.version
     assert [v.version for v in registry.versions(model_name)] == [first.version]
     assert json.loads(json.dumps(second.as_dict()))["n_items"] == first.n_items
+
+
+def _children(pid: int) -> list[int]:
+    """Pids of the direct children of ``pid`` (from /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def test_prefork_child_killed_mid_job_is_requeued_not_failed(isolated: Deployment, model_name: str) -> None:
+    """``task_reject_on_worker_lost``: the pool child dies, the parent requeues the message at once (no
+    visibility timeout wait) instead of recording a WorkerLostError failure."""
+    worker = isolated.start_worker("prefork", queues="train", pool="prefork", concurrency=1)
+    job = isolated.send("ea.train_selfcheck", model=model_name, items=1000, dim=8, steps=40)
+    result = AsyncResult(job.id, app=isolated.app)
+
+    def mid_build() -> bool:
+        info = result.info if result.state == "PROGRESS" else None
+        return isinstance(info, dict) and info.get("stage") == "build" and info.get("done", 0) >= 3
+
+    wait_for(mid_build, 60, interval=0.02, what="the job to be half-way through its build stage")
+    children = _children(worker.proc.pid)
+    assert len(children) == 1, f"expected one pool child, found {children}"
+    os.kill(children[0], signal.SIGKILL)
+    out = result.get(timeout=120)
+    assert result.state == "SUCCESS", result.state
+    assert worker.proc.poll() is None, "the worker itself should survive its child"
+    registry = isolated.registry
+    assert [v.version for v in registry.versions(model_name)] == [out["version"]]
+    assert registry.version_for_token(model_name, job.id) == out["version"]
+    _model_keys_are_complete(isolated, model_name)
+
+
+def test_visibility_timeout_setting_and_redelivery_sweep() -> None:
+    """A short ``EA_VISIBILITY_TIMEOUT`` is accepted, and kombu's sweep of unacked messages follows it
+    (every timeout/10 s, 1..100 s), so a crashed worker's job waits about the timeout, not 100 s more."""
+    import pytest
+
+    from vectorstore import ConfigurationError, Settings
+    from workers.app import celery_config
+
+    short = Settings.from_env({"EA_VISIBILITY_TIMEOUT": "5", "EA_REDIS_URL": "redis://127.0.0.1:1/0"})
+    assert short.visibility_timeout == 5
+    transport = celery_config(short)["broker_transport_options"]
+    assert transport["visibility_timeout"] == 5
+    assert transport["unacked_restore_interval"] == 1 and transport["unacked_restore_throttle"] == 1
+    default = celery_config(Settings(redis_url="redis://127.0.0.1:1/0"))["broker_transport_options"]
+    assert default["visibility_timeout"] == 6 * 3600 and default["unacked_restore_interval"] == 100
+    with pytest.raises(ConfigurationError, match="EA_VISIBILITY_TIMEOUT"):
+        Settings.from_env({"EA_VISIBILITY_TIMEOUT": "0"})

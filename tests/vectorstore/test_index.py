@@ -21,7 +21,7 @@ def test_bytes_round_trip_gives_identical_results(vectors, space):
     a_ids, a_scores = index.query(vectors[:20], k=10)
     b_ids, b_scores = clone.query(vectors[:20], k=10)
     np.testing.assert_array_equal(a_ids, b_ids)
-    np.testing.assert_allclose(a_scores, b_scores)
+    np.testing.assert_allclose(a_scores, b_scores, rtol=1e-5)
     assert set(np.unique(a_ids)) <= set(range(1000, 1500))
 
 
@@ -94,3 +94,44 @@ def test_corrupt_bytes_are_refused(vectors):
         ItemIndex.from_bytes(b"garbage")
     with pytest.raises(IntegrityError):
         ItemIndex.from_bytes(data[: len(data) // 3])
+
+
+def _exact_top(vectors, queries, k, exclude=()):
+    scores = queries @ vectors.T
+    scores[:, list(exclude)] = -np.inf
+    return np.argsort(-scores, axis=1)[:, :k]
+
+
+def test_inner_product_graph_keeps_recall_when_norms_vary():
+    """Clustered vectors (like real embeddings) whose norms vary 10x: the graph search keeps its recall."""
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((30, 32))
+    vectors = centres[rng.integers(30, size=3000)] + 0.5 * rng.standard_normal((3000, 32))
+    vectors = (vectors * rng.uniform(0.2, 2.0, (3000, 1))).astype(np.float32)
+    queries = (vectors[rng.integers(3000, size=200)] + 0.3 * rng.standard_normal((200, 32))).astype(np.float32)
+    index = ItemIndex.build(vectors, space="ip", M=16, ef=100)
+    got, scores = index.query(queries, k=10, exact=False)
+    truth = _exact_top(vectors, queries, 10)
+    recall = np.mean([len(set(g) & set(t)) / 10 for g, t in zip(got, truth)])
+    assert recall >= 0.99
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ vectors.T, got, axis=1), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.parametrize("space", ["ip", "l2", "cosine"])
+def test_exact_and_graph_paths_agree(vectors, space):
+    index = ItemIndex.from_bytes(ItemIndex.build(vectors, space=space, M=32, ef=200).to_bytes())
+    excl = [[i, i + 1] for i in range(40)]
+    g_ids, g_scores = index.query(vectors[:40], k=8, exclude=excl, exact=False)
+    e_ids, e_scores = index.query(vectors[:40], k=8, exclude=excl, exact=True)
+    assert np.mean(g_ids == e_ids) > 0.97
+    np.testing.assert_allclose(g_scores[g_ids == e_ids], e_scores[g_ids == e_ids], rtol=1e-3, atol=1e-3)
+    for row, ex in zip(e_ids, excl):
+        assert not set(ex) & set(row)
+
+
+def test_excluding_most_of_the_catalogue_still_answers(vectors):
+    index = ItemIndex.build(vectors, space="ip")
+    keep = {3, 77, 123}
+    excluded = [i for i in range(500) if i not in keep]
+    ids, scores = index.query(vectors[0], k=5, exclude=excluded)
+    assert set(ids[:3]) == keep and (ids[3:] == -1).all() and np.isnan(scores[3:]).all()

@@ -1,4 +1,4 @@
-"""``ea alerts run|tail|dead|retry|hooks|enable|status``: operate alert delivery."""
+"""``ea alerts run|tail|dead|retry|hooks|enable|status|test``: operate alert delivery."""
 
 from __future__ import annotations
 
@@ -147,6 +147,16 @@ def status() -> None:
     from anomaly.alerts import outbox_status
 
     click.echo(json.dumps(outbox_status(), indent=2))
+
+
+@alerts_group.command("test")
+@click.option("--key", default="ea-test", show_default=True, help="Series name of the synthetic incident.")
+def test_cmd(key) -> None:
+    """Queue a synthetic firing alert (label test=true) to check consumers and hooks end to end."""
+    from anomaly.alerts import send_test
+
+    note = send_test(key)
+    click.echo(f"queued {note.id}: a running `ea alerts run` delivers it (watch with `ea alerts tail`)")
 
 
 COMMANDS = [alerts_group]

@@ -9,9 +9,10 @@ registered in code at import time.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 
-from anomaly.alerts import Deliverer
+from anomaly.alerts import Deliverer, registered_hooks
 
 from ..app import app
 
@@ -20,7 +21,13 @@ __all__ = ["alerts_deliver"]
 
 @app.task(name="ea.alerts_deliver")
 def alerts_deliver(max_seconds: float = 10.0) -> dict:
-    """Deliver what the outbox holds; returns the counters (delivered, failed, dead, reclaimed)."""
+    """Deliver what the outbox holds; returns the counters (delivered, failed, dead, reclaimed).
+
+    A worker with no hooks configured leaves the outbox alone (a consumer that has hooks delivers it).
+    """
+    if not registered_hooks():
+        logging.getLogger(__name__).info("no alert hooks in this worker; the outbox waits for a consumer")
+        return {"skipped": "no hooks configured in this worker"}
     deliverer = Deliverer()
     try:
         return asdict(deliverer.drain(timeout=max_seconds))

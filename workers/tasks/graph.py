@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 import numpy as np
 
@@ -55,8 +56,9 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
     out_key = registry.derived_key(name, model.version, "topn")
     users = [u.decode() for u in registry.client.hkeys(table)]
     progress = Progress(self)
-    tmp = registry.derived_key(name, model.version, "topn-building")
-    registry.client.delete(tmp)
+    # A building key of this run only: two precomputations of one version at once (two workers, a
+    # redelivered job) must not delete or rename each other's partial lists.
+    tmp = registry.derived_key(name, model.version, f"topn-building-{uuid.uuid4().hex[:12]}")
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
         vectors = np.stack([np.frombuffer(v, "<f4") for v in registry.client.hmget(table, chunk)])
@@ -71,4 +73,5 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
     # Only a complete list becomes visible; it lives and dies with the version's other keys.
     if users:
         registry.client.rename(tmp, out_key)
+    registry.client.srem(registry._key(name, f"v:{model.version}", "derived"), tmp)
     return {"model": name, "version": model.version, "users": len(users), "n": n}

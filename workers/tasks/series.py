@@ -27,7 +27,14 @@ def train_series(self, series: str, name: str, train_until: int | None = None, e
 @app.task(name="ea.score_series")
 def score_series(name: str, series_id: str, timestamps: list[Any], values: list[float],
                  labels: dict | None = None) -> dict:
-    """Score new points of a series causally, keep its tail state in Redis, and raise incidents."""
+    """Score new points of a series causally, keep its tail state in Redis, and raise incidents.
+
+    When the batch changed an incident's state, an ``ea.alerts_deliver`` job goes to the ``alerts`` queue,
+    so a deployment with only Celery workers delivers without a separate consumer process.
+    """
     from anomaly.service import score_points
 
-    return score_points(name, series_id, timestamps, values, labels=labels)
+    result = score_points(name, series_id, timestamps, values, labels=labels)
+    if result["notifications"]:
+        app.send_task("ea.alerts_deliver")
+    return result

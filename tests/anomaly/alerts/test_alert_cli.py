@@ -59,3 +59,38 @@ def test_run_tail_dead_retry_enable(alert_settings, alert_client, receiver, tmp_
 def test_retry_needs_ids_or_all(alert_settings):
     result = CliRunner().invoke(alerts_group, ["retry"], env={"EA_KEY_PREFIX": alert_settings.key_prefix})
     assert result.exit_code == 2 and "--all" in result.output
+
+
+def test_tail_follows_new_deliveries(alert_settings, alert_client):
+    import threading
+
+    from anomaly.alerts import CallableHook, Deliverer, tail
+
+    s, seen, stop = alert_settings, [], threading.Event()
+
+    def follow():
+        for d in tail(last=5, block=0.1, stop=stop, settings=s):
+            seen.append((d.notification.state, d.hook))
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    time.sleep(0.3)  # tail is now waiting on an empty log
+    observe("cpu", [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, settings=s, client=alert_client)
+    Deliverer([CallableHook(lambda n: None, name="noop")], settings=s, client=alert_client).drain(10)
+    deadline = time.monotonic() + 5
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    thread.join(5)
+    assert seen == [("firing", "noop"), ("resolved", "noop")]
+
+
+def test_test_alert_goes_through_the_hooks(alert_settings, alert_client, tmp_path: Path):
+    from anomaly.alerts import Deliverer, JsonLinesHook
+
+    out = invoke(alert_settings, "test", "--key", "smoke")
+    path = tmp_path / "a.jsonl"
+    Deliverer([JsonLinesHook(path)], settings=alert_settings, client=alert_client).drain(10)
+    (line,) = [json.loads(x) for x in path.read_text().splitlines()]
+    assert line["id"] in out and line["incident"]["labels"] == {"test": "true"}
+    assert line["incident"]["key"] == "smoke" and line["state"] == "firing"

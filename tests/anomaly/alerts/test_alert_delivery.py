@@ -167,3 +167,12 @@ def test_backoff_grows_with_jitter_and_a_cap():
     assert all(0.5 <= d <= 1 for d in delays[0]) and all(1 <= d <= 2 for d in delays[1])
     assert all(2 <= d <= 4 for d in delays[2]) and all(5 <= d <= 10 for d in delays[3])
     assert len(set(delays[2])) > 100
+
+
+def test_a_resolution_does_not_overtake_its_firing_in_backoff(alert_settings, alert_client, receiver):
+    receiver.answer = lambda n, key: 503 if key.endswith(":firing") and n < 2 else 200
+    notes = fire(alert_settings, alert_client, 1)
+    deliverer(alert_settings, alert_client, [WebhookHook(receiver.url)], backoff=0.1, backoff_max=0.1).drain(10)
+    assert [(r.key.rsplit(":", 1)[1], r.status) for r in receiver.requests] == [
+        ("firing", 503), ("firing", 503), ("firing", 200), ("resolved", 200)]
+    assert receiver.ok_keys() == Counter({n.idempotency_key: 1 for n in notes})

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from anomaly.alerts import IncidentPolicy, Notification, observe, open_incidents
 from anomaly.alerts.keys import AlertKeys
@@ -116,3 +120,19 @@ def test_entities_numeric_timestamps_and_bad_input(alert_settings, alert_client)
         observe("x", [1], [1.0], float("nan"), **kw)
     with pytest.raises(InvalidParameter):
         observe("x", [1], [1.0], 1.0, kind="table", **kw)
+
+
+@settings_(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(scores=st.lists(st.sampled_from([0.0, 0.5, 2.0, 9.0]), min_size=1, max_size=60),
+       cuts=st.lists(st.integers(1, 59), max_size=6))
+def test_batches_in_any_chunks_give_the_same_incidents(alert_settings, alert_client, scores, cuts):
+    policy = IncidentPolicy(for_points=2, clear_points=3, cooldown=240)
+    run = uuid.uuid4().hex[:8]
+    whole = feed(f"w{run}", scores, alert_settings, alert_client, policy=policy)
+    bounds = sorted({0, len(scores), *[c for c in cuts if c < len(scores)]})
+    chunked = [n for a, b in zip(bounds, bounds[1:])
+               for n in feed(f"c{run}", scores[a:b], alert_settings, alert_client, start=a, policy=policy)]
+    shape = [(n.state, n.incident.start, n.incident.end, n.incident.peak_score) for n in whole]
+    assert shape == [(n.state, n.incident.start, n.incident.end, n.incident.peak_score) for n in chunked]
+    # Firing and resolved alternate, one of each per incident, and incidents never overlap.
+    assert [n.state for n in whole] == ["firing", "resolved"] * (len(whole) // 2) + ["firing"] * (len(whole) % 2)
