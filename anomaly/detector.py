@@ -34,6 +34,7 @@ from vectorstore.index import ItemIndex
 
 from .exceptions import InvalidParameter, NotFitted, SeriesTooShort
 from .series import MAX_WINDOW, MIN_WINDOW, RobustScaler, Series, choose_window, sliding_windows
+from .stream import THRESHOLD, StreamScorer, decide_alerts
 
 __all__ = ["KnnDetector", "StreamScorer", "decide_alerts", "EMBEDDINGS"]
 
@@ -41,7 +42,6 @@ log = logging.getLogger(__name__)
 
 EMBEDDINGS = ("lstm", "gru", "raw")
 _SETTINGS = ("window", "k", "c", "refractory", "center", "rearm", "ef", "max_calibration")
-THRESHOLD = 1.0
 
 
 class KnnDetector:
@@ -237,16 +237,32 @@ class KnnDetector:
         near = starts < n_index + w - 1
         far = ~near
         if far.any():
-            _, sq = self._query(vectors[far], min(k, n_index))
-            dist[far] = np.sqrt(np.maximum(sq, 0)).mean(axis=1)
+            ids, _ = self._query(vectors[far], min(k, n_index))
+            dist[far] = self._exact(vectors[far], ids).mean(axis=1)
         if near.any():
             fetch = min(n_index, k + 2 * w - 1)
-            labels, sq = self._query(vectors[near], fetch)
-            ok = (labels >= 0) & (np.abs(labels - starts[near][:, None]) >= w)
+            ids, _ = self._query(vectors[near], fetch)
+            ok = (ids >= 0) & (np.abs(ids - starts[near][:, None]) >= w)
             keep = ok & (np.cumsum(ok, axis=1) <= k)
-            d = np.where(keep, np.sqrt(np.maximum(np.nan_to_num(sq), 0)), 0.0)
+            d = np.where(keep, self._exact(vectors[near], np.where(ids >= 0, ids, 0)), 0.0)
             dist[near] = d.sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
         return dist
+
+    def _exact(self, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Euclidean distances (float64) from each vector to the training vectors ``ids`` (one row each).
+
+        hnswlib picks the neighbours; recomputing their distances here makes a score independent of
+        how queries were batched (hnswlib's float32 SIMD sums differ between batch and single queries),
+        so streaming gives exactly the batch scores.
+        """
+        ref = self._reference()
+        diff = ref[ids] - vectors.astype(np.float64)[:, None, :]
+        return np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
+
+    def _reference(self) -> np.ndarray:
+        if self._train_vectors is None:
+            self._train_vectors = self.index.get_vectors(np.arange(len(self.index))).astype(np.float64)
+        return self._train_vectors
 
     def _query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``k`` nearest training windows (ids, squared distances), exact if hnswlib cannot answer."""
@@ -256,11 +272,9 @@ class KnnDetector:
             # hnswlib gives up ("cannot return the results in a contiguous 2D array") when many training
             # vectors are identical (flat lines); an exact search over the stored vectors always works.
             log.warning("hnswlib returned fewer than %d neighbours; using exact search", k)
-            if self._train_vectors is None:
-                self._train_vectors = self.index.get_vectors(np.arange(len(self.index)))
+            ref = self._reference()
             ids = np.empty((vectors.shape[0], k), dtype=np.int64)
             sq = np.empty((vectors.shape[0], k), dtype=np.float64)
-            ref = self._train_vectors.astype(np.float64)
             ref_norm = (ref**2).sum(axis=1)
             for i in range(0, vectors.shape[0], 1024):
                 q = vectors[i : i + 1024].astype(np.float64)
@@ -324,78 +338,6 @@ class KnnDetector:
         except KeyError as exc:
             raise NotFitted(f"detector parts lack {exc}") from None
         return det
-
-
-class StreamScorer:
-    """Scores points as they arrive, giving exactly the batch :meth:`KnnDetector.score` values and alerts.
-
-    Holds the last ``window - 1`` values, the row position of the next value and the last alert row.
-
-    Args:
-        detector: a fitted detector.
-        position: row number of the next value (default: right after the training prefix).
-        tail: the ``window - 1`` values before ``position`` (default: the end of the training prefix).
-    """
-
-    def __init__(self, detector: KnnDetector, position: int | None = None, tail: np.ndarray | None = None):
-        detector._check_fitted()
-        self.detector = detector
-        self.position = detector.n_train if position is None else int(position)
-        self.tail = np.asarray(detector.tail if tail is None else tail, dtype=np.float64)[-(detector.window - 1) :]
-        self.last_alert: int | None = None
-        self.armed = True
-
-    def update(self, new_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, is_anomaly)`` of ``new_values``; advances the state."""
-        new = _as_values(new_values, allow_empty=True)
-        if new.size == 0:
-            return np.zeros(0), np.zeros(0, dtype=bool)
-        buf = np.concatenate([self.tail, new])
-        scores = self.detector.score(buf, start_index=self.position - self.tail.size)[self.tail.size :]
-        # Rows with no full window yet (a short tail) are not alerts, as in batch scoring.
-        flags, self.last_alert, self.armed = decide_alerts(
-            scores, THRESHOLD, self.detector.refractory_rows, self.last_alert, self.position,
-            self.detector.rearm, self.armed,
-        )
-        self.tail = buf[-(self.detector.window - 1) :] if self.detector.window > 1 else buf[:0]
-        self.position += new.size
-        return scores, flags
-
-
-def decide_alerts(
-    scores: np.ndarray,
-    threshold: float,
-    refractory: int,
-    last_alert: int | None = None,
-    start: int = 0,
-    rearm: bool = False,
-    armed: bool = True,
-) -> tuple[np.ndarray, int | None, bool]:
-    """Flag rows whose score exceeds ``threshold`` unless a row was flagged in the previous ``refractory``.
-
-    With ``rearm``, a new alert also needs the score to have fallen to the threshold or below since the
-    previous alert (one alert per excursion, however long it lasts). ``scores[i]`` is row ``start + i``;
-    ``last_alert`` (row of the previous alert or ``None``) and ``armed`` carry the state between calls.
-    Returns the flags and the new ``(last_alert, armed)``.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    flags = np.zeros(s.size, dtype=bool)
-    above = s > threshold
-    if not rearm:
-        for i in np.flatnonzero(above):
-            row = start + int(i)
-            if last_alert is None or row - last_alert > refractory:
-                flags[i] = True
-                last_alert = row
-        return flags, last_alert, True
-    for i in range(s.size):  # only the rows near alerts need this loop; series are short enough
-        row = start + i
-        if not above[i]:
-            armed = True
-        elif armed and (last_alert is None or row - last_alert > refractory):
-            flags[i] = True
-            last_alert, armed = row, False
-    return flags, last_alert, armed
 
 
 def _as_values(values: np.ndarray | Series, allow_empty: bool = False) -> np.ndarray:

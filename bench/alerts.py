@@ -165,12 +165,13 @@ def main() -> None:
         "",
         table(headers, rows),
         "",
-        "Each column is a separate run: consumer c0 is stopped when 30% of the alerts are acknowledged and a",
-        "new consumer starts. SIGTERM: c0 finishes its current delivery and leaves. SIGKILL: c0 dies at once;",
-        "what it had read but not acknowledged is re-claimed (XAUTOCLAIM) by the others after the min idle",
-        "time, which is where the p99/max delay comes from. Delivery is at least once: the one alert whose",
-        "2xx arrived after the kill but before c0 recorded it is sent again (at most one per crash, as a",
-        "consumer delivers one alert at a time); its Idempotency-Key is what lets a receiver drop it.",
+        "Each column is a separate run: consumer c0 is stopped when 30% of the alerts are acknowledged, at a",
+        "moment it holds entries read but not acknowledged, and a new consumer starts. SIGTERM: c0 finishes",
+        "its current step and leaves. SIGKILL: c0 dies at once; what it had read but not acknowledged is",
+        "re-claimed (XAUTOCLAIM) by the others after the min idle time, and retries it had leased come back",
+        "when the lease ends: that is where the p99/max delay comes from. Delivery is at least once: an alert",
+        "whose 2xx arrived after the kill but before c0 recorded it is sent again (at most one per crash, as",
+        "a consumer delivers one alert at a time); its Idempotency-Key is what lets a receiver drop it.",
         "Delay includes queueing: the producer creates incidents as fast as it can, concurrently.",
     ])
     print(text)
@@ -182,7 +183,7 @@ ROWS = [
     ("incidents", "incidents (one firing notification each)"),
     ("requests", "webhook requests / injected 503s"),
     ("restarted_at", "c0 stopped after (alerts acknowledged)"),
-    ("reclaimed", "entries re-claimed from c0"),
+    ("reclaimed", "entries c0 left unacknowledged / re-claimed by others (XAUTOCLAIM)"),
     ("lost", "lost (never acknowledged 2xx)"),
     ("duplicated", "idempotency keys acknowledged 2xx more than once"),
     ("bad", "bad signatures at the receiver"),
@@ -210,7 +211,7 @@ def run_scenario(args: argparse.Namespace, how: str) -> dict:
                     labels={"shard": str(i % 16)}, settings=settings, client=client)
         produced_at.append(time.time())
 
-    restarted_at = None
+    restarted_at = held = None
     try:
         wait_for_consumers(client, settings.key_prefix, {f"c{i}" for i in range(args.consumers)})
         t0 = time.time()
@@ -218,9 +219,15 @@ def run_scenario(args: argparse.Namespace, how: str) -> dict:
         deadline = time.monotonic() + args.timeout
         while receiver.acknowledged() < n and time.monotonic() < deadline:
             if restarted_at is None and receiver.acknowledged() >= 0.3 * n:
+                # Stop c0 mid-delivery: when it holds entries read but not yet acknowledged.
+                outbox, until = f"{settings.key_prefix}alerts:outbox", time.monotonic() + 5
+                while time.monotonic() < until and not client.xpending_range(outbox, "delivery", "-", "+", 1,
+                                                                              consumername="c0"):
+                    time.sleep(0.001)
                 procs[0].send_signal(signal.SIGKILL if how == "kill" else signal.SIGTERM)
                 procs[0].wait()
                 restarted_at = receiver.acknowledged()
+                held = len(client.xpending_range(outbox, "delivery", "-", "+", 1000, consumername="c0"))
                 procs.append(start_consumer(args, settings.key_prefix, receiver.url, "c-restarted"))
             time.sleep(0.05)
         time.sleep(0.5)  # let the consumers record the last successes
@@ -245,7 +252,7 @@ def run_scenario(args: argparse.Namespace, how: str) -> dict:
         "incidents": n,
         "requests": f"{receiver.requests} / {receiver.failed}",
         "restarted_at": restarted_at,
-        "reclaimed": reclaimed,
+        "reclaimed": f"{held} / {reclaimed}",
         "lost": n - len(ok),
         "duplicated": sum(1 for c in ok.values() if c > 1),
         "bad": receiver.bad_signatures,

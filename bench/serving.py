@@ -68,6 +68,8 @@ def floor_fn(client: RecommendationClient, k: int):
         vec, seen = pipe.execute()
         v = np.frombuffer(vec[0], "<f4")
         n_seen = len(seen[0]) // 4
+        if model.index.space == "ip":  # the index is an augmented L2 graph (see ItemIndex)
+            v = np.append(v, np.float32(0.0))
         return raw.knn_query(v, k=min(k + n_seen, len(model.item_ids)))
 
     return run

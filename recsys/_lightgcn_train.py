@@ -35,24 +35,24 @@ Progress = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one LightGCN fit (validated by ``recsys.lightgcn.LightGCN``)."""
+    """Hyper-parameters of one LightGCN fit; defaults, meaning and validation: ``recsys.lightgcn.LightGCN``."""
 
-    dim: int = 64
-    layers: int = 3
-    lr: float = 0.01
-    reg: float = 1e-4
-    epochs: int = 200
-    batch_size: int = 16384
-    eval_every: int = 5
-    patience: int = 3
-    plateau_decay: float = 0.5
-    k: int = 20
-    init: str = "normal"
-    init_std: float = 0.1
-    reject_positives: bool = True
-    seed: int = 0
-    threads: int = 2
-    time_budget_s: float | None = None
+    dim: int
+    layers: int
+    lr: float
+    reg: float
+    epochs: int
+    batch_size: int
+    eval_every: int
+    patience: int
+    plateau_decay: float
+    k: int
+    init: str
+    init_std: float
+    reject_positives: bool
+    seed: int
+    threads: int
+    time_budget_s: float | None
 
 
 @dataclass

@@ -283,12 +283,15 @@ class RecommendationClient:
             ids, scores = _decode_top(top)
             if len(ids) >= k:
                 return self._result(model, ids[:k], scores[:k], "precomputed", user, fields)
-        banned = set(seen.tolist()) if exclude_seen else set()
-        banned |= self._dense(model, exclude, missing_ok=True)
+        banned = seen.astype(np.int64) if exclude_seen else np.empty(0, np.int64)
+        extra = self._dense(model, exclude, missing_ok=True)
+        if extra:
+            banned = np.concatenate([banned, np.fromiter(extra, np.int64, len(extra))])
         if include is not None:
-            ids, scores = self._rank_subset(model, vector, self._dense(model, include, missing_ok=True) - banned, k)
+            allowed = self._dense(model, include, missing_ok=True) - set(banned.tolist())
+            ids, scores = self._rank_subset(model, vector, allowed, k)
         else:
-            ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=banned or None)
+            ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=banned if banned.size else None)
             keep = ids >= 0
             ids, scores = ids[keep], scores[keep]
         return self._result(model, ids, scores, "index", user, fields)

@@ -99,6 +99,14 @@ class Node2Vec(GraphModel):
     ) -> GraphEmbeddings:
         """Embed the users and items of ``interactions``; ``valid`` is not used (no early stopping).
 
+        Edge weights (duplicates summed) bias the walks: a step follows an edge in proportion to its
+        weight times the (p, q) factor. Progress: ``{"stage": "walks", "done", "total", "walks"}`` per
+        batch of walks, then ``{"stage": "skipgram", "done", "total", "epoch"}`` per epoch.
+
+        Returns:
+            :class:`GraphEmbeddings`: users' input vectors, items' output (context) vectors, ``space``
+            as configured (default "ip"); ``history`` has the seconds of the walks and skip-gram stages.
+
         Raises:
             TrainingError: the skip-gram produced no or non-finite vectors.
         """
@@ -106,10 +114,9 @@ class Node2Vec(GraphModel):
             raise TrainingError("node2vec: no interactions to train on")
         started = time.perf_counter()
         if self.params["engine"] == "native":
-            vectors, history = self._fit_native(interactions, progress)
+            (vectors, context), history = self._fit_native(interactions, progress)
         else:
-            vectors, history = self._fit_package(interactions, progress)
-        vectors, context = vectors
+            (vectors, context), history = self._fit_package(interactions, progress)
         if not (np.isfinite(vectors).all() and np.isfinite(context).all()):
             raise TrainingError("node2vec: skip-gram produced non-finite vectors")
         history.append({"stage": "total", "seconds": time.perf_counter() - started})

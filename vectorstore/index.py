@@ -119,7 +119,9 @@ class ItemIndex:
         index.init_index(max_elements=n, ef_construction=ef_construction, M=M, random_seed=seed)
         index.add_items(stored, labels, num_threads=num_threads)
         out = cls(index, params)
-        out._vectors, out._labels = (arr if space != "cosine" else _normalised(arr)), labels
+        order = np.argsort(labels, kind="stable")
+        out._vectors = (arr if space != "cosine" else _normalised(arr))[order]
+        out._labels = labels[order]
         return out
 
     # -- properties -----------------------------------------------------------------------------------
@@ -155,7 +157,7 @@ class ItemIndex:
 
     def _exact_data(self) -> tuple[np.ndarray, np.ndarray]:
         if self._vectors is None:
-            labels = self.ids()
+            labels = np.sort(self.ids())
             self._vectors, self._labels = self.get_vectors(labels), labels
         return self._vectors, self._labels
 
@@ -201,15 +203,21 @@ class ItemIndex:
             if exact is None:
                 exact = n <= self.EXACT_MAX_ITEMS and rows * n <= self.EXACT_BUDGET and rows >= 16
             heavy = fetch > n // 2  # most of the catalogue excluded: a graph search would need it all
-            exact_rows = np.arange(rows) if exact else np.flatnonzero(heavy)
-            if exact_rows.size:
-                self._query_exact(q, exact_rows, per_row, k_out, labels, scores)
-            graph_rows = np.setdiff1d(np.arange(rows), exact_rows, assume_unique=True)
-            # Rows grouped by how many neighbours they need, so one heavy row does not slow the batch.
-            buckets = np.ceil(np.log2(fetch[graph_rows] + 1)).astype(int) if graph_rows.size else []
-            for b in np.unique(buckets):
-                sel = graph_rows[buckets == b]
-                self._query_graph(q, sel, per_row, int(fetch[sel].max()), k_out, labels, scores, num_threads)
+            if rows == 1:  # the latency path: no bucketing, no set algebra
+                if exact or heavy[0]:
+                    self._query_exact(q, np.zeros(1, np.int64), per_row, k_out, labels, scores)
+                else:
+                    self._query_graph(q, np.zeros(1, np.int64), per_row, int(fetch[0]), k_out, labels, scores, 1)
+            else:
+                exact_rows = np.arange(rows) if exact else np.flatnonzero(heavy)
+                if exact_rows.size:
+                    self._query_exact(q, exact_rows, per_row, k_out, labels, scores)
+                graph_rows = np.setdiff1d(np.arange(rows), exact_rows, assume_unique=True)
+                # Rows grouped by how many neighbours they need, so one heavy row does not slow the batch.
+                buckets = np.ceil(np.log2(fetch[graph_rows] + 1)).astype(int)
+                for b in np.unique(buckets):
+                    sel = graph_rows[buckets == b]
+                    self._query_graph(q, sel, per_row, int(fetch[sel].max()), k_out, labels, scores, num_threads)
         return (labels[0], scores[0]) if single else (labels, scores)
 
     def _query_graph(self, q, sel, per_row, fetch, k_out, labels, scores, num_threads) -> None:
@@ -223,16 +231,22 @@ class ItemIndex:
         sims = self._scores(dist, data[:, : self.dim])
         for j, r in enumerate(sel):
             row_l, row_s = found[j], sims[j]
-            if per_row[r].size:
-                keep = ~np.isin(row_l, per_row[r], assume_unique=False)
+            banned = per_row[r]
+            if banned.size:
+                if banned.size <= 512:  # a set lookup per candidate beats sorting for short lists
+                    ban = set(banned.tolist())
+                    keep = np.fromiter((x not in ban for x in row_l.tolist()), bool, row_l.size)
+                else:
+                    keep = ~np.isin(row_l, banned)
                 row_l, row_s = row_l[keep], row_s[keep]
             m = min(k_out, row_l.size)
             labels[r, :m], scores[r, :m] = row_l[:m], row_s[:m]
 
     def _query_exact(self, q, sel, per_row, k_out, labels, scores) -> None:
         vectors, ids = self._exact_data()
-        position = None if np.array_equal(ids, np.arange(ids.size)) else {int(v): i for i, v in enumerate(ids)}
-        block = max(1, self.EXACT_BUDGET // max(1, len(ids)) // 4)
+        n = len(ids)
+        dense = ids[0] == 0 and ids[-1] == n - 1  # ids are sorted and unique: 0..n-1 means column = id
+        block = max(1, self.EXACT_BUDGET // max(1, n) // 4)
         for start in range(0, sel.size, block):
             part = sel[start : start + block]
             data = q[part] if self.space != "cosine" else _normalised(q[part])
@@ -241,13 +255,18 @@ class ItemIndex:
                          + np.square(data).sum(1)[:, None])
             else:
                 sims = data @ vectors.T
-            for j, r in enumerate(part):
-                if per_row[r].size:
-                    cols = per_row[r] if position is None else [position[x] for x in per_row[r] if x in position]
-                    cols = np.asarray(cols, dtype=np.int64)
-                    sims[j, cols[(cols >= 0) & (cols < len(ids))]] = -np.inf
-            top = np.argpartition(-sims, k_out - 1, axis=1)[:, :k_out] if k_out < len(ids) else \
-                np.tile(np.arange(len(ids)), (len(part), 1))
+            banned = [per_row[r] for r in part]
+            counts = np.fromiter((b.size for b in banned), np.int64, len(banned))
+            if counts.any():
+                cols = np.concatenate(banned)
+                rows_of = np.repeat(np.arange(len(part)), counts)
+                if not dense:
+                    pos = np.searchsorted(ids, cols)
+                    found = (pos < n) & (ids[np.minimum(pos, n - 1)] == cols)
+                    rows_of, cols = rows_of[found], pos[found]
+                inside = (cols >= 0) & (cols < n)
+                sims[rows_of[inside], cols[inside]] = -np.inf
+            top = _top_k_columns(sims, k_out)
             top_s = np.take_along_axis(sims, top, axis=1)
             order = np.argsort(-top_s, axis=1, kind="stable")
             top, top_s = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
@@ -262,8 +281,9 @@ class ItemIndex:
         if self.space == "cosine":
             return 1.0 - distances  # hnswlib returns 1 - cosine
         # Augmented L2: |q|^2 + R^2 - 2 q.x = d, so q.x = (|q|^2 + R^2 - d) / 2.
-        radius = float(self.params["mips_radius"])
-        return ((np.square(queries).sum(1)[:, None] + radius**2 - distances) / 2.0).astype(np.float32)
+        radius2 = float(self.params["mips_radius"]) ** 2
+        norms2 = np.einsum("ij,ij->i", queries, queries)
+        return (norms2[:, None] + (radius2 - distances)) * np.float32(0.5)
 
     # -- serialisation --------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -312,6 +332,38 @@ class ItemIndex:
         return cls(index, params)
 
 
+def _top_k_columns(sims: np.ndarray, k: int, block: int = 64) -> np.ndarray:
+    """Column indices of the ``k`` largest values of each row (unordered), faster than a full argpartition.
+
+    The k-th largest value of a row is at least the k-th largest of its block maxima, so only values
+    reaching that bound are candidates: a few per row instead of every column.
+    """
+    rows, n = sims.shape
+    if k >= n:
+        return np.tile(np.arange(n), (rows, 1))
+    blocks = -(-n // block)
+    if blocks <= k * 2:
+        return np.argpartition(sims, n - k, axis=1)[:, n - k :]
+    padded = sims
+    if blocks * block != n:
+        padded = np.full((rows, blocks * block), -np.inf, dtype=sims.dtype)
+        padded[:, :n] = sims
+    maxima = padded.reshape(rows, blocks, block).max(axis=2)
+    bound = np.partition(maxima, blocks - k, axis=1)[:, blocks - k]
+    out = np.empty((rows, k), dtype=np.int64)
+    hit_rows, hit_cols = np.nonzero(sims >= bound[:, None])
+    starts = np.searchsorted(hit_rows, np.arange(rows + 1))
+    for r in range(rows):
+        cols = hit_cols[starts[r] : starts[r + 1]]
+        if cols.size < k:  # only when -inf (excluded) values tie the bound: fall back for this row
+            out[r] = np.argpartition(sims[r], n - k)[n - k :]
+        elif cols.size == k:
+            out[r] = cols
+        else:
+            out[r] = cols[np.argpartition(sims[r, cols], cols.size - k)[cols.size - k :]]
+    return out
+
+
 def _hnsw_space(space: str) -> str:
     return "l2" if space == "ip" else space
 
@@ -321,17 +373,17 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 
 def _exclusions(exclude: Any, rows: int) -> list[np.ndarray]:
-    """One sorted int64 array of excluded ids per query row."""
+    """One int64 array of excluded ids per query row (duplicates are harmless)."""
     empty = np.empty(0, dtype=np.int64)
     if exclude is None:
         return [empty] * rows
     if isinstance(exclude, np.ndarray) and exclude.ndim == 1:
-        return [np.unique(exclude.astype(np.int64))] * rows
+        return [exclude.astype(np.int64, copy=False)] * rows
     exclude = list(exclude)
     if exclude and all(isinstance(e, Iterable) and not isinstance(e, str | bytes) for e in exclude):
         if len(exclude) != rows:
             raise InvalidModelData(f"exclude has {len(exclude)} rows for {rows} queries")
-        return [np.unique(np.fromiter(e, dtype=np.int64)) if not isinstance(e, np.ndarray)
-                else np.unique(e.astype(np.int64)) for e in exclude]
+        return [e.astype(np.int64, copy=False) if isinstance(e, np.ndarray) else np.fromiter(e, dtype=np.int64)
+                for e in exclude]
     shared = np.unique(np.asarray(exclude, dtype=np.int64)) if exclude else empty
     return [shared] * rows

@@ -227,13 +227,16 @@ class ModelRegistry:
             log.warning("publish of %s v%s failed (%s); its partial writes expire in %ss",
                         model, version, type(exc).__name__, ttl)
             raise RedisUnavailable(f"publish of {model!r} v{version} failed: Redis did not answer") from None
-        if activated < 0:
+        # redis-py retries a command whose connection dropped: if the commit ran but its reply was lost,
+        # the retry finds this publication's own token and answers -version. That is our commit, not an
+        # earlier one: its data must not be deleted.
+        if activated < 0 and -int(activated) != version:
             self._redis(self.client.delete, data_key, *table_keys.values())
             log.info("%s: token %s was already published as v%s; nothing new committed", model, token, -activated)
             return -int(activated)
         self._redis(self.client.sadd, f"{self.settings.key_prefix}models", model)
         log.info("published %s v%s (%d parts, %.1f MB)%s", model, version, len(parts),
-                 sum(len(v) for v in payload.values()) / 1e6, " and activated it" if activated else "")
+                 sum(len(v) for v in payload.values()) / 1e6, " and activated it" if activated > 0 else "")
         self.collect_garbage(model)
         return version
 

@@ -18,7 +18,8 @@ def series_csv(tmp_path):
 @pytest.mark.parametrize("embedding", ["raw", "gru"])
 def test_detect_file_writes_scores_and_plot(tmp_path, series_csv, embedding):
     out, png = tmp_path / "out" / "SCORES.csv", tmp_path / "plot.png"
-    result = detect_file(series_csv, TRAIN, out, plot=png, embedding=embedding, hidden=8, epochs=15)
+    result = detect_file(series_csv, TRAIN, out, plot=png, embedding=embedding, c=8.0, hidden=8, epochs=12,
+                         max_windows=300)
     df = pd.read_csv(out)
     assert list(df.columns) == ["timestamp", "value", "score", "is_anomaly"]
     assert len(df) == len(pd.read_csv(series_csv))

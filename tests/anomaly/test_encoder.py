@@ -19,7 +19,9 @@ def test_trains_and_embeds(cell, windows):
     enc = WindowEncoder(cell=cell, hidden=8, epochs=5, seed=1).fit(windows)
     assert enc.loss_history[-1] < enc.loss_history[0]
     emb = enc.embed(windows)
-    assert emb.shape == (windows.shape[0], 8) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    # GRU: the hidden state; LSTM: [h, c].
+    assert enc.dim == (16 if cell == "lstm" else 8)
+    assert emb.shape == (windows.shape[0], enc.dim) and emb.dtype == np.float32 and np.isfinite(emb).all()
 
 
 def test_same_seed_same_embeddings_other_seed_differs(windows):
@@ -36,6 +38,14 @@ def test_state_bytes_round_trip(windows):
     np.testing.assert_array_equal(enc.embed(windows), again.embed(windows))
     with pytest.raises(InvalidParameter):
         WindowEncoder.from_state(enc.state_bytes(), {**enc.config_dict(), "hidden": 4})
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fast_inference_matches_torch_kernels(cell, windows):
+    enc = WindowEncoder(cell=cell, hidden=8, layers=2, epochs=1).fit(windows)
+    x = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).unsqueeze(-1)
+    with torch.inference_mode():
+        np.testing.assert_allclose(enc._model.fast_encode(x).numpy(), enc._model.encode(x).numpy(), atol=1e-5)
 
 
 def test_errors(windows):
