@@ -26,7 +26,7 @@ def test_redis_has_healthcheck_and_noeviction(compose):
 
 def test_workers_wait_for_healthy_redis_and_use_the_right_pools(compose):
     services = compose["services"]
-    for name in ("train-worker", "score-worker", "flower"):
+    for name in ("train-worker", "score-worker", "alert-consumer", "flower"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
         assert services[name]["environment"]["EA_REDIS_URL"].startswith("redis://redis:")
     train = services["train-worker"]["command"]
@@ -34,6 +34,7 @@ def test_workers_wait_for_healthy_redis_and_use_the_right_pools(compose):
     score = services["score-worker"]["command"]
     assert set(score[score.index("--queues") + 1].split(",")) == {"score", "alerts"}
     assert "flower" in services["flower"]["command"]
+    assert services["alert-consumer"]["command"][:3] == ["ea", "alerts", "run"]
 
 
 def test_compose_tool_accepts_the_file():
