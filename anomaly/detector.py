@@ -80,7 +80,7 @@ class KnnDetector:
         lr: float = 1e-2,
         batch_size: int = 64,
         seed: int = 0,
-        max_windows: int = 2048,
+        max_windows: int = 1024,
         ef: int = 16,
         max_calibration: int = 2000,
     ) -> None:
@@ -96,6 +96,7 @@ class KnnDetector:
             raise InvalidParameter(f"refractory={refractory} must be >= 0")
         self.embedding = embedding
         self.window = window
+        self._window_given = window  # refitting on another series chooses its window again
         self.k = int(k)
         self.c = float(c)
         self.refractory = refractory
@@ -137,6 +138,7 @@ class KnnDetector:
         start = time.perf_counter()
         values = _as_values(values_train)
         n = values.size
+        self.window = self._window_given
         if n < self.min_train_length():
             raise SeriesTooShort(
                 f"training prefix has {n} rows; at least {self.min_train_length()} are needed "

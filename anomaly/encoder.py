@@ -46,7 +46,7 @@ class EncoderConfig:
     lr: float = 1e-2
     batch_size: int = 64
     seed: int = 0
-    max_windows: int = 2048
+    max_windows: int = 1024
     window: int | None = None
 
     def __post_init__(self) -> None:
@@ -144,7 +144,7 @@ class WindowEncoder:
         lr: float = 1e-2,
         batch_size: int = 64,
         seed: int = 0,
-        max_windows: int = 2048,
+        max_windows: int = 1024,
     ) -> None:
         self.config = EncoderConfig(cell, hidden, layers, epochs, lr, batch_size, seed, max_windows)
         self._model: _SeqAutoencoder | None = None

@@ -18,7 +18,8 @@ import pandas as pd
 
 from vectorstore import ModelRegistry, Settings, get_settings
 
-from .detector import KnnDetector, StreamScorer
+from .detector import KnnDetector
+from .stream import StreamScorer
 from .exceptions import InvalidParameter, InvalidSeries, NotFitted
 from .series import read_one_series
 
@@ -144,11 +145,13 @@ def score_points(
             tail = np.frombuffer(state[b"tail"], dtype="<f8")
             scorer = StreamScorer(detector, position=int(state[b"position"]), tail=tail)
             scorer.last_alert = json.loads(state[b"last_alert"])
+            scorer.armed = state.get(b"armed", b"1") == b"1"
         else:
             scorer = StreamScorer(detector)
         scores, flags = scorer.update(vals)
         client.hset(key, mapping={"position": scorer.position, "tail": scorer.tail.astype("<f8").tobytes(),
-                                  "last_alert": json.dumps(scorer.last_alert), "last_ts": ts.iloc[-1].isoformat(),
+                                  "last_alert": json.dumps(scorer.last_alert), "armed": int(scorer.armed),
+                                  "last_ts": ts.iloc[-1].isoformat(),
                                   "version": version})
     notifications = []
     if alert:

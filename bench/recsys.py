@@ -38,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench._common import RESULTS as RESULTS_DIR  # noqa: E402
 from bench._common import machine, table, write  # noqa: E402
 
 DATA = Path("/work/shared/data/recsys")
@@ -223,6 +224,7 @@ def main() -> None:
     if "node2vec" in methods:  # untimed warm-up: fills the numba cache for the warm row
         run("node2vec", "ml-100k", args.lightgcn_budget, args.timeout)
     results: dict[tuple[str, str], dict] = {}
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for dataset in [d.strip() for d in args.datasets.split(",")]:
         for method in methods:
             if method == "node2vec-pkg" and dataset != "ml-100k":
@@ -231,6 +233,8 @@ def main() -> None:
             r = run(method, dataset, args.lightgcn_budget, args.timeout)
             if r is not None:
                 results[(dataset, method)] = r
+                raw = {f"{d}/{m}": v for (d, m), v in results.items()}
+                (RESULTS_DIR / "recsys.json").write_text(json.dumps(raw, indent=1, default=str))
                 print(f"  recall@{K}={r[f'recall@{K}']:.4f} ndcg@{K}={r[f'ndcg@{K}']:.4f} "
                       f"time={r['seconds']:.2f}s peak={r['peak_mb']:.0f}MB", flush=True)
 

@@ -14,6 +14,11 @@ What makes it fast on a few CPU cores (see ``recsys._lightgcn_ops``):
 * negative sampling for a whole epoch in a few vectorised numpy calls (uniform items, sampled
   positives redrawn).
 
+Measured on ml-1m (LightGCN++ split; ``bench/lightgcn_tune.py``, defaults, 280 s budget, a 2-core
+machine shared with load ~8): Recall@20 0.2449 / NDCG@20 0.3129 on test (implicit ALS in the same run:
+0.2151 / 0.2763), 67 epochs with ``threads=1``. On a loaded machine one thread does about three times as
+many epochs as two; on idle cores two are faster.
+
 Example::
 
     model = make_model("lightgcn", epochs=100, time_budget_s=300)

@@ -22,16 +22,26 @@ from .walks import _next, _uniform
 
 __all__ = ["train_skipgram"]
 
-_TABLE_PER_NODE = 100  # noise table entries per vocabulary entry (word2vec.c uses a 1e8 table)
+def _alias_table(counts: np.ndarray, power: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
+    """Walker's alias table for the noise distribution count**power: one draw is one uniform number.
 
-
-def _noise_table(counts: np.ndarray, power: float = 0.75) -> np.ndarray:
-    """Token ids repeated in proportion to count**power: a draw is one random index (O(1))."""
+    Two vocabulary-sized arrays (8 bytes a token) stay in cache, where a word2vec.c-style repeated-id
+    table of 100 entries a token would miss the cache on almost every draw on a large vocabulary.
+    """
     weights = counts.astype(np.float64) ** power
-    size = max(int(_TABLE_PER_NODE * np.count_nonzero(counts)), 1000)
-    reps = np.floor(weights / weights.sum() * size + 0.5).astype(np.int64)
-    reps[(reps == 0) & (counts > 0)] = 1
-    return np.repeat(np.arange(len(counts), dtype=np.int32), reps)
+    n = len(weights)
+    scaled = weights / weights.sum() * n
+    accept = np.ones(n, dtype=np.float32)
+    alias = np.arange(n, dtype=np.int32)
+    small = [i for i in range(n) if scaled[i] < 1.0]
+    large = [i for i in range(n) if scaled[i] >= 1.0]
+    while small and large:
+        s, big = small.pop(), large.pop()
+        accept[s] = scaled[s]
+        alias[s] = big
+        scaled[big] -= 1.0 - scaled[s]
+        (small if scaled[big] < 1.0 else large).append(big)
+    return accept, alias
 
 
 def _keep_probability(counts: np.ndarray, sample: float) -> np.ndarray:
@@ -44,7 +54,7 @@ def _keep_probability(counts: np.ndarray, sample: float) -> np.ndarray:
 
 
 @njit(cache=True, fastmath=True, inline="always")
-def _train_pair(syn0, syn1, table, target, context, negative, alpha, neu1e, state):
+def _train_pair(syn0, syn1, accept, alias, target, context, negative, alpha, neu1e, state):
     """One (context -> target) pair: positive update plus ``negative`` noise updates (float32 SIMD)."""
     dim = syn0.shape[1]
     src = syn0[context]
@@ -56,7 +66,10 @@ def _train_pair(syn0, syn1, table, target, context, negative, alpha, neu1e, stat
             label = np.float32(1.0)
         else:
             state, u = _uniform(state)
-            out = table[np.int64(u * len(table))]
+            scaled = u * len(accept)
+            out = np.int64(scaled)
+            if scaled - out >= accept[out]:
+                out = alias[out]
             if out == target:
                 continue
             label = np.float32(0.0)
@@ -80,7 +93,7 @@ def _train_pair(syn0, syn1, table, target, context, negative, alpha, neu1e, stat
 
 
 @njit(cache=True, nogil=True, parallel=True, fastmath=True)
-def _epoch(walks, syn0, syn1, table, keep, window, negative, alpha, min_alpha, epoch, epochs, seed, lanes):
+def _epoch(walks, syn0, syn1, accept, alias, keep, window, negative, alpha, min_alpha, epoch, epochs, seed, lanes):
     n_walks, length = walks.shape
     dim = syn0.shape[1]
     per_lane = (n_walks + lanes - 1) // lanes
@@ -114,7 +127,7 @@ def _epoch(walks, syn0, syn1, table, keep, window, negative, alpha, min_alpha, e
                 hi = min(m, i + reach + 1)
                 for c in range(lo, hi):
                     if c != i:
-                        state = _train_pair(syn0, syn1, table, kept[i], kept[c], negative, lr, neu1e, state)
+                        state = _train_pair(syn0, syn1, accept, alias, kept[i], kept[c], negative, lr, neu1e, state)
 
 
 def train_skipgram(
@@ -156,11 +169,11 @@ def train_skipgram(
     syn1 = np.zeros((n_nodes, dim), dtype=np.float32)
     if len(valid) == 0:
         return syn0, syn1
-    table = _noise_table(counts)
+    accept, alias = _alias_table(counts)
     keep = _keep_probability(counts, sample)
     lanes = max(1, min(threads or numba.get_num_threads(), len(walks)))
     for epoch in range(epochs):
-        _epoch(walks, syn0, syn1, table, keep, window, negative, alpha, min_alpha, epoch, epochs,
+        _epoch(walks, syn0, syn1, accept, alias, keep, window, negative, alpha, min_alpha, epoch, epochs,
                np.uint64(seed), lanes)
         if progress is not None:
             progress({"stage": "skipgram", "done": epoch + 1, "total": epochs, "epoch": epoch + 1})

@@ -44,8 +44,9 @@ def test_clean_twin_raises_nothing(fitted, embedding):
     assert flagged_rows(fitted[embedding], clean_series()).size == 0
 
 
-def test_scores_are_causal(fitted):
-    det = fitted["raw"]
+@pytest.mark.parametrize("embedding", ["raw", "gru"])
+def test_scores_are_causal(fitted, embedding):
+    det = fitted[embedding]
     v = planted_series()
     base = det.score(v)
     changed = v.copy()
