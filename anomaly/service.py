@@ -19,9 +19,9 @@ import pandas as pd
 from vectorstore import ModelRegistry, Settings, get_settings
 
 from .detector import KnnDetector
-from .stream import StreamScorer
 from .exceptions import InvalidParameter, InvalidSeries, NotFitted
 from .series import read_one_series
+from .stream import StreamScorer
 
 __all__ = ["entity_outliers", "load_detector", "publish_detector", "reset_stream", "score_points", "train_detector"]
 

@@ -419,16 +419,21 @@ def _first_line(path: Path) -> str | None:
 
 
 def _read_csv(path: Path, chunksize: int) -> Interactions:
-    header = pd.read_csv(path, nrows=0)
-    _check_columns(header.columns, str(path))
-    usecols = [c for c in (*REQUIRED, *OPTIONAL) if c in header.columns]
-    builder = _Builder(str(path), "line")
-    line = 2  # line 1 is the header
-    # All as str: a bad weight is reported with its line number, not a pandas parse error.
-    reader = pd.read_csv(path, usecols=usecols, dtype=str, chunksize=chunksize, skip_blank_lines=False)
-    for chunk in reader:
-        builder.add(*_columns(chunk), first_number=line)
-        line += len(chunk)
+    try:
+        header = pd.read_csv(path, nrows=0)
+        _check_columns(header.columns, str(path))
+        usecols = [c for c in (*REQUIRED, *OPTIONAL) if c in header.columns]
+        builder = _Builder(str(path), "line")
+        line = 2  # line 1 is the header
+        # All as str: a bad weight is reported with its line number, not a pandas parse error.
+        reader = pd.read_csv(path, usecols=usecols, dtype=str, chunksize=chunksize, skip_blank_lines=False)
+        for chunk in reader:
+            builder.add(*_columns(chunk), first_number=line)
+            line += len(chunk)
+    except pd.errors.EmptyDataError:
+        raise InvalidInteractions(f"{path}: the file is empty (expected a header with user,item)") from None
+    except pd.errors.ParserError as exc:
+        raise InvalidInteractions(f"{path}: not valid CSV: {exc}") from None
     return builder.build()
 
 

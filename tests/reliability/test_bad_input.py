@@ -95,9 +95,6 @@ def test_bad_interaction_files_are_refused_with_the_line(case: str, tmp_path: Pa
         Interactions.read(path)
 
 
-@pytest.mark.xfail(strict=True, raises=(InvalidInteractions, ValueError),
-                   reason="BUG (recsys/interactions.py, reported): a 0-byte, blank-only or unbalanced-quote CSV "
-                          "raises pandas' EmptyDataError/ParserError instead of InvalidInteractions naming the file")
 @pytest.mark.parametrize("content", ["", "\n\n", 'user,item\n"a,b\n'], ids=["empty", "blank", "open quote"])
 def test_unreadable_interaction_files_raise_invalid_interactions(content: str, tmp_path: Path) -> None:
     path = tmp_path / "interactions.csv"
