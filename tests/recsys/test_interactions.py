@@ -142,7 +142,7 @@ def test_csv_errors_name_file_lines(tmp_path):
 
 
 def test_parquet_read(tmp_path):
-    # pyarrow 26 (constraints.txt) needs numpy >= 2 while numpy is pinned to 1.26: skip until fixed.
+    # Parquet needs a pyarrow built for the installed numpy (pyarrow 26 with numpy 1.26 could not import).
     try:
         pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "probe.parquet")
     except ImportError:

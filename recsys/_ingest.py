@@ -1,0 +1,250 @@
+"""Reading and validating interactions: DataFrame chunks and the supported file formats.
+
+Every reader feeds chunks to :class:`_Builder`, which validates them row by row, encodes ids to dense ints
+as it goes (so a large file is never held as strings twice) and returns the encoded arrays, or raises
+:class:`~recsys.exceptions.InvalidInteractions` naming the number of bad rows and the first few.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import InvalidInteractions
+
+REQUIRED = ("user", "item")
+OPTIONAL = ("weight", "timestamp")
+MAX_REPORTED = 5  # bad rows named in an error message
+
+#: (user_ids, item_ids, users, items, weights, timestamps or None), not yet deduplicated.
+Codes = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+class _Builder:
+    """Accumulates validated chunks as int codes, so a large file is never held as strings twice."""
+
+    def __init__(self, source: str, unit: str) -> None:
+        self.source, self.unit = source, unit
+        self.user_map: dict[str, int] = {}
+        self.item_map: dict[str, int] = {}
+        self.users: list[np.ndarray] = []
+        self.items: list[np.ndarray] = []
+        self.weights: list[np.ndarray] = []
+        self.timestamps: list[np.ndarray] | None = None
+        self.rows = 0
+        self.bad_count = 0
+        self.bad: list[str] = []
+
+    def reject(self, number: int, reason: str) -> None:
+        self.bad_count += 1
+        if len(self.bad) < MAX_REPORTED:
+            self.bad.append(f"{self.unit} {number}: {reason}")
+
+    def add(
+        self,
+        user: pd.Series,
+        item: pd.Series,
+        weight: pd.Series | None,
+        timestamp: pd.Series | None,
+        first_number: int,
+    ) -> None:
+        """Validate one chunk; ``first_number`` is the row/line number of its first row."""
+        n = len(user)
+        numbers = np.arange(first_number, first_number + n)
+        user_s, user_bad = _ids(user)
+        item_s, item_bad = _ids(item)
+        if weight is None:
+            w = np.ones(n, dtype=np.float64)
+            w_bad = np.zeros(n, dtype=bool)
+        else:
+            w = pd.to_numeric(weight, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            w_bad = ~(np.isfinite(w) & (w > 0))
+        ts = ts_bad = None
+        if timestamp is not None:
+            ts, ts_bad = _timestamps(timestamp)
+        bad = user_bad | item_bad | w_bad
+        if ts_bad is not None:
+            bad |= ts_bad
+        if bad.any():
+            room = max(MAX_REPORTED - len(self.bad), 0)
+            for i in np.flatnonzero(bad)[:room]:
+                reasons = []
+                if user_bad[i]:
+                    reasons.append("missing user id")
+                if item_bad[i]:
+                    reasons.append("missing item id")
+                if w_bad[i]:
+                    reasons.append(f"weight={weight.iloc[i]!r} is not a finite number > 0")
+                if ts_bad is not None and ts_bad[i]:
+                    reasons.append(f"timestamp={timestamp.iloc[i]!r} is not a number or date")
+                self.bad.append(f"{self.unit} {numbers[i]}: {', '.join(reasons)}")
+            self.bad_count += int(bad.sum())
+        self.rows += n
+        if self.bad_count:
+            return  # nothing partial is kept once the input is known to be bad
+        self.users.append(_encode(user_s, self.user_map))
+        self.items.append(_encode(item_s, self.item_map))
+        self.weights.append(w)
+        if ts is not None:
+            self.timestamps = (self.timestamps or []) + [ts]
+
+    def build(self) -> Codes:
+        if self.bad_count:
+            raise InvalidInteractions(
+                f"{self.source}: {self.bad_count} bad {self.unit}(s) of {self.rows}; first: "
+                + "; ".join(self.bad)
+            )
+        if self.rows == 0:
+            raise InvalidInteractions(f"{self.source}: no interactions (empty input)")
+        ts = np.concatenate(self.timestamps) if self.timestamps else None
+        return (
+            np.array(list(self.user_map), dtype=object).astype(str),
+            np.array(list(self.item_map), dtype=object).astype(str),
+            np.concatenate(self.users),
+            np.concatenate(self.items),
+            np.concatenate(self.weights),
+            ts,
+        )
+
+
+def _ids(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(ids as str objects, bad mask): missing (NaN/None) or blank ids are bad."""
+    missing = col.isna().to_numpy()
+    s = col.astype(object).where(~missing, "").map(str).str.strip()
+    bad = missing | (s == "").to_numpy()
+    return s.to_numpy(dtype=object), bad
+
+
+def _timestamps(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(timestamps as float64, bad mask). Numbers are kept; dates become POSIX seconds."""
+    ts = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    if np.isnan(ts).any():
+        dates = pd.to_datetime(col, errors="coerce", utc=True)
+        seconds = (dates - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        as_seconds = seconds.to_numpy(dtype=np.float64, na_value=np.nan)
+        ts = np.where(np.isnan(ts), as_seconds, ts)
+    return ts, ~np.isfinite(ts)
+
+
+def _encode(values: np.ndarray, mapping: dict[str, int]) -> np.ndarray:
+    codes, uniques = pd.factorize(values)
+    global_codes = np.fromiter((mapping.setdefault(u, len(mapping)) for u in uniques), np.int64, len(uniques))
+    return global_codes[codes].astype(np.int32)
+
+
+def _check_columns(columns: Iterable[Any], source: str) -> None:
+    present = {str(c) for c in columns}
+    absent = [c for c in REQUIRED if c not in present]
+    if absent:
+        raise InvalidInteractions(
+            f"{source}: missing column(s) {', '.join(absent)}; found {', '.join(sorted(present)) or 'none'}"
+        )
+
+
+def _columns(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series | None, pd.Series | None]:
+    return (
+        df["user"],
+        df["item"],
+        df["weight"] if "weight" in df.columns else None,
+        df["timestamp"] if "timestamp" in df.columns else None,
+    )
+
+
+def first_line(path: Path) -> str | None:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                return line
+    return None
+
+
+def read_csv(path: Path, chunksize: int) -> Codes:
+    try:
+        header = pd.read_csv(path, nrows=0)
+        _check_columns(header.columns, str(path))
+        usecols = [c for c in (*REQUIRED, *OPTIONAL) if c in header.columns]
+        builder = _Builder(str(path), "line")
+        line = 2  # line 1 is the header
+        # All as str: a bad weight is reported with its line number, not a pandas parse error.
+        reader = pd.read_csv(path, usecols=usecols, dtype=str, chunksize=chunksize, skip_blank_lines=False)
+        for chunk in reader:
+            builder.add(*_columns(chunk), first_number=line)
+            line += len(chunk)
+    except pd.errors.EmptyDataError:
+        raise InvalidInteractions(f"{path}: the file is empty (expected a header with user,item)") from None
+    except pd.errors.ParserError as exc:
+        raise InvalidInteractions(f"{path}: not valid CSV: {exc}") from None
+    return builder.build()
+
+
+def read_parquet(path: Path, chunksize: int) -> Codes:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ImportError(f"reading Parquet ({path}) needs a working pyarrow: {exc}") from exc
+
+    pf = pq.ParquetFile(path)
+    _check_columns(pf.schema_arrow.names, str(path))
+    columns = [c for c in (*REQUIRED, *OPTIONAL) if c in pf.schema_arrow.names]
+    builder = _Builder(str(path), "row")
+    row = 1
+    for batch in pf.iter_batches(batch_size=chunksize, columns=columns):
+        chunk = batch.to_pandas()
+        builder.add(*_columns(chunk), first_number=row)
+        row += len(chunk)
+    return builder.build()
+
+
+def read_udata(path: Path, chunksize: int) -> Codes:
+    names = ["user", "item", "rating", "timestamp"]
+    builder = _Builder(str(path), "line")
+    line = 1
+    try:
+        reader = pd.read_csv(path, sep="\t", header=None, names=names, dtype=str, chunksize=chunksize)
+        for chunk in reader:
+            builder.add(chunk["user"], chunk["item"], None, chunk["timestamp"], first_number=line)
+            line += len(chunk)
+    except pd.errors.ParserError as exc:  # e.g. "Expected 4 fields in line 7, saw 5"
+        raise InvalidInteractions(f"{path}: unparsable tab-separated line: {exc}") from None
+    return builder.build()
+
+
+def _user_line_blocks(path: Path, builder: _Builder, block: int) -> Iterator[tuple[list, list, int]]:
+    users: list[np.ndarray] = []
+    items: list[np.ndarray] = []
+    first, size = 1, 0
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            tokens = line.split()
+            if not tokens:
+                continue
+            try:
+                ids = np.array(tokens, dtype=np.int64)
+            except ValueError:
+                bad = next(t for t in tokens if not t.lstrip("-").isdigit())
+                builder.reject(number, f"{bad!r} is not an integer id")
+                continue
+            if len(ids) < 2:
+                continue  # a user without interactions
+            users.append(np.full(len(ids) - 1, ids[0]))
+            items.append(ids[1:])
+            size += len(ids) - 1
+            if size >= block:
+                yield users, items, first
+                users, items, first, size = [], [], number + 1, 0
+    yield users, items, first
+
+
+def read_user_lines(path: Path, chunksize: int) -> Codes:
+    builder = _Builder(str(path), "line")
+    for users, items, first in _user_line_blocks(path, builder, chunksize):
+        if builder.bad_count or not users:
+            continue
+        u = pd.Series(np.concatenate(users).astype(str))
+        i = pd.Series(np.concatenate(items).astype(str))
+        builder.add(u, i, None, None, first_number=first)
+    return builder.build()
