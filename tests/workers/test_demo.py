@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 from click.testing import CliRunner
@@ -23,5 +24,5 @@ def test_demo_runs_end_to_end(celery_worker, tmp_path, redis_url):
     assert lines and all(json.loads(line)["state"] in ("firing", "resolved") for line in lines)
     assert summary["alerts_delivered"] == len(lines)
     for png in summary["plots"]:
-        assert (tmp_path / "plots").exists() and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+        assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ALERT FIRING" in out.output and "fold-in" in out.output and "summary:" in out.output
