@@ -7,7 +7,9 @@ catalogue of `--items` (default 1,000,000) x 64 clustered vectors. For each:
   (the same two HMGETs) plus a raw hnswlib `knn_query` for the same user, no Python around it;
 - `recommend_many` throughput (users/s, batches of 1,000);
 - ANN recall@10 of the served top-10 against exact full-ranking search (seen items excluded in both);
-- a version switch under 8 querying threads: errors and the time until every thread sees the new version.
+- a version switch under 8 querying threads: the new version is staged (published, not active), the
+  client preloads it, then `activate()`: errors, preload time, and the time from activation until the
+  client serves the new version.
 
     python bench/serving.py [--items 1000000] [--queries 2000] [--skip-synthetic]
 """
@@ -91,7 +93,9 @@ def exact_recall(client: RecommendationClient, users: list[str], k: int = 10) ->
     return hits / (k * len(users))
 
 
-def swap_under_load(client: RecommendationClient, republish) -> tuple[int, float]:
+def swap_under_load(client: RecommendationClient, stage) -> tuple[int, float, float]:
+    """Stage a new version (published, not active), let the client preload it, then activate it while 8
+    threads query: errors, preload seconds, and seconds from activate() until the client serves it."""
     errors, stop = [], threading.Event()
     users = list(client.registry.client.hkeys(
         client.registry._key(client.name, f"v:{client.model_version}", "t:user_vectors"))[:500])
@@ -109,16 +113,21 @@ def swap_under_load(client: RecommendationClient, republish) -> tuple[int, float
     for t in threads:
         t.start()
     time.sleep(1.0)
-    new_version = republish()
+    t0 = time.perf_counter()
+    new_version = stage()
+    while new_version not in client._staged and time.perf_counter() - t0 < 120:
+        time.sleep(0.005)
+    preload = time.perf_counter() - t0
+    client.registry.activate(client.name, new_version)
     t0 = time.perf_counter()
     while client.model_version != new_version and time.perf_counter() - t0 < 30:
-        time.sleep(0.005)
+        time.sleep(0.001)
     switched = time.perf_counter() - t0
     time.sleep(1.0)
     stop.set()
     for t in threads:
         t.join()
-    return len(errors), switched
+    return len(errors), preload, switched
 
 
 def synthetic_model(registry: ModelRegistry, name: str, n_items: int, dim: int = 64, per_user: int = 20):
@@ -137,8 +146,8 @@ def synthetic_model(registry: ModelRegistry, name: str, n_items: int, dim: int =
         (inter.n_users, dim)).astype(np.float32)
     emb = GraphEmbeddings(users, items[item_order], "ip", params={"synthetic": True})
 
-    def publish() -> int:
-        return publish_embeddings(registry, name, inter, emb, algorithm="synthetic")
+    def publish(activate: bool = True) -> int:
+        return publish_embeddings(registry, name, inter, emb, algorithm="synthetic", activate=activate)
 
     return publish
 
@@ -162,10 +171,10 @@ def measure(label: str, client: RecommendationClient, republish, queries: int, r
         client.recommend_many(batch, k=10)
     many = reps * len(batch) / (time.perf_counter() - t)
     recall = exact_recall(client, users[:300])
-    errors, switched = swap_under_load(client, republish)
+    errors, preload, switched = swap_under_load(client, lambda: republish(activate=False))
     rows.append([label, len(client._model.item_ids), client._model.index.params["M"], client._model.index.ef,
                  f1[0], r1[0], r1[0] / f1[0], f1[1], r1[1], r1[1] / f1[1], f4[0], r4[0], r4[0] / f4[0],
-                 f4[1], r4[1], r4[1] / f4[1], many, recall, errors, switched])
+                 f4[1], r4[1], r4[1] / f4[1], many, recall, errors, preload, switched])
 
 
 def main() -> None:
@@ -185,8 +194,10 @@ def main() -> None:
     train_and_publish(str(DATA / "train.txt"), algorithm=a.algorithm, name="ml1m", params=params, registry=registry)
     print(f"trained ml-1m {a.algorithm} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     mv = registry.load("ml1m")
-    republish_ml1m = lambda: registry.publish("ml1m", arrays=dict(mv.arrays), blobs=dict(mv.blobs),  # noqa: E731
-                                              tables=_tables(registry, mv), meta=mv.meta)
+    def republish_ml1m(activate: bool = True) -> int:
+        return registry.publish("ml1m", arrays=dict(mv.arrays), blobs=dict(mv.blobs), tables=_tables(registry, mv),
+                                meta=mv.meta, activate=activate)
+
     with RecommendationClient(model="ml1m", settings=settings, refresh_interval=1.0) as client:
         measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
     if not a.skip_synthetic:
@@ -201,7 +212,7 @@ def main() -> None:
     headers = ["model", "items", "M", "ef", "floor p50 ms", "recommend p50 ms", "p50 ratio", "floor p99 ms",
                "recommend p99 ms", "p99 ratio", "floor p50 ms (4 thr)", "p50 ms (4 thr)", "p50 ratio (4 thr)",
                "floor p99 ms (4 thr)", "p99 ms (4 thr)", "p99 ratio (4 thr)", "recommend_many users/s",
-               "ANN recall@10", "swap errors", "swap s"]
+               "ANN recall@10", "swap errors", "preload s", "switch s"]
     text = (f"Serving ({machine()}; floor = one pipelined Redis round trip + raw hnswlib knn_query)\n\n"
             + table(headers, rows))
     print(text)

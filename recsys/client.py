@@ -12,6 +12,7 @@ popularity, users it has cached) and raises :class:`~vectorstore.RedisUnavailabl
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -123,10 +124,16 @@ class RecommendationClient:
         self._cache_size = user_cache
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        # Loading a version can take seconds (a million-item index): it has its own lock, so queries
+        # (which only touch _lock, for the user cache) never wait for it.
+        self._load_lock = threading.Lock()
+        self._staged: dict[int, ServingModel] = {}
+        self._topn_ready: set[int] = set()
         try:
             self._model: ServingModel = ServingModel.load(self.registry, model)
         except VectorStoreError as exc:
             raise ModelUnavailable(f"cannot serve model {model!r}: {exc}") from exc
+        self._check_precomputed()
         if listen:
             self._start(self._listen, "ea-client-listen")
         if refresh_interval > 0:
@@ -137,7 +144,7 @@ class RecommendationClient:
     def _start(self, target, name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
-        self._threads.append(thread)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
 
     def close(self) -> None:
         """Stop the background threads."""
@@ -162,30 +169,74 @@ class RecommendationClient:
         return self._model.meta
 
     def refresh(self) -> bool:
-        """Load the active version if it differs from the one serving; ``True`` if it switched.
+        """Switch to the active version if it differs from the one serving; ``True`` if it switched.
 
-        A version that fails to load (corrupt, unsigned) is refused and the current one keeps serving.
+        A version preloaded when it was staged switches at once; otherwise it is loaded now, beside the
+        serving one. A version that fails to load (corrupt, unsigned) is refused and the current one keeps
+        serving.
         """
         active = self.registry.active_version(self.name)
         if active is None or active == self._model.version:
             return False
-        with self._lock:
+        with self._load_lock:
             if active == self._model.version:
                 return False
-            try:
-                new = ServingModel.load(self.registry, self.name, active)
-            except (VectorStoreError, ModelUnavailable) as exc:
-                log.error("refusing %s v%s, still serving v%s: %s", self.name, active, self._model.version, exc)
-                return False
+            new = self._staged.pop(active, None)
+            if new is None:
+                try:
+                    new = ServingModel.load(self.registry, self.name, active)
+                except (VectorStoreError, ModelUnavailable) as exc:
+                    log.error("refusing %s v%s, still serving v%s: %s", self.name, active, self._model.version, exc)
+                    return False
             self._model = new  # the swap: one reference assignment
+            self._staged = {v: m for v, m in self._staged.items() if v > new.version}
         log.info("%s: now serving v%s", self.name, new.version)
+        self._check_precomputed()
         return True
+
+    def preload(self, version: int) -> bool:
+        """Load a staged (published, not yet active) version now, so that its activation is instant.
+
+        Returns:
+            Whether the version is now held ready.
+        """
+        if version <= self._model.version:
+            return False
+        with self._load_lock:
+            if version in self._staged:
+                return True
+            try:
+                self._staged[version] = ServingModel.load(self.registry, self.name, version)
+            except (VectorStoreError, ModelUnavailable) as exc:
+                log.warning("cannot preload %s v%s: %s", self.name, version, exc)
+                return False
+        log.info("%s: v%s preloaded, ready to switch", self.name, version)
+        return True
+
+    def _check_precomputed(self) -> None:
+        """Note whether a precompute job has written top-N lists for the serving version."""
+        version = self._model.version
+        if version not in self._topn_ready and self._redis.exists(
+                self.registry._key(self.name, f"v:{version}", "x:topn")):
+            self._topn_ready.add(version)
 
     def _safe_refresh(self) -> None:
         try:
             self.refresh()
+            self._check_precomputed()
         except (RedisUnavailable, redis.RedisError) as exc:
             log.debug("refresh skipped: %s", type(exc).__name__)
+
+    def _on_notice(self, data: bytes) -> None:
+        try:
+            notice = json.loads(data)
+        except ValueError:
+            notice = {}
+        if notice.get("event") == "staged" and int(notice.get("version", 0)) > self._model.version:
+            # Off the listener thread: an activation notice may arrive while this loads.
+            self._start(lambda: self.preload(int(notice["version"])), "ea-client-preload")
+        else:
+            self._safe_refresh()
 
     def _listen(self) -> None:
         backoff = 0.1
@@ -197,8 +248,9 @@ class RecommendationClient:
                 self._safe_refresh()  # notices sent while we were not subscribed are lost: look now
                 backoff = 0.1
                 while not self._stop.is_set():
-                    if pubsub.get_message(timeout=0.5):
-                        self._safe_refresh()
+                    message = pubsub.get_message(timeout=0.5)
+                    if message:
+                        self._on_notice(message["data"])
             except (redis.RedisError, OSError) as exc:
                 log.debug("listener lost Redis (%s); retrying in %.1fs", type(exc).__name__, backoff)
                 self._stop.wait(backoff)
@@ -275,7 +327,7 @@ class RecommendationClient:
         k = _check_k(k)
         user = _check_id(user, "user")
         model = self._model
-        use_top = exclude is None and include is None and exclude_seen
+        use_top = exclude is None and include is None and exclude_seen and model.version in self._topn_ready
         ((vector, seen, top),) = self._fetch_users(model, [user], topn=use_top)
         if vector is None:
             return self._popular(model, user, k, exclude, include, fields, strict)

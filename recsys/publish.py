@@ -80,8 +80,12 @@ def publish_embeddings(
     item_metadata: Mapping[str, list] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
     token: str | None = None,
+    activate: bool = True,
 ) -> int:
-    """Publish trained embeddings in the serving format and activate them.
+    """Publish trained embeddings in the serving format and (by default) activate them.
+
+    With ``activate=False`` the version is staged: clients preload it, and
+    :meth:`~vectorstore.ModelRegistry.activate` switches them at once.
 
     Returns:
         The new version (or the version already committed under ``token``).
@@ -126,6 +130,7 @@ def publish_embeddings(
         tables={"user_vectors": user_rows, "seen": seen_rows},
         meta=meta,
         token=token,
+        activate=activate,
     )
     log.info("published %s v%s: %d users, %d items, %s", name, version, interactions.n_users,
              interactions.n_items, algorithm)

@@ -67,6 +67,7 @@ if ARGV[3] == '1' and version > active then
   redis.call('PUBLISH', ARGV[4], ARGV[5])
   return 1
 end
+redis.call('PUBLISH', ARGV[4], ARGV[7])
 return 0
 """
 
@@ -169,7 +170,9 @@ class ModelRegistry:
             blobs: named byte strings, stored in chunks of ``settings.chunk_bytes``.
             tables: named mappings key -> bytes, for data read a few keys at a time.
             meta: JSON-serialisable metadata, returned as is by :meth:`load`.
-            activate: switch the ``active`` pointer to this version (only if newer than the active one).
+            activate: switch the ``active`` pointer to this version (only if newer than the active one);
+                otherwise the version is announced as ``staged`` (readers may preload it) and
+                :meth:`activate` switches to it later.
             token: an idempotency token (e.g. the Celery job id): if a version was already committed with
                 it, nothing new is committed and that version is returned.
 
@@ -218,10 +221,13 @@ class ModelRegistry:
             for name, rows in tables.items():
                 self._write_hash(table_keys[name], dict(rows), ttl)
             notice = json.dumps({"model": model, "version": version, "event": "activated"})
+            # A version stored without activation is announced as staged: readers can load it ahead of
+            # time, so that a later activate() switches them in milliseconds however large it is.
+            staged = json.dumps({"model": model, "version": version, "event": "staged"})
             activated = self._commit(
                 keys=[self._key(model, "active"), self._key(model, f"v:{version}", "manifest"),
                       self._key(model, "versions"), self._key(model, "tokens"), data_key, *table_keys.values()],
-                args=[version, json.dumps(manifest), int(activate), self.channel(model), notice, token or ""],
+                args=[version, json.dumps(manifest), int(activate), self.channel(model), notice, token or "", staged],
             )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("publish of %s v%s failed (%s); its partial writes expire in %ss",

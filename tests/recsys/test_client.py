@@ -131,23 +131,50 @@ def test_hot_swap_under_concurrent_queries(client, published, communities, fast_
     assert {published.version, new.version} <= versions
 
 
-def test_corrupt_new_version_is_refused_and_old_keeps_serving(client, published, settings, redis_client):
+def test_corrupt_new_version_is_refused_and_old_keeps_serving(published, settings, redis_client):
     registry = ModelRegistry(settings)
     old = registry.load(published.model)
-    parts = {"arrays": dict(old.arrays), "blobs": dict(old.blobs)}
-    new = registry.publish(published.model, **parts, meta=old.meta, activate=False)
-    redis_client.hset(registry._key(published.model, f"v:{new}", "data"), "index:0", b"garbage")
-    registry.activate(published.model, new)
-    time.sleep(0.5)
-    assert client.model_version == published.version
-    assert client.recommend("u1", k=3).model_version == published.version
+    # Polling only: a listening client would preload the staged version before the test corrupts it.
+    with RecommendationClient(model=published.model, settings=settings, listen=False, refresh_interval=0.1) as client:
+        new = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), meta=old.meta,
+                               activate=False)
+        redis_client.hset(registry._key(published.model, f"v:{new}", "data"), "index:0", b"garbage")
+        registry.activate(published.model, new)
+        time.sleep(0.5)
+        assert client.model_version == published.version
+        assert client.recommend("u1", k=3).model_version == published.version
+        assert not client.preload(new)  # refused when preloading too
 
 
 def test_precomputed_top_n_is_used_when_fresh(client, published, celery_worker):
     from workers.jobs import submit
 
     submit("ea.precompute_recommendations", name=published.model, version=published.version, n=20).wait(timeout=60)
+    deadline = time.monotonic() + 5
+    while client.recommend("u2", k=5).source != "precomputed" and time.monotonic() < deadline:
+        time.sleep(0.05)  # the client notices the lists at its next periodic check
     rec = client.recommend("u2", k=5)
     assert rec.source == "precomputed"
     assert rec.items == client.recommend("u2", k=5, exclude=[]).items
     assert client.recommend("u2", k=30).source == "index"  # asks for more than was precomputed
+
+
+def test_staged_version_is_preloaded_and_activation_switches_at_once(client, published, settings):
+    registry = ModelRegistry(settings)
+    old = registry.load(published.model)
+    tables = {}
+    for name in old.tables:
+        raw = registry.client.hgetall(registry._key(published.model, f"v:{old.version}", f"t:{name}"))
+        tables[name] = {k.decode(): v for k, v in raw.items()}
+    staged = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), tables=tables,
+                              meta=old.meta, activate=False)
+    deadline = time.monotonic() + 10
+    while staged not in client._staged and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert staged in client._staged and client.model_version == published.version
+    registry.activate(published.model, staged)
+    t0 = time.monotonic()
+    while client.model_version != staged and time.monotonic() - t0 < 5:
+        time.sleep(0.005)
+    assert client.model_version == staged and time.monotonic() - t0 < 1.0
+    assert client.recommend("u1", k=3).model_version == staged
