@@ -24,7 +24,7 @@ from vectorstore.settings import Settings, get_settings
 from .app import app
 from .exceptions import JobFailed, JobTimeout, UnknownJob
 
-__all__ = ["JobHandle", "JobRecord", "list_jobs", "submit"]
+__all__ = ["JobHandle", "JobRecord", "get_job", "list_jobs", "submit", "train_graph", "train_series"]
 
 _FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
 _KEEP_JOBS = 1000
@@ -219,3 +219,26 @@ def get_job(job_id: str, settings: Settings | None = None) -> JobHandle:
         if record.id == job_id:
             return JobHandle(job_id, record.task)
     raise UnknownJob(f"no job {job_id!r} (ea jobs lists the last {_KEEP_JOBS})")
+
+
+def train_graph(interactions: str, *, model: str = "node2vec", name: str = "default", params: dict | None = None,
+                valid: str | None = None, test: str | None = None, item_metadata: str | None = None,
+                precompute: int = 0, settings: Settings | None = None) -> JobHandle:
+    """Submit ``ea.train_graph``: train Node2Vec or LightGCN on an interaction file and publish it as ``name``.
+
+    Args:
+        interactions: a path the worker can read (CSV/Parquet ``user,item[,weight,timestamp]``, MovieLens).
+        model: ``"node2vec"`` or ``"lightgcn"``. params: the model's hyper-parameters.
+        valid, test: held-out interactions (early stopping; published metrics).
+        item_metadata: CSV with an ``item`` column whose other columns are returned with recommendations.
+        precompute: then write every user's top-N (N) for the client.
+    """
+    return submit("ea.train_graph", settings=settings, interactions=interactions, model=model, name=name,
+                  params=params or {}, valid=valid, test=test, item_metadata=item_metadata, precompute=precompute)
+
+
+def train_series(series: str, *, name: str, train_until: int | None = None, embedding: str = "gru",
+                 params: dict | None = None, settings: Settings | None = None) -> JobHandle:
+    """Submit ``ea.train_series``: fit a kNN-distance detector on a ``timestamp,value`` file and publish it."""
+    return submit("ea.train_series", settings=settings, series=series, name=name, train_until=train_until,
+                  embedding=embedding, params=params or {})

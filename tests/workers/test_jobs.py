@@ -70,3 +70,14 @@ def test_config_is_json_only_with_late_acks():
     assert conf.task_acks_late and conf.task_reject_on_worker_lost and conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] >= 3600
     assert {q.name for q in conf.task_queues} == {"train", "score", "alerts"}
+
+
+def test_train_graph_helper_submits_the_job(celery_worker, tmp_path, model_name, settings):
+    from workers.jobs import train_graph
+
+    data = tmp_path / "i.csv"
+    data.write_text("user,item\n" + "".join(f"u{u},i{(u + j) % 7}\n" for u in range(30) for j in range(3)))
+    handle = train_graph(str(data), name=model_name, params={"dim": 8, "walks_per_node": 2, "walk_length": 5,
+                                                             "window": 2, "workers": 1})
+    assert handle.task == "ea.train_graph"
+    assert handle.wait(timeout=120)["version"] == ModelRegistry(settings).active_version(model_name)
