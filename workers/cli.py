@@ -146,7 +146,9 @@ def jobs(job_id: str | None, limit: int, wait: bool, as_json: bool) -> None:
         result = handle.wait(show_progress=True)
         click.echo(json.dumps({"id": handle.id, "state": handle.state, "result": result}))
         return
-    info = {"id": handle.id, "task": handle.task, "state": handle.state, "progress": handle.progress}
+    stages = list(dict.fromkeys(p.get("stage") for p in handle.progress_log()))
+    info = {"id": handle.id, "task": handle.task, "state": handle.state, "progress": handle.progress,
+            "stages": stages}
     if handle.done:
         try:
             info["result"] = handle.result

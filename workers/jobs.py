@@ -136,6 +136,14 @@ class JobHandle:
                 bar.close()
         return self.result
 
+    def progress_log(self, settings: Settings | None = None) -> list[dict[str, Any]]:
+        """Every progress report the job made, oldest first (the last 500), each with its time ``at``."""
+        from .tasks._progress import progress_log_key
+
+        settings = settings or get_settings()
+        raw = connect(settings).lrange(progress_log_key(settings.key_prefix, self.id), 0, -1)
+        return [json.loads(r) for r in raw]
+
     def revoke(self) -> None:
         """Ask workers not to run (or to stop) this job."""
         self._result.revoke(terminate=False)

@@ -22,10 +22,12 @@ def test_train_graph_job_reports_progress_and_publishes(celery_worker, communiti
                                                         fast_node2vec):
     handle = submit("ea.train_graph", interactions=communities["train"], model="node2vec", name=model_name,
                     params=fast_node2vec, test=communities["test"], item_metadata=communities["items"])
-    stages = set()
-    result = handle.wait(timeout=120, interval=0.05, on_progress=lambda p: stages.add(p.get("stage")))
+    result = handle.wait(timeout=120, interval=0.05)
     assert result["model"] == model_name and result["metrics"]["recall@20"] > 0.5
-    assert "publish" in stages or "walks" in stages
+    stages = [p["stage"] for p in handle.progress_log()]
+    assert {"walks", "evaluate", "publish"} <= set(stages) and stages[-1] == "publish"
+    walks = [p for p in handle.progress_log() if p["stage"] == "walks"]
+    assert walks[-1]["done"] == walks[-1]["total"] > 0
     loaded = ModelRegistry(settings).load(model_name, result["version"])
     assert loaded.meta["algorithm"] == "node2vec" and loaded.meta["fields"] == ["community", "title"]
     assert loaded.arrays["item_vectors"].shape == (result["n_items"], fast_node2vec["dim"])

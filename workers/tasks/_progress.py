@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
+import redis
 from celery import Task
 
-__all__ = ["Progress"]
+from vectorstore.connection import connect
+from vectorstore.settings import get_settings
+
+__all__ = ["PROGRESS_LOG_LENGTH", "Progress", "progress_log_key"]
+
+PROGRESS_LOG_LENGTH = 500
+PROGRESS_LOG_TTL = 7 * 24 * 3600
+
+
+def progress_log_key(prefix: str, job_id: str) -> str:
+    """Redis list holding a job's progress reports (JSON), oldest first."""
+    return f"{prefix}job:{job_id}:progress"
 
 
 class Progress:
@@ -22,6 +35,7 @@ class Progress:
         self.min_interval = min_interval
         self._last = 0.0
         self._stage: str | None = None
+        self._client: redis.Redis | None = None
 
     def __call__(self, info: dict[str, Any]) -> None:
         now = time.monotonic()
@@ -30,8 +44,24 @@ class Progress:
         if stage == self._stage and not final and now - self._last < self.min_interval:
             return
         self._stage, self._last = stage, now
-        if self.task.request.id:  # not when called directly, outside a worker
-            self.task.update_state(state="PROGRESS", meta=_jsonable(info))
+        job_id = self.task.request.id
+        if not job_id:  # called directly, outside a worker
+            return
+        meta = _jsonable(info)
+        self.task.update_state(state="PROGRESS", meta=meta)
+        # The result backend keeps only the latest state; the log keeps every report, so a fast job's
+        # stages can still be read afterwards (`JobHandle.progress_log()`, `ea jobs ID`).
+        settings = get_settings()
+        try:
+            self._client = self._client or connect(settings)
+            key = progress_log_key(settings.key_prefix, job_id)
+            pipe = self._client.pipeline(transaction=False)
+            pipe.rpush(key, json.dumps({"at": time.time(), **meta}))
+            pipe.ltrim(key, -PROGRESS_LOG_LENGTH, -1)
+            pipe.expire(key, PROGRESS_LOG_TTL)
+            pipe.execute()
+        except redis.RedisError:
+            pass  # progress is informative; the job itself goes on
 
 
 def _jsonable(info: dict[str, Any]) -> dict[str, Any]:
