@@ -190,17 +190,20 @@ def main() -> None:
     registry = ModelRegistry(settings)
     rows: list = []
 
-    params = {"dim": 64} if a.algorithm == "node2vec" else {"dim": 64, "epochs": 30}
-    t = time.perf_counter()
-    train_and_publish(str(DATA / "train.txt"), algorithm=a.algorithm, name="ml1m", params=params, registry=registry)
-    print(f"trained ml-1m {a.algorithm} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    mv = registry.load("ml1m")
-    def republish_ml1m(activate: bool = True) -> int:
-        return registry.publish("ml1m", arrays=dict(mv.arrays), blobs=dict(mv.blobs), tables=_tables(registry, mv),
-                                meta=mv.meta, activate=activate)
+    if not a.skip_ml1m:
+        params = {"dim": 64} if a.algorithm == "node2vec" else {"dim": 64, "epochs": 30}
+        t = time.perf_counter()
+        train_and_publish(str(DATA / "train.txt"), algorithm=a.algorithm, name="ml1m", params=params,
+                          registry=registry)
+        print(f"trained ml-1m {a.algorithm} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        mv = registry.load("ml1m")
 
-    with RecommendationClient(model="ml1m", settings=settings, refresh_interval=1.0) as client:
-        measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
+        def republish_ml1m(activate: bool = True) -> int:
+            return registry.publish("ml1m", arrays=dict(mv.arrays), blobs=dict(mv.blobs),
+                                    tables=_tables(registry, mv), meta=mv.meta, activate=activate)
+
+        with RecommendationClient(model="ml1m", settings=settings, refresh_interval=1.0) as client:
+            measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
     if not a.skip_synthetic:
         t = time.perf_counter()
         publish = synthetic_model(registry, "synthetic", a.items)
