@@ -155,6 +155,13 @@ class ItemIndex:
         """Stored vectors for ``ids`` (for cosine space these are normalised)."""
         return np.asarray(self._index.get_items(list(ids)), dtype=np.float32)[:, : self.dim]
 
+    def _label_span(self) -> int | None:
+        """``max id + 1`` when the ids fit a small boolean table (exclusion filtering), else ``None``."""
+        if not hasattr(self, "_span"):
+            top = int(self.ids().max()) + 1 if len(self) else 0
+            self._span = top if top <= 262_144 else None
+        return self._span
+
     def _exact_data(self) -> tuple[np.ndarray, np.ndarray]:
         if self._vectors is None:
             labels = np.sort(self.ids())
@@ -233,9 +240,11 @@ class ItemIndex:
             row_l, row_s = found[j], sims[j]
             banned = per_row[r]
             if banned.size:
-                if banned.size <= 512:  # a set lookup per candidate beats sorting for short lists
-                    ban = set(banned.tolist())
-                    keep = np.fromiter((x not in ban for x in row_l.tolist()), bool, row_l.size)
+                span = self._label_span()
+                if span is not None:  # small id range: a boolean table beats sorting or hashing
+                    table = np.zeros(span, dtype=bool)
+                    table[banned[(banned >= 0) & (banned < span)]] = True
+                    keep = ~table[row_l]
                 else:
                     keep = ~np.isin(row_l, banned)
                 row_l, row_s = row_l[keep], row_s[keep]
