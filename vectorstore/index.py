@@ -32,9 +32,8 @@ def as_vectors(vectors: Any, *, name: str = "vectors") -> np.ndarray:
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InvalidModelData(f"{name} must be a non-empty 2-D array, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float32)
-    finite = np.isfinite(arr).all(axis=1)
-    if not finite.all():
-        bad = np.flatnonzero(~finite)
+    if not np.isfinite(arr).all():
+        bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
         raise InvalidModelData(f"{name} has {bad.size} rows with NaN or inf, first at rows {bad[:5].tolist()}")
     return arr
 
@@ -68,6 +67,7 @@ class ItemIndex:
         self.params = params
         self._vectors: np.ndarray | None = None
         self._labels: np.ndarray | None = None
+        self._span: int | None | bool = False  # not computed yet
         index.set_ef(int(params["ef"]))
 
     # -- construction ---------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ class ItemIndex:
 
     def _label_span(self) -> int | None:
         """``max id + 1`` when the ids fit a small boolean table (exclusion filtering), else ``None``."""
-        if not hasattr(self, "_span"):
+        if self._span is False:
             top = int(self.ids().max()) + 1 if len(self) else 0
             self._span = top if top <= 262_144 else None
         return self._span
@@ -228,9 +228,11 @@ class ItemIndex:
         return (labels[0], scores[0]) if single else (labels, scores)
 
     def _query_graph(self, q, sel, per_row, fetch, k_out, labels, scores, num_threads) -> None:
-        data = q[sel]
         if self.space == "ip":
-            data = np.hstack([data, np.zeros((len(sel), 1), np.float32)])
+            data = np.zeros((len(sel), self.dim + 1), np.float32)
+            data[:, : self.dim] = q[sel]
+        else:
+            data = q[sel]
         # hnswlib searches with max(ef, k): asking for more neighbours than ef needs no set_ef (which
         # would race with concurrent queries on the shared index).
         found, dist = self._index.knn_query(data, k=fetch, num_threads=num_threads)
@@ -291,6 +293,9 @@ class ItemIndex:
             return 1.0 - distances  # hnswlib returns 1 - cosine
         # Augmented L2: |q|^2 + R^2 - 2 q.x = d, so q.x = (|q|^2 + R^2 - d) / 2.
         radius2 = float(self.params["mips_radius"]) ** 2
+        if len(queries) == 1:
+            q = queries[0]
+            return (float(q @ q) + radius2 - distances) * np.float32(0.5)
         norms2 = np.einsum("ij,ij->i", queries, queries)
         return (norms2[:, None] + (radius2 - distances)) * np.float32(0.5)
 
