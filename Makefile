@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench-registry bench-recsys bench-anomaly bench-serving bench-alerts bench-load clean
+.PHONY: demo test lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
@@ -24,23 +24,9 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-bench-registry: $(STAMP)
-	$(PY) bench/registry.py
-
-bench-recsys: $(STAMP)
-	$(PY) bench/recsys.py
-
-bench-anomaly: $(STAMP)
-	$(PY) bench/anomaly.py
-
-bench-serving: $(STAMP)
-	$(PY) bench/serving.py
-
-bench-alerts: $(STAMP)
-	$(PY) bench/alerts.py
-
-bench-load: $(STAMP)
-	$(PY) bench/load.py
+# `make bench-NAME` runs bench/NAME.py (registry, recsys, anomaly, serving, alerts, load).
+bench-%: $(STAMP)
+	$(PY) bench/$*.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -201,8 +201,8 @@ def entity_outliers(name: str, kind: str = "users", *, k: int = 10, registry: Mo
         manifest = registry.manifest(name, version)
         if manifest["meta"].get("kind") != "recsys":
             raise InvalidParameter(f"model {name!r} is not a graph model")
-        rows = registry.client.hgetall(registry._key(name, f"v:{version}", "t:user_vectors"))
-        ids = [u.decode() for u in rows]
+        rows = registry.read_table(name, version, "user_vectors")
+        ids = list(rows)
         vectors = np.stack([np.frombuffer(v, "<f4") for v in rows.values()])
     df = knn_outliers(vectors, ids, k=k, space="cosine")
     df.attrs.update(model=name, version=version, kind=kind)

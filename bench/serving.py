@@ -58,9 +58,7 @@ def latency(fn, users: list[str], threads: int) -> list[float]:
 def floor_fn(client: RecommendationClient, k: int):
     """One pipelined round trip for the user's vector and seen items, then a raw knn_query."""
     model = client._model
-    reg = client.registry
-    vec_key = reg._key(model.name, f"v:{model.version}", "t:user_vectors")
-    seen_key = reg._key(model.name, f"v:{model.version}", "t:seen")
+    vec_key, seen_key = model.vectors_key, model.seen_key
     raw = model.index._index
 
     def run(user: str):
@@ -97,9 +95,7 @@ def swap_under_load(client: RecommendationClient, stage) -> tuple[int, float, fl
     """Stage a new version (published, not active), let the client preload it, then activate it while 8
     threads query: errors, preload seconds, and seconds from activate() until the client serves it."""
     errors, stop = [], threading.Event()
-    users = list(client.registry.client.hkeys(
-        client.registry._key(client.name, f"v:{client.model_version}", "t:user_vectors"))[:500])
-    users = [u.decode() for u in users]
+    users = [u.decode() for u in client.registry.client.hkeys(client._model.vectors_key)[:500]]
 
     def loop(seed: int):
         rng = np.random.default_rng(seed)
@@ -154,8 +150,7 @@ def synthetic_model(registry: ModelRegistry, name: str, n_items: int, dim: int =
 
 def measure(label: str, client: RecommendationClient, republish, queries: int, rows: list) -> None:
     reg = client.registry
-    all_users = [u.decode() for u in reg.client.hkeys(reg._key(client.name, f"v:{client.model_version}",
-                                                               "t:user_vectors"))]
+    all_users = [u.decode() for u in reg.client.hkeys(client._model.vectors_key)]
     rng = np.random.default_rng(1)
     users = [all_users[i] for i in rng.integers(len(all_users), size=queries)]
     floor = floor_fn(client, 10)
@@ -198,9 +193,11 @@ def main() -> None:
         print(f"trained ml-1m {a.algorithm} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         mv = registry.load("ml1m")
 
+        tables = {t: registry.read_table("ml1m", mv.version, t) for t in mv.tables}
+
         def republish_ml1m(activate: bool = True) -> int:
-            return registry.publish("ml1m", arrays=dict(mv.arrays), blobs=dict(mv.blobs),
-                                    tables=_tables(registry, mv), meta=mv.meta, activate=activate)
+            return registry.publish("ml1m", arrays=dict(mv.arrays), blobs=dict(mv.blobs), tables=tables,
+                                    meta=mv.meta, activate=activate)
 
         with RecommendationClient(model="ml1m", settings=settings, refresh_interval=1.0) as client:
             measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
@@ -221,14 +218,6 @@ def main() -> None:
             + table(headers, rows))
     print(text)
     print(f"written to {write('serving', text)}", file=sys.stderr)
-
-
-def _tables(registry: ModelRegistry, mv) -> dict:
-    out = {}
-    for name in mv.tables:
-        raw = registry.client.hgetall(registry._key(mv.model, f"v:{mv.version}", f"t:{name}"))
-        out[name] = {k.decode(): v for k, v in raw.items()}
-    return out
 
 
 if __name__ == "__main__":

@@ -16,7 +16,10 @@ from vectorstore import ItemIndex, ModelRegistry
 
 from .exceptions import ModelUnavailable
 
-__all__ = ["ServingModel"]
+__all__ = ["TOPN", "ServingModel"]
+
+#: name of the derived per-version hash of precomputed top-N lists (written by ea.precompute_recommendations)
+TOPN = "topn"
 
 
 @dataclass(frozen=True)
@@ -33,6 +36,9 @@ class ServingModel:
     popularity: np.ndarray
     metadata: dict[str, list]
     meta: dict[str, Any]
+    vectors_key: str  # the Redis hashes a request reads, named once per version instead of per request
+    seen_key: str
+    topn_key: str
 
     @classmethod
     def load(cls, registry: ModelRegistry, name: str, version: int | None = None) -> ServingModel:
@@ -54,6 +60,9 @@ class ServingModel:
             item_ids=item_ids, item_pos={str(i): n for n, i in enumerate(item_ids)},
             popular=np.argsort(-popularity, kind="stable"), popularity=popularity,
             metadata=metadata, meta=mv.meta,
+            vectors_key=registry.table_key(name, mv.version, "user_vectors"),
+            seen_key=registry.table_key(name, mv.version, "seen"),
+            topn_key=registry.derived_key(name, mv.version, TOPN, register=False),
         )
 
     @property

@@ -216,8 +216,7 @@ class RecommendationClient:
     def _check_precomputed(self) -> None:
         """Note whether a precompute job has written top-N lists for the serving version."""
         version = self._model.version
-        if version not in self._topn_ready and self._redis.exists(
-                self.registry._key(self.name, f"v:{version}", "x:topn")):
+        if version not in self._topn_ready and self._redis.exists(self._model.topn_key):
             self._topn_ready.add(version)
 
     def _safe_refresh(self) -> None:
@@ -267,12 +266,11 @@ class RecommendationClient:
     # -- per-user data ----------------------------------------------------------------------------------
     def _fetch_users(self, model: ServingModel, users: Sequence[str], topn: bool) -> list[tuple]:
         """``(vector or None, seen, precomputed or None)`` per user: one pipelined round trip."""
-        reg = self.registry
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hmget(reg._key(model.name, f"v:{model.version}", "t:user_vectors"), users)
-        pipe.hmget(reg._key(model.name, f"v:{model.version}", "t:seen"), users)
+        pipe.hmget(model.vectors_key, users)
+        pipe.hmget(model.seen_key, users)
         if topn:
-            pipe.hmget(reg._key(model.name, f"v:{model.version}", "x:topn"), users)
+            pipe.hmget(model.topn_key, users)
         try:
             replies = pipe.execute()
         except (redis.ConnectionError, redis.TimeoutError) as exc:

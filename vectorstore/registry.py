@@ -416,8 +416,24 @@ class ModelRegistry:
         """Values of ``keys`` in a per-key table of a version (``None`` for a missing key), one round trip."""
         if not keys:
             return []
-        key = self._key(_check_name("model", model), f"v:{int(version)}", f"t:{table}")
-        return self._redis(self.client.hmget, key, list(keys))
+        return self._redis(self.client.hmget, self.table_key(model, version, table), list(keys))
+
+    def table_key(self, model: str, version: int, table: str) -> str:
+        """The Redis hash holding a version's per-key table (for readers that batch their own commands)."""
+        return self._key(_check_name("model", model), f"v:{int(version)}", f"t:{table}")
+
+    def read_table(self, model: str, version: int, table: str) -> dict[str, bytes]:
+        """A whole per-key table of a version (all rows in one HGETALL: for copies, audits, batch jobs).
+
+        Raises:
+            InvalidModelData: the version has no such table.
+        """
+        spec = self.manifest(model, version).get("tables", {}).get(table)
+        if spec is None:
+            raise InvalidModelData(f"{model!r} v{version} has no table {table!r}")
+        raw = self._redis(self.client.hgetall, self.table_key(model, version, table))
+        # An empty table is stored as one placeholder field "_".
+        return {k.decode(): v for k, v in raw.items() if not (k == b"_" and spec["rows"] == 0)}
 
     def verify_table(self, model: str, version: int, table: str) -> None:
         """Check a whole table against its sha256 (reads all of it; for audits and tests).
@@ -425,13 +441,8 @@ class ModelRegistry:
         Raises:
             ChecksumError: rows missing, extra or altered.
         """
-        manifest = self.manifest(model, version)
-        spec = manifest.get("tables", {}).get(table)
-        if spec is None:
-            raise InvalidModelData(f"{model!r} v{version} has no table {table!r}")
-        raw = self._redis(self.client.hgetall, self._key(model, f"v:{int(version)}", f"t:{table}"))
-        rows = {k.decode(): v for k, v in raw.items() if not (k == b"_" and spec["rows"] == 0)}
-        if self._table_digest(table, rows) != spec:
+        spec = self.manifest(model, version)["tables"].get(table)
+        if self._table_digest(table, self.read_table(model, version, table)) != spec:
             raise ChecksumError(f"{model!r} v{version}: table {table!r} fails its sha256 check")
 
     # -- activation and housekeeping -----------------------------------------------------------------
@@ -477,14 +488,20 @@ class ModelRegistry:
             raise VectorStoreError(f"{model!r} v{version} is active; activate another version first")
         self._drop(model, int(version))
 
-    def derived_key(self, model: str, version: int, name: str) -> str:
+    def derived_key(self, model: str, version: int, name: str, *, register: bool = True) -> str:
         """A key for data derived from a version after publication (e.g. precomputed top-N lists).
 
-        It is deleted together with the version, so derived data never outlives what it came from.
+        A registered key is deleted together with the version, so derived data never outlives what it
+        came from; readers ask with ``register=False``.
         """
         key = self._key(_check_name("model", model), f"v:{int(version)}", f"x:{_check_name('derived', name)}")
-        self._redis(self.client.sadd, self._key(model, f"v:{int(version)}", "derived"), key)
+        if register:
+            self._redis(self.client.sadd, self._key(model, f"v:{int(version)}", "derived"), key)
         return key
+
+    def unregister_derived(self, model: str, version: int, key: str) -> None:
+        """Forget a derived key that no longer exists (e.g. a building key renamed into place)."""
+        self._redis(self.client.srem, self._key(_check_name("model", model), f"v:{int(version)}", "derived"), key)
 
     def _drop(self, model: str, version: int) -> None:
         raw = self._redis(self.client.get, self._key(model, f"v:{version}", "manifest"))

@@ -205,13 +205,15 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
     return JobHandle(result.id, task)
 
 
+def _submitted(limit: int, settings: Settings) -> list[tuple[dict[str, str], float]]:
+    rows = connect(settings).zrevrange(_jobs_key(settings), 0, limit - 1, withscores=True)
+    return [(json.loads(raw), ts) for raw, ts in rows]
+
+
 def list_jobs(limit: int = 20, settings: Settings | None = None) -> list[JobRecord]:
     """The most recently submitted jobs, newest first, with their current state."""
-    settings = settings or get_settings()
-    rows = connect(settings).zrevrange(_jobs_key(settings), 0, limit - 1, withscores=True)
     out = []
-    for raw, ts in rows:
-        entry = json.loads(raw)
+    for entry, ts in _submitted(limit, settings or get_settings()):
         handle = JobHandle(entry["id"], entry["task"])
         out.append(JobRecord(entry["id"], entry["task"], ts, handle.state, handle.progress))
     return out
@@ -223,9 +225,10 @@ def get_job(job_id: str, settings: Settings | None = None) -> JobHandle:
     Raises:
         UnknownJob: no such job id was submitted here (or it has aged out of the list).
     """
-    for record in list_jobs(_KEEP_JOBS, settings):
-        if record.id == job_id:
-            return JobHandle(job_id, record.task)
+    # Only the submission records are scanned: no result-backend lookup per listed job.
+    for entry, _ in _submitted(_KEEP_JOBS, settings or get_settings()):
+        if entry["id"] == job_id:
+            return JobHandle(job_id, entry["task"])
     raise UnknownJob(f"no job {job_id!r} (ea jobs lists the last {_KEEP_JOBS})")
 
 

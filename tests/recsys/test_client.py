@@ -162,10 +162,7 @@ def test_precomputed_top_n_is_used_when_fresh(client, published, celery_worker):
 def test_staged_version_is_preloaded_and_activation_switches_at_once(client, published, settings):
     registry = ModelRegistry(settings)
     old = registry.load(published.model)
-    tables = {}
-    for name in old.tables:
-        raw = registry.client.hgetall(registry._key(published.model, f"v:{old.version}", f"t:{name}"))
-        tables[name] = {k.decode(): v for k, v in raw.items()}
+    tables = {name: registry.read_table(published.model, old.version, name) for name in old.tables}
     staged = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), tables=tables,
                               meta=old.meta, activate=False)
     deadline = time.monotonic() + 10

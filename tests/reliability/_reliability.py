@@ -161,10 +161,7 @@ def copy_version(registry: ModelRegistry, source: str, target: str, *, version: 
     """
     reader = reader or registry
     loaded = reader.load(source, version)
-    tables = {}
-    for table in loaded.tables:
-        key = reader._key(source, f"v:{loaded.version}", f"t:{table}")
-        tables[table] = {k.decode(): v for k, v in reader.client.hgetall(key).items()}
+    tables = {table: reader.read_table(source, loaded.version, table) for table in loaded.tables}
     return registry.publish(target, arrays=dict(loaded.arrays), blobs=dict(loaded.blobs), tables=tables,
                             meta={**loaded.meta, **(meta or {})}, token=token)
 

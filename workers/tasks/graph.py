@@ -46,19 +46,18 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
     The client serves them when present for the version it is serving (the key is per version, so a
     stale list is never used) and falls back to the index otherwise.
     """
-    from recsys._serving import ServingModel
+    from recsys._serving import TOPN, ServingModel
     from recsys.client import encode_top
 
     registry = ModelRegistry()
     model = ServingModel.load(registry, name, version)
-    table = registry._key(name, f"v:{model.version}", "t:user_vectors")
-    seen_table = registry._key(name, f"v:{model.version}", "t:seen")
-    out_key = registry.derived_key(name, model.version, "topn")
+    table, seen_table = model.vectors_key, model.seen_key
+    out_key = registry.derived_key(name, model.version, TOPN)
     users = [u.decode() for u in registry.client.hkeys(table)]
     progress = Progress(self)
     # A building key of this run only: two precomputations of one version at once (two workers, a
     # redelivered job) must not delete or rename each other's partial lists.
-    tmp = registry.derived_key(name, model.version, f"topn-building-{uuid.uuid4().hex[:12]}")
+    tmp = registry.derived_key(name, model.version, f"{TOPN}-building-{uuid.uuid4().hex[:12]}")
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
         vectors = np.stack([np.frombuffer(v, "<f4") for v in registry.client.hmget(table, chunk)])
@@ -73,5 +72,5 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
     # Only a complete list becomes visible; it lives and dies with the version's other keys.
     if users:
         registry.client.rename(tmp, out_key)
-    registry.client.srem(registry._key(name, f"v:{model.version}", "derived"), tmp)
+    registry.unregister_derived(name, model.version, tmp)
     return {"model": name, "version": model.version, "users": len(users), "n": n}
