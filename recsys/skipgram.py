@@ -22,6 +22,9 @@ from .walks import _next, _uniform
 
 __all__ = ["train_skipgram"]
 
+_STREAM_SALT = np.uint64(0x2545F4914F6CDD1D)
+
+
 def _alias_table(counts: np.ndarray, power: float = 0.75) -> tuple[np.ndarray, np.ndarray]:
     """Walker's alias table for the noise distribution count**power: one draw is one uniform number.
 
@@ -106,7 +109,9 @@ def _epoch(walks, syn0, syn1, accept, alias, keep, window, negative, alpha, min_
             w = lane + k * lanes
             if w >= n_walks:
                 break
-            _, h = _next(np.uint64(epoch * n_walks + w))
+            # Salted: the walker seeds walk w's stream from the same (seed, w); reusing it here would draw
+            # the negatives and windows from the very numbers that chose the walk's steps.
+            _, h = _next(np.uint64(epoch * n_walks + w) ^ _STREAM_SALT)
             _, state = _next(h ^ seed)
             lr = np.float32(alpha - (alpha - min_alpha) * (epoch + k / per_lane) / epochs)
             m = 0
