@@ -6,6 +6,15 @@ output gate and loses much of what distinguishes windows; on NAB the kNN distanc
 detected clearly less). The decoder RNN receives ``h`` at every step and reconstructs the window;
 training minimises the reconstruction MSE.
 
+Disturbed training copies (``augment``, self-supervised, no labels): an autoencoder that has only seen
+normal windows was never asked to encode a spike, a level shift, a flat line or a burst of noise, so
+nothing makes its state respond to one, and an anomalous window can land among the normal ones in the
+embedding space, where the kNN distance cannot see it. Each batch therefore replaces a fraction
+``augment`` of its windows by copies carrying one random disturbance of random size (up to
+``augment_scale`` scaled units), which the decoder must reconstruct too: the state learns to encode
+disturbances, and the distance to normal training windows grows with them. On NAB (LSTM, seeds 0-2) this
+raised the NAB-like score from about 43 to 49 and event F1 from 0.28-0.31 to 0.31-0.33.
+
 Training is deterministic for a given seed: weights are initialised and batches shuffled from generators
 seeded with ``seed`` inside a forked RNG state (the caller's global torch RNG is left untouched), and CPU
 RNN kernels are deterministic. Windows are subsampled with a stride so that at most ``max_windows`` are
@@ -28,11 +37,15 @@ from torch import nn
 
 from .exceptions import InvalidParameter, NotFitted
 
-__all__ = ["EncoderConfig", "WindowEncoder"]
+__all__ = ["EncoderConfig", "WindowEncoder", "disturb"]
 
 log = logging.getLogger(__name__)
 
 CELLS = ("lstm", "gru")
+# Largest training disturbance, in scaled units. A GRU's state is all tanh-bounded (an LSTM also has its
+# unbounded cell state c): with disturbances up to 8 units one GRU seed on NAB spent its state on them and
+# raised 1.02 false alarms per 1k clean rows; up to 4 it stayed under 0.25. The LSTM detected more with 8.
+DEFAULT_AUGMENT_SCALE = {"lstm": 8.0, "gru": 4.0}
 
 
 @dataclass(frozen=True)
@@ -47,6 +60,8 @@ class EncoderConfig:
     batch_size: int = 64
     seed: int = 0
     max_windows: int = 1024
+    augment: float = 0.5
+    augment_scale: float | None = None
     window: int | None = None
 
     def __post_init__(self) -> None:
@@ -57,6 +72,12 @@ class EncoderConfig:
                 raise InvalidParameter(f"{name}={getattr(self, name)} must be >= 1")
         if not self.lr > 0:
             raise InvalidParameter(f"lr={self.lr} must be > 0")
+        if not 0 <= self.augment <= 1:
+            raise InvalidParameter(f"augment={self.augment} must be in [0, 1]")
+        if self.augment_scale is None:
+            object.__setattr__(self, "augment_scale", DEFAULT_AUGMENT_SCALE[self.cell])
+        if not self.augment_scale > 0:
+            raise InvalidParameter(f"augment_scale={self.augment_scale} must be > 0")
 
 
 class _SeqAutoencoder(nn.Module):
@@ -130,6 +151,9 @@ class WindowEncoder:
         epochs, lr, batch_size: Adam training schedule.
         seed: makes initialisation and shuffling, hence embeddings, reproducible.
         max_windows: training windows are subsampled with a stride down to at most this many.
+        augment: fraction of each training batch replaced by randomly disturbed copies (0 disables).
+        augment_scale: largest disturbance, in scaled units (the training prefix's IQR); ``None``: 8 for
+            an LSTM, 4 for a GRU (see :data:`DEFAULT_AUGMENT_SCALE`).
 
     Raises:
         InvalidParameter: a value outside its range.
@@ -145,8 +169,12 @@ class WindowEncoder:
         batch_size: int = 64,
         seed: int = 0,
         max_windows: int = 1024,
+        augment: float = 0.5,
+        augment_scale: float | None = None,
     ) -> None:
-        self.config = EncoderConfig(cell, hidden, layers, epochs, lr, batch_size, seed, max_windows)
+        self.config = EncoderConfig(
+            cell, hidden, layers, epochs, lr, batch_size, seed, max_windows, augment, augment_scale
+        )
         self._model: _SeqAutoencoder | None = None
         self.loss_history: list[float] = []
 
@@ -183,6 +211,8 @@ class WindowEncoder:
                 total = 0.0
                 for i in range(0, data.shape[0], cfg.batch_size):
                     batch = data[perm[i : i + cfg.batch_size]]
+                    if cfg.augment > 0:
+                        batch = disturb(batch, gen, cfg.augment, cfg.augment_scale)
                     opt.zero_grad()
                     loss = nn.functional.mse_loss(model(batch), batch)
                     loss.backward()
@@ -255,6 +285,33 @@ class WindowEncoder:
         model.eval()
         enc._model = model
         return enc
+
+
+def disturb(batch: torch.Tensor, gen: torch.Generator, fraction: float, scale: float) -> torch.Tensor:
+    """A copy of ``batch`` (n x w x 1) in which about ``fraction`` of the windows carry one disturbance.
+
+    Each chosen window gets, from a random position to its end, one of: a spike (that point only), a
+    level shift, a flat line (the value at that position held), or a burst of noise; the size is
+    uniform in [1, ``scale``] scaled units with a random sign. Drawn from ``gen`` only (reproducible).
+    """
+    n, w, _ = batch.shape
+    x = batch[..., 0].clone()
+    chosen = torch.rand(n, generator=gen) < fraction
+    kind = torch.randint(0, 4, (n,), generator=gen)
+    pos = torch.randint(0, w, (n,), generator=gen)
+    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    size = (1.0 + (scale - 1.0) * torch.rand(n, generator=gen)) * sign
+    noise = torch.randn(n, w, generator=gen)
+    steps = torch.arange(w)
+    after = (steps[None, :] >= pos[:, None]) & chosen[:, None]
+    at = (steps[None, :] == pos[:, None]) & chosen[:, None]
+    kind = kind[:, None]
+    x = x + torch.where(at & (kind == 0), size[:, None], 0.0)
+    x = x + torch.where(after & (kind == 1), size[:, None], 0.0)
+    held = x.gather(1, pos[:, None]).expand(-1, w)
+    x = torch.where(after & (kind == 2), held, x)
+    x = x + torch.where(after & (kind == 3), 0.3 * size[:, None] * noise, 0.0)
+    return x.unsqueeze(-1)
 
 
 @contextmanager

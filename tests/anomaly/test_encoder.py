@@ -4,6 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from anomaly import InvalidParameter, NotFitted, WindowEncoder  # noqa: E402
+from anomaly.encoder import disturb  # noqa: E402
 from anomaly.series import sliding_windows  # noqa: E402
 
 
@@ -56,3 +57,36 @@ def test_errors(windows):
     enc = WindowEncoder(hidden=4, epochs=1).fit(windows)
     with pytest.raises(InvalidParameter, match="length 8"):
         enc.embed(np.zeros((3, 8)))
+    with pytest.raises(InvalidParameter, match="augment=1.5"):
+        WindowEncoder(augment=1.5)
+    with pytest.raises(InvalidParameter, match="augment_scale=0"):
+        WindowEncoder(augment_scale=0)
+
+
+def test_disturbed_copies(windows):
+    batch = torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).unsqueeze(-1)
+    out = disturb(batch, torch.Generator().manual_seed(0), 0.5, 8.0)
+    again = disturb(batch, torch.Generator().manual_seed(0), 0.5, 8.0)
+    assert out.shape == batch.shape and torch.equal(out, again)
+    assert torch.equal(batch, torch.from_numpy(np.ascontiguousarray(windows, dtype=np.float32)).unsqueeze(-1))
+    changed = (out != batch).any(dim=(1, 2)).float().mean().item()
+    assert 0.3 < changed < 0.6  # about half the windows (a flat line from a window's last point is a no-op)
+    assert torch.equal(disturb(batch, torch.Generator().manual_seed(1), 0.0, 8.0), batch)
+    # A disturbance runs from a random position to the window's end: what precedes it is untouched.
+    diff = (out != batch)[..., 0]
+    first = diff.float().argmax(dim=1)
+    rows = diff.any(dim=1)
+    assert all(not diff[r, : first[r]].any() for r in torch.nonzero(rows).flatten().tolist())
+
+
+def test_disturbances_make_the_state_respond_to_a_spike(windows):
+    # The encoder trained with disturbed copies moves a window with a spike further from the clean one.
+    spiked = windows.copy()
+    spiked[:, -1] += 5.0
+    moved = {}
+    for augment in (0.0, 0.5):
+        enc = WindowEncoder(cell="gru", hidden=8, epochs=15, seed=0, augment=augment).fit(windows)
+        clean, spike = enc.embed(windows), enc.embed(spiked)
+        spread = np.linalg.norm(clean - clean.mean(axis=0), axis=1).mean()
+        moved[augment] = np.linalg.norm(spike - clean, axis=1).mean() / spread
+    assert moved[0.5] > moved[0.0]
