@@ -238,6 +238,10 @@ class ItemIndex:
         found, dist = self._index.knn_query(data, k=fetch, num_threads=num_threads)
         found = found.astype(np.int64)
         sims = self._scores(dist, data[:, : self.dim])
+        if not any(per_row[r].size for r in sel):  # nothing to filter: one vectorised copy
+            m = min(k_out, found.shape[1])
+            labels[sel, :m], scores[sel, :m] = found[:, :m], sims[:, :m]
+            return
         for j, r in enumerate(sel):
             row_l, row_s = found[j], sims[j]
             banned = per_row[r]
