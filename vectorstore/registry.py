@@ -380,10 +380,22 @@ class ModelRegistry:
             parts: names of arrays/blobs to load (default: all). Tables are read with :meth:`table_get`.
 
         Raises:
-            ModelNotFound, VersionNotFound: nothing to load.
+            ModelNotFound, VersionNotFound: nothing to load, or the version asked for was deleted while
+                being read (the active version is then read again).
             ChecksumError: a part is missing, truncated or altered (the version is refused as a whole).
             SignatureError: see :meth:`manifest`.
         """
+        for attempt in range(3):
+            try:
+                return self._load(model, version, parts)
+            except _Collected as gone:
+                # A newer version became active and the one being read was collected meanwhile: read the
+                # active version again. A version asked for by number is simply gone.
+                if version is not None or attempt == 2:
+                    raise VersionNotFound(f"model {model!r} v{gone.version} was deleted while being read") from None
+        raise AssertionError("unreachable")
+
+    def _load(self, model: str, version: int | None, parts: Iterable[str] | None) -> ModelVersion:
         manifest = self.manifest(model, version)
         version = int(manifest["version"])
         wanted = list(manifest["parts"]) if parts is None else list(parts)
@@ -400,6 +412,8 @@ class ModelRegistry:
             spec = manifest["parts"][name]
             pieces = [chunks[f"{name}:{i}"] for i in range(spec["chunks"])]
             if any(p is None for p in pieces):
+                if not self._redis(self.client.exists, self._key(model, f"v:{version}", "manifest")):
+                    raise _Collected(version)
                 raise ChecksumError(f"{model!r} v{version}: part {name!r} is missing chunks")
             blob = b"".join(pieces)
             if len(blob) != spec["nbytes"] or hashlib.sha256(blob).hexdigest() != spec["sha256"]:
@@ -529,3 +543,11 @@ class ModelRegistry:
         if dropped:
             log.info("collected %s versions %s", model, dropped)
         return dropped
+
+
+class _Collected(Exception):
+    """Internal: the version being loaded was deleted (collected) between its manifest and its data."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(version)
+        self.version = version

@@ -49,6 +49,32 @@ def test_blob_larger_than_a_chunk_is_stored_in_chunks(registry, model_name, redi
     assert registry.load(model_name).blobs["big"] == blob
 
 
+def test_active_version_collected_while_being_read_is_read_again(registry, model_name):
+    registry.publish(model_name, arrays={"a": np.zeros(3, np.float32)})
+    tight = ModelRegistry(registry.settings.with_(keep_versions=1))
+
+    class Racing(ModelRegistry):
+        """Between reading v1's manifest and its data, v2 is published and v1 collected."""
+
+        raced = False
+
+        def manifest(self, model, version=None):
+            found = super().manifest(model, version)
+            if not Racing.raced:
+                Racing.raced = True
+                tight.publish(model_name, arrays={"a": np.ones(3, np.float32)})
+                tight.collect_garbage(model_name)  # drops the version whose manifest was just read
+            return found
+
+    loaded = Racing(registry.settings).load(model_name)
+    assert loaded.version == 2 and loaded.arrays["a"][0] == 1.0
+    with pytest.raises(VersionNotFound):
+        registry.manifest(model_name, 1)
+    Racing.raced = False
+    with pytest.raises(VersionNotFound):  # a version asked for by number is gone, not corrupt
+        Racing(registry.settings).load(model_name, 2)
+
+
 def test_concurrent_readers_see_old_or_new_never_a_mix(registry, model_name):
     def payload(v: float) -> dict:
         return {"a": np.full((2000, 8), v, np.float32), "b": np.full((2000, 8), v, np.float32)}
