@@ -187,11 +187,11 @@ class KnnDetector:
         cal = np.unique(np.linspace(0, vectors.shape[0] - 1, min(vectors.shape[0], self.max_calibration)).astype(int))
         dist = self._distances(vectors[cal], cal)
         threshold = self._threshold(dist)
-        if held is not None:
+        if held is not None and (cal >= held).any():
             # Windows the encoder never saw are embedded less tightly than those it was fitted on: the
-            # threshold must also cover them, or new normal data would sit above it.
-            unseen = np.arange(held, vectors.shape[0])
-            threshold = max(threshold, self._threshold(self._distances(vectors[unseen], unseen)))
+            # threshold must also cover them (those among the calibration windows), or new normal data
+            # would sit above it.
+            threshold = max(threshold, self._threshold(dist[cal >= held]))
         self.threshold_distance = threshold
         self.train_scores = (dist / self.threshold_distance).astype(np.float32)
         self.n_train = n

@@ -385,15 +385,14 @@ class ModelRegistry:
             ChecksumError: a part is missing, truncated or altered (the version is refused as a whole).
             SignatureError: see :meth:`manifest`.
         """
-        for attempt in range(3):
+        # A newer version became active and the one being read was collected meanwhile: read the active
+        # version again. A version asked for by number is simply gone.
+        for _ in range(1 if version is not None else 3):
             try:
                 return self._load(model, version, parts)
-            except _Collected as gone:
-                # A newer version became active and the one being read was collected meanwhile: read the
-                # active version again. A version asked for by number is simply gone.
-                if version is not None or attempt == 2:
-                    raise VersionNotFound(f"model {model!r} v{gone.version} was deleted while being read") from None
-        raise AssertionError("unreachable")
+            except _Collected as exc:
+                gone = exc.version
+        raise VersionNotFound(f"model {model!r} v{gone} was deleted while being read")
 
     def _load(self, model: str, version: int | None, parts: Iterable[str] | None) -> ModelVersion:
         manifest = self.manifest(model, version)
