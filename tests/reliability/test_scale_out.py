@@ -106,3 +106,31 @@ def test_concurrent_precomputations_of_one_version_leave_a_complete_list(
     users = registry.load(model_name).meta["n_users"]
     assert registry.client.hlen(registry._key(model_name, f"v:{version}", "x:topn")) == users
     assert not list(registry.client.scan_iter(registry._key(model_name, f"v:{version}", "x:topn-building*")))
+
+
+def test_redelivered_precomputation_drops_the_partial_list_of_its_killed_delivery(
+    trained_model: str, model_name: str, settings: Settings, celery_worker
+) -> None:
+    """A delivery killed mid-way leaves a partial building list; the redelivery (same job id) removes it,
+    and any building list carries an expiry, so nothing half-written stays behind."""
+    import uuid
+
+    from workers.tasks.graph import BUILDING_TTL_S, precompute_recommendations
+
+    registry = ModelRegistry(settings)
+    version = copy_version(registry, trained_model, model_name)
+    job_id = str(uuid.uuid4())
+    # What the killed delivery left: a registered, partly written building list of this job.
+    stale = registry.derived_key(model_name, version, f"topn-building-{job_id.replace('-', '')}-deadbeef0000")
+    registry.client.hset(stale, "u0", b"partial")
+
+    result = precompute_recommendations.apply_async(kwargs={"name": model_name, "version": version, "n": 5,
+                                                            "batch": 2}, task_id=job_id).get(timeout=120)
+    users = registry.load(model_name).meta["n_users"]
+    out = registry._key(model_name, f"v:{version}", "x:topn")
+    assert result["users"] == users and registry.client.hlen(out) == users
+    assert registry.client.ttl(out) == -1  # the published list does not inherit the building expiry
+    assert not list(registry.client.scan_iter(registry._key(model_name, f"v:{version}", "x:topn-building*")))
+    assert not [k for k in registry.client.smembers(registry._key(model_name, f"v:{version}", "derived"))
+                if b"building" in k]
+    assert 0 < BUILDING_TTL_S <= 24 * 3600

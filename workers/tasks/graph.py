@@ -6,6 +6,7 @@ import logging
 import uuid
 
 import numpy as np
+import redis
 
 from vectorstore import ModelRegistry
 
@@ -15,6 +16,9 @@ from ._progress import Progress
 __all__ = ["precompute_recommendations", "train_graph"]
 
 log = logging.getLogger(__name__)
+
+#: Seconds a partial top-N list outlives its last write: far longer than one batch takes.
+BUILDING_TTL_S = 3600
 
 
 @app.task(name="ea.train_graph", bind=True)
@@ -55,9 +59,11 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
     out_key = registry.derived_key(name, model.version, TOPN)
     users = [u.decode() for u in registry.client.hkeys(table)]
     progress = Progress(self)
-    # A building key of this run only: two precomputations of one version at once (two workers, a
-    # redelivered job) must not delete or rename each other's partial lists.
-    tmp = registry.derived_key(name, model.version, f"{TOPN}-building-{uuid.uuid4().hex[:12]}")
+    # A building key of this attempt only: two precomputations of one version at once (two workers, a
+    # redelivered job) must not delete or rename each other's partial lists. The key expires unless
+    # written to, so an attempt killed mid-way leaves nothing behind for long.
+    job = (self.request.id or "local").replace("-", "")[:32]
+    tmp = registry.derived_key(name, model.version, f"{TOPN}-building-{job}-{uuid.uuid4().hex[:12]}")
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
         vectors = np.stack([np.frombuffer(v, "<f4") for v in registry.client.hmget(table, chunk)])
@@ -67,10 +73,33 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
         for u, row_ids, row_scores in zip(chunk, ids, scores):
             keep = row_ids >= 0
             rows[u] = encode_top(row_ids[keep], row_scores[keep])
-        registry.client.hset(tmp, mapping=rows)
+        registry.client.pipeline(transaction=False).hset(tmp, mapping=rows).expire(tmp, BUILDING_TTL_S).execute()
         progress({"stage": "precompute", "done": min(start + batch, len(users)), "total": len(users)})
-    # Only a complete list becomes visible; it lives and dies with the version's other keys.
-    if users:
-        registry.client.rename(tmp, out_key)
+    if self.request.id:
+        # A delivery of this same job killed mid-way (the broker redelivers it to us) left its partial list.
+        _drop_building_keys(registry, name, model.version, f"{TOPN}-building-{job}-", keep=tmp)
+    _publish_complete(registry, tmp, out_key, len(users))
     registry.unregister_derived(name, model.version, tmp)
     return {"model": name, "version": model.version, "users": len(users), "n": n}
+
+
+def _drop_building_keys(registry: ModelRegistry, name: str, version: int, prefix: str, keep: str) -> None:
+    pattern = registry.derived_key(name, version, prefix, register=False) + "*"
+    for key in registry.client.scan_iter(pattern):
+        if key.decode() != keep:
+            registry.client.delete(key)
+            registry.unregister_derived(name, version, key.decode())
+
+
+def _publish_complete(registry: ModelRegistry, tmp: str, out_key: str, n_users: int) -> None:
+    """Rename the building list into place only when it holds every user; otherwise drop it."""
+    if n_users and registry.client.hlen(tmp) == n_users:
+        try:
+            registry.client.pipeline().rename(tmp, out_key).persist(out_key).execute()
+            return
+        except redis.ResponseError:  # dropped by a concurrent cleanup between the check and the rename
+            pass
+    registry.client.delete(tmp)
+    if n_users and registry.client.hlen(out_key) != n_users:
+        raise RuntimeError(f"precomputed top-N list {out_key!r} is incomplete: another run removed this "
+                           "run's partial list; run the precomputation again")
