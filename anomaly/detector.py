@@ -47,6 +47,7 @@ __all__ = ["KnnDetector", "StreamScorer", "decide_alerts", "EMBEDDINGS"]
 log = logging.getLogger(__name__)
 
 EMBEDDINGS = ("lstm", "gru", "raw")
+_EXACT_BLOCK = 1024
 _SETTINGS = ("window", "k", "c", "refractory", "center", "rearm", "ef", "max_calibration", "holdout")
 _ADDED_SETTINGS = {"holdout": 0.0}  # settings newer than some published detectors: what those were fitted with
 
@@ -301,8 +302,12 @@ class KnnDetector:
         so streaming gives exactly the batch scores.
         """
         ref = self._reference()
-        diff = ref[ids] - vectors.astype(np.float64)[:, None, :]
-        return np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
+        out = np.empty(ids.shape, dtype=np.float64)
+        # In blocks: the gathered neighbours of a block stay in cache (one pass over all rows does not).
+        for a in range(0, ids.shape[0], _EXACT_BLOCK):
+            diff = ref[ids[a : a + _EXACT_BLOCK]] - vectors[a : a + _EXACT_BLOCK].astype(np.float64)[:, None, :]
+            out[a : a + _EXACT_BLOCK] = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
+        return out
 
     def _reference(self) -> np.ndarray:
         if self._train_vectors is None:

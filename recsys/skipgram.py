@@ -7,14 +7,13 @@ down-sampled (``sample``); the learning rate decays linearly from ``alpha`` to `
 
 Why not gensim: its Python producer thread, per-sentence job queue and BLAS calls on 64-float vectors
 cost more than the arithmetic here, and the corpus must be handed over as Python strings. This reads
-the int32 walk matrix directly; the walks are split into contiguous blocks trained in parallel without
-locks (Hogwild, as gensim and word2vec.c do). The result is a function of the seed
-and the number of lanes (threads), up to Hogwild's races, which only occur with more than one thread.
+the int32 walk matrix directly. By default one lane trains the walks in order, so the result is a
+function of the seed alone; ``threads > 1`` interleaves the walks over lanes trained in parallel without
+locks (Hogwild, as gensim and word2vec.c do), faster but varying with the lanes' races.
 """
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -147,7 +146,7 @@ def train_skipgram(
     alpha: float = 0.025,
     min_alpha: float = 0.0001,
     seed: int = 0,
-    threads: int | None = None,
+    threads: int = 1,
     progress=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Train SGNS on int32 ``walks`` (``n_walks x length``, -1 padding) over ``n_nodes`` tokens.
@@ -156,9 +155,9 @@ def train_skipgram(
         walks: token ids per walk; a walk ends at its first -1.
         n_nodes: vocabulary size (token ids are ``0..n_nodes-1``).
         dim, window, negative, sample, epochs, alpha, min_alpha: word2vec's hyper-parameters.
-        seed: initial vectors and all random draws (bit-reproducible with one numba thread).
-        threads: walks are trained in this many interleaved lanes in parallel (default: numba's thread
-            count); the result depends on it.
+        seed: initial vectors and all random draws (bit-reproducible with one lane).
+        threads: walks are trained in this many interleaved lock-free lanes in parallel (default 1:
+            bit-reproducible); with more, the result varies from run to run (Hogwild's races).
         progress: called with ``{"stage": "skipgram", "done", "total", "epoch"}`` after each epoch.
 
     Returns:
@@ -176,7 +175,7 @@ def train_skipgram(
         return syn0, syn1
     accept, alias = _alias_table(counts)
     keep = _keep_probability(counts, sample)
-    lanes = max(1, min(threads or numba.get_num_threads(), len(walks)))
+    lanes = max(1, min(int(threads), len(walks)))
     for epoch in range(epochs):
         _epoch(walks, syn0, syn1, accept, alias, keep, window, negative, alpha, min_alpha, epoch, epochs,
                np.uint64(seed), lanes)

@@ -146,6 +146,22 @@ def test_fit_reproducible_with_one_worker(trainer):
     assert not np.array_equal(a.user_vectors, c.user_vectors)
 
 
+def test_numba_fit_is_bit_reproducible_with_parallel_walkers():
+    """Walks on two threads, skip-gram in one lane: the default fit is a function of the seed alone."""
+    x = bipartite_graph(n_users=60, n_items=40, per_user=6)
+    kw = {"dim": 8, "walk_length": 12, "walks_per_node": 4, "window": 4, "workers": 2}
+    runs = [Node2Vec(seed=3, **kw).fit(x) for _ in range(3)]
+    for other in runs[1:]:
+        assert np.array_equal(runs[0].user_vectors, other.user_vectors)
+        assert np.array_equal(runs[0].item_vectors, other.item_vectors)
+    lone = Node2Vec(seed=3, **{**kw, "workers": 1}).fit(x)
+    assert np.array_equal(runs[0].user_vectors, lone.user_vectors)
+    hogwild = Node2Vec(seed=3, hogwild=True, **kw).fit(x)  # two lock-free lanes: a different (valid) fit
+    assert np.isfinite(hogwild.user_vectors).all() and not np.array_equal(hogwild.user_vectors, lone.user_vectors)
+    with pytest.raises(InvalidParameter, match="hogwild='yes'"):
+        Node2Vec(hogwild="yes")
+
+
 def test_reference_package_engine_runs_on_a_tiny_graph():
     x = bipartite_graph(n_users=8, n_items=6, per_user=3)
     emb = Node2Vec(engine="node2vec", dim=8, walk_length=6, walks_per_node=2, window=3, workers=1).fit(x)
