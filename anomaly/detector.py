@@ -65,7 +65,7 @@ class KnnDetector:
         center: subtract each window's mean (compare shapes only; blind to level shifts once the
             window has passed the step). Off by default: levels matter for most metrics.
         rearm: also require the score to fall back under the threshold before a new alert.
-        hidden, epochs, lr, batch_size, seed, max_windows, augment, augment_scale:
+        hidden, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init:
             :class:`~anomaly.encoder.WindowEncoder` settings.
         ef: hnswlib query beam width.
         max_calibration: training windows scored to calibrate the threshold (evenly spread).
@@ -87,13 +87,14 @@ class KnnDetector:
         center: bool = False,
         rearm: bool = False,
         hidden: int = 16,
-        epochs: int = 30,
+        epochs: int | None = None,
         lr: float = 1e-2,
         batch_size: int = 64,
         seed: int = 0,
         max_windows: int = 1024,
         augment: float = 0.5,
         augment_scale: float | None = None,
+        init: str = "auto",
         ef: int = 16,
         max_calibration: int = 2000,
         holdout: float = 0.0,
@@ -123,7 +124,7 @@ class KnnDetector:
         self.holdout = float(holdout)
         self.encoder_params = dict(
             hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_windows=max_windows,
-            augment=augment, augment_scale=augment_scale,
+            augment=augment, augment_scale=augment_scale, init=init,
         )
         self.scaler: RobustScaler | None = None
         self.encoder: Any = None
