@@ -94,7 +94,7 @@ class KnnDetector:
         max_windows: int = 1024,
         augment: float = 0.5,
         augment_scale: float | None = None,
-        init: str = "auto",
+        init: str = "random",
         ef: int = 16,
         max_calibration: int = 2000,
         holdout: float = 0.0,

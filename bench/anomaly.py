@@ -39,6 +39,7 @@ from anomaly.series import choose_window  # noqa: E402
 DATA = Path("/work/shared/data/anomaly/nab")
 SCORER = Path("/work/shared/bench/anomaly_score.py")
 RESULTS = ROOT / "bench" / "results"
+NEURAL = ("lstm", "gru", "lstm-pre", "gru-pre")  # run with --seeds seeds each
 
 
 def probation(n: int) -> int:
@@ -154,7 +155,8 @@ def fmt(vals: list[float], digits: int = 2) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--detectors", default="lstm,gru,raw,zscore,stumpy")
+    ap.add_argument("--detectors", default="lstm,gru,lstm-pre,gru-pre,raw,zscore,stumpy",
+                    help="lstm-pre / gru-pre: the encoders started from anomaly.pretrain's shipped weights")
     ap.add_argument("--no-optimize", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="evaluate existing complete results, do not rerun")
@@ -167,7 +169,7 @@ def main() -> None:
     wanted = [d for d in args.detectors.split(",") if d]
     runs: dict[str, list[tuple[str, float]]] = {}
     for det in wanted:
-        if det in ("lstm", "gru"):
+        if det in NEURAL:
             seeds = range(args.seeds)
         else:
             seeds = [0]
@@ -178,7 +180,8 @@ def main() -> None:
                 name, make = "stumpy-left-mp", stumpy_detector
             else:
                 name = f"knn-{det}" + (f"-s{seed}" if det != "raw" else "")
-                make = knn_maker(det, seed, params)
+                embedding, _, variant = det.partition("-")
+                make = knn_maker(embedding, seed, {**params, **({"init": "pretrained"} if variant else {})})
             done = out / name / "wall_seconds.txt"
             if args.reuse and done.exists():
                 wall = float(done.read_text())
@@ -195,6 +198,8 @@ def main() -> None:
         results = [futures[name].result() for name, _ in items]
         walls = [w for _, w in items]
         label = {"zscore": "rolling z-score (200, 5σ)", "stumpy": "stumpy left matrix profile",
+                 "lstm-pre": f"kNN LSTM AE, pretrained start ({len(items)} seeds)",
+                 "gru-pre": f"kNN GRU AE, pretrained start ({len(items)} seeds)",
                  "raw": "kNN raw windows"}.get(det, f"kNN {det.upper()} AE ({len(items)} seeds)")
         rows.append((det, label, results, walls))
     cols = ["detector", "NAB-like", "NAB-like best thr", "event P", "event R", "event F1",

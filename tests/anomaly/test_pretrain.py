@@ -1,4 +1,4 @@
-"""Pretrained starting weights: made reproducibly from synthetic series, shipped, used by default."""
+"""Pretrained starting weights: made reproducibly from synthetic series, shipped, used on request."""
 
 import io
 
@@ -41,14 +41,14 @@ def test_pretraining_is_reproducible_and_loads_as_weights_only(cell):
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
-def test_shipped_weights_are_the_default_start(cell, windows):
+def test_shipped_weights_start_a_pretrained_encoder(cell, windows):
     assert weights_path(cell, 16).exists(), "run python -m anomaly.pretrain"
-    cfg = EncoderConfig(cell=cell)
+    assert (EncoderConfig(cell=cell).init, EncoderConfig(cell=cell).epochs) == ("random", 30)
+    cfg = EncoderConfig(cell=cell, init="auto")
     assert (cfg.init, cfg.epochs) == ("pretrained", 10)
-    assert EncoderConfig(cell=cell, init="random").epochs == 30
-    assert EncoderConfig(cell=cell, hidden=5).init == "random"  # no weights ship for this shape
+    assert EncoderConfig(cell=cell, hidden=5, init="auto").init == "random"  # no weights ship for this shape
     # A negligible learning rate leaves the encoder on the shipped weights.
-    enc = WindowEncoder(cell=cell, epochs=1, lr=1e-12).fit(windows)
+    enc = WindowEncoder(cell=cell, epochs=1, lr=1e-12, init="pretrained").fit(windows)
     shipped = pretrained_state(cell, 16)
     for name, tensor in enc._model.state_dict().items():
         torch.testing.assert_close(tensor, shipped[name], atol=1e-6, rtol=0)
