@@ -180,8 +180,8 @@ def main() -> None:
                 name, make = "stumpy-left-mp", stumpy_detector
             else:
                 name = f"knn-{det}" + (f"-s{seed}" if det != "raw" else "")
-                embedding, _, variant = det.partition("-")
-                make = knn_maker(embedding, seed, {**params, **({"init": "pretrained"} if variant else {})})
+                cell, _, variant = det.partition("-")
+                make = knn_maker(cell, seed, {**params, **({"init": "pretrained"} if variant else {})})
             done = out / name / "wall_seconds.txt"
             if args.reuse and done.exists():
                 wall = float(done.read_text())
@@ -197,10 +197,10 @@ def main() -> None:
     for det, items in runs.items():
         results = [futures[name].result() for name, _ in items]
         walls = [w for _, w in items]
+        cell, _, variant = det.partition("-")
         label = {"zscore": "rolling z-score (200, 5σ)", "stumpy": "stumpy left matrix profile",
-                 "lstm-pre": f"kNN LSTM AE, pretrained start ({len(items)} seeds)",
-                 "gru-pre": f"kNN GRU AE, pretrained start ({len(items)} seeds)",
-                 "raw": "kNN raw windows"}.get(det, f"kNN {det.upper()} AE ({len(items)} seeds)")
+                 "raw": "kNN raw windows"}.get(
+            det, f"kNN {cell.upper()} AE{', pretrained start' if variant else ''} ({len(items)} seeds)")
         rows.append((det, label, results, walls))
     cols = ["detector", "NAB-like", "NAB-like best thr", "event P", "event R", "event F1",
             "FA/1k clean", "detected/windows", "wall s"]

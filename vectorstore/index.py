@@ -206,7 +206,8 @@ class ItemIndex:
         labels = np.full((rows, k_out), -1, dtype=np.int64)
         scores = np.full((rows, k_out), np.nan, dtype=np.float32)
         if k_out:
-            fetch = np.minimum(n, k_out + np.array([e.size for e in per_row], dtype=np.int64))
+            excluded = np.array([e.size for e in per_row], dtype=np.int64)
+            fetch = np.minimum(n, k_out + excluded)
             if exact is None:
                 exact = n <= self.EXACT_MAX_ITEMS and rows * n <= self.EXACT_BUDGET and rows >= 16
             heavy = fetch > n // 2  # most of the catalogue excluded: a graph search would need it all
@@ -214,7 +215,8 @@ class ItemIndex:
                 if exact or heavy[0]:
                     self._query_exact(q, np.zeros(1, np.int64), per_row, k_out, labels, scores)
                 else:
-                    self._query_graph(q, np.zeros(1, np.int64), per_row, int(fetch[0]), k_out, labels, scores, 1)
+                    self._query_graph(q, np.zeros(1, np.int64), per_row, int(fetch[0]), k_out, labels, scores, 1,
+                                      filtered=bool(excluded[0]))
             else:
                 exact_rows = np.arange(rows) if exact else np.flatnonzero(heavy)
                 if exact_rows.size:
@@ -224,10 +226,11 @@ class ItemIndex:
                 buckets = np.ceil(np.log2(fetch[graph_rows] + 1)).astype(int)
                 for b in np.unique(buckets):
                     sel = graph_rows[buckets == b]
-                    self._query_graph(q, sel, per_row, int(fetch[sel].max()), k_out, labels, scores, num_threads)
+                    self._query_graph(q, sel, per_row, int(fetch[sel].max()), k_out, labels, scores, num_threads,
+                                      filtered=bool(excluded[sel].any()))
         return (labels[0], scores[0]) if single else (labels, scores)
 
-    def _query_graph(self, q, sel, per_row, fetch, k_out, labels, scores, num_threads) -> None:
+    def _query_graph(self, q, sel, per_row, fetch, k_out, labels, scores, num_threads, *, filtered: bool) -> None:
         if self.space == "ip":
             data = np.zeros((len(sel), self.dim + 1), np.float32)
             data[:, : self.dim] = q[sel]
@@ -238,7 +241,7 @@ class ItemIndex:
         found, dist = self._index.knn_query(data, k=fetch, num_threads=num_threads)
         found = found.astype(np.int64)
         sims = self._scores(dist, data[:, : self.dim])
-        if not any(per_row[r].size for r in sel):  # nothing to filter: one vectorised copy
+        if not filtered:  # nothing to filter: one vectorised copy
             m = min(k_out, found.shape[1])
             labels[sel, :m], scores[sel, :m] = found[:, :m], sims[:, :m]
             return

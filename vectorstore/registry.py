@@ -512,6 +512,11 @@ class ModelRegistry:
             self._redis(self.client.sadd, self._key(model, f"v:{int(version)}", "derived"), key)
         return key
 
+    def derived_keys(self, model: str, version: int) -> list[str]:
+        """The derived keys registered for a version (deleted with it)."""
+        derived_set = self._key(_check_name("model", model), f"v:{int(version)}", "derived")
+        return sorted(k.decode() for k in self._redis(self.client.smembers, derived_set))
+
     def unregister_derived(self, model: str, version: int, key: str) -> None:
         """Forget a derived key that no longer exists (e.g. a building key renamed into place)."""
         self._redis(self.client.srem, self._key(_check_name("model", model), f"v:{int(version)}", "derived"), key)
@@ -520,7 +525,7 @@ class ModelRegistry:
         raw = self._redis(self.client.get, self._key(model, f"v:{version}", "manifest"))
         tables = list(json.loads(raw).get("tables", {})) if raw else []
         derived_set = self._key(model, f"v:{version}", "derived")
-        derived = [k.decode() for k in self._redis(self.client.smembers, derived_set)]
+        derived = self.derived_keys(model, version)
         pipe = self.client.pipeline(transaction=True)
         pipe.zrem(self._key(model, "versions"), version)
         pipe.delete(self._key(model, f"v:{version}", "manifest"), self._key(model, f"v:{version}", "data"),

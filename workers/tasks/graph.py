@@ -84,11 +84,12 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
 
 
 def _drop_building_keys(registry: ModelRegistry, name: str, version: int, prefix: str, keep: str) -> None:
-    pattern = registry.derived_key(name, version, prefix, register=False) + "*"
-    for key in registry.client.scan_iter(pattern):
-        if key.decode() != keep:
+    # Building keys are registered with the version, so its derived set lists them: no keyspace scan.
+    start = registry.derived_key(name, version, prefix, register=False)
+    for key in registry.derived_keys(name, version):
+        if key.startswith(start) and key != keep:
             registry.client.delete(key)
-            registry.unregister_derived(name, version, key.decode())
+            registry.unregister_derived(name, version, key)
 
 
 def _publish_complete(registry: ModelRegistry, tmp: str, out_key: str, n_users: int) -> None:
