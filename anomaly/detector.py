@@ -65,7 +65,7 @@ class KnnDetector:
         center: subtract each window's mean (compare shapes only; blind to level shifts once the
             window has passed the step). Off by default: levels matter for most metrics.
         rearm: also require the score to fall back under the threshold before a new alert.
-        hidden, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init:
+        hidden, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init, isometry:
             :class:`~anomaly.encoder.WindowEncoder` settings.
         ef: hnswlib query beam width.
         max_calibration: training windows scored to calibrate the threshold (evenly spread).
@@ -95,6 +95,7 @@ class KnnDetector:
         augment: float = 0.5,
         augment_scale: float | None = None,
         init: str = "random",
+        isometry: float | None = None,
         ef: int = 16,
         max_calibration: int = 2000,
         holdout: float = 0.0,
@@ -124,7 +125,7 @@ class KnnDetector:
         self.holdout = float(holdout)
         self.encoder_params = dict(
             hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_windows=max_windows,
-            augment=augment, augment_scale=augment_scale, init=init,
+            augment=augment, augment_scale=augment_scale, init=init, isometry=isometry,
         )
         self.scaler: RobustScaler | None = None
         self.encoder: Any = None

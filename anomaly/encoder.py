@@ -6,15 +6,10 @@ output gate and loses much of what distinguishes windows; on NAB the kNN distanc
 detected clearly less). The decoder RNN receives ``h`` at every step and reconstructs the window;
 training minimises the reconstruction MSE.
 
-Disturbed training copies (``augment``, self-supervised, no labels): an autoencoder that has only seen
-normal windows was never asked to encode a spike, a level shift, a flat line or a burst of noise, so
-nothing makes its state respond to one, and an anomalous window can land among the normal ones in the
-embedding space, where the kNN distance cannot see it. Each batch therefore replaces a fraction
-``augment`` of its windows by copies carrying one random disturbance of random size (up to
-``augment_scale`` scaled units), which the decoder must reconstruct too: the state learns to encode
-disturbances, and the distance to normal training windows grows with them. On NAB (``bench/anomaly.py``,
-3 seeds) this raised the NAB-like score from 43.1 to 49.2 (LSTM) and from 42.2 to 47.0 (GRU), with event
-F1 about unchanged (0.31, 0.29) and fewer false alarms (LSTM: 0.47 -> 0.18 per 1k clean rows).
+Two self-supervised training signals shape that state for the kNN distance (:mod:`anomaly.objectives`
+says why and what each measured on NAB): disturbed copies of windows (``augment``) teach it to encode
+spikes, shifts, flat lines and noise bursts, and a stress term (``isometry``) keeps distances between
+embeddings proportional to distances between windows.
 
 Pretrained start (``init="pretrained"``, opt-in): the prefix a detector is fitted on is short (NAB's: at
 most 750 rows), so the encoder can instead start from weights pretrained on synthetic series
@@ -43,8 +38,9 @@ import torch
 from torch import nn
 
 from .exceptions import InvalidParameter, NotFitted
+from .objectives import disturb, stress
 
-__all__ = ["EncoderConfig", "WindowEncoder", "disturb"]
+__all__ = ["EncoderConfig", "WindowEncoder"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +54,9 @@ DEFAULT_EPOCHS = {"pretrained": 10, "random": 30}
 # unbounded cell state c): with disturbances up to 8 units one GRU seed on NAB spent its state on them and
 # raised 1.02 false alarms per 1k clean rows; up to 4 it stayed under 0.25. The LSTM detected more with 8.
 DEFAULT_AUGMENT_SCALE = {"lstm": 8.0, "gru": 4.0}
+# Weight of the distance-preserving stress term (see anomaly.objectives). The LSTM's code [h, c] is
+# unbounded; a GRU's is tanh-bounded and could not follow the windows' distances (NAB-like 45.0 -> 45.5).
+DEFAULT_ISOMETRY = {"lstm": 10.0, "gru": 0.0}
 
 
 @dataclass(frozen=True)
@@ -76,6 +75,7 @@ class EncoderConfig:
     augment_scale: float | None = None
     window: int | None = None
     init: str = "random"
+    isometry: float | None = None
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -102,6 +102,10 @@ class EncoderConfig:
             object.__setattr__(self, "augment_scale", DEFAULT_AUGMENT_SCALE[self.cell])
         if not self.augment_scale > 0:
             raise InvalidParameter(f"augment_scale={self.augment_scale} must be > 0")
+        if self.isometry is None:
+            object.__setattr__(self, "isometry", DEFAULT_ISOMETRY[self.cell])
+        if not self.isometry >= 0:
+            raise InvalidParameter(f"isometry={self.isometry} must be >= 0")
 
 
 class _SeqAutoencoder(nn.Module):
@@ -159,10 +163,22 @@ class _SeqAutoencoder(nn.Module):
                 seq = torch.stack(outs, dim=1)
         return torch.cat([h, c], dim=1) if self.cell == "lstm" else h
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.encode(x)[:, : self.hidden]
-        y, _ = self.decoder(z.unsqueeze(1).expand(-1, x.shape[1], -1))
+    def decode(self, z: torch.Tensor, length: int) -> torch.Tensor:
+        """Reconstruct ``length`` steps from embeddings ``z`` (the decoder reads ``h`` only)."""
+        y, _ = self.decoder(z[:, : self.hidden].unsqueeze(1).expand(-1, length, -1))
         return self.out(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x), x.shape[1])
+
+    def loss(self, x: torch.Tensor, isometry: float = 0.0) -> torch.Tensor:
+        """Reconstruction MSE of the batch ``x`` plus ``isometry`` times the stress of its embeddings."""
+        z = self.encode(x)
+        loss = nn.functional.mse_loss(self.decode(z, x.shape[1]), x)
+        if isometry > 0 and x.shape[0] > 2:
+            loss = loss + isometry * stress(z, x[..., 0])
+        return loss
+
 
 
 class WindowEncoder:
@@ -179,6 +195,8 @@ class WindowEncoder:
         augment: fraction of each training batch replaced by randomly disturbed copies (0 disables).
         augment_scale: largest disturbance, in scaled units (the training prefix's IQR); ``None``: 8 for
             an LSTM, 4 for a GRU (see :data:`DEFAULT_AUGMENT_SCALE`).
+        isometry: weight of the term keeping embedding distances proportional to window distances
+            (0 disables); ``None``: 10 for an LSTM, 0 for a GRU (see :data:`DEFAULT_ISOMETRY`).
         init: starting weights: ``"random"`` (default), ``"pretrained"`` (the shipped weights learnt
             from synthetic series, see :mod:`anomaly.pretrain`), or ``"auto"`` (pretrained when weights
             ship for this cell, hidden size and layer count).
@@ -200,9 +218,11 @@ class WindowEncoder:
         augment: float = 0.5,
         augment_scale: float | None = None,
         init: str = "random",
+        isometry: float | None = None,
     ) -> None:
         self.config = EncoderConfig(
-            cell, hidden, layers, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init=init
+            cell, hidden, layers, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init=init,
+            isometry=isometry,
         )
         self._model: _SeqAutoencoder | None = None
         self.loss_history: list[float] = []
@@ -245,7 +265,7 @@ class WindowEncoder:
                     if cfg.augment > 0:
                         batch = disturb(batch, gen, cfg.augment, cfg.augment_scale)
                     opt.zero_grad()
-                    loss = nn.functional.mse_loss(model(batch), batch)
+                    loss = model.loss(batch, cfg.isometry)
                     loss.backward()
                     nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                     opt.step()
@@ -317,33 +337,6 @@ class WindowEncoder:
         model.eval()
         enc._model = model
         return enc
-
-
-def disturb(batch: torch.Tensor, gen: torch.Generator, fraction: float, scale: float) -> torch.Tensor:
-    """A copy of ``batch`` (n x w x 1) in which about ``fraction`` of the windows carry one disturbance.
-
-    Each chosen window gets, from a random position to its end, one of: a spike (that point only), a
-    level shift, a flat line (the value at that position held), or a burst of noise; the size is
-    uniform in [1, ``scale``] scaled units with a random sign. Drawn from ``gen`` only (reproducible).
-    """
-    n, w, _ = batch.shape
-    x = batch[..., 0].clone()
-    chosen = torch.rand(n, generator=gen) < fraction
-    kind = torch.randint(0, 4, (n,), generator=gen)
-    pos = torch.randint(0, w, (n,), generator=gen)
-    sign = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    size = (1.0 + (scale - 1.0) * torch.rand(n, generator=gen)) * sign
-    noise = torch.randn(n, w, generator=gen)
-    steps = torch.arange(w)
-    after = (steps[None, :] >= pos[:, None]) & chosen[:, None]
-    at = (steps[None, :] == pos[:, None]) & chosen[:, None]
-    kind = kind[:, None]
-    x = x + torch.where(at & (kind == 0), size[:, None], 0.0)
-    x = x + torch.where(after & (kind == 1), size[:, None], 0.0)
-    held = x.gather(1, pos[:, None]).expand(-1, w)
-    x = torch.where(after & (kind == 2), held, x)
-    x = x + torch.where(after & (kind == 3), 0.3 * size[:, None] * noise, 0.0)
-    return x.unsqueeze(-1)
 
 
 def _pretrained(cfg: EncoderConfig) -> dict[str, torch.Tensor]:

@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .encoder import CELLS, DEFAULT_AUGMENT_SCALE, _SeqAutoencoder, _torch_threads, disturb
+from .encoder import CELLS, DEFAULT_AUGMENT_SCALE, _SeqAutoencoder, _torch_threads
 from .exceptions import InvalidParameter
+from .objectives import disturb
 
 __all__ = ["WEIGHTS_DIR", "pretrained_state", "pretrain", "synthetic_windows"]
 

@@ -4,7 +4,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from anomaly import InvalidParameter, NotFitted, WindowEncoder  # noqa: E402
-from anomaly.encoder import disturb  # noqa: E402
+from anomaly.objectives import disturb, stress  # noqa: E402
 from anomaly.series import sliding_windows  # noqa: E402
 
 
@@ -61,6 +61,8 @@ def test_errors(windows):
         WindowEncoder(augment=1.5)
     with pytest.raises(InvalidParameter, match="augment_scale=0"):
         WindowEncoder(augment_scale=0)
+    with pytest.raises(InvalidParameter, match="isometry=-1"):
+        WindowEncoder(isometry=-1)
 
 
 def test_disturbed_copies(windows):
@@ -90,3 +92,36 @@ def test_disturbances_make_the_state_respond_to_a_spike(windows):
         spread = np.linalg.norm(clean - clean.mean(axis=0), axis=1).mean()
         moved[augment] = np.linalg.norm(spike - clean, axis=1).mean() / spread
     assert moved[0.5] > moved[0.0]
+
+
+def test_stress_measures_how_far_embedding_distances_are_from_window_distances():
+    x = torch.randn(50, 16, generator=torch.Generator().manual_seed(0))
+    # Any rotation and scale of the windows preserves their geometry: no stress.
+    rotation, _ = torch.linalg.qr(torch.randn(16, 16, generator=torch.Generator().manual_seed(1)))
+    assert stress(3.0 * x @ rotation, x).item() < 1e-6
+    # Stretching one direction tenfold, or dropping all but two, distorts it.
+    stretch = torch.ones(16)
+    stretch[0] = 10.0
+    assert stress(x * stretch, x).item() > 0.1
+    assert stress(x[:, :2], x).item() > 0.1
+
+
+def test_isometry_keeps_embedding_distances_proportional_to_window_distances(windows):
+    batch = torch.from_numpy(np.ascontiguousarray(windows[::3], dtype=np.float32)).unsqueeze(-1)
+    # Normal and disturbed windows alike: the kNN distance must rank both faithfully.
+    probe = disturb(batch, torch.Generator().manual_seed(5), 0.5, 6.0)[..., 0]
+    measured = {}
+    for isometry in (0.0, 10.0):
+        enc = WindowEncoder(cell="lstm", hidden=8, epochs=10, seed=2, isometry=isometry).fit(windows)
+        measured[isometry] = stress(torch.from_numpy(enc.embed(probe.numpy())), probe).item()
+    assert measured[10.0] < 0.5 * measured[0.0]
+
+
+def test_isometry_defaults_per_cell_and_older_configs_load(windows):
+    assert WindowEncoder(cell="lstm").config.isometry == 10.0
+    assert WindowEncoder(cell="gru").config.isometry == 0.0
+    enc = WindowEncoder(cell="lstm", hidden=4, epochs=1).fit(windows)
+    # Encoders published before the stress term existed have no isometry in their config.
+    older = {k: v for k, v in enc.config_dict().items() if k != "isometry"}
+    again = WindowEncoder.from_state(enc.state_bytes(), older)
+    np.testing.assert_array_equal(enc.embed(windows), again.embed(windows))
