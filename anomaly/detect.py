@@ -34,7 +34,7 @@ def detect_file(
     train_until: int,
     scores_out: str | Path | None,
     plot: str | Path | None = None,
-    embedding: str = "gru",
+    embedding: str = "lstm",
     **params: Any,
 ) -> DetectResult:
     """Fit on the first ``train_until`` rows of a ``timestamp,value`` series and score every row.

@@ -56,7 +56,8 @@ class KnnDetector:
     """Distance-to-training-windows anomaly detector (see the module docstring for the rules).
 
     Args:
-        embedding: ``"lstm"``, ``"gru"`` (sequence-autoencoder state) or ``"raw"`` (the scaled window).
+        embedding: ``"lstm"`` or ``"gru"`` (sequence-autoencoder state; the LSTM, the default, detects
+            best on NAB: see the README) or ``"raw"`` (the scaled window).
         window: window length; ``None`` chooses it from the training prefix.
         k: neighbours averaged in the distance.
         c: MAD multiplier of the threshold.
@@ -78,7 +79,7 @@ class KnnDetector:
 
     def __init__(
         self,
-        embedding: str = "gru",
+        embedding: str = "lstm",
         window: int | None = None,
         k: int = 3,
         c: float = 3.0,
@@ -94,7 +95,7 @@ class KnnDetector:
         max_windows: int = 1024,
         augment: float = 0.5,
         augment_scale: float | None = None,
-        init: str = "random",
+        init: str | None = None,
         isometry: float | None = None,
         ef: int = 16,
         max_calibration: int = 2000,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .encoder import CELLS, DEFAULT_AUGMENT_SCALE, _SeqAutoencoder, _torch_threads
+from .encoder import CELLS, DEFAULT_AUGMENT_SCALE, DEFAULT_ISOMETRY, _SeqAutoencoder, _torch_threads
 from .exceptions import InvalidParameter
 from .objectives import disturb
 
@@ -85,7 +85,8 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, steps: int = 20_00
     """Train a sequence autoencoder on synthetic windows; returns its ``torch.save(state_dict)`` bytes.
 
     Each step draws a window length in :data:`LENGTHS`, a batch of synthetic windows of that length, and
-    disturbs half of them as :meth:`WindowEncoder.fit` does (same default scale per cell).
+    disturbs half of them as :meth:`WindowEncoder.fit` does (same default scale per cell); the loss is the
+    one fine-tuning minimises (reconstruction plus the cell's default stress weight).
 
     Raises:
         InvalidParameter: unknown cell or non-positive sizes.
@@ -105,7 +106,7 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, steps: int = 20_00
             batch = torch.from_numpy(synthetic_windows(rng, batch_size, length)).unsqueeze(-1)
             batch = disturb(batch, gen, 0.5, DEFAULT_AUGMENT_SCALE[cell])
             opt.zero_grad()
-            loss = nn.functional.mse_loss(model(batch), batch)
+            loss = model.loss(batch, DEFAULT_ISOMETRY[cell])
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()

@@ -36,7 +36,7 @@ def train_detector(
     *,
     name: str,
     train_until: int | None = None,
-    embedding: str = "gru",
+    embedding: str = "lstm",
     params: dict[str, Any] | None = None,
     registry: ModelRegistry | None = None,
     token: str | None = None,

@@ -34,12 +34,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from anomaly.detector import KnnDetector, decide_alerts  # noqa: E402
+from anomaly.encoder import EncoderConfig  # noqa: E402
 from anomaly.series import choose_window  # noqa: E402
 
 DATA = Path("/work/shared/data/anomaly/nab")
 SCORER = Path("/work/shared/bench/anomaly_score.py")
 RESULTS = ROOT / "bench" / "results"
-NEURAL = ("lstm", "gru", "lstm-pre", "gru-pre")  # run with --seeds seeds each
+NEURAL = ("lstm", "gru", "lstm-rand", "gru-pre")  # run with --seeds seeds each
+# Detector name suffix -> encoder start: none = the cell's default (pretrained LSTM, random GRU).
+STARTS = {"": {}, "pre": {"init": "pretrained"}, "rand": {"init": "random"}}
 
 
 def probation(n: int) -> int:
@@ -157,8 +160,9 @@ def main() -> None:
     # Training is chaotic: one seed's NAB-like score moves by up to 5 points, and reordering two float
     # sums in the loss moved one run from 53.7 to 49.6. Five seeds per encoder, not fewer.
     ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--detectors", default="lstm,gru,lstm-pre,gru-pre,raw,zscore,stumpy",
-                    help="lstm-pre / gru-pre: the encoders started from anomaly.pretrain's shipped weights")
+    ap.add_argument("--detectors", default="lstm,gru,lstm-rand,gru-pre,raw,zscore,stumpy",
+                    help="CELL-pre / CELL-rand: the encoder started from anomaly.pretrain's shipped weights "
+                         "/ from random weights (plain CELL: the cell's default start)")
     ap.add_argument("--no-optimize", action="store_true")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--reuse", action="store_true", help="evaluate existing complete results, do not rerun")
@@ -183,7 +187,7 @@ def main() -> None:
             else:
                 name = f"knn-{det}" + (f"-s{seed}" if det != "raw" else "")
                 cell, _, variant = det.partition("-")
-                make = knn_maker(cell, seed, {**params, **({"init": "pretrained"} if variant else {})})
+                make = knn_maker(cell, seed, {**params, **STARTS[variant]})
             done = out / name / "wall_seconds.txt"
             if args.reuse and done.exists():
                 wall = float(done.read_text())
@@ -201,8 +205,11 @@ def main() -> None:
         walls = [w for _, w in items]
         cell, _, variant = det.partition("-")
         label = {"zscore": "rolling z-score (200, 5σ)", "stumpy": "stumpy left matrix profile",
-                 "raw": "kNN raw windows"}.get(
-            det, f"kNN {cell.upper()} AE{', pretrained start' if variant else ''} ({len(items)} seeds)")
+                 "raw": "kNN raw windows"}.get(det)
+        if label is None:
+            chosen = {**params, **STARTS[variant]}
+            start = EncoderConfig(cell=cell, hidden=chosen.get("hidden", 16), init=chosen.get("init")).init
+            label = f"kNN {cell.upper()} AE, {start} start{'' if variant else ', the default'} ({len(items)} seeds)"
         rows.append((det, label, results, walls))
     cols = ["detector", "NAB-like", "NAB-like best thr", "event P", "event R", "event F1",
             "FA/1k clean", "detected/windows", "wall s"]
@@ -221,8 +228,8 @@ def main() -> None:
         ]) + " |")
     ratio_lines = []
     for ours in ("lstm", "gru", "raw"):
-        for base in ("zscore", "stumpy"):
-            if ours in summary and base in summary:
+        for base in ("raw", "zscore", "stumpy"):
+            if ours != base and ours in summary and base in summary:
                 a, b = summary[ours], summary[base]
                 ratio_lines.append(
                     f"- {ours} vs {base}: NAB-like x{a['nab_like'] / b['nab_like']:.2f}, "

@@ -34,7 +34,7 @@ class DemoSizes:
     node2vec: dict = field(default_factory=lambda: {"dim": 32, "walk_length": 30, "walks_per_node": 8,
                                                     "window": 5})
     lightgcn: dict = field(default_factory=lambda: {"dim": 32, "epochs": 40, "layers": 2})
-    detector: dict = field(default_factory=lambda: {"epochs": 20})
+    detector: dict = field(default_factory=dict)
 
     @classmethod
     def small(cls) -> DemoSizes:
@@ -95,7 +95,7 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
         }
         for name, m in metrics.items():
             jobs[f"demo-{name}"] = submit("ea.train_series", series=str(out / "data" / f"{name}.csv"),
-                                          name=f"demo-{name}", train_until=m["train_until"], embedding="gru",
+                                          name=f"demo-{name}", train_until=m["train_until"], embedding="lstm",
                                           params=sizes.detector)
         versions = {}
         for name, handle in jobs.items():

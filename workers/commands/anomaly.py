@@ -16,7 +16,7 @@ __all__ = ["COMMANDS"]
 @click.option("--train-until", type=int, required=True, help="Fit on the first N rows.")
 @click.option("--scores-out", required=True, help="Output CSV: timestamp,value,score,is_anomaly.")
 @click.option("--plot", default=None, help="Also draw series, score, threshold and flagged points to this PNG.")
-@click.option("--embedding", type=click.Choice(["gru", "lstm", "raw"]), default="gru", show_default=True)
+@click.option("--embedding", type=click.Choice(["lstm", "gru", "raw"]), default="lstm", show_default=True)
 @click.option("--window", type=int, default=None, help="Window length (default: chosen from the training part).")
 @click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable), e.g. k=3.")
 def detect(input_csv, train_until, scores_out, plot, embedding, window, params) -> None:
@@ -35,7 +35,7 @@ def detect(input_csv, train_until, scores_out, plot, embedding, window, params) 
 @click.option("--input", "input_csv", required=True, help="timestamp,value CSV the worker can read.")
 @click.option("--name", required=True, help="Detector model name to publish under.")
 @click.option("--train-until", type=int, default=None, help="Fit on the first N rows (default: all).")
-@click.option("--embedding", type=click.Choice(["gru", "lstm", "raw"]), default="gru", show_default=True)
+@click.option("--embedding", type=click.Choice(["lstm", "gru", "raw"]), default="lstm", show_default=True)
 @click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable).")
 @click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
 def train_series(input_csv, name, train_until, embedding, params, wait) -> None:

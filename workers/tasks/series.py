@@ -11,7 +11,7 @@ __all__ = ["score_series", "train_series"]
 
 
 @app.task(name="ea.train_series", bind=True)
-def train_series(self, series: str, name: str, train_until: int | None = None, embedding: str = "gru",
+def train_series(self, series: str, name: str, train_until: int | None = None, embedding: str = "lstm",
                  params: dict | None = None) -> dict:
     """Fit a kNN-distance detector on a series file (by reference) and publish encoder, index and threshold."""
     from anomaly.service import train_detector
