@@ -17,7 +17,8 @@ the package, learnt with the same disturbances and loss) and fine-tune them for 
 training time, instead of training from random weights for 30. An LSTM starts pretrained by default
 (``init="auto"``, when weights ship for its shape): on NAB (10 seeds) it scored 54.7 NAB-like, event F1
 0.338, every seed above the raw windows' 52.8, against 51.7 and 0.322 from random starts (5 seeds). The
-GRU's pretrained start detected less (43.9 against 46.5), so a GRU starts from random weights.
+GRU's pretrained start detected less (43.0 against 46.5, 5 seeds each), so a GRU starts from random
+weights.
 
 Training is deterministic for a given seed: weights are initialised and batches shuffled from generators
 seeded with ``seed`` inside a forked RNG state (the caller's global torch RNG is left untouched), and CPU
@@ -185,7 +186,6 @@ class _SeqAutoencoder(nn.Module):
         if isometry > 0 and x.shape[0] > 2:
             loss = loss + isometry * stress(z, x[..., 0])
         return loss
-
 
 
 class WindowEncoder:
