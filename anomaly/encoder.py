@@ -4,7 +4,7 @@ The encoder RNN reads a window; the embedding is its final state in the last lay
 (``hidden`` values), ``[h, c]`` for an LSTM (``2 * hidden`` values: ``h`` alone is squashed through the
 output gate and loses much of what distinguishes windows; on NAB the kNN distances on ``h`` alone
 detected clearly less). The decoder RNN receives ``h`` at every step and reconstructs the window;
-training minimises the reconstruction MSE.
+training minimises the reconstruction MSE, plus a stress term for LSTMs (below).
 
 Two self-supervised training signals shape that state for the kNN distance (:mod:`anomaly.objectives`
 says why and what each measured on NAB): disturbed copies of windows (``augment``) teach it to encode
@@ -270,14 +270,7 @@ class WindowEncoder:
                 total = 0.0
                 for i in range(0, data.shape[0], cfg.batch_size):
                     batch = data[perm[i : i + cfg.batch_size]]
-                    if cfg.augment > 0:
-                        batch = disturb(batch, gen, cfg.augment, cfg.augment_scale)
-                    opt.zero_grad()
-                    loss = model.loss(batch, cfg.isometry)
-                    loss.backward()
-                    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                    opt.step()
-                    total += loss.detach().item() * batch.shape[0]
+                    total += train_step(model, opt, batch, gen, cfg) * batch.shape[0]
                 self.loss_history.append(total / data.shape[0])
         model.eval()
         self._model = model
@@ -345,6 +338,23 @@ class WindowEncoder:
         model.eval()
         enc._model = model
         return enc
+
+
+def train_step(model: _SeqAutoencoder, opt: torch.optim.Optimizer, batch: torch.Tensor, gen: torch.Generator,
+               cfg: EncoderConfig) -> float:
+    """One Adam step on ``batch`` (disturbed as ``cfg`` says); returns the batch loss.
+
+    Fine-tuning (:meth:`WindowEncoder.fit`) and pretraining (:mod:`anomaly.pretrain`) both step through
+    here, so the shipped weights are learnt with exactly the objective they are fine-tuned with.
+    """
+    if cfg.augment > 0:
+        batch = disturb(batch, gen, cfg.augment, cfg.augment_scale)
+    opt.zero_grad()
+    loss = model.loss(batch, cfg.isometry)
+    loss.backward()
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    return loss.detach().item()
 
 
 def _pretrained(cfg: EncoderConfig) -> dict[str, torch.Tensor]:

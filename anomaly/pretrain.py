@@ -4,10 +4,10 @@ A detector is fitted on a short normal prefix (NAB's probationary period is at m
 a recurrent autoencoder to learn from random weights what a window's shape is. These weights are learnt
 instead from a broad family of synthetic series (seasonal sums of sinusoids, square and sawtooth waves,
 AR(1) processes, spiky utilisation, trends, daily-like bumps; noise and quantisation on top), each
-robust-scaled as the detector scales a series, with the same disturbed copies as the fine-tuning.
-``WindowEncoder(init="pretrained")`` starts from them and fine-tunes 10 epochs: a third of the training
-time. Measured on NAB (``bench/anomaly.py``, rows "pretrained start") it detected no better than a random
-start, within the seeds' spread, so it is opt-in.
+robust-scaled as the detector scales a series, and trained with the fine-tuning's own step (disturbed
+copies, reconstruction plus the cell's stress weight). ``WindowEncoder(init="pretrained")`` starts from
+them and fine-tunes 10 epochs, a third of the training time; an LSTM does so by default, because on NAB
+it then detected best (:mod:`anomaly.encoder` gives the figures), a GRU only when asked.
 
 The weights ship with the package (``anomaly/weights/<cell><hidden>.pt``, a few KB each). They are made
 by this module from a fixed seed, with no data read or downloaded: ``python -m anomaly.pretrain`` writes
@@ -24,11 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from .encoder import CELLS, DEFAULT_AUGMENT_SCALE, DEFAULT_ISOMETRY, _SeqAutoencoder, _torch_threads
+from .encoder import CELLS, EncoderConfig, _SeqAutoencoder, _torch_threads, train_step
 from .exceptions import InvalidParameter
-from .objectives import disturb
 
 __all__ = ["WEIGHTS_DIR", "pretrained_state", "pretrain", "synthetic_windows"]
 
@@ -85,8 +83,8 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, steps: int = 20_00
     """Train a sequence autoencoder on synthetic windows; returns its ``torch.save(state_dict)`` bytes.
 
     Each step draws a window length in :data:`LENGTHS`, a batch of synthetic windows of that length, and
-    disturbs half of them as :meth:`WindowEncoder.fit` does (same default scale per cell); the loss is the
-    one fine-tuning minimises (reconstruction plus the cell's default stress weight).
+    takes one :func:`~anomaly.encoder.train_step` with the cell's default settings: half the windows
+    disturbed, reconstruction plus the cell's stress weight, as fine-tuning does.
 
     Raises:
         InvalidParameter: unknown cell or non-positive sizes.
@@ -94,6 +92,7 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, steps: int = 20_00
     if cell not in CELLS or hidden < 1 or layers < 1 or steps < 1:
         raise InvalidParameter(f"cell={cell!r}, hidden={hidden}, layers={layers}, steps={steps}: "
                                f"cell must be one of {CELLS} and the sizes >= 1")
+    cfg = EncoderConfig(cell=cell, hidden=hidden, layers=layers, init="random")
     rng = np.random.default_rng(seed)
     with _torch_threads(1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -104,13 +103,7 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, steps: int = 20_00
         for step in range(1, steps + 1):
             length = int(rng.integers(LENGTHS[0], LENGTHS[1] + 1))
             batch = torch.from_numpy(synthetic_windows(rng, batch_size, length)).unsqueeze(-1)
-            batch = disturb(batch, gen, 0.5, DEFAULT_AUGMENT_SCALE[cell])
-            opt.zero_grad()
-            loss = model.loss(batch, DEFAULT_ISOMETRY[cell])
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            recent.append(loss.item())
+            recent.append(train_step(model, opt, batch, gen, cfg))
             if step % 1000 == 0:
                 log.log(logging.INFO if progress else logging.DEBUG, "%s%d step %d: loss %.4f (%.0f s)",
                         cell, hidden, step, float(np.mean(recent)), time.perf_counter() - started)
