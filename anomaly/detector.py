@@ -66,7 +66,7 @@ class KnnDetector:
         center: subtract each window's mean (compare shapes only; blind to level shifts once the
             window has passed the step). Off by default: levels matter for most metrics.
         rearm: also require the score to fall back under the threshold before a new alert.
-        hidden, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init, isometry:
+        hidden, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init, isometry, normalize:
             :class:`~anomaly.encoder.WindowEncoder` settings.
         ef: hnswlib query beam width.
         max_calibration: training windows scored to calibrate the threshold (evenly spread).
@@ -95,8 +95,9 @@ class KnnDetector:
         max_windows: int = 1024,
         augment: float = 0.5,
         augment_scale: float | None = None,
-        init: str | None = None,
+        init: str | None = "auto",
         isometry: float | None = None,
+        normalize: bool | None = None,
         ef: int = 16,
         max_calibration: int = 2000,
         holdout: float = 0.0,
@@ -127,6 +128,7 @@ class KnnDetector:
         self.encoder_params = dict(
             hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_windows=max_windows,
             augment=augment, augment_scale=augment_scale, init=init, isometry=isometry,
+            normalize=normalize,
         )
         self.scaler: RobustScaler | None = None
         self.encoder: Any = None

@@ -1,24 +1,29 @@
 """Sequence autoencoder (LSTM or GRU) that turns fixed-length windows into embedding vectors.
 
-The encoder RNN reads a window; the embedding is its final state in the last layer: ``h`` for a GRU
-(``hidden`` values), ``[h, c]`` for an LSTM (``2 * hidden`` values: ``h`` alone is squashed through the
-output gate and loses much of what distinguishes windows; on NAB the kNN distances on ``h`` alone
-detected clearly less). The decoder RNN receives ``h`` at every step and reconstructs the window;
-training minimises the reconstruction MSE, plus a stress term for LSTMs (below).
+The encoder RNN reads a window; the embedding is its final state (:mod:`anomaly.autoencoder` has the
+network): ``[h, c]`` for an LSTM (``2 * hidden`` values), and for a GRU, which reads each window relative
+to its own level and scale (``normalize``), ``[level, scale * h / |h|]`` (``hidden + 1`` values). The
+decoder RNN receives ``h`` at every step and reconstructs the window; training minimises the
+reconstruction MSE plus a stress term.
 
 Two self-supervised training signals shape that state for the kNN distance (:mod:`anomaly.objectives`
 says why and what each measured on NAB): disturbed copies of windows (``augment``) teach it to encode
 spikes, shifts, flat lines and noise bursts, and a stress term (``isometry``) keeps distances between
 embeddings proportional to distances between windows.
 
+Why a GRU normalises and an LSTM does not: a GRU's state is tanh-bounded and cannot follow the distances
+of large anomalies; carried apart, level and scale are exact and unbounded, and the bounded state only has
+to encode shape. On NAB (``bench/anomaly.py``'s protocol, random starts) that took the GRU from 46.5 to
+52.0 NAB-like (5 seeds each; event F1 0.289 -> 0.323). The LSTM keeps its unbounded cell state ``c`` and
+detected less normalised (47.8 against 51.7, 3 and 5 seeds).
+
 Pretrained start (``init``): the prefix a detector is fitted on is short (NAB's: at most 750 rows), so
-the encoder can start from weights pretrained on synthetic series (:mod:`anomaly.pretrain`; they ship with
-the package, learnt with the same disturbances and loss) and fine-tune them for 10 epochs, a third of the
-training time, instead of training from random weights for 30. An LSTM starts pretrained by default
-(``init="auto"``, when weights ship for its shape): on NAB (10 seeds) it scored 54.7 NAB-like, event F1
-0.338, every seed above the raw windows' 52.8, against 51.7 and 0.322 from random starts (5 seeds). The
-GRU's pretrained start detected less (43.0 against 46.5, 5 seeds each), so a GRU starts from random
-weights.
+the encoder starts from weights pretrained on synthetic series (:mod:`anomaly.pretrain`; they ship with
+the package for the default shapes, learnt with the same disturbances and loss) when there are some for
+its shape (``init="auto"``, the default), and fine-tunes them for 10 epochs, a third of the training time
+from random weights. On NAB the pretrained LSTM scored 54.7 NAB-like, event F1 0.338 (10 seeds), every
+seed above the raw windows' 52.8, against 51.7 and 0.322 from random starts (5 seeds); the pretrained GRU
+52.1 and 0.333 (10 seeds) against 52.0 and 0.323.
 
 Training is deterministic for a given seed: weights are initialised and batches shuffled from generators
 seeded with ``seed`` inside a forked RNG state (the caller's global torch RNG is left untouched), and CPU
@@ -40,8 +45,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .autoencoder import SeqAutoencoder
 from .exceptions import InvalidParameter, NotFitted
-from .objectives import disturb, stress
+from .objectives import disturb
 
 __all__ = ["EncoderConfig", "WindowEncoder"]
 
@@ -54,15 +60,15 @@ INITS = ("auto", "pretrained", "random")
 # mean over seeds): 1 epoch 53.8 (3 seeds), 5 epochs 54.0, 10 epochs 54.7 (10 seeds each), 20 epochs 52.1
 # (5 seeds); fine-tuning longer drifts away from what pretraining on varied series learnt.
 DEFAULT_EPOCHS = {"pretrained": 10, "random": 30}
-# Starting weights when none are asked for (see the module docstring).
-DEFAULT_INIT = {"lstm": "auto", "gru": "random"}
+# Instance normalisation (see the module docstring and anomaly.autoencoder).
+DEFAULT_NORMALIZE = {"lstm": False, "gru": True}
 # Largest training disturbance, in scaled units. A GRU's state is all tanh-bounded (an LSTM also has its
 # unbounded cell state c): with disturbances up to 8 units one GRU seed on NAB spent its state on them and
 # raised 1.02 false alarms per 1k clean rows; up to 4 it stayed under 0.25. The LSTM detected more with 8.
 DEFAULT_AUGMENT_SCALE = {"lstm": 8.0, "gru": 4.0}
-# Weight of the distance-preserving stress term (see anomaly.objectives). The LSTM's code [h, c] is
-# unbounded; a GRU's is tanh-bounded and could not follow the windows' distances (NAB-like 45.0 -> 45.5).
-DEFAULT_ISOMETRY = {"lstm": 10.0, "gru": 0.0}
+# Weight of the distance-preserving stress term (see anomaly.objectives). Without normalising, a GRU's
+# tanh-bounded state could not follow the windows' distances (NAB-like 45.0 -> 45.5), and its weight was 0.
+DEFAULT_ISOMETRY = {"lstm": 10.0, "gru": 10.0}
 
 
 @dataclass(frozen=True)
@@ -80,14 +86,19 @@ class EncoderConfig:
     augment: float = 0.5
     augment_scale: float | None = None
     window: int | None = None
-    init: str | None = None
+    init: str | None = "auto"
     isometry: float | None = None
+    normalize: bool | None = None
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
             raise InvalidParameter(f"cell={self.cell!r} is not one of {CELLS}")
-        if self.init is None:
-            object.__setattr__(self, "init", DEFAULT_INIT[self.cell])
+        if self.normalize is None:
+            object.__setattr__(self, "normalize", DEFAULT_NORMALIZE[self.cell])
+        if not isinstance(self.normalize, bool):
+            raise InvalidParameter(f"normalize={self.normalize!r} must be true or false")
+        if self.init is None:  # what callers before "auto" became the default passed
+            object.__setattr__(self, "init", "auto")
         if self.init not in INITS:
             raise InvalidParameter(f"init={self.init!r} is not one of {INITS}")
         for name in ("hidden", "layers", "batch_size", "max_windows"):
@@ -96,7 +107,7 @@ class EncoderConfig:
         if self.init == "auto":
             from .pretrain import weights_path  # the weights module imports this one
 
-            shipped = weights_path(self.cell, int(self.hidden), int(self.layers)).exists()
+            shipped = weights_path(self.cell, int(self.hidden), int(self.layers), self.normalize).exists()
             object.__setattr__(self, "init", "pretrained" if shipped else "random")
         if self.epochs is None:
             object.__setattr__(self, "epochs", DEFAULT_EPOCHS[self.init])
@@ -116,84 +127,13 @@ class EncoderConfig:
             raise InvalidParameter(f"isometry={self.isometry} must be >= 0")
 
 
-class _SeqAutoencoder(nn.Module):
-    def __init__(self, cell: str, hidden: int, layers: int) -> None:
-        super().__init__()
-        rnn = nn.LSTM if cell == "lstm" else nn.GRU
-        self.cell = cell
-        self.hidden = hidden
-        self.encoder = rnn(1, hidden, layers, batch_first=True)
-        self.decoder = rnn(hidden, hidden, layers, batch_first=True)
-        self.out = nn.Linear(hidden, 1)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        _, state = self.encoder(x)
-        if self.cell == "lstm":
-            return torch.cat([state[0][-1], state[1][-1]], dim=1)
-        return state[-1]
-
-    def fast_encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Same as :meth:`encode` for inference, stepping the cell by hand.
-
-        torch's CPU GRU kernel is slow for small hidden sizes (~20-50k windows/s on one core); the input
-        projection for all steps at once plus a few element-wise ops per step is about twice as fast.
-        Its LSTM kernel is fast, so :meth:`embed` uses this only for GRUs (LSTM kept here for tests).
-        """
-        seq = x
-        h = None
-        for layer in range(self.encoder.num_layers):
-            w_ih = getattr(self.encoder, f"weight_ih_l{layer}")
-            w_hh = getattr(self.encoder, f"weight_hh_l{layer}")
-            b_ih = getattr(self.encoder, f"bias_ih_l{layer}")
-            b_hh = getattr(self.encoder, f"bias_hh_l{layer}")
-            gi = torch.addmm(b_ih, seq.reshape(-1, seq.shape[-1]), w_ih.t()).view(seq.shape[0], seq.shape[1], -1)
-            hidden = w_hh.shape[1]
-            h = seq.new_zeros(seq.shape[0], hidden)
-            c = seq.new_zeros(seq.shape[0], hidden) if self.cell == "lstm" else None
-            outs = [] if layer + 1 < self.encoder.num_layers else None
-            w_hh_t = w_hh.t()
-            for t in range(seq.shape[1]):
-                gh = torch.addmm(b_hh, h, w_hh_t)
-                if self.cell == "gru":
-                    rz = torch.sigmoid(gi[:, t, : 2 * hidden] + gh[:, : 2 * hidden])
-                    r, z = rz[:, :hidden], rz[:, hidden:]
-                    n = torch.tanh(gi[:, t, 2 * hidden :] + r * gh[:, 2 * hidden :])
-                    h = n + z * (h - n)
-                else:
-                    g = gi[:, t] + gh
-                    i_f = torch.sigmoid(g[:, : 2 * hidden])
-                    o = torch.sigmoid(g[:, 3 * hidden :])
-                    c = i_f[:, hidden:] * c + i_f[:, :hidden] * torch.tanh(g[:, 2 * hidden : 3 * hidden])
-                    h = o * torch.tanh(c)
-                if outs is not None:
-                    outs.append(h)
-            if outs is not None:
-                seq = torch.stack(outs, dim=1)
-        return torch.cat([h, c], dim=1) if self.cell == "lstm" else h
-
-    def decode(self, z: torch.Tensor, length: int) -> torch.Tensor:
-        """Reconstruct ``length`` steps from embeddings ``z`` (the decoder reads ``h`` only)."""
-        y, _ = self.decoder(z[:, : self.hidden].unsqueeze(1).expand(-1, length, -1))
-        return self.out(y)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x), x.shape[1])
-
-    def loss(self, x: torch.Tensor, isometry: float = 0.0) -> torch.Tensor:
-        """Reconstruction MSE of the batch ``x`` plus ``isometry`` times the stress of its embeddings."""
-        z = self.encode(x)
-        loss = nn.functional.mse_loss(self.decode(z, x.shape[1]), x)
-        if isometry > 0 and x.shape[0] > 2:
-            loss = loss + isometry * stress(z, x[..., 0])
-        return loss
-
-
 class WindowEncoder:
     """LSTM/GRU sequence autoencoder over windows of a scaled series; the embedding is the encoder state.
 
     Args:
         cell: ``"lstm"`` or ``"gru"``.
-        hidden: embedding dimension (RNN hidden size).
+        hidden: RNN hidden size (the embedding has ``2 * hidden`` values for an LSTM, ``hidden + 1`` for a
+            normalising GRU: see :attr:`dim`).
         layers: stacked RNN layers.
         epochs, lr, batch_size: Adam training schedule (``epochs`` default: 10 from pretrained weights,
             30 from random ones).
@@ -203,11 +143,13 @@ class WindowEncoder:
         augment_scale: largest disturbance, in scaled units (the training prefix's IQR); ``None``: 8 for
             an LSTM, 4 for a GRU (see :data:`DEFAULT_AUGMENT_SCALE`).
         isometry: weight of the term keeping embedding distances proportional to window distances
-            (0 disables); ``None``: 10 for an LSTM, 0 for a GRU (see :data:`DEFAULT_ISOMETRY`).
+            (0 disables); ``None``: 10 (see :data:`DEFAULT_ISOMETRY`).
         init: starting weights: ``"random"``, ``"pretrained"`` (the shipped weights learnt from
             synthetic series, see :mod:`anomaly.pretrain`), or ``"auto"`` (pretrained when weights ship
-            for this cell, hidden size and layer count); ``None``: ``"auto"`` for an LSTM, ``"random"``
-            for a GRU (see :data:`DEFAULT_INIT`).
+            for this cell, hidden size, layer count and ``normalize``, else random; ``None`` too).
+        normalize: read each window relative to its own level and scale, embedding
+            ``[level, scale * unit code]`` (see :mod:`anomaly.autoencoder`); ``None``: for a GRU, not for
+            an LSTM (see :data:`DEFAULT_NORMALIZE`).
 
     Raises:
         InvalidParameter: a value outside its range.
@@ -225,20 +167,23 @@ class WindowEncoder:
         max_windows: int = 1024,
         augment: float = 0.5,
         augment_scale: float | None = None,
-        init: str | None = None,
+        init: str | None = "auto",
         isometry: float | None = None,
+        normalize: bool | None = None,
     ) -> None:
         self.config = EncoderConfig(
             cell, hidden, layers, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init=init,
-            isometry=isometry,
+            isometry=isometry, normalize=normalize,
         )
-        self._model: _SeqAutoencoder | None = None
+        self._model: SeqAutoencoder | None = None
         self.loss_history: list[float] = []
 
     @property
     def dim(self) -> int:
-        """Embedding dimension: ``hidden`` for a GRU, ``2 * hidden`` for an LSTM (``[h, c]``)."""
-        return self.config.hidden * (2 if self.config.cell == "lstm" else 1)
+        """Embedding dimension: the code's (``hidden`` for a GRU, ``2 * hidden`` for an LSTM's ``[h, c]``),
+        plus one for the level when normalising."""
+        cfg = self.config
+        return cfg.hidden * (2 if cfg.cell == "lstm" else 1) + (1 if cfg.normalize else 0)
 
     @property
     def window(self) -> int | None:
@@ -258,7 +203,7 @@ class WindowEncoder:
         start = time.perf_counter()
         with _torch_threads(1), torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            model = _SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers)
+            model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
             if cfg.init == "pretrained":
                 model.load_state_dict(_pretrained(cfg))
             gen = torch.Generator().manual_seed(cfg.seed)
@@ -323,14 +268,15 @@ class WindowEncoder:
             InvalidParameter: the config is invalid or does not match the weights.
         """
         try:
-            # Encoders saved before pretrained weights existed started from random ones.
-            cfg = EncoderConfig(**{"init": "random", **config})
+            # Encoders saved before pretrained weights existed started from random ones, and those saved
+            # before normalising existed did not normalise.
+            cfg = EncoderConfig(**{"init": "random", "normalize": False, **config})
         except TypeError as exc:
             raise InvalidParameter(f"bad encoder config {config!r}: {exc}") from None
         enc = cls.__new__(cls)
         enc.config = cfg
         enc.loss_history = []
-        model = _SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers)
+        model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
         try:
             model.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
         except (RuntimeError, KeyError, EOFError) as exc:
@@ -340,7 +286,7 @@ class WindowEncoder:
         return enc
 
 
-def train_step(model: _SeqAutoencoder, opt: torch.optim.Optimizer, batch: torch.Tensor, gen: torch.Generator,
+def train_step(model: SeqAutoencoder, opt: torch.optim.Optimizer, batch: torch.Tensor, gen: torch.Generator,
                cfg: EncoderConfig) -> float:
     """One Adam step on ``batch`` (disturbed as ``cfg`` says); returns the batch loss.
 
@@ -360,11 +306,12 @@ def train_step(model: _SeqAutoencoder, opt: torch.optim.Optimizer, batch: torch.
 def _pretrained(cfg: EncoderConfig) -> dict[str, torch.Tensor]:
     from .pretrain import pretrained_state, weights_path
 
-    state = pretrained_state(cfg.cell, cfg.hidden, cfg.layers)
+    state = pretrained_state(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
     if state is None:
         raise InvalidParameter(
             f"init='pretrained': no pretrained weights ship for a {cfg.cell} with hidden={cfg.hidden}, "
-            f"layers={cfg.layers} ({weights_path(cfg.cell, cfg.hidden, cfg.layers)} is missing); use "
+            f"layers={cfg.layers}, normalize={cfg.normalize} "
+            f"({weights_path(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)} is missing); use "
             "init='random' or 'auto'"
         )
     return state

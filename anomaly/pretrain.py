@@ -5,11 +5,12 @@ a recurrent autoencoder to learn from random weights what a window's shape is. T
 instead from a broad family of synthetic series (seasonal sums of sinusoids, square and sawtooth waves,
 AR(1) processes, spiky utilisation, trends, daily-like bumps; noise and quantisation on top), each
 robust-scaled as the detector scales a series, and trained with the fine-tuning's own step (disturbed
-copies, reconstruction plus the cell's stress weight). ``WindowEncoder(init="pretrained")`` starts from
-them and fine-tunes 10 epochs, a third of the training time; an LSTM does so by default, because on NAB
-it then detected best (:mod:`anomaly.encoder` gives the figures), a GRU only when asked.
+copies, reconstruction plus the cell's stress weight, the cell's default normalising).
+``WindowEncoder`` starts from them by default when they exist for its shape and fine-tunes 10 epochs, a
+third of the training time (:mod:`anomaly.encoder` gives what that measured on NAB).
 
-The weights ship with the package (``anomaly/weights/<cell><hidden>.pt``, a few KB each). They are made
+The weights ship with the package (``anomaly/weights/<cell><hidden>[-norm].pt``, a few KB each; ``-norm``:
+learnt reading windows relative to their level and scale). They are made
 by this module from a fixed seed, with no data read or downloaded: ``python -m anomaly.pretrain`` writes
 them again (bit-identical with the same torch build).
 """
@@ -25,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .encoder import CELLS, EncoderConfig, _SeqAutoencoder, _torch_threads, train_step
+from .autoencoder import SeqAutoencoder
+from .encoder import CELLS, EncoderConfig, _torch_threads, train_step
 from .exceptions import InvalidParameter
 
 __all__ = ["WEIGHTS_DIR", "pretrained_state", "pretrain", "synthetic_windows"]
@@ -78,13 +80,14 @@ def synthetic_windows(rng: np.random.Generator, count: int, length: int) -> np.n
     return out
 
 
-def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, steps: int = 20_000, batch_size: int = 64,
-             lr: float = 5e-3, seed: int = 0, progress: bool = False) -> bytes:
+def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, normalize: bool | None = None, steps: int = 20_000,
+             batch_size: int = 64, lr: float = 5e-3, seed: int = 0, progress: bool = False) -> bytes:
     """Train a sequence autoencoder on synthetic windows; returns its ``torch.save(state_dict)`` bytes.
 
     Each step draws a window length in :data:`LENGTHS`, a batch of synthetic windows of that length, and
     takes one :func:`~anomaly.encoder.train_step` with the cell's default settings: half the windows
-    disturbed, reconstruction plus the cell's stress weight, as fine-tuning does.
+    disturbed, reconstruction plus the cell's stress weight, as fine-tuning does. ``normalize``: as
+    :class:`~anomaly.encoder.WindowEncoder`'s (``None``: the cell's default).
 
     Raises:
         InvalidParameter: unknown cell or non-positive sizes.
@@ -92,12 +95,12 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, steps: int = 20_00
     if cell not in CELLS or hidden < 1 or layers < 1 or steps < 1:
         raise InvalidParameter(f"cell={cell!r}, hidden={hidden}, layers={layers}, steps={steps}: "
                                f"cell must be one of {CELLS} and the sizes >= 1")
-    cfg = EncoderConfig(cell=cell, hidden=hidden, layers=layers, init="random")
+    cfg = EncoderConfig(cell=cell, hidden=hidden, layers=layers, init="random", normalize=normalize)
     rng = np.random.default_rng(seed)
     with _torch_threads(1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        model = _SeqAutoencoder(cell, hidden, layers)
+        model = SeqAutoencoder(cell, hidden, layers, cfg.normalize)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         started, recent = time.perf_counter(), []
         for step in range(1, steps + 1):
@@ -113,14 +116,15 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, steps: int = 20_00
     return buf.getvalue()
 
 
-def weights_path(cell: str, hidden: int, layers: int = 1) -> Path:
+def weights_path(cell: str, hidden: int, layers: int = 1, normalize: bool = False) -> Path:
     """Where the shipped weights for this shape live (they may not exist)."""
-    return WEIGHTS_DIR / f"{cell}{hidden}{'' if layers == 1 else f'x{layers}'}.pt"
+    return WEIGHTS_DIR / f"{cell}{hidden}{'' if layers == 1 else f'x{layers}'}{'-norm' if normalize else ''}.pt"
 
 
-def pretrained_state(cell: str, hidden: int, layers: int = 1) -> dict[str, torch.Tensor] | None:
+def pretrained_state(cell: str, hidden: int, layers: int = 1, normalize: bool = False
+                     ) -> dict[str, torch.Tensor] | None:
     """The shipped pretrained ``state_dict`` for this encoder shape, or ``None`` when none ships."""
-    path = weights_path(cell, hidden, layers)
+    path = weights_path(cell, hidden, layers, normalize)
     if not path.exists():
         return None
     return torch.load(path, weights_only=True)
@@ -135,7 +139,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     WEIGHTS_DIR.mkdir(exist_ok=True)
     for cell in args.cells.split(","):
-        path = weights_path(cell, args.hidden)
+        path = weights_path(cell, args.hidden, normalize=EncoderConfig(cell=cell, init="random").normalize)
         path.write_bytes(pretrain(cell, args.hidden, steps=args.steps, progress=True))
         log.info("wrote %s", path)
 

@@ -154,8 +154,8 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
             full = m["frame"].copy()
             full["score"] = [0.0] * m["train_until"] + scores
             full["is_anomaly"] = [0] * m["train_until"] + flags
-            png = plot_detection(full, detector.threshold, out / "plots" / f"{name}.png",
-                                 f"{name}: GRU autoencoder + kNN distance (window {detector.window})")
+            title = f"{name}: {detector.embedding.upper()} autoencoder + kNN distance (window {detector.window})"
+            png = plot_detection(full, detector.threshold, out / "plots" / f"{name}.png", title)
             plots.append(str(png))
             planted = ", ".join(f"{k} rows {a}-{b}" for k, a, b in m["anomalies"])
             hit = [k for k, a, b in m["anomalies"]

@@ -20,8 +20,8 @@ def test_trains_and_embeds(cell, windows):
     enc = WindowEncoder(cell=cell, hidden=8, epochs=5, seed=1).fit(windows)
     assert enc.loss_history[-1] < enc.loss_history[0]
     emb = enc.embed(windows)
-    # GRU: the hidden state; LSTM: [h, c].
-    assert enc.dim == (16 if cell == "lstm" else 8)
+    # LSTM: [h, c]; GRU: [level, scale * h / |h|].
+    assert enc.dim == (16 if cell == "lstm" else 9)
     assert emb.shape == (windows.shape[0], enc.dim) and emb.dtype == np.float32 and np.isfinite(emb).all()
 
 
@@ -63,6 +63,8 @@ def test_errors(windows):
         WindowEncoder(augment_scale=0)
     with pytest.raises(InvalidParameter, match="isometry=-1"):
         WindowEncoder(isometry=-1)
+    with pytest.raises(InvalidParameter, match="normalize='yes'"):
+        WindowEncoder(normalize="yes")
 
 
 def test_disturbed_copies(windows):
@@ -83,11 +85,13 @@ def test_disturbed_copies(windows):
 
 def test_disturbances_make_the_state_respond_to_a_spike(windows):
     # The encoder trained with disturbed copies moves a window with a spike further from the clean one.
+    # A bare autoencoder (no stress term, no normalising: both move a spiked window whatever the training).
     spiked = windows.copy()
     spiked[:, -1] += 5.0
     moved = {}
     for augment in (0.0, 0.5):
-        enc = WindowEncoder(cell="gru", hidden=8, epochs=15, seed=0, augment=augment).fit(windows)
+        enc = WindowEncoder(cell="gru", hidden=8, epochs=15, seed=0, augment=augment, isometry=0.0,
+                            normalize=False).fit(windows)
         clean, spike = enc.embed(windows), enc.embed(spiked)
         spread = np.linalg.norm(clean - clean.mean(axis=0), axis=1).mean()
         moved[augment] = np.linalg.norm(spike - clean, axis=1).mean() / spread
@@ -119,9 +123,52 @@ def test_isometry_keeps_embedding_distances_proportional_to_window_distances(win
 
 def test_isometry_defaults_per_cell_and_older_configs_load(windows):
     assert WindowEncoder(cell="lstm").config.isometry == 10.0
-    assert WindowEncoder(cell="gru").config.isometry == 0.0
+    assert WindowEncoder(cell="gru").config.isometry == 10.0
     enc = WindowEncoder(cell="lstm", hidden=4, epochs=1).fit(windows)
     # Encoders published before the stress term existed have no isometry in their config.
     older = {k: v for k, v in enc.config_dict().items() if k != "isometry"}
     again = WindowEncoder.from_state(enc.state_bytes(), older)
+    np.testing.assert_array_equal(enc.embed(windows), again.embed(windows))
+
+
+def test_a_normalizing_encoder_carries_level_and_scale_apart(windows):
+    enc = WindowEncoder(cell="gru", hidden=8, epochs=3, seed=0).fit(windows)
+    assert enc.config.normalize and not WindowEncoder(cell="lstm").config.normalize
+    emb = enc.embed(windows)
+    np.testing.assert_allclose(emb[:, 0], windows.mean(axis=1), rtol=1e-5, atol=1e-5)
+    scale = windows.std(axis=1)
+    np.testing.assert_allclose(np.linalg.norm(emb[:, 1:], axis=1), scale, rtol=1e-4, atol=1e-5)
+    # Shifting a window moves only the level; scaling it scales the embedding (its shape is unchanged,
+    # up to the floor added to the scale).
+    shifted = enc.embed(windows + 7.0)
+    np.testing.assert_allclose(shifted[:, 0], emb[:, 0] + 7.0, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(shifted[:, 1:], emb[:, 1:], atol=1e-4)
+    tenfold = enc.embed(10.0 * windows)
+    assert (np.linalg.norm(tenfold - 10.0 * emb, axis=1) < 0.02 * np.linalg.norm(10.0 * emb, axis=1)).all()
+    # A flat window embeds at its level with no shape.
+    flat = enc.embed(np.full((1, windows.shape[1]), 2.5))
+    np.testing.assert_allclose(flat, [[2.5] + [0.0] * 8], atol=1e-6)
+
+
+def test_normalizing_lets_a_gru_embedding_grow_with_the_anomaly(windows):
+    # A GRU's own state is tanh-bounded: distances saturate as a spike grows. Carrying the level and
+    # scale apart keeps them growing with it, as the windows' own distances do.
+    growth = {}
+    for normalize in (False, True):
+        enc = WindowEncoder(cell="gru", hidden=8, epochs=10, seed=0, normalize=normalize).fit(windows)
+        clean = enc.embed(windows)
+        moved = {}
+        for size in (5.0, 50.0):
+            spiked = windows.copy()
+            spiked[:, -1] += size
+            moved[size] = np.linalg.norm(enc.embed(spiked) - clean, axis=1).mean()
+        growth[normalize] = moved[50.0] / moved[5.0]
+    assert growth[True] > 5.0 > growth[False]
+
+
+def test_encoders_saved_before_normalizing_existed_load_unnormalized(windows):
+    enc = WindowEncoder(cell="gru", hidden=4, epochs=1, normalize=False).fit(windows)
+    older = {k: v for k, v in enc.config_dict().items() if k != "normalize"}
+    again = WindowEncoder.from_state(enc.state_bytes(), older)
+    assert again.config.normalize is False and again.dim == 4
     np.testing.assert_array_equal(enc.embed(windows), again.embed(windows))

@@ -42,17 +42,16 @@ def test_pretraining_is_reproducible_and_loads_as_weights_only(cell):
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_shipped_weights_start_a_pretrained_encoder(cell, windows):
-    assert weights_path(cell, 16).exists(), "run python -m anomaly.pretrain"
-    # By default an LSTM starts from its shipped weights, a GRU from random ones.
     default = EncoderConfig(cell=cell)
-    assert (default.init, default.epochs) == (("pretrained", 10) if cell == "lstm" else ("random", 30))
-    cfg = EncoderConfig(cell=cell, init="auto")
-    assert (cfg.init, cfg.epochs) == ("pretrained", 10)
-    assert EncoderConfig(cell=cell, hidden=5, init="auto").init == "random"  # no weights ship for this shape
-    assert EncoderConfig(cell=cell, hidden=5).init == "random"
+    assert weights_path(cell, 16, normalize=default.normalize).exists(), "run python -m anomaly.pretrain"
+    # By default both cells start from their shipped weights, when some ship for the shape.
+    assert (default.init, default.epochs) == ("pretrained", 10)
+    assert EncoderConfig(cell=cell, init=None).init == "pretrained"
+    assert EncoderConfig(cell=cell, hidden=5).init == "random"  # no weights ship for this shape
+    assert EncoderConfig(cell=cell, normalize=not default.normalize).init == "random"  # nor for this one
     # A negligible learning rate leaves the encoder on the shipped weights.
     enc = WindowEncoder(cell=cell, epochs=1, lr=1e-12, init="pretrained").fit(windows)
-    shipped = pretrained_state(cell, 16)
+    shipped = pretrained_state(cell, 16, normalize=default.normalize)
     for name, tensor in enc._model.state_dict().items():
         torch.testing.assert_close(tensor, shipped[name], atol=1e-6, rtol=0)
     scratch = WindowEncoder(cell=cell, epochs=1, lr=1e-12, init="random").fit(windows)
