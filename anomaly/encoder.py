@@ -13,9 +13,9 @@ embeddings proportional to distances between windows.
 
 Why a GRU normalises and an LSTM does not: a GRU's state is tanh-bounded and cannot follow the distances
 of large anomalies; carried apart, level and scale are exact and unbounded, and the bounded state only has
-to encode shape. On NAB (``bench/anomaly.py``'s protocol, random starts) that took the GRU from 46.5 to
-52.0 NAB-like (5 seeds each; event F1 0.289 -> 0.323). The LSTM keeps its unbounded cell state ``c`` and
-detected less normalised (47.8 against 51.7, 3 and 5 seeds).
+to encode shape. On NAB (``bench/anomaly.py``, random starts, 5 seeds each) that took the GRU from 46.5
+to 50.8 NAB-like (52.0 in another run of the same protocol) and event F1 from 0.289 to 0.320. The LSTM
+keeps its unbounded cell state ``c`` and detected less normalised (47.8 against 51.7, 3 and 5 seeds).
 
 Pretrained start (``init``): the prefix a detector is fitted on is short (NAB's: at most 750 rows), so
 the encoder starts from weights pretrained on synthetic series (:mod:`anomaly.pretrain`; they ship with
@@ -23,7 +23,7 @@ the package for the default shapes, learnt with the same disturbances and loss) 
 its shape (``init="auto"``, the default), and fine-tunes them for 10 epochs, a third of the training time
 from random weights. On NAB the pretrained LSTM scored 54.7 NAB-like, event F1 0.338 (10 seeds), every
 seed above the raw windows' 52.8, against 51.7 and 0.322 from random starts (5 seeds); the pretrained GRU
-52.1 and 0.333 (10 seeds) against 52.0 and 0.323.
+53.2 and 0.343 (10 seeds) against 50.8 and 0.320 (5 seeds).
 
 Training is deterministic for a given seed: weights are initialised and batches shuffled from generators
 seeded with ``seed`` inside a forked RNG state (the caller's global torch RNG is left untouched), and CPU
