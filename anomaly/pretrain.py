@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .autoencoder import SeqAutoencoder
-from .encoder import CELLS, EncoderConfig, _torch_threads, train_step
+from .encoder import CELLS, DEFAULT_NORMALIZE, EncoderConfig, _torch_threads, train_step
 from .exceptions import InvalidParameter
 
 __all__ = ["WEIGHTS_DIR", "pretrained_state", "pretrain", "synthetic_windows"]
@@ -139,7 +139,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     WEIGHTS_DIR.mkdir(exist_ok=True)
     for cell in args.cells.split(","):
-        path = weights_path(cell, args.hidden, normalize=EncoderConfig(cell=cell, init="random").normalize)
+        path = weights_path(cell, args.hidden, normalize=DEFAULT_NORMALIZE[cell])
         path.write_bytes(pretrain(cell, args.hidden, steps=args.steps, progress=True))
         log.info("wrote %s", path)
 
