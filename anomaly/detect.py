@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .detector import KnnDetector
+from .detector import DEFAULT_EMBEDDING, KnnDetector
 from .exceptions import InvalidParameter, SeriesTooShort
 from .series import read_one_series
 
@@ -34,7 +34,7 @@ def detect_file(
     train_until: int,
     scores_out: str | Path | None,
     plot: str | Path | None = None,
-    embedding: str = "lstm",
+    embedding: str = DEFAULT_EMBEDDING,
     **params: Any,
 ) -> DetectResult:
     """Fit on the first ``train_until`` rows of a ``timestamp,value`` series and score every row.

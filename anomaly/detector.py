@@ -42,11 +42,13 @@ from .exceptions import InvalidParameter, NotFitted, SeriesTooShort
 from .series import MAX_WINDOW, MIN_WINDOW, RobustScaler, Series, choose_window, sliding_windows
 from .stream import THRESHOLD, StreamScorer, decide_alerts
 
-__all__ = ["KnnDetector", "StreamScorer", "decide_alerts", "EMBEDDINGS"]
+__all__ = ["KnnDetector", "StreamScorer", "decide_alerts", "EMBEDDINGS", "DEFAULT_EMBEDDING"]
 
 log = logging.getLogger(__name__)
 
 EMBEDDINGS = ("lstm", "gru", "raw")
+#: What a detector embeds windows with unless told: the LSTM detected best on NAB (see the README).
+DEFAULT_EMBEDDING = "lstm"
 _EXACT_BLOCK = 1024
 _SETTINGS = ("window", "k", "c", "refractory", "center", "rearm", "ef", "max_calibration", "holdout")
 _ADDED_SETTINGS = {"holdout": 0.0}  # settings newer than some published detectors: what those were fitted with
@@ -79,7 +81,7 @@ class KnnDetector:
 
     def __init__(
         self,
-        embedding: str = "lstm",
+        embedding: str = DEFAULT_EMBEDDING,
         window: int | None = None,
         k: int = 3,
         c: float = 3.0,

@@ -18,7 +18,7 @@ import pandas as pd
 
 from vectorstore import ModelRegistry, Settings, get_settings
 
-from .detector import KnnDetector
+from .detector import DEFAULT_EMBEDDING, KnnDetector
 from .exceptions import InvalidParameter, InvalidSeries, NotFitted
 from .series import read_one_series
 from .stream import StreamScorer
@@ -36,12 +36,15 @@ def train_detector(
     *,
     name: str,
     train_until: int | None = None,
-    embedding: str = "lstm",
+    embedding: str | None = None,
     params: dict[str, Any] | None = None,
     registry: ModelRegistry | None = None,
     token: str | None = None,
 ) -> dict[str, Any]:
     """Fit a detector on the first ``train_until`` rows (default: all) of a series and publish it.
+
+    ``embedding``: ``"lstm"``, ``"gru"`` or ``"raw"``; ``None``: the detector's default
+    (:data:`~anomaly.detector.DEFAULT_EMBEDDING`), so job submitters need not repeat it.
 
     Returns:
         ``{"model", "version", "window", "threshold", "rows", "train_until", "embedding"}``.
@@ -57,13 +60,13 @@ def train_detector(
     n = train_until or len(series)
     if not 1 <= n <= len(series):
         raise InvalidParameter(f"train_until={n} must be between 1 and the {len(series)} rows of the input")
-    detector = KnnDetector(embedding, **(params or {}))
+    detector = KnnDetector(embedding or DEFAULT_EMBEDDING, **(params or {}))
     detector.fit(series.values[:n])
     version = publish_detector(registry, name, detector, extra_meta={"trained_rows": n,
                                                                      "trained_until": str(series.timestamps[n - 1])},
                                token=token)
     return {"model": name, "version": version, "window": int(detector.window), "threshold": detector.threshold,
-            "rows": len(series), "train_until": n, "embedding": embedding}
+            "rows": len(series), "train_until": n, "embedding": detector.embedding}
 
 
 def publish_detector(registry: ModelRegistry, name: str, detector: KnnDetector, *,

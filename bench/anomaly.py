@@ -208,7 +208,9 @@ def main() -> None:
                  "raw": "kNN raw windows"}.get(det)
         if label is None:
             chosen = {**params, **STARTS[variant]}
-            start = EncoderConfig(cell=cell, hidden=chosen.get("hidden", 16), init=chosen.get("init")).init
+            # The start the encoder resolves to, from every setting that decides it.
+            shape = {key: chosen[key] for key in ("hidden", "layers", "normalize", "init") if key in chosen}
+            start = EncoderConfig(cell=cell, **shape).init
             label = f"kNN {cell.upper()} AE, {start} start{'' if variant else ', the default'} ({len(items)} seeds)"
         rows.append((det, label, results, walls))
     cols = ["detector", "NAB-like", "NAB-like best thr", "event P", "event R", "event F1",

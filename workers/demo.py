@@ -95,7 +95,7 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
         }
         for name, m in metrics.items():
             jobs[f"demo-{name}"] = submit("ea.train_series", series=str(out / "data" / f"{name}.csv"),
-                                          name=f"demo-{name}", train_until=m["train_until"], embedding="lstm",
+                                          name=f"demo-{name}", train_until=m["train_until"],
                                           params=sizes.detector)
         versions = {}
         for name, handle in jobs.items():

@@ -248,8 +248,11 @@ def train_graph(interactions: str, *, model: str = "node2vec", name: str = "defa
                   params=params or {}, valid=valid, test=test, item_metadata=item_metadata, precompute=precompute)
 
 
-def train_series(series: str, *, name: str, train_until: int | None = None, embedding: str = "lstm",
+def train_series(series: str, *, name: str, train_until: int | None = None, embedding: str | None = None,
                  params: dict | None = None, settings: Settings | None = None) -> JobHandle:
-    """Submit ``ea.train_series``: fit a kNN-distance detector on a ``timestamp,value`` file and publish it."""
+    """Submit ``ea.train_series``: fit a kNN-distance detector on a ``timestamp,value`` file and publish it.
+
+    ``embedding``: ``"lstm"``, ``"gru"`` or ``"raw"``; ``None``: the detector's default (the LSTM).
+    """
     return submit("ea.train_series", settings=settings, series=series, name=name, train_until=train_until,
                   embedding=embedding, params=params or {})

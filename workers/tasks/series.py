@@ -11,9 +11,12 @@ __all__ = ["score_series", "train_series"]
 
 
 @app.task(name="ea.train_series", bind=True)
-def train_series(self, series: str, name: str, train_until: int | None = None, embedding: str = "lstm",
+def train_series(self, series: str, name: str, train_until: int | None = None, embedding: str | None = None,
                  params: dict | None = None) -> dict:
-    """Fit a kNN-distance detector on a series file (by reference) and publish encoder, index and threshold."""
+    """Fit a kNN-distance detector on a series file (by reference) and publish encoder, index and threshold.
+
+    ``embedding=None``: the detector's default (``anomaly.detector.DEFAULT_EMBEDDING``).
+    """
     from anomaly.service import train_detector
 
     progress = Progress(self)
