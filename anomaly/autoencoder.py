@@ -62,7 +62,8 @@ class SeqAutoencoder(nn.Module):
         On the Intel machine this was measured on, torch's CPU GRU kernel was slow for small hidden sizes
         (~20-50k windows/s on one core) and the input projection for all steps at once plus a few
         element-wise ops per step about twice as fast, so the encoder uses this for GRUs (the LSTM branch
-        is kept for tests). On an AMD EPYC the kernel was 15% faster than this (62k against 52k windows/s).
+        is kept for tests). CPUs differ: on one AMD EPYC the kernel was 15% faster than this (62k against
+        52k windows/s), on another this was 55% faster (201k against 130k).
         """
         seq, m, s = self._level_scale(x)
         h = c = None

@@ -21,9 +21,9 @@ Pretrained start (``init``): the prefix a detector is fitted on is short (NAB's:
 the encoder starts from weights pretrained on synthetic series (:mod:`anomaly.pretrain`; they ship with
 the package for the default shapes, learnt with the same disturbances and loss) when there are some for
 its shape (``init="auto"``, the default), and fine-tunes them for 10 epochs, a third of the training time
-from random weights. On NAB the pretrained LSTM scored 54.7 NAB-like, event F1 0.338 (10 seeds), every
-seed above the raw windows' 52.8, against 51.7 and 0.322 from random starts (5 seeds); the pretrained GRU
-53.2 and 0.343 (10 seeds) against 50.8 and 0.320 (5 seeds).
+from random weights. On NAB (the README's table, 10 seeds each) the pretrained LSTM scored 54.7 NAB-like,
+event F1 0.338, every seed above the raw windows' 52.8, against 52.1 and 0.326 from random starts; the
+pretrained GRU 53.0 and 0.340 against 50.8 and 0.317.
 
 Training is deterministic for a given seed: weights are initialised and batches shuffled from generators
 seeded with ``seed`` inside a forked RNG state (the caller's global torch RNG is left untouched), and CPU

@@ -25,7 +25,7 @@ LSTM above the raw windows (:mod:`anomaly.encoder`). Weights 10 and 100 measured
 A GRU's own state is bounded by tanh and cannot stretch with large disturbances: on it the term gained
 nothing (45.5 against 45.0, 3 seeds; 44.9 pretrained, 5 seeds). A GRU therefore normalises each window
 (:mod:`anomaly.autoencoder`): level and scale are carried apart, the bounded state only places the shape,
-and with the term it scored 50.8 from random starts (5 seeds) and 53.2 pretrained (10 seeds).
+and with the term it scored 50.8 from random starts and 53.0 pretrained (10 seeds each, the README).
 Measured and not kept: the stress against the distances between reconstructions (42.3) or between the
 windows' projections on their 16 leading principal components (50.4), and a linear decoder from ``[h, c]``
 (50.3; 51.3 with the stress).
