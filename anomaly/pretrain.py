@@ -139,8 +139,10 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     WEIGHTS_DIR.mkdir(exist_ok=True)
     for cell in args.cells.split(","):
-        path = weights_path(cell, args.hidden, normalize=DEFAULT_NORMALIZE[cell])
-        path.write_bytes(pretrain(cell, args.hidden, steps=args.steps, progress=True))
+        # One value for both the file name and the training, so the two cannot disagree.
+        normalize = DEFAULT_NORMALIZE[cell]
+        path = weights_path(cell, args.hidden, normalize=normalize)
+        path.write_bytes(pretrain(cell, args.hidden, normalize=normalize, steps=args.steps, progress=True))
         log.info("wrote %s", path)
 
 

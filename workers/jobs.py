@@ -252,7 +252,8 @@ def train_series(series: str, *, name: str, train_until: int | None = None, embe
                  params: dict | None = None, settings: Settings | None = None) -> JobHandle:
     """Submit ``ea.train_series``: fit a kNN-distance detector on a ``timestamp,value`` file and publish it.
 
-    ``embedding``: ``"lstm"``, ``"gru"`` or ``"raw"``; ``None``: the detector's default (the LSTM).
+    ``embedding``: ``"lstm"``, ``"gru"`` or ``"raw"``; ``None``: the detector's default
+    (``anomaly.detector.DEFAULT_EMBEDDING``).
     """
     return submit("ea.train_series", settings=settings, series=series, name=name, train_until=train_until,
                   embedding=embedding, params=params or {})
