@@ -3,15 +3,25 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# torch==2.13.0 (constraints.txt) is taken from PyTorch's CPU wheel index when it answers, so a Linux
+# machine gets the CPU build instead of PyPI's multi-GB CUDA one; when the index cannot be reached the
+# install falls back to the public index alone. A GPU machine: `make TORCH_INDEX=https://download.pytorch.org/whl/cu128`
+# (or `TORCH_INDEX=` for PyPI's default build).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+EXTRAS ?= train,dev,bench
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean check-install
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	# torch is pinned (constraints.txt: torch==2.13.0) so that pip takes the CPU build, not a multi-GB CUDA one.
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[train,dev,bench]"
+	@index=""; \
+	if [ -n "$(TORCH_INDEX)" ] && $(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" "$(TORCH_INDEX)" 2>/dev/null; then \
+		index="--extra-index-url $(TORCH_INDEX)"; echo "torch from $(TORCH_INDEX)"; \
+	fi; \
+	echo "$(PY) -m pip install -c constraints.txt -e .[$(EXTRAS)] $$index"; \
+	$(PY) -m pip install --quiet -c constraints.txt $$index -e ".[$(EXTRAS)]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,6 +37,14 @@ lint: $(STAMP)
 # `make bench-NAME` runs bench/NAME.py (registry, recsys, anomaly, serving, alerts, load).
 bench-%: $(STAMP)
 	$(PY) bench/$*.py
+
+# What a fresh machine resolves: the pinned install from PyPI alone, with this machine's local wheel
+# folder and pip configuration switched off (a dry run: nothing is downloaded but metadata).
+check-install: $(STAMP)
+	env -u PIP_FIND_LINKS -u PIP_CONSTRAINT -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL PIP_CONFIG_FILE=/dev/null \
+		$(PY) -m pip install --dry-run --ignore-installed --quiet --index-url https://pypi.org/simple \
+		-c constraints.txt ".[$(EXTRAS)]"
+	@echo "check-install: constraints.txt resolves from PyPI alone"
 
 clean:
 	rm -rf $(VENV) .pytest_cache
