@@ -19,7 +19,7 @@ import numpy as np
 from .exceptions import InvalidParameter
 from .interactions import Interactions
 
-__all__ = ["GraphEmbeddings", "GraphModel", "ProgressCallback", "make_model", "MODELS"]
+__all__ = ["DEFAULT_MODEL", "GraphEmbeddings", "GraphModel", "ProgressCallback", "make_model", "MODELS"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,9 +30,17 @@ ProgressCallback = Callable[[dict], None]
 MODELS: dict[str, str] = {
     "node2vec": "recsys.node2vec:Node2Vec",
     "lightgcn": "recsys.lightgcn:LightGCN",
+    "spectral": "recsys.spectral:Spectral",
 }
 
+#: the model trained when none is named (``ea train graph``, ``ea eval recsys``, the job API): the most
+#: accurate on both Gowalla and ml-1m in bench/recsys.py, and the fastest to fit of the graph models.
+DEFAULT_MODEL = "spectral"
+
 SPACES = ("ip", "cosine")
+#: the vectors a model may name for entity outliers (see GraphEmbeddings)
+USER_OUTLIERS = ("user", "history")
+ITEM_OUTLIERS = ("item", "fold_in")
 
 
 @dataclass
@@ -45,6 +53,25 @@ class GraphEmbeddings:
         space: how ``user . item`` is scored in the item index: ``"ip"`` or ``"cosine"``.
         params: the hyper-parameters used.
         history: one dict per epoch/stage (loss, metrics, seconds...).
+        fold_in_vectors: optional float32 ``n_items x d``: item vectors whose mean over a user's items is
+            that user's vector (:meth:`fold_in`); set by models whose user vector is such a mean (spectral),
+            or whose item vectors live in another space than user vectors (Node2Vec: items' input
+            vectors, where item_vectors are context vectors); ``None``: the item vectors.
+        similar_vectors, similar_targets: optional float32 ``n_items x d'`` each, set together: item j's
+            similarity to item x is ``similar_vectors[x] . similar_targets[j]``; ``None``: item x's
+            item vector against the item index (``item_vectors[x] . item_vectors[j]`` in ``space``).
+        user_outliers: the users' vectors for entity outliers: ``"user"`` (user_vectors) or
+            ``"history"`` (each user's mean of their items' fold-in vectors, centred by the mean of all
+            items' fold-in vectors: a user whose items look like a random draw from the catalogue sits
+            near the origin, in a direction of its own).
+        item_outliers: the items' vectors for entity outliers: ``"item"`` or ``"fold_in"``.
+
+    Each client path reads the vectors named here (:meth:`paths` lists them, the manifest records them):
+    ``recommend`` user_vectors against the item index; ``recommend_for_history`` the mean of the
+    history's fold-in vectors against the item index; ``similar_items`` as above; ``ea outliers``
+    user_outliers / item_outliers, compared by cosine. Every model in :data:`MODELS` passes one contract
+    test of every path (``tests/recsys/test_model_contract.py``), so a model that leaves a default in
+    place where its vectors need another fails it.
     """
 
     user_vectors: np.ndarray
@@ -52,6 +79,11 @@ class GraphEmbeddings:
     space: str
     params: dict = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
+    fold_in_vectors: np.ndarray | None = None
+    similar_vectors: np.ndarray | None = None
+    similar_targets: np.ndarray | None = None
+    user_outliers: str = "user"
+    item_outliers: str = "item"
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -65,6 +97,48 @@ class GraphEmbeddings:
                 f"user_vectors have {self.user_vectors.shape[1]} dims, "
                 f"item_vectors {self.item_vectors.shape[1]}"
             )
+        if self.fold_in_vectors is not None:
+            self.fold_in_vectors = np.ascontiguousarray(self.fold_in_vectors, dtype=np.float32)
+            if self.fold_in_vectors.shape != self.item_vectors.shape:
+                raise InvalidParameter(
+                    f"fold_in_vectors are {self.fold_in_vectors.shape}, item_vectors {self.item_vectors.shape}"
+                )
+        self._check_similar()
+        if self.user_outliers not in USER_OUTLIERS:
+            raise InvalidParameter(f"user_outliers={self.user_outliers!r}: must be one of {', '.join(USER_OUTLIERS)}")
+        if self.item_outliers not in ITEM_OUTLIERS:
+            raise InvalidParameter(f"item_outliers={self.item_outliers!r}: must be one of {', '.join(ITEM_OUTLIERS)}")
+
+    def _check_similar(self) -> None:
+        if (self.similar_vectors is None) != (self.similar_targets is None):
+            raise InvalidParameter("similar_vectors and similar_targets are set together or not at all")
+        if self.similar_vectors is None:
+            return
+        self.similar_vectors = np.ascontiguousarray(self.similar_vectors, dtype=np.float32)
+        self.similar_targets = np.ascontiguousarray(self.similar_targets, dtype=np.float32)
+        n = self.item_vectors.shape[0]
+        if self.similar_vectors.ndim != 2 or self.similar_vectors.shape != self.similar_targets.shape or (
+            self.similar_vectors.shape[0] != n
+        ):
+            raise InvalidParameter(f"similar_vectors {self.similar_vectors.shape} and similar_targets "
+                                   f"{self.similar_targets.shape} must both be {n} items x d'")
+
+    def paths(self) -> dict[str, str]:
+        """Which vectors serve each client path (recorded in the published manifest).
+
+        Returns:
+            ``{"recommend", "fold_in", "similar", "user_outliers", "item_outliers"}`` -> a description
+            naming the vectors, e.g. ``"fold_in_vectors -> item index"``.
+        """
+        fold = "fold_in_vectors" if self.fold_in_vectors is not None else "item_vectors"
+        return {
+            "recommend": f"user_vectors -> item index ({self.space})",
+            "fold_in": f"mean of {fold} -> item index",
+            "similar": "similar_vectors -> similar_targets (ip)" if self.similar_vectors is not None
+            else "item_vectors -> item index",
+            "user_outliers": "user_vectors" if self.user_outliers == "user" else f"centred mean of {fold}",
+            "item_outliers": "item_vectors" if self.item_outliers == "item" else fold,
+        }
 
     @property
     def dim(self) -> int:
@@ -76,6 +150,22 @@ class GraphEmbeddings:
         if self.space == "ip":
             return self.user_vectors, self.item_vectors
         return _normalise(self.user_vectors), _normalise(self.item_vectors)
+
+
+    def fold_in(self, items: np.ndarray) -> np.ndarray:
+        """The user vector of a history of dense item ids: the mean of their fold-in vectors.
+
+        For a model with ``fold_in_vectors`` this is exactly the vector of a known user with that
+        history; otherwise the mean of the item vectors (an approximation). Repeated ids count once.
+
+        Raises:
+            InvalidParameter: no item, or an id out of range.
+        """
+        ids = np.unique(np.asarray(items, dtype=np.int64))
+        if len(ids) == 0 or ids[0] < 0 or ids[-1] >= len(self.item_vectors):
+            raise InvalidParameter(f"fold_in: needs dense item ids in 0..{len(self.item_vectors) - 1}")
+        source = self.item_vectors if self.fold_in_vectors is None else self.fold_in_vectors
+        return source[ids].mean(axis=0)
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -149,7 +239,7 @@ def check_positive_float(params: dict[str, Any], *names: str) -> None:
 
 
 def make_model(name: str, **params: Any) -> GraphModel:
-    """Build the graph model called ``name`` (``"node2vec"`` or ``"lightgcn"``) with ``params``.
+    """Build the graph model called ``name`` (a key of :data:`MODELS`) with ``params``.
 
     The model's module is imported only here, so importing :mod:`recsys` never imports torch.
 

@@ -14,16 +14,12 @@ from vectorstore import ModelRegistry
 
 from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
-from .models import ProgressCallback, make_model
+from .models import DEFAULT_MODEL, ProgressCallback, make_model
 from .publish import item_metadata_columns, publish_embeddings
 
 __all__ = ["TrainingResult", "train_and_publish"]
 
 log = logging.getLogger(__name__)
-
-#: wall-clock bound of a LightGCN fit that has no validation split to stop it early.
-DEFAULT_LIGHTGCN_BUDGET_S = 280.0
-
 
 @dataclass
 class TrainingResult:
@@ -47,7 +43,7 @@ class TrainingResult:
 def train_and_publish(
     interactions: str | Interactions,
     *,
-    algorithm: str = "node2vec",
+    algorithm: str | None = None,
     name: str = "default",
     params: dict[str, Any] | None = None,
     valid: str | Interactions | None = None,
@@ -62,10 +58,11 @@ def train_and_publish(
 
     Args:
         interactions: a path (CSV, Parquet, MovieLens formats) or :class:`Interactions`.
-        algorithm: ``"node2vec"`` or ``"lightgcn"``.
+        algorithm: a key of :data:`~recsys.models.MODELS` (None: :data:`~recsys.models.DEFAULT_MODEL`).
         name: the model name to publish under.
         params: the model's hyper-parameters.
-        valid: held-out interactions for early stopping (LightGCN).
+        valid: held-out interactions to stop on (LightGCN; without them it carves a split from the
+            training data, stops on it, then trains on everything).
         test: held-out interactions for the published metrics.
         item_metadata: a CSV with an ``item`` column and fields returned with recommendations.
         k: metric cut-off.
@@ -87,17 +84,12 @@ def train_and_publish(
     valid_i = _aligned(train, valid)
     test_i = _aligned(train, test)
     metadata = item_metadata_columns(item_metadata, train.item_ids) if item_metadata else None
-    params = dict(params or {})
-    if algorithm == "lightgcn" and valid_i is None:
-        # Without a validation split nothing stops LightGCN early: bound the fit by wall time instead
-        # (ml-1m reaches its best validation epoch well within this on 2 cores).
-        params.setdefault("time_budget_s", DEFAULT_LIGHTGCN_BUDGET_S)
-    model = make_model(algorithm, **params)  # bad parameters fail before any training
+    algorithm = algorithm or DEFAULT_MODEL
+    model = make_model(algorithm, **dict(params or {}))  # bad parameters fail before any training
     timings["read_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    kwargs = {"valid": valid_i} if valid_i is not None and algorithm == "lightgcn" else {}
-    embeddings = model.fit(train, progress=progress, **kwargs)
+    embeddings = model.fit(train, valid=valid_i, progress=progress)
     timings["train_s"] = time.perf_counter() - t
 
     metrics: dict[str, float] = {}

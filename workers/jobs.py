@@ -232,15 +232,16 @@ def get_job(job_id: str, settings: Settings | None = None) -> JobHandle:
     raise UnknownJob(f"no job {job_id!r} (ea jobs lists the last {_KEEP_JOBS})")
 
 
-def train_graph(interactions: str, *, model: str = "node2vec", name: str = "default", params: dict | None = None,
+def train_graph(interactions: str, *, model: str | None = None, name: str = "default", params: dict | None = None,
                 valid: str | None = None, test: str | None = None, item_metadata: str | None = None,
                 precompute: int = 0, settings: Settings | None = None) -> JobHandle:
-    """Submit ``ea.train_graph``: train Node2Vec or LightGCN on an interaction file and publish it as ``name``.
+    """Submit ``ea.train_graph``: train a graph model on an interaction file and publish it as ``name``.
 
     Args:
         interactions: a path the worker can read (CSV/Parquet ``user,item[,weight,timestamp]``, MovieLens).
-        model: ``"node2vec"`` or ``"lightgcn"``. params: the model's hyper-parameters.
-        valid, test: held-out interactions (early stopping; published metrics).
+        model: a key of ``recsys.models.MODELS`` (None: ``recsys.models.DEFAULT_MODEL``).
+        params: the model's hyper-parameters.
+        valid, test: held-out interactions (to stop LightGCN on; published metrics).
         item_metadata: CSV with an ``item`` column whose other columns are returned with recommendations.
         precompute: then write every user's top-N (N) for the client.
     """

@@ -148,7 +148,7 @@ def test_beats_chance_on_held_out_items(data, fitted):
 def test_loss_decreases_and_progress_reports_every_epoch(data):
     train, _ = data
     events = []
-    emb = make_model("lightgcn", epochs=8, **FAST).fit(train, progress=events.append)
+    emb = make_model("lightgcn", epochs=8, holdout=0, **FAST).fit(train, progress=events.append)
     assert [e["epoch"] for e in events] == list(range(1, 9))
     assert all(e["stage"] == "train" and e["total"] == 8 and e["done"] == e["epoch"] for e in events)
     losses = [e["loss"] for e in events]
@@ -180,7 +180,7 @@ def test_early_stopping_keeps_best_epoch(data):
     best_epoch, best_recall = max(evaluated, key=lambda t: (t[1], -t[0]))
     summary = emb.history[-1]
     assert summary["best_epoch"] == best_epoch
-    assert summary["stopped"] == "early_stopping"
+    assert summary["stopped"] == "converged" and summary["validation"] == "given"
     assert events[-1]["epoch"] - best_epoch == 4 < events[-1]["epoch"] < 30
     users = np.unique(held.users)
     items, _ = top_k(emb.user_vectors, emb.item_vectors, 2, exclude=train.user_matrix(), users=users)
@@ -210,7 +210,7 @@ def test_valid_in_other_id_space_is_aligned(data):
         {"dim": 0}, {"layers": -1}, {"lr": 0}, {"lr": float("nan")}, {"reg": -1e-4}, {"epochs": 1.5},
         {"batch_size": 0}, {"eval_every": 0}, {"patience": 0}, {"init": "xavier"}, {"threads": 0},
         {"time_budget_s": -1}, {"reject_positives": "yes"}, {"learning_rate": 0.01}, {"plateau_decay": 2.0},
-        {"plateau_decay": 0},
+        {"plateau_decay": 0}, {"holdout": 0.9}, {"holdout_min": 0}, {"eval_users": 0}, {"refit_epochs": -1},
     ],
 )
 def test_bad_params_raise_invalid_parameter(params):

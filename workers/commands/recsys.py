@@ -8,6 +8,8 @@ import time
 
 import click
 
+from recsys.models import DEFAULT_MODEL, MODELS
+
 __all__ = ["COMMANDS", "train"]
 
 
@@ -31,17 +33,18 @@ def _params(pairs: tuple[str, ...]) -> dict:
 
 @train.command("graph")
 @click.option("--interactions", required=True, help="Path the worker can read: CSV/Parquet user,item[,weight].")
-@click.option("--model", "algorithm", type=click.Choice(["node2vec", "lightgcn"]), default="node2vec",
+@click.option("--model", "algorithm", type=click.Choice(sorted(MODELS)), default=DEFAULT_MODEL,
               show_default=True)
 @click.option("--name", default="default", show_default=True, help="Model name to publish under.")
-@click.option("--valid", default=None, help="Held-out interactions for early stopping (LightGCN).")
+@click.option("--valid", default=None,
+              help="Held-out interactions to stop LightGCN on (else it carves a split from the training data).")
 @click.option("--test", default=None, help="Held-out interactions for the published metrics.")
 @click.option("--item-metadata", default=None, help="CSV with an `item` column (title, category...).")
 @click.option("--param", "params", multiple=True, help="Model parameter KEY=VALUE (repeatable), e.g. dim=64.")
 @click.option("--precompute", type=int, default=0, help="Then precompute every user's top-N (N).")
 @click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
 def train_graph(interactions, algorithm, name, valid, test, item_metadata, params, precompute, wait) -> None:
-    """Train Node2Vec or LightGCN on an interaction file and publish it as model NAME."""
+    """Train a graph model (spectral, LightGCN or Node2Vec) on an interaction file and publish it as NAME."""
     from ..jobs import submit
 
     handle = submit("ea.train_graph", interactions=interactions, model=algorithm, name=name,
@@ -60,7 +63,7 @@ def eval_group() -> None:
 @eval_group.command("recsys")
 @click.option("--train", "train_path", required=True, help="Training interactions (user,item CSV).")
 @click.option("--test", "test_path", required=True, help="Test interactions (user,item CSV).")
-@click.option("--model", "algorithm", type=click.Choice(["lightgcn", "node2vec"]), required=True)
+@click.option("--model", "algorithm", type=click.Choice(sorted(MODELS)), default=DEFAULT_MODEL, show_default=True)
 @click.option("--k", type=int, default=20, show_default=True)
 @click.option("--recs-out", required=True, help="Where to write user,item,rank of every test user.")
 @click.option("--name", default="eval", show_default=True, help="Model name to publish under.")

@@ -22,10 +22,12 @@ BUILDING_TTL_S = 3600
 
 
 @app.task(name="ea.train_graph", bind=True)
-def train_graph(self, interactions: str, model: str = "node2vec", name: str = "default",
+def train_graph(self, interactions: str, model: str | None = None, name: str = "default",
                 params: dict | None = None, valid: str | None = None, test: str | None = None,
                 item_metadata: str | None = None, k: int = 20, precompute: int = 0) -> dict:
     """Train a graph model on interactions read by reference (a path the worker can read) and publish it.
+
+    ``model`` is a key of ``recsys.models.MODELS``; None trains ``recsys.models.DEFAULT_MODEL``.
 
     Reports PROGRESS (stage, epoch, loss, walks done...). Idempotent: a redelivered job returns the
     version its first run committed instead of publishing another.
