@@ -3,12 +3,38 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import click
 
 from .recsys import _params, train
 
 __all__ = ["COMMANDS"]
+
+# The policies of anomaly.series.DUPLICATE_POLICIES, repeated so that `ea --help` does not import pandas
+# (tests/anomaly/test_reading_cli.py checks that the two agree).
+DUPLICATES = ("keep", "mean", "last", "error")
+
+
+def _read_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the series-reading options (columns, repeated timestamps) to a command."""
+    flags = [
+        click.option("--timestamp-col", default="timestamp", show_default=True,
+                     help="Timestamp column (a unique case-insensitive match also works)."),
+        click.option("--value-col", default="value", show_default=True, help="Value column."),
+        click.option("--duplicates", type=click.Choice(DUPLICATES), default="keep", show_default=True,
+                     help="Rows sharing a timestamp: keep them all (warned), average them, keep the last one, "
+                          "or refuse the file."),
+    ]
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+def _read_options(timestamp_col: str, value_col: str, duplicates: str) -> dict[str, str]:
+    """The ``read_options`` the library takes (keyword arguments of ``anomaly.series.read_series``)."""
+    return {"timestamp_col": timestamp_col, "value_col": value_col, "duplicates": duplicates}
 
 
 @click.command()
@@ -19,7 +45,9 @@ __all__ = ["COMMANDS"]
 @click.option("--embedding", type=click.Choice(["lstm", "gru", "raw"]), default="lstm", show_default=True)
 @click.option("--window", type=int, default=None, help="Window length (default: chosen from the training part).")
 @click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable), e.g. k=3.")
-def detect(input_csv, train_until, scores_out, plot, embedding, window, params) -> None:
+@_read_flags
+def detect(input_csv, train_until, scores_out, plot, embedding, window, params, timestamp_col, value_col,
+           duplicates) -> None:
     """Fit a kNN-distance detector on the first N rows and score every row causally.
 
     Prints one JSON line: the chosen window, threshold, number of anomalies and timings.
@@ -27,7 +55,7 @@ def detect(input_csv, train_until, scores_out, plot, embedding, window, params) 
     from anomaly.detect import detect_file
 
     result = detect_file(input_csv, train_until, scores_out, plot=plot, embedding=embedding, window=window,
-                         **_params(params))
+                         read_options=_read_options(timestamp_col, value_col, duplicates), **_params(params))
     click.echo(json.dumps(result.summary))
 
 
@@ -38,12 +66,14 @@ def detect(input_csv, train_until, scores_out, plot, embedding, window, params) 
 @click.option("--embedding", type=click.Choice(["lstm", "gru", "raw"]), default="lstm", show_default=True)
 @click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable).")
 @click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
-def train_series(input_csv, name, train_until, embedding, params, wait) -> None:
+@_read_flags
+def train_series(input_csv, name, train_until, embedding, params, wait, timestamp_col, value_col,
+                 duplicates) -> None:
     """Train a series anomaly detector (LSTM/GRU autoencoder + kNN index) and publish it."""
     from ..jobs import submit
 
     handle = submit("ea.train_series", series=input_csv, name=name, train_until=train_until, embedding=embedding,
-                    params=_params(params))
+                    params=_params(params), read_options=_read_options(timestamp_col, value_col, duplicates))
     click.echo(f"submitted {handle.id}")
     if wait:
         click.echo(json.dumps(handle.wait(show_progress=True)))
@@ -53,12 +83,13 @@ def train_series(input_csv, name, train_until, embedding, params, wait) -> None:
 @click.option("--model", "name", required=True, help="Published detector model.")
 @click.option("--series-id", required=True, help="Which stream the points belong to (state is kept per id).")
 @click.option("--input", "input_csv", required=True, help="timestamp,value CSV of new points.")
-def score(name, series_id, input_csv) -> None:
+@_read_flags
+def score(name, series_id, input_csv, timestamp_col, value_col, duplicates) -> None:
     """Score new points of a stream with a published detector (state kept in Redis), raising incidents."""
     from anomaly.series import read_one_series
     from anomaly.service import score_points
 
-    series = read_one_series(input_csv)
+    series = read_one_series(input_csv, **_read_options(timestamp_col, value_col, duplicates))
     out = score_points(name, series_id, [str(t) for t in series.timestamps], series.values.tolist())
     click.echo(json.dumps({k: v for k, v in out.items() if k not in ("scores",)}))
 
