@@ -1,8 +1,16 @@
-"""Benchmark: this project's Node2Vec (and LightGCN) against named baselines on MovieLens.
+"""Benchmark: this project's graph models (Node2Vec, LightGCN, spectral) against named baselines.
 
-Data: ml-100k (``u1.base`` train / ``u1.test`` test) and ml-1m (``train.txt`` / ``test.txt``, LightGCN's
-split). Every method is trained on the train split and ranks all items for every test user, train items
-excluded; Recall@20 / NDCG@20 follow ``shared/bench/recsys_score.py`` (truth = the raw test sets).
+Data: ml-100k (``u1.base`` train / ``u1.test`` test), ml-1m (``train.txt`` / ``test.txt``, LightGCN's
+split; LightGCN stops on ``valid.txt``) and gowalla (``train.txt`` / ``valid.txt``: the paper's test file
+is held back, so LightGCN stops on a split it carves from the training data). Every method is trained on
+the train split and ranks all items for every test user, train items excluded; Recall@20 / NDCG@20
+follow ``shared/bench/recsys_score.py`` (truth = the raw test sets).
+
+The project's models (``node2vec``, ``lightgcn``, ``spectral``) take the path a user takes, as
+``ea eval recsys`` does: the data read by ``Interactions.read``, ``train_and_publish`` to Redis
+(``EA_REDIS_URL``, else the embedded one; a key prefix of the run's own, deleted at the end), then
+``RecommendationClient.recommend_many`` (the hnswlib index) for every test user. Their wall s is the
+fit alone (``train_and_publish``'s ``train_s``). Baselines are ranked exactly from their factors.
 
 Methods (each in its own subprocess: wall time of the fit, peak RSS of the process):
 
@@ -13,7 +21,8 @@ Methods (each in its own subprocess: wall time of the fit, peak RSS of the proce
 * ``node2vec-pkg``   the ``node2vec`` package (engine="node2vec"; ml-100k only: hopeless on ml-1m)
 * ``pecanpy``        PecanPy SparseOTF walks (p=q=1; ``pecanpy-pq``: p=0.5, q=2) + the same gensim
                      skip-gram as PecanPy's own ``embed`` (list of str walks)
-* ``lightgcn``       this project's LightGCN (skipped when ``recsys.lightgcn`` is absent)
+* ``lightgcn``       this project's LightGCN, its defaults
+* ``spectral``       this project's spectral model, its defaults
 * ``als``, ``bpr``   implicit 0.7, small grid each, best test Recall@20 reported (with its fit time)
 * ``popularity``     most interacted items
 
@@ -26,8 +35,8 @@ ml-100k and 0.002 on ml-1m, as much as the engines differ, so the Node2Vec and P
 of ``--seeds`` (default 10) runs on ml-100k and ``--seeds-ml1m`` (5) on ml-1m, with seeds 0, 1, ... (walk
 and skip-gram seed alike), their standard deviation, and the mean differences with their standard errors.
 
-Usage: nice -n 10 .venv/bin/python bench/recsys.py [--datasets ml-100k,ml-1m] [--only node2vec,pecanpy]
-       [--seeds 10] [--seeds-ml1m 5]
+Usage: nice -n 10 .venv/bin/python bench/recsys.py [--datasets ml-100k,ml-1m,gowalla] [--only node2vec,pecanpy]
+       [--seeds 10] [--seeds-ml1m 5] [--seeds-gowalla 1]
 """
 
 from __future__ import annotations
@@ -52,11 +61,13 @@ DATA = Path("/work/shared/data/recsys")
 DATASETS = {
     "ml-100k": ("ml-100k/u1.base", "ml-100k/u1.test", None),
     "ml-1m": ("ml-1m/train.txt", "ml-1m/test.txt", "ml-1m/valid.txt"),
+    "gowalla": ("gowalla/train.txt", "gowalla/valid.txt", None),
 }
 METHODS = [
     "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-gensim", "node2vec-pkg", "pecanpy", "pecanpy-pq",
-    "lightgcn", "als", "bpr", "popularity",
+    "lightgcn", "spectral", "als", "bpr", "popularity",
 ]
+SERVED = ("node2vec", "lightgcn", "spectral")  # trained, published and served as a user's would be
 SEEDED = ("node2vec", "node2vec-pq", "node2vec-gensim", "pecanpy", "pecanpy-pq")  # rows averaged over seeds
 K = 20
 WALK = {"dim": 64, "walk_length": 40, "walks_per_node": 10, "window": 10, "negative": 5, "sample": 1e-3,
@@ -117,6 +128,7 @@ def _implicit(train, kind: str):
 
     if kind == "als":
         grid = [{"factors": f, "regularization": r, "iterations": 15} for f in (64, 128) for r in (0.01, 0.1)]
+        grid.append({"factors": 128, "regularization": 5.0, "alpha": 40.0, "iterations": 15})  # Gowalla's best
         make = AlternatingLeastSquares
     else:
         grid = [{"factors": f, "learning_rate": lr, "regularization": 0.01, "iterations": 100}
@@ -137,18 +149,33 @@ def _popularity(train):
     return np.ones((train.n_users, 1), np.float32), counts[:, None], {}
 
 
-def _lightgcn(train, valid_path: Path | None, budget: float):
-    from recsys import Interactions
-    from recsys.lightgcn import LightGCN
+def _served(method: str, train, test_path: Path, valid_path: Path | None, params: dict) -> dict:
+    """Train and publish ``method`` as ``ea eval recsys`` does, then recommend through the serving client."""
+    import uuid
 
+    from recsys import Interactions, RecommendationClient, ranking_metrics
+    from recsys.training import train_and_publish
+
+    name = f"bench-{method}-{uuid.uuid4().hex[:8]}"
     valid = Interactions.read(valid_path) if valid_path else None
-    emb = LightGCN(time_budget_s=budget).fit(train, valid=valid)
-    u, v = emb.scoring_vectors()
-    done = [h for h in emb.history if h.get("stage") == "done"]
-    return u, v, {"history": done}
+    result = train_and_publish(train, algorithm=method, name=name, params=params, valid=valid, k=K)
+    test = Interactions.read(test_path)
+    truth: dict[str, set] = {}
+    for u, i in zip(test.user_ids[test.users], test.item_ids[test.items]):
+        truth.setdefault(str(u), set()).add(str(i))
+    users = list(truth)
+    recs = {}
+    t = time.perf_counter()
+    with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
+        for start in range(0, len(users), 1000):
+            for rec in client.recommend_many(users[start : start + 1000], k=K):
+                recs[rec.user] = rec.items
+    done = [h for h in result.history if h.get("stage") == "done"]
+    return {**ranking_metrics(recs, truth, K, n_items=train.n_items), "seconds": result.timings["train_s"],
+            "recommend_s": time.perf_counter() - t, "history": done}
 
 
-def run_worker(method: str, dataset: str, budget: float, seed: int = 0) -> dict:
+def run_worker(method: str, dataset: str, seed: int = 0) -> dict:
     import gensim.models  # noqa: F401 - imported before timing, for every method alike
     import numba  # noqa: F401
 
@@ -157,7 +184,10 @@ def run_worker(method: str, dataset: str, budget: float, seed: int = 0) -> dict:
     train_rel, test_rel, valid_rel = DATASETS[dataset]
     train = Interactions.read(DATA / train_rel)
     t = time.perf_counter()
-    if method.startswith("implicit-"):
+    if method in SERVED:
+        params = {**WALK, "seed": seed} if method == "node2vec" else {}
+        result = _served(method, train, DATA / test_rel, DATA / valid_rel if valid_rel else None, params)
+    elif method.startswith("implicit-"):
         best = None
         for u, v, extra in _implicit(train, method.split("-")[1]):
             metrics = _evaluate(train, DATA / test_rel, u, v)
@@ -165,9 +195,7 @@ def run_worker(method: str, dataset: str, budget: float, seed: int = 0) -> dict:
                 best = {**metrics, "seconds": extra["fit_s"], "params": extra["params"]}
         result = best
     else:
-        if method == "node2vec":
-            u, v, extra = _node2vec(train, seed)
-        elif method == "node2vec-pq":
+        if method == "node2vec-pq":
             u, v, extra = _node2vec(train, seed, p=0.5, q=2.0)
         elif method == "node2vec-gensim":
             u, v, extra = _node2vec(train, seed, trainer="gensim")
@@ -177,8 +205,6 @@ def run_worker(method: str, dataset: str, budget: float, seed: int = 0) -> dict:
             u, v, extra = _pecanpy(train, 1.0, 1.0, seed)
         elif method == "pecanpy-pq":
             u, v, extra = _pecanpy(train, 0.5, 2.0, seed)
-        elif method == "lightgcn":
-            u, v, extra = _lightgcn(train, DATA / valid_rel if valid_rel else None, budget)
         elif method == "popularity":
             u, v, extra = _popularity(train)
         else:
@@ -218,13 +244,12 @@ def _difference(ours: dict, theirs: dict) -> str:
     return f"{diff:+.4f} ± {se:.4f} (t = {diff / se if se else float('inf'):+.2f}; {len(a)} and {len(b)} seeds)"
 
 
-def run(method: str, dataset: str, budget: float, timeout: float, seed: int = 0) -> dict | None:
+def run(method: str, dataset: str, timeout: float, seed: int = 0) -> dict | None:
     env = dict(os.environ)
     worker = {"als": "implicit-als", "bpr": "implicit-bpr", "node2vec-cold": "node2vec"}.get(method, method)
     if method == "node2vec-cold":
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ea-numba-cold-")
-    cmd = [sys.executable, __file__, "--worker", worker, "--dataset", dataset, "--budget", str(budget),
-           "--seed", str(seed)]
+    cmd = [sys.executable, __file__, "--worker", worker, "--dataset", dataset, "--seed", str(seed)]
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -236,34 +261,42 @@ def run(method: str, dataset: str, budget: float, timeout: float, seed: int = 0)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _drop_keys(prefix: str) -> None:
+    """Delete this run's published models (every key under its prefix)."""
+    from vectorstore import ModelRegistry
+
+    client = ModelRegistry().client
+    keys = list(client.scan_iter(f"{prefix}*", count=1000))
+    for i in range(0, len(keys), 500):
+        client.delete(*keys[i : i + 500])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", default="ml-100k,ml-1m")
     ap.add_argument("--only", default=",".join(METHODS), help=f"comma-separated subset of {METHODS}")
-    ap.add_argument("--lightgcn-budget", type=float, default=300.0, help="LightGCN time_budget_s")
     ap.add_argument("--timeout", type=float, default=1200.0, help="per method and dataset, seconds")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--dataset", help=argparse.SUPPRESS)
-    ap.add_argument("--budget", type=float, default=300.0, help=argparse.SUPPRESS)
     ap.add_argument("--seeds", type=int, default=10,
                     help=f"seeds (walks and skip-gram) for {', '.join(SEEDED)} on ml-100k; mean and std reported")
     ap.add_argument("--seeds-ml1m", type=int, default=5,
                     help="the same on ml-1m (its per-seed spread is a third of ml-100k's; PecanPy takes ~3 min a run)")
+    ap.add_argument("--seeds-gowalla", type=int, default=1, help="the same on gowalla (one Node2Vec fit is ~1 min)")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(run_worker(args.worker, args.dataset, args.budget, args.seed)))
+        print(json.dumps(run_worker(args.worker, args.dataset, args.seed)))
         return
 
     methods = [m.strip() for m in args.only.split(",") if m.strip()]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise SystemExit(f"unknown method(s) {unknown}; valid: {METHODS}")
-    if "lightgcn" in methods and not (ROOT / "recsys" / "lightgcn.py").exists():
-        print("recsys/lightgcn.py not found: skipping lightgcn")
-        methods.remove("lightgcn")
+    # The served models publish under a key prefix of this run's own, deleted at the end.
+    prefix = os.environ.setdefault("EA_KEY_PREFIX", f"eabench:{os.getpid()}:")
     if "node2vec" in methods:  # untimed warm-up: fills the numba cache for the warm row
-        run("node2vec", "ml-100k", args.lightgcn_budget, args.timeout)
+        run("node2vec", "ml-100k", args.timeout)
     results: dict[tuple[str, str], dict] = {}
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     for dataset in [d.strip() for d in args.datasets.split(",")]:
@@ -271,9 +304,9 @@ def main() -> None:
             if method == "node2vec-pkg" and dataset != "ml-100k":
                 continue
             print(f"running {method} on {dataset}...", flush=True)
-            n_seeds = args.seeds_ml1m if dataset == "ml-1m" else args.seeds
+            n_seeds = {"ml-1m": args.seeds_ml1m, "gowalla": args.seeds_gowalla}.get(dataset, args.seeds)
             seeds = range(n_seeds) if method in SEEDED else [0]
-            runs = [run(method, dataset, args.lightgcn_budget, args.timeout, seed) for seed in seeds]
+            runs = [run(method, dataset, args.timeout, seed) for seed in seeds]
             r = _mean_of([x for x in runs if x is not None])
             if r is not None:
                 results[(dataset, method)] = r
@@ -282,25 +315,28 @@ def main() -> None:
                 print(f"  recall@{K}={r[f'recall@{K}']:.4f} ndcg@{K}={r[f'ndcg@{K}']:.4f} "
                       f"time={r['seconds']:.2f}s peak={r['peak_mb']:.0f}MB", flush=True)
 
+    _drop_keys(prefix)
     headers = ["dataset", "method", f"Recall@{K}", f"NDCG@{K}", "wall s", "peak RSS MB",
-               "time / node2vec (native)", "native Recall / this", "note"]
+               "time / node2vec (native)", "native Recall / this", "Recall / ALS", "note"]
     rows = []
     for (dataset, method), r in results.items():
         ref = results.get((dataset, "node2vec"))
         ratio_t = r["seconds"] / ref["seconds"] if ref else float("nan")
         ratio_r = ref[f"recall@{K}"] / r[f"recall@{K}"] if ref and r[f"recall@{K}"] else float("nan")
+        als = results.get((dataset, "als"))
+        ratio_als = r[f"recall@{K}"] / als[f"recall@{K}"] if als else float("nan")
         note = ""
         if "params" in r:
             note = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         elif r.get("history"):
             h = r["history"][-1]
-            note = f"best epoch {h.get('best_epoch')}, stopped: {h.get('stopped')}"
+            note = ", ".join(f"{k}: {h[k]}" for k in ("validation", "best_epoch", "reason") if k in h)
         recall, ndcg = r[f"recall@{K}"], r[f"ndcg@{K}"]
         if "std" in r:
             recall = f"{recall:.4f} ± {r['std'][f'recall@{K}']:.4f}"
             ndcg = f"{ndcg:.4f} ± {r['std'][f'ndcg@{K}']:.4f}"
             note = f"mean ± std of {r['seeds']} seeds"
-        rows.append([dataset, method, recall, ndcg, r["seconds"], r["peak_mb"], ratio_t, ratio_r, note])
+        rows.append([dataset, method, recall, ndcg, r["seconds"], r["peak_mb"], ratio_t, ratio_r, ratio_als, note])
     comparisons = []
     for dataset in {d for d, _ in results}:
         for ours, theirs in (("node2vec", "pecanpy"), ("node2vec-pq", "pecanpy-pq"), ("node2vec-gensim", "pecanpy")):

@@ -225,3 +225,40 @@ def test_normal_init_learns_too(data):
     items, _ = top_k(emb.user_vectors, emb.item_vectors, 5, exclude=train.user_matrix())
     same = community_of_item(train.item_ids[items]) == community_of_user(train.user_ids)[:, None]
     assert same.mean() > 0.8
+
+
+# -- stopping on convergence ---------------------------------------------------------------------------
+
+
+def test_carved_split_holds_out_a_share_of_each_users_interactions_except_sparse_users():
+    from recsys._holdout import carve_validation
+
+    rng = np.random.default_rng(0)
+    counts = np.r_[np.full(20, 4), np.full(30, 40)]  # 20 sparse users, 30 with 40 interactions
+    rows = np.repeat(np.arange(50), counts)
+    cols = np.concatenate([rng.choice(100, c, replace=False) for c in counts])
+    m = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(50, 100))
+    fit, held = carve_validation(m, 0.05, 10, seed=3)
+    assert (fit + held != m).nnz == 0 and fit.multiply(held).nnz == 0
+    held_per_user = np.diff(held.indptr)
+    assert (held_per_user[:20] == 0).all() and (held_per_user[20:] == 2).all()
+    again, _ = carve_validation(m, 0.05, 10, seed=3)
+    assert (again != fit).nnz == 0
+
+
+def test_without_valid_it_carves_one_stops_on_a_plateau_and_refits_on_everything():
+    train_df, _ = planted(per_user=12)
+    train = Interactions.from_frame(train_df)
+    events = []
+    emb = make_model("lightgcn", epochs=500, eval_every=1, patience=2, refit_epochs=2, **FAST).fit(
+        train, progress=events.append)
+    done = emb.history[-1]
+    assert done["validation"] == "carved" and done["stopped"] == "converged"
+    assert "recall@20 did not improve" in done["reason"] and "2 evaluations" in done["reason"]
+    trained = [e for e in events if e["stage"] == "train"]
+    assert len(trained) < 500 and all("recall@20" in e and "ndcg@20" in e for e in trained)
+    assert len(trained) - done["best_epoch"] == 2
+    assert [e["stage"] for e in events[-2:]] == ["refit", "refit"]
+    # no clock was involved: the same fit again gives the same vectors
+    again = make_model("lightgcn", epochs=500, eval_every=1, patience=2, refit_epochs=2, **FAST).fit(train)
+    np.testing.assert_array_equal(emb.user_vectors, again.user_vectors)
