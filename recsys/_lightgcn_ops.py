@@ -72,6 +72,10 @@ class SymmetricPropagation(torch.autograd.Function):
     Because ``A`` is symmetric, the operator is self-adjoint: the gradient of ``x`` is the same sum
     applied to the output gradient. One node for all layers keeps no intermediate layer outputs alive and
     never builds ``A``'s transpose (which is what autograd through ``torch.sparse.mm`` would do).
+
+    Kept instead of ``torch_geometric.nn.LGConv`` because it is faster (``bench/propagation.py``, one run on
+    Gowalla's graph, 3 layers, 64-d, forward + backward, 2 threads): LGConv over the same torch sparse CSR
+    took 1.9x the CPU time (1.4x wall), LGConv over ``edge_index`` 11x. The tests check it against LGConv.
     """
 
     @staticmethod
