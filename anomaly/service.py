@@ -193,20 +193,15 @@ def entity_outliers(name: str, kind: str = "users", *, k: int = 10, registry: Mo
     if kind not in ("users", "items"):
         raise InvalidParameter(f"kind={kind!r} must be 'users' or 'items'")
     registry = registry or ModelRegistry()
-    if kind == "items":
-        mv = registry.load(name, parts=["item_vectors", "item_ids"])
-        if mv.meta.get("kind") != "recsys":
-            raise InvalidParameter(f"model {name!r} is not a graph model")
-        ids, vectors = json.loads(mv.blobs["item_ids"]), mv.arrays["item_vectors"]
-        version = mv.version
-    else:
-        version = registry.active_version(name)
-        manifest = registry.manifest(name, version)
-        if manifest["meta"].get("kind") != "recsys":
-            raise InvalidParameter(f"model {name!r} is not a graph model")
-        rows = registry.read_table(name, version, "user_vectors")
-        ids = list(rows)
-        vectors = np.stack([np.frombuffer(v, "<f4") for v in rows.values()])
+    # recsys owns its stored format and says which vectors each model's entities are compared by.
+    from recsys.entities import entity_vectors
+    from recsys.exceptions import ModelUnavailable
+
+    try:
+        entities = entity_vectors(registry, name, kind)
+    except ModelUnavailable:
+        raise InvalidParameter(f"model {name!r} is not a graph model") from None
+    ids, vectors, version = entities.ids, entities.vectors, entities.version
     df = knn_outliers(vectors, ids, k=k, space="cosine")
     df.attrs.update(model=name, version=version, kind=kind)
     if alert:

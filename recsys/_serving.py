@@ -24,12 +24,22 @@ TOPN = "topn"
 
 @dataclass(frozen=True)
 class ServingModel:
-    """One model version loaded for serving."""
+    """One model version loaded for serving.
+
+    Each client path reads its own vectors (see :mod:`recsys.publish`): ``index`` answers users' and
+    folded-in histories' queries, ``fold_in_vectors`` make the latter, ``similar_vectors`` against
+    ``similar_index`` rank similar items (without a model's own: an item's fold-in vector against
+    ``index``). A version published before they existed serves every path from ``item_vectors`` and
+    ``index``.
+    """
 
     name: str
     version: int
     index: ItemIndex
     item_vectors: np.ndarray
+    fold_in_vectors: np.ndarray
+    similar_vectors: np.ndarray
+    similar_index: ItemIndex
     item_ids: np.ndarray
     item_pos: dict[str, int]
     popular: np.ndarray  # dense item ids by decreasing popularity
@@ -52,11 +62,16 @@ class ServingModel:
         if mv.meta.get("kind") != "recsys":
             raise ModelUnavailable(f"{name!r} v{mv.version} is a {mv.meta.get('kind')!r} model, not recsys")
         index = ItemIndex.from_bytes(mv.blobs["index"])
+        similar_index = ItemIndex.from_bytes(mv.blobs["similar_index"]) if "similar_index" in mv.blobs else index
+        items = mv.arrays["item_vectors"]
+        fold_in = mv.arrays.get("fold_in_vectors", items)
         item_ids = np.asarray(json.loads(mv.blobs["item_ids"]), dtype=object)
         popularity = mv.arrays["item_popularity"]
         metadata = json.loads(mv.blobs["item_metadata"]) if "item_metadata" in mv.blobs else {}
         return cls(
-            name=name, version=mv.version, index=index, item_vectors=mv.arrays["item_vectors"],
+            name=name, version=mv.version, index=index, item_vectors=items,
+            fold_in_vectors=fold_in, similar_vectors=mv.arrays.get("similar_vectors", fold_in),
+            similar_index=similar_index,
             item_ids=item_ids, item_pos={str(i): n for n, i in enumerate(item_ids)},
             popular=np.argsort(-popularity, kind="stable"), popularity=popularity,
             metadata=metadata, meta=mv.meta,

@@ -374,7 +374,9 @@ class RecommendationClient:
         return out  # type: ignore[return-value]
 
     def similar_items(self, item: str | int, k: int = 10, *, fields: list[str] | None = None) -> Recommendations:
-        """The ``k`` items nearest to ``item`` in the embedding space (from memory; works without Redis).
+        """The ``k`` items most similar to ``item`` by the model's own similarity vectors (from memory; works
+        without Redis). Scores are the model's similarity (e.g. Node2Vec: skip-gram's log-odds that an
+        item occurs near ``item``, plus its prior), not comparable across models.
 
         Raises:
             UnknownItem: the model does not know ``item``.
@@ -382,7 +384,8 @@ class RecommendationClient:
         k = _check_k(k)
         model = self._model
         pos = self._dense_one(model, _check_id(item, "item"))
-        ids, scores = model.index.query(model.item_vectors[pos], k=min(k, model.n_items - 1) or 1, exclude=[pos])
+        ids, scores = model.similar_index.query(model.similar_vectors[pos], k=min(k, model.n_items - 1) or 1,
+                                                exclude=[pos])
         keep = ids >= 0
         return self._result(model, ids[keep], scores[keep], "similar", None, fields)
 
@@ -390,15 +393,16 @@ class RecommendationClient:
                               fields: list[str] | None = None) -> Recommendations:
         """Recommendations for a user the model has never seen, folded in from the items they used.
 
-        The user's vector is the mean of the known items' vectors; the history is excluded. Unknown item ids
-        are ignored; with none known, popular items are returned (``source="popularity"``). Needs no Redis.
+        The user's vector is the mean of the known items' fold-in vectors (the model's own, e.g. Node2Vec's
+        item input vectors; else its item vectors); the history is excluded. Unknown item ids are ignored;
+        with none known, popular items are returned (``source="popularity"``). Needs no Redis.
         """
         k = _check_k(k)
         model = self._model
         known = self._dense(model, [_check_id(i, "item") for i in items], missing_ok=True)
         if not known:
             return self._popular(model, None, k, None, None, fields, strict=False)
-        vector = model.item_vectors[sorted(known)].mean(axis=0)
+        vector = model.fold_in_vectors[sorted(known)].mean(axis=0)
         ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=known)
         keep = ids >= 0
         return self._result(model, ids[keep], scores[keep], "history", None, fields)

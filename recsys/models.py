@@ -58,8 +58,9 @@ class GraphEmbeddings:
             or whose item vectors live in another space than user vectors (Node2Vec: items' input
             vectors, where item_vectors are context vectors); ``None``: the item vectors.
         similar_vectors, similar_targets: optional float32 ``n_items x d'`` each, set together: item j's
-            similarity to item x is ``similar_vectors[x] . similar_targets[j]``; ``None``: item x's
-            item vector against the item index (``item_vectors[x] . item_vectors[j]`` in ``space``).
+            similarity to item x is ``similar_vectors[x] . similar_targets[j]``; ``None``: what a user
+            whose history is item x alone is recommended (x's fold-in vector against the item index;
+            ``item_vectors[x] . item_vectors[j]`` for a model without fold-in vectors).
         user_outliers: the users' vectors for entity outliers: ``"user"`` (user_vectors) or
             ``"history"`` (each user's mean of their items' fold-in vectors, centred by the mean of all
             items' fold-in vectors: a user whose items look like a random draw from the catalogue sits
@@ -135,7 +136,7 @@ class GraphEmbeddings:
             "recommend": f"user_vectors -> item index ({self.space})",
             "fold_in": f"mean of {fold} -> item index",
             "similar": "similar_vectors -> similar_targets (ip)" if self.similar_vectors is not None
-            else "item_vectors -> item index",
+            else f"{fold} -> item index",
             "user_outliers": "user_vectors" if self.user_outliers == "user" else f"centred mean of {fold}",
             "item_outliers": "item_vectors" if self.item_outliers == "item" else fold,
         }

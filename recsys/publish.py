@@ -10,11 +10,20 @@ item_popularity    array    float32 n_items: summed interaction weights (popular
 index              blob     :class:`~vectorstore.ItemIndex` over ``item_vectors`` (inner product)
 item_ids           blob     JSON list of external item ids, by dense item id
 item_metadata      blob     JSON ``{column: [value per item]}`` (optional: titles, categories...)
+fold_in_vectors    array    float32 n_items x d, optional: a history's mean of them is its query against
+                            ``index`` (absent: ``item_vectors``)
+similar_vectors    array    float32 n_items x d', optional: item x's query against ``similar_index``
+similar_index      blob     optional :class:`~vectorstore.ItemIndex` over the model's ``similar_targets``
+                            (both absent: item x's fold-in vector against ``index``)
 user_vectors       table    external user id -> float32 scoring vector bytes
 seen               table    external user id -> int32 dense ids of the user's training items
 =================  =======  =============================================================================
 
-``meta`` carries ``kind="recsys"``, the algorithm, its parameters, metrics, the index parameters and sizes.
+``meta`` carries ``kind="recsys"``, the algorithm, its parameters, metrics, the index parameters and sizes,
+``paths`` (which vectors serve each client path: :meth:`GraphEmbeddings.paths`), ``outliers`` (what
+:func:`recsys.entities.entity_vectors` reads: ``{"users": "user_vectors" | "history", "history_vectors":
+part, "items": part}``) and ``ann_recall`` (:func:`recsys._indexing.build_indexes`: recall@10 of
+every path against exact search, measured on 500 sampled users and items at publication, >= 0.99).
 """
 
 from __future__ import annotations
@@ -27,24 +36,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vectorstore import ItemIndex, ModelRegistry
+from vectorstore import ModelRegistry
 
+from ._indexing import INDEX_PARAMS, build_indexes
 from .exceptions import InvalidParameter
 from .interactions import Interactions
 from .models import GraphEmbeddings
 
-__all__ = ["INDEX_PARAMS", "build_item_index", "item_metadata_columns", "publish_embeddings"]
+__all__ = ["INDEX_PARAMS", "item_metadata_columns", "publish_embeddings"]
 
 log = logging.getLogger(__name__)
-
-# M=32 / ef_construction=200 / ef=200: ANN recall@10 >= 0.99 against exact search on catalogues of
-# millions of 64-d items (bench/serving.py); the query ef is raised further when exclusions need it.
-INDEX_PARAMS = {"M": 32, "ef_construction": 200, "ef": 200}
-
-
-def build_item_index(item_vectors: np.ndarray, **params: Any) -> ItemIndex:
-    """The inner-product item index over scoring vectors (``INDEX_PARAMS`` unless overridden)."""
-    return ItemIndex.build(item_vectors, space="ip", **{**INDEX_PARAMS, **params})
 
 
 def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray) -> dict[str, list] | None:
@@ -99,16 +100,28 @@ def publish_embeddings(
             f"embeddings are {users.shape[0]} users x {items.shape[0]} items, "
             f"interactions {interactions.n_users} x {interactions.n_items}"
         )
-    index = build_item_index(items)
     matrix = interactions.user_matrix()
+    fold = embeddings.fold_in_vectors if embeddings.fold_in_vectors is not None else items
+    indexes = build_indexes(matrix, users, items, fold, embeddings.similar_vectors, embeddings.similar_targets)
+    index = indexes.index
     popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
     user_ids = interactions.user_ids.tolist()
     user_rows = {uid: users[u].tobytes() for u, uid in enumerate(user_ids)}
     seen_rows = {uid: matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]].astype("<i4").tobytes()
                  for u, uid in enumerate(user_ids)}
     blobs = {"index": index.to_bytes(), "item_ids": json.dumps(interactions.item_ids.tolist()).encode()}
+    arrays = {"item_vectors": items, "item_popularity": popularity}
     if item_metadata:
         blobs["item_metadata"] = json.dumps(item_metadata).encode()
+    if embeddings.fold_in_vectors is not None:
+        arrays["fold_in_vectors"] = embeddings.fold_in_vectors
+    if indexes.similar is not None:
+        arrays["similar_vectors"] = embeddings.similar_vectors
+        blobs["similar_index"] = indexes.similar.to_bytes()
+    fold_part = "fold_in_vectors" if "fold_in_vectors" in arrays else "item_vectors"
+    outliers = {"users": "user_vectors" if embeddings.user_outliers == "user" else "history",
+                "history_vectors": fold_part,
+                "items": "item_vectors" if embeddings.item_outliers == "item" else fold_part}
     meta = {
         "kind": "recsys",
         "algorithm": algorithm,
@@ -120,12 +133,16 @@ def publish_embeddings(
         "params": embeddings.params,
         "metrics": dict(metrics or {}),
         "index": index.params,
+        "similar_index": indexes.similar.params if indexes.similar is not None else None,
+        "ann_recall": indexes.report,
+        "paths": embeddings.paths(),
+        "outliers": outliers,
         "fields": sorted(item_metadata) if item_metadata else [],
         **dict(extra_meta or {}),
     }
     version = registry.publish(
         name,
-        arrays={"item_vectors": items, "item_popularity": popularity},
+        arrays=arrays,
         blobs=blobs,
         tables={"user_vectors": user_rows, "seen": seen_rows},
         meta=meta,

@@ -12,11 +12,13 @@ from typing import Any
 import hnswlib
 import numpy as np
 
+from ._search import exclusions, top_k_columns
 from .exceptions import IntegrityError, InvalidModelData
 
-__all__ = ["ItemIndex", "SPACES"]
+__all__ = ["ItemIndex", "MIPS", "SPACES"]
 
 SPACES = ("ip", "l2", "cosine")
+MIPS = ("augmented", "native")
 _MAGIC = b"EAIDX1\n"
 
 
@@ -45,14 +47,22 @@ class ItemIndex:
     or ``"l2"`` (score = squared L2 distance, lower is nearer). ``query`` returns ids and scores; for ip
     and cosine higher scores are better, for l2 lower distances are.
 
-    Inner product is not a metric, and HNSW graphs built on it lose recall badly when vector norms vary
-    (measured: recall@10 0.03 on Node2Vec vectors of ml-1m). So ``"ip"`` is served as an L2 search over
-    vectors augmented with one coordinate ``sqrt(R^2 - |x|^2)`` (R = the largest norm; Bachrach et al.
-    2014): the L2 order of ``[q, 0]`` against them is exactly the inner-product order, and the graph
-    keeps its recall (0.9997 there).
+    Inner product is not a metric, and which HNSW graph keeps its recall depends on the data, so ``"ip"``
+    is served one of two ways (``mips``):
 
-    Batches of queries on small catalogues, and queries whose exclusions cover much of the catalogue, are
-    answered by exact blocked matrix products instead: faster there, and exact.
+    * ``"augmented"`` (default): an L2 search over vectors augmented with one coordinate
+      ``sqrt(R^2 - |x|^2)`` (R = the largest norm; Bachrach et al. 2014): the L2 order of ``[q, 0]``
+      against them is exactly the inner-product order. Recall@10 at M=32, ef=200: 0.9998 on Node2Vec
+      vectors of ml-1m (users' input vectors against items' context vectors), but 0.48 on 100k clustered
+      vectors whose norms vary 0.3-3x, where the augmented coordinate crowds the graph.
+    * ``"native"``: hnswlib's own ``ip`` space: 1.0 on those clustered vectors, 0.90 on Node2Vec's.
+
+    Neither wins everywhere: :func:`vectorstore.recall.tune_index` measures both on the queries a model
+    will serve and keeps one that reaches the recall asked for, or exact search (``exact=True``).
+
+    Batches of queries on small catalogues, queries whose exclusions cover much of the catalogue, and
+    every query of an index built or set ``exact`` are answered by exact blocked matrix products: faster
+    there, and exact.
 
     Build with :meth:`build`; serialise with :meth:`to_bytes` / :meth:`from_bytes`, which carry the
     parameters (including ``ef``, which hnswlib itself does not save) in a JSON header, never pickle.
@@ -83,14 +93,23 @@ class ItemIndex:
         ef: int = 100,
         num_threads: int = -1,
         seed: int = 100,
+        mips: str = "augmented",
+        exact: bool = False,
     ) -> ItemIndex:
         """Index ``vectors`` (n x d) under ``ids`` (default ``0..n-1``).
 
+        Args:
+            mips: how ``space="ip"`` is searched: ``"augmented"`` (L2 on augmented vectors) or
+                ``"native"`` (hnswlib's ip space); see the class docstring. Ignored for other spaces.
+            exact: answer every query by exact search (the graph is still built, for :meth:`set_exact`).
+
         Raises:
-            InvalidModelData: bad vectors, ids of the wrong length or repeated, unknown space or params.
+            InvalidModelData: bad vectors, ids of the wrong length or repeated, unknown space, mips or params.
         """
         if space not in SPACES:
             raise InvalidModelData(f"space={space!r} is not one of {SPACES}")
+        if mips not in MIPS:
+            raise InvalidModelData(f"mips={mips!r} is not one of {MIPS}")
         if M < 2 or ef_construction < 1 or ef < 1:
             raise InvalidModelData(f"M={M}, ef_construction={ef_construction}, ef={ef} must be >= 1 (M >= 2)")
         arr = as_vectors(vectors)
@@ -107,15 +126,17 @@ class ItemIndex:
             if np.unique(labels).size != n:
                 raise InvalidModelData("ids must be unique")
         params: dict[str, Any] = {"space": space, "dim": dim, "M": M, "ef_construction": ef_construction,
-                                  "ef": ef, "count": n}
-        stored = arr
+                                  "ef": ef, "count": n, "exact": bool(exact)}
         if space == "ip":
+            params["mips"] = mips
+        stored = arr
+        if space == "ip" and mips == "augmented":
             norms = np.linalg.norm(arr.astype(np.float64), axis=1)
             radius = float(norms.max())
             extra = np.sqrt(np.maximum(radius**2 - norms**2, 0.0)).astype(np.float32)[:, None]
             stored = np.ascontiguousarray(np.hstack([arr, extra]))
             params["mips_radius"] = radius
-        index = hnswlib.Index(space=_hnsw_space(space), dim=stored.shape[1])
+        index = hnswlib.Index(space=_hnsw_space(params), dim=stored.shape[1])
         index.init_index(max_elements=n, ef_construction=ef_construction, M=M, random_seed=seed)
         index.add_items(stored, labels, num_threads=num_threads)
         out = cls(index, params)
@@ -136,6 +157,20 @@ class ItemIndex:
     @property
     def ef(self) -> int:
         return int(self.params["ef"])
+
+    @property
+    def exact(self) -> bool:
+        """Whether every query is answered by exact search."""
+        return bool(self.params.get("exact", False))
+
+    @property
+    def _augmented(self) -> bool:
+        # Blobs written before ``mips`` existed are augmented inner-product indexes.
+        return self.space == "ip" and self.params.get("mips", "augmented") == "augmented"
+
+    def set_exact(self, exact: bool) -> None:
+        """Answer every query by exact search (True) or let :meth:`query` choose (False); kept in :attr:`params`."""
+        self.params["exact"] = bool(exact)
 
     def set_ef(self, ef: int) -> None:
         """Change the query-time beam width (recall/speed trade-off); kept in :attr:`params`."""
@@ -185,7 +220,8 @@ class ItemIndex:
             k: neighbours wanted; more than the index holds gives what it holds.
             exclude: ids never to return: one collection (or int array) for every query, or one per row.
             num_threads: hnswlib threads for a batch.
-            exact: force exact search (True) or the HNSW graph (False); ``None`` picks the faster.
+            exact: force exact search (True) or the HNSW graph (False); ``None``: exact if the index is
+                set so (:attr:`exact`), else the faster.
 
         Returns:
             ``(ids, scores)``, each m x k' (k' <= k). Rows that run out of candidates after exclusion are
@@ -201,7 +237,7 @@ class ItemIndex:
         if q.shape[1] != self.dim:
             raise InvalidModelData(f"query has dimension {q.shape[1]}, the index has {self.dim}")
         n, rows = len(self), q.shape[0]
-        per_row = _exclusions(exclude, rows)
+        per_row = exclusions(exclude, rows)
         k_out = min(int(k), n)
         labels = np.full((rows, k_out), -1, dtype=np.int64)
         scores = np.full((rows, k_out), np.nan, dtype=np.float32)
@@ -209,7 +245,7 @@ class ItemIndex:
             excluded = np.array([e.size for e in per_row], dtype=np.int64)
             fetch = np.minimum(n, k_out + excluded)
             if exact is None:
-                exact = n <= self.EXACT_MAX_ITEMS and rows * n <= self.EXACT_BUDGET and rows >= 16
+                exact = self.exact or n <= self.EXACT_MAX_ITEMS and rows * n <= self.EXACT_BUDGET and rows >= 16
             heavy = fetch > n // 2  # most of the catalogue excluded: a graph search would need it all
             if rows == 1:  # the latency path: no bucketing, no set algebra
                 if exact or heavy[0]:
@@ -231,7 +267,7 @@ class ItemIndex:
         return (labels[0], scores[0]) if single else (labels, scores)
 
     def _query_graph(self, q, sel, per_row, fetch, k_out, labels, scores, num_threads, *, filtered: bool) -> None:
-        if self.space == "ip":
+        if self._augmented:
             data = np.zeros((len(sel), self.dim + 1), np.float32)
             data[:, : self.dim] = q[sel]
         else:
@@ -284,7 +320,7 @@ class ItemIndex:
                     rows_of, cols = rows_of[found], pos[found]
                 inside = (cols >= 0) & (cols < n)
                 sims[rows_of[inside], cols[inside]] = -np.inf
-            top = _top_k_columns(sims, k_out)
+            top = top_k_columns(sims, k_out)
             top_s = np.take_along_axis(sims, top, axis=1)
             order = np.argsort(-top_s, axis=1, kind="stable")
             top, top_s = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
@@ -296,8 +332,8 @@ class ItemIndex:
     def _scores(self, distances: np.ndarray, queries: np.ndarray) -> np.ndarray:
         if self.space == "l2":
             return distances
-        if self.space == "cosine":
-            return 1.0 - distances  # hnswlib returns 1 - cosine
+        if self.space == "cosine" or not self._augmented:
+            return 1.0 - distances  # hnswlib returns 1 - cosine, and 1 - q.x in its ip space
         # Augmented L2: |q|^2 + R^2 - 2 q.x = d, so q.x = (|q|^2 + R^2 - d) / 2.
         radius2 = float(self.params["mips_radius"]) ** 2
         if len(queries) == 1:
@@ -340,8 +376,8 @@ class ItemIndex:
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
-            stored_dim = int(params["dim"]) + (1 if params["space"] == "ip" else 0)
-            index = hnswlib.Index(space=_hnsw_space(params["space"]), dim=stored_dim)
+            augmented = _hnsw_space(params) == "l2" and params["space"] == "ip"
+            index = hnswlib.Index(space=_hnsw_space(params), dim=int(params["dim"]) + int(augmented))
             try:
                 index.load_index(path, max_elements=int(params["count"]))
             except RuntimeError as exc:
@@ -353,58 +389,11 @@ class ItemIndex:
         return cls(index, params)
 
 
-def _top_k_columns(sims: np.ndarray, k: int, block: int = 64) -> np.ndarray:
-    """Column indices of the ``k`` largest values of each row (unordered), faster than a full argpartition.
-
-    The k-th largest value of a row is at least the k-th largest of its block maxima, so only values
-    reaching that bound are candidates: a few per row instead of every column.
-    """
-    rows, n = sims.shape
-    if k >= n:
-        return np.tile(np.arange(n), (rows, 1))
-    blocks = -(-n // block)
-    if blocks <= k * 2:
-        return np.argpartition(sims, n - k, axis=1)[:, n - k :]
-    padded = sims
-    if blocks * block != n:
-        padded = np.full((rows, blocks * block), -np.inf, dtype=sims.dtype)
-        padded[:, :n] = sims
-    maxima = padded.reshape(rows, blocks, block).max(axis=2)
-    bound = np.partition(maxima, blocks - k, axis=1)[:, blocks - k]
-    out = np.empty((rows, k), dtype=np.int64)
-    hit_rows, hit_cols = np.nonzero(sims >= bound[:, None])
-    starts = np.searchsorted(hit_rows, np.arange(rows + 1))
-    for r in range(rows):
-        cols = hit_cols[starts[r] : starts[r + 1]]
-        if cols.size < k:  # only when -inf (excluded) values tie the bound: fall back for this row
-            out[r] = np.argpartition(sims[r], n - k)[n - k :]
-        elif cols.size == k:
-            out[r] = cols
-        else:
-            out[r] = cols[np.argpartition(sims[r, cols], cols.size - k)[cols.size - k :]]
-    return out
-
-
-def _hnsw_space(space: str) -> str:
-    return "l2" if space == "ip" else space
+def _hnsw_space(params: dict[str, Any]) -> str:
+    """hnswlib's space for an index's params: augmented inner product is searched as L2."""
+    space = params["space"]
+    return "l2" if space == "ip" and params.get("mips", "augmented") == "augmented" else space
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-
-
-def _exclusions(exclude: Any, rows: int) -> list[np.ndarray]:
-    """One int64 array of excluded ids per query row (duplicates are harmless)."""
-    empty = np.empty(0, dtype=np.int64)
-    if exclude is None:
-        return [empty] * rows
-    if isinstance(exclude, np.ndarray) and exclude.ndim == 1:
-        return [exclude.astype(np.int64, copy=False)] * rows
-    exclude = list(exclude)
-    if exclude and all(isinstance(e, Iterable) and not isinstance(e, str | bytes) for e in exclude):
-        if len(exclude) != rows:
-            raise InvalidModelData(f"exclude has {len(exclude)} rows for {rows} queries")
-        return [e.astype(np.int64, copy=False) if isinstance(e, np.ndarray) else np.fromiter(e, dtype=np.int64)
-                for e in exclude]
-    shared = np.unique(np.asarray(exclude, dtype=np.int64)) if exclude else empty
-    return [shared] * rows
