@@ -7,7 +7,7 @@ excluded; test items never seen in training stay in the denominator (they cannot
 Usage::
 
     nice -n 10 .venv/bin/python bench/lightgcn_tune.py [--data DIR] [--k 20] [--threads 2]
-        [--lightgcn '{"time_budget_s": 280}'] [--skip-baselines]
+        [--lightgcn '{"reg": 1e-4}'] [--skip-baselines]
 
 Prints one row per model (Recall@k, NDCG@k, fit wall and CPU seconds, epochs, peak RSS growth during the
 fit) and the ratios to implicit ALS, then the machine's load average (the machine may be shared).
@@ -120,7 +120,7 @@ def main() -> None:
             rows.append({"model": name, **evaluate(train, test, u, i, args.k), "fit_s": wall, "cpu_s": cpu,
                          "epochs": "", "peak_mb": mem, "note": note})
 
-    params = {"threads": args.threads, "seed": args.seed, "time_budget_s": 280, **json.loads(args.lightgcn)}
+    params = {"threads": args.threads, "seed": args.seed, **json.loads(args.lightgcn)}
 
     def progress(event: dict) -> None:
         if args.verbose:

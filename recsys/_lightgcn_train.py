@@ -167,7 +167,7 @@ def train(
         refit_matrix: every interaction (``train_matrix`` plus the part carved from it as
             ``valid_matrix``): after stopping, the best epoch's ego embeddings train ``cfg.refit_epochs``
             more epochs on it (stage ``"refit"``) and are propagated over its graph, so the held-out
-            interactions count in the final embeddings.
+            interactions count in the final embeddings (without the extra epochs after a time budget).
 
     Returns:
         ``TrainResult`` with float32 numpy user and item vectors; ``stopped`` is ``"converged"``,
@@ -260,7 +260,9 @@ def _train(
             ego.copy_(best[2])
     if refit_matrix is not None:
         graph = _Graph(refit_matrix, cfg.reject_positives)
-        for extra in range(1, cfg.refit_epochs + 1):
+        # A fit stopped by its time budget skips the extra epochs; the propagation over the whole graph
+        # below still brings the held-out interactions in.
+        for extra in range(1, 0 if stopped == "time_budget" else cfg.refit_epochs + 1):
             t0 = time.perf_counter()
             loss = _epoch(graph, ego, optimizer, cfg, rng, lambda: False)
             record = {"stage": "refit", "epoch": len(history) + 1, "loss": loss,

@@ -46,12 +46,15 @@ class Spectral(GraphModel):
     """Spectral embeddings of the user-item graph (no training loop); ``space="ip"``.
 
     Hyper-parameters (keyword arguments, see ``defaults``):
-        dim: K, the number of singular triplets (the embedding size).
+        dim: K, the number of singular triplets (the embedding size); None: :func:`auto_dim` of the
+            graph's size.
         weight: exponent p of the spectral filter ``phi(s) = s ** p`` (0: every component alike; larger:
             the leading, smoothest components dominate).
         item_degree: exponent of the item degree on the item vectors (0: symmetric normalisation;
             0.5: undoes the item side of it, favouring popular items).
-        oversample: extra columns of the randomized SVD's block (accuracy of the last components).
+        oversample: extra columns of the randomized SVD's block. More make the last singular values more
+            accurate, but barely change the ranking, since ``weight`` makes them count little (Gowalla
+            valid, dim 512: Recall@20 0.1964 with 64 in 24 CPU-s, 0.1973 with 256 in 36 CPU-s).
         power_iterations: subspace iterations of the randomized SVD.
         seed: seed of the SVD's random start; same seed -> same embeddings.
         threads: BLAS threads during the fit (the SVD is dense products on tall blocks).
@@ -62,10 +65,10 @@ class Spectral(GraphModel):
 
     name: ClassVar[str] = "spectral"
     defaults: ClassVar[dict[str, Any]] = {
-        "dim": 512,
-        "weight": 1.0,
-        "item_degree": 0.5,
-        "oversample": 256,
+        "dim": None,
+        "weight": 2.0,
+        "item_degree": 0.25,
+        "oversample": 64,
         "power_iterations": 4,
         "seed": 0,
         "threads": 2,
@@ -73,8 +76,11 @@ class Spectral(GraphModel):
 
     def validate(self, params: dict[str, Any]) -> None:
         """Check every hyper-parameter; raise :class:`InvalidParameter` naming the first bad one."""
-        check_positive_int(params, "dim", "threads")
-        check_positive_int(params, "oversample", "power_iterations", "seed", minimum=0)
+        check_positive_int(params, "threads")
+        check_positive_int(params, "power_iterations", "seed", minimum=0)
+        if params["dim"] is not None:
+            check_positive_int(params, "dim")
+        check_positive_int(params, "oversample", minimum=0)
         for name in ("weight", "item_degree"):
             value = params[name]
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
@@ -107,7 +113,8 @@ class Spectral(GraphModel):
         """
         if interactions.n_users == 0 or interactions.n_items == 0 or len(interactions) == 0:
             raise InvalidParameter(f"interactions: nothing to train on ({interactions!r})")
-        p = self.params
+        p = dict(self.params)
+        p["dim"] = p["dim"] or auto_dim(interactions.n_users, interactions.n_items)
         started = time.perf_counter()
         binary = sp.csr_matrix(interactions.user_matrix(), dtype=np.float32, copy=True)
         binary.data[:] = 1.0
@@ -147,6 +154,17 @@ class Spectral(GraphModel):
         history = [{"stage": "done", "seconds": seconds, "svd_seconds": svd_seconds,
                     "singular_values": [float(s[0]), float(s[-1])]}]
         return GraphEmbeddings(users, items, "ip", dict(p), history, fold_in_vectors=fold_in)
+
+
+def auto_dim(n_users: int, n_items: int) -> int:
+    """The default number of components: ``min(n_users, n_items) / 16``, within 32..1024.
+
+    A larger graph supports more components before the smallest ones are noise; with ``weight=2`` the
+    tail counts little anyway, so the choice is not sharp (Recall@20 on ml-100k u1: 0.285 / 0.292 / 0.293
+    at 32 / 64 / 128; ml-1m valid: 0.251 / 0.249 / 0.244 at 256 / 512 / 1024; Gowalla valid: 0.191 /
+    0.201 at 512 / 1024). 1024 bounds the fit to about a minute and a half of 2 cores on Gowalla.
+    """
+    return int(min(1024, max(32, min(n_users, n_items) // 16)))
 
 
 def _inv_sqrt(degree: np.ndarray) -> np.ndarray:
