@@ -11,7 +11,12 @@ catalogue of `--items` (default 1,000,000) x 64 clustered vectors. For each:
   client preloads it, then `activate()`: errors, preload time, and the time from activation until the
   client serves the new version.
 
-    python bench/serving.py [--items 1000000] [--queries 2000] [--skip-synthetic]
+A second table: `--varied-items` (default 100,000) clustered 64-d items whose norms vary 0.3-3x
+(`vectorstore.synthetic.varied_norm_vectors`), 500 queries: recall@10 against exact search and latency of
+one query for each graph kind (augmented L2 / native ip) and ef, exact search, and what publication
+(`vectorstore.recall.tune_index`) chooses.
+
+    python bench/serving.py [--items 1000000] [--queries 2000] [--skip-synthetic] [--skip-varied]
 """
 
 from __future__ import annotations
@@ -172,6 +177,36 @@ def measure(label: str, client: RecommendationClient, republish, queries: int, r
                  f4[1], r4[1], r4[1] / f4[1], many, recall, errors, preload, switched])
 
 
+def varied_norm_rows(n_items: int) -> list[list]:
+    """Recall@10 and single-query latency per graph kind and ef on varied-norm vectors, exact search, and
+    tune_index's choice (its build time included)."""
+    from vectorstore import ItemIndex
+    from vectorstore.recall import Probe, measure_recall, tune_index
+    from vectorstore.synthetic import varied_norm_vectors
+
+    items, queries = varied_norm_vectors(n_items, 64, queries=500, seed=0)
+    probe = Probe(queries)
+    rows: list[list] = []
+    for kind in ("augmented", "native"):
+        t = time.perf_counter()
+        index = ItemIndex.build(items, space="ip", M=32, ef_construction=200, ef=200, mips=kind)
+        built = time.perf_counter() - t
+        for ef in (200, 400, 800):
+            index.set_ef(ef)
+            recall, seconds = measure_recall(index, probe)
+            rows.append([f"{kind} graph", ef, recall, seconds * 1e3, built])
+        index.set_exact(True)
+        if kind == "native":
+            recall, seconds = measure_recall(index, probe)
+            rows.append(["exact search", "-", recall, seconds * 1e3, 0.0])
+    t = time.perf_counter()
+    index, report = tune_index(items, {"recommend": probe})
+    how = "exact search" if report["exact"] else f"{report['mips']} graph"
+    rows.append([f"chosen at publication: {how}", report["ef"], report["recall"]["recommend"], report["query_ms"],
+                 time.perf_counter() - t])
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
@@ -180,6 +215,8 @@ def main() -> None:
     ap.add_argument("--algorithm", default="node2vec")
     ap.add_argument("--skip-synthetic", action="store_true")
     ap.add_argument("--skip-ml1m", action="store_true")
+    ap.add_argument("--varied-items", type=int, default=100_000)
+    ap.add_argument("--skip-varied", action="store_true")
     a = ap.parse_args()
     settings = Settings(redis_url=a.redis_url, key_prefix="eabench-serving:", keep_versions=2)
     registry = ModelRegistry(settings)
@@ -216,6 +253,11 @@ def main() -> None:
                "ANN recall@10", "swap errors", "preload s", "switch s"]
     text = (f"Serving ({machine()}; floor = one pipelined Redis round trip + raw hnswlib knn_query)\n\n"
             + table(headers, rows))
+    if not a.skip_varied:
+        varied = varied_norm_rows(a.varied_items)
+        text += (f"\n\nInner product on {a.varied_items:,} clustered 64-d items with norms 0.3-3x, 500 queries "
+                 "(M=32, ef_construction=200; one query at a time)\n\n"
+                 + table(["search", "ef", "recall@10", "ms / query", "build s"], varied))
     print(text)
     print(f"written to {write('serving', text)}", file=sys.stderr)
 
