@@ -63,6 +63,8 @@ DATASETS = {
     "ml-1m": ("ml-1m/train.txt", "ml-1m/test.txt", "ml-1m/valid.txt"),
     "gowalla": ("gowalla/train.txt", "gowalla/valid.txt", None),
 }
+#: ratings of the train split (GroupLens ``user item rating timestamp``), for the similar-items proxy
+RATINGS = {"ml-100k": "ml-100k/u1.base"}
 METHODS = [
     "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-gensim", "node2vec-pkg", "pecanpy", "pecanpy-pq",
     "lightgcn", "spectral", "als", "bpr", "popularity",
@@ -149,8 +151,44 @@ def _popularity(train):
     return np.ones((train.n_users, 1), np.float32), counts[:, None], {}
 
 
-def _served(method: str, train, test_path: Path, valid_path: Path | None, params: dict) -> dict:
-    """Train and publish ``method`` as ``ea eval recsys`` does, then recommend through the serving client."""
+def _client_paths(client, train, truth: dict[str, set], ratings_path: Path | None) -> dict:
+    """The other client paths, measured as a user takes them (``RecommendationClient``), for the test users.
+
+    * fold-in: ``recommend_for_history`` with the user's training items, as if the model had never seen them;
+    * similar items (with ratings): the user's best-rated training item (latest on a tie) ->
+      ``similar_items(item, K)`` scored against the user's held-out items, and the same for the K most
+      popular items other than that one;
+    * the ANN recall@10 of every path that publication measured (in the manifest).
+    """
+    import pandas as pd
+
+    from recsys import ranking_metrics
+
+    known = set(train.user_ids)
+    users = [u for u in truth if u in known]
+    t = time.perf_counter()
+    folded = {}
+    for user, dense in zip(users, train.user_index(users).tolist()):
+        history = train.item_ids[train.seen(dense)].tolist()
+        folded[user] = client.recommend_for_history(history, k=K).items
+    out = {"fold_in": ranking_metrics(folded, truth, K, n_items=train.n_items)[f"recall@{K}"],
+           "fold_in_s": time.perf_counter() - t, "ann_recall": client.model_meta.get("ann_recall", {}).get("recall")}
+    if ratings_path is not None:
+        raw = pd.read_csv(ratings_path, sep="\t", names=["user", "item", "rating", "ts"], dtype=str)
+        raw[["rating", "ts"]] = raw[["rating", "ts"]].astype(int)
+        best = raw.sort_values(["user", "rating", "ts"], ascending=[True, False, False]).groupby("user").item.first()
+        popular = client.recommend("bench: no such user", k=K + 1).items  # the model's popularity fallback
+        similar = {u: client.similar_items(best[u], k=K).items for u in users}
+        by_popularity = {u: [i for i in popular if i != best[u]][:K] for u in users}
+        out["similar"] = ranking_metrics(similar, truth, K, n_items=train.n_items)[f"recall@{K}"]
+        out["similar_popularity"] = ranking_metrics(by_popularity, truth, K, n_items=train.n_items)[f"recall@{K}"]
+    return out
+
+
+def _served(method: str, train, test_path: Path, valid_path: Path | None, params: dict,
+            ratings_path: Path | None = None) -> dict:
+    """Train and publish ``method`` as ``ea eval recsys`` does, then recommend through the serving client
+    (and measure its other paths: :func:`_client_paths`)."""
     import uuid
 
     from recsys import Interactions, RecommendationClient, ranking_metrics
@@ -170,12 +208,14 @@ def _served(method: str, train, test_path: Path, valid_path: Path | None, params
         for start in range(0, len(users), 1000):
             for rec in client.recommend_many(users[start : start + 1000], k=K):
                 recs[rec.user] = rec.items
+        recommend_s = time.perf_counter() - t
+        paths = _client_paths(client, train, truth, ratings_path)
     done = [h for h in result.history if h.get("stage") == "done"]
     return {**ranking_metrics(recs, truth, K, n_items=train.n_items), "seconds": result.timings["train_s"],
-            "recommend_s": time.perf_counter() - t, "history": done}
+            "recommend_s": recommend_s, "history": done, "paths": paths}
 
 
-def run_worker(method: str, dataset: str, seed: int = 0) -> dict:
+def run_worker(method: str, dataset: str, seed: int = 0, budget: float | None = None) -> dict:
     import gensim.models  # noqa: F401 - imported before timing, for every method alike
     import numba  # noqa: F401
 
@@ -186,7 +226,10 @@ def run_worker(method: str, dataset: str, seed: int = 0) -> dict:
     t = time.perf_counter()
     if method in SERVED:
         params = {**WALK, "seed": seed} if method == "node2vec" else {}
-        result = _served(method, train, DATA / test_rel, DATA / valid_rel if valid_rel else None, params)
+        if method == "lightgcn" and budget:
+            params["time_budget_s"] = budget
+        result = _served(method, train, DATA / test_rel, DATA / valid_rel if valid_rel else None, params,
+                         DATA / RATINGS[dataset] if dataset in RATINGS else None)
     elif method.startswith("implicit-"):
         best = None
         for u, v, extra in _implicit(train, method.split("-")[1]):
@@ -244,12 +287,14 @@ def _difference(ours: dict, theirs: dict) -> str:
     return f"{diff:+.4f} ± {se:.4f} (t = {diff / se if se else float('inf'):+.2f}; {len(a)} and {len(b)} seeds)"
 
 
-def run(method: str, dataset: str, timeout: float, seed: int = 0) -> dict | None:
+def run(method: str, dataset: str, timeout: float, seed: int = 0, budget: float | None = None) -> dict | None:
     env = dict(os.environ)
     worker = {"als": "implicit-als", "bpr": "implicit-bpr", "node2vec-cold": "node2vec"}.get(method, method)
     if method == "node2vec-cold":
         env["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="ea-numba-cold-")
     cmd = [sys.executable, __file__, "--worker", worker, "--dataset", dataset, "--seed", str(seed)]
+    if budget:
+        cmd += ["--budget", str(budget)]
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -282,11 +327,14 @@ def main() -> None:
                     help=f"seeds (walks and skip-gram) for {', '.join(SEEDED)} on ml-100k; mean and std reported")
     ap.add_argument("--seeds-ml1m", type=int, default=5,
                     help="the same on ml-1m (its per-seed spread is a third of ml-100k's; PecanPy takes ~3 min a run)")
+    ap.add_argument("--lightgcn-budget", type=float, default=600.0,
+                    help="LightGCN's time_budget_s, a safety bound (the issue's 10 minutes per fit); 0: none")
+    ap.add_argument("--budget", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seeds-gowalla", type=int, default=1, help="the same on gowalla (one Node2Vec fit is ~1 min)")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(run_worker(args.worker, args.dataset, args.seed)))
+        print(json.dumps(run_worker(args.worker, args.dataset, args.seed, args.budget)))
         return
 
     methods = [m.strip() for m in args.only.split(",") if m.strip()]
@@ -306,7 +354,7 @@ def main() -> None:
             print(f"running {method} on {dataset}...", flush=True)
             n_seeds = {"ml-1m": args.seeds_ml1m, "gowalla": args.seeds_gowalla}.get(dataset, args.seeds)
             seeds = range(n_seeds) if method in SEEDED else [0]
-            runs = [run(method, dataset, args.timeout, seed) for seed in seeds]
+            runs = [run(method, dataset, args.timeout, seed, args.lightgcn_budget) for seed in seeds]
             r = _mean_of([x for x in runs if x is not None])
             if r is not None:
                 results[(dataset, method)] = r
@@ -330,7 +378,7 @@ def main() -> None:
             note = ", ".join(f"{k}={v}" for k, v in r["params"].items())
         elif r.get("history"):
             h = r["history"][-1]
-            note = ", ".join(f"{k}: {h[k]}" for k in ("validation", "best_epoch", "reason") if k in h)
+            note = ", ".join(f"{k}: {h[k]}" for k in ("validation", "best_epoch", "reason", "dim") if k in h)
         recall, ndcg = r[f"recall@{K}"], r[f"ndcg@{K}"]
         if "std" in r:
             recall = f"{recall:.4f} ± {r['std'][f'recall@{K}']:.4f}"
@@ -352,9 +400,34 @@ def main() -> None:
         + "\n\nRecall@20 differences, mean ± standard error over seeds (|t| < 2: equal within noise):\n"
         + "\n".join(sorted(comparisons))
     )
+    text += _paths_table(results)
     print()
     print(text)
     print(f"\nwritten to {write('recsys', text)}")
+
+
+def _paths_table(results: dict[tuple[str, str], dict]) -> str:
+    """The served models' other client paths (fold-in, similar items, ANN recall) as a second table."""
+    rows = []
+    for (dataset, method), r in results.items():
+        p = r.get("paths")
+        if not p:
+            continue
+        known = r[f"recall@{K}"]
+        sim, pop = p.get("similar"), p.get("similar_popularity")
+        recall = p.get("ann_recall") or {}
+        rows.append([dataset, method, known, p["fold_in"], p["fold_in"] / known if known else float("nan"),
+                     "-" if sim is None else sim, "-" if pop is None else pop,
+                     "-" if sim is None or not pop else sim / pop,
+                     ", ".join(f"{path} {value:.4f}" for path, value in recall.items()) or "-"])
+    if not rows:
+        return ""
+    headers = ["dataset", "model", f"known users Recall@{K}", f"fold-in Recall@{K}", "fold-in / known",
+               f"similar items Recall@{K} (proxy)", "popularity (proxy)", "similar / popularity",
+               "ANN recall@10 per path (manifest)"]
+    return ("\n\nClient paths, through RecommendationClient: fold-in = `recommend_for_history` with a test user's "
+            "training items; similar items (proxy) = `similar_items` of the user's best-rated training item "
+            "against the user's held-out items (ratings: ml-100k only).\n\n" + table(headers, rows))
 
 
 if __name__ == "__main__":

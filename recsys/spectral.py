@@ -105,7 +105,7 @@ class Spectral(GraphModel):
 
         Returns:
             :class:`GraphEmbeddings` with ``space="ip"``, ``fold_in_vectors`` set, and a history of one
-            ``{"stage": "done", "seconds", "svd_seconds", "singular_values": [first, last]}`` record.
+            ``{"stage": "done", "dim", "seconds", "svd_seconds", "singular_values": [first, last]}`` record.
 
         Raises:
             InvalidParameter: the interactions have no users, items or edges.
@@ -151,7 +151,7 @@ class Spectral(GraphModel):
             progress({"stage": "vectors", "done": 1, "total": 1, "seconds": seconds})
         logger.info("spectral fit %s: %d components in %.1f s (SVD %.1f s), singular values %.3f..%.3f",
                     interactions, p["dim"], seconds, svd_seconds, s[0], s[-1])
-        history = [{"stage": "done", "seconds": seconds, "svd_seconds": svd_seconds,
+        history = [{"stage": "done", "dim": p["dim"], "seconds": seconds, "svd_seconds": svd_seconds,
                     "singular_values": [float(s[0]), float(s[-1])]}]
         return GraphEmbeddings(users, items, "ip", dict(p), history, fold_in_vectors=fold_in)
 
