@@ -1,15 +1,18 @@
-"""Time-series embeddings and kNN-distance anomaly detection.
+"""Time-series embeddings and kNN-distance anomaly detection that keeps learning.
 
 Public surface::
 
-    read_series, read_one_series, Series, choose_window      anomaly.series
-    KnnDetector, StreamScorer                                anomaly.detector
-    WindowEncoder                                            anomaly.encoder (imports torch on first use)
-    knn_outliers                                             anomaly.outliers
-    detect_file, DetectResult                                anomaly.detect
+    read_series, read_one_series, Series, ReadOptions          anomaly.series
+    KnnDetector, EMBEDDINGS, DEFAULT_EMBEDDING                 anomaly.detector
+    StreamScorer, Scored                                       anomaly.stream
+    Embedder, RawWindow, PaaContext, RecurrentEmbedder         anomaly.embedders
+    WindowEncoder                                              anomaly.encoder (imports torch on first use)
+    knn_outliers                                               anomaly.outliers
+    detect_file, DetectResult                                  anomaly.detect
+    THRESHOLD                                                  anomaly.rules
     AnomalyError, InvalidSeries, SeriesTooShort, InvalidParameter, NotFitted
 
-torch is imported only when a neural encoder is used, so the raw detector works without it.
+torch is imported only when a recurrent embedder is used, so the default detector works without it.
 """
 
 from __future__ import annotations
@@ -17,18 +20,30 @@ from __future__ import annotations
 from typing import Any
 
 from .detect import DetectResult, detect_file
-from .detector import KnnDetector, StreamScorer
+from .detector import DEFAULT_EMBEDDING, EMBEDDINGS, KnnDetector
+from .embedders import Embedder, PaaContext, RawWindow, RecurrentEmbedder
 from .exceptions import AnomalyError, InvalidParameter, InvalidSeries, NotFitted, SeriesTooShort
 from .outliers import knn_outliers
-from .series import Series, choose_window, read_one_series, read_series
+from .rules import THRESHOLD
+from .series import ReadOptions, Series, choose_window, read_one_series, read_series
+from .stream import Scored, StreamScorer
 
 __all__ = [
+    "DEFAULT_EMBEDDING",
+    "EMBEDDINGS",
+    "THRESHOLD",
     "AnomalyError",
     "DetectResult",
+    "Embedder",
     "InvalidParameter",
     "InvalidSeries",
     "KnnDetector",
     "NotFitted",
+    "PaaContext",
+    "RawWindow",
+    "ReadOptions",
+    "RecurrentEmbedder",
+    "Scored",
     "Series",
     "SeriesTooShort",
     "StreamScorer",

@@ -1,7 +1,8 @@
-"""File-in, file-out detection: contract 2 of DESIGN.md (``ea detect``)."""
+"""File-in, file-out detection: contract 2 of the design (``ea detect``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -13,19 +14,22 @@ import pandas as pd
 
 from .detector import DEFAULT_EMBEDDING, KnnDetector
 from .exceptions import InvalidParameter, SeriesTooShort
-from .series import read_one_series
+from .series import ReadOptions, read_one_series
+from .stream import Scored
 
-__all__ = ["DetectResult", "detect_file"]
+__all__ = ["DetectResult", "detect_file", "scores_frame"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class DetectResult:
-    """What :func:`detect_file` produced: the scores table, the fitted detector and a JSON-able summary."""
+    """What :func:`detect_file` produced: the scores table, the fitted detector, the explanations of its
+    alerts and a JSON-able summary."""
 
     frame: pd.DataFrame
     detector: KnnDetector
+    explanations: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
 
@@ -35,24 +39,31 @@ def detect_file(
     scores_out: str | Path | None,
     plot: str | Path | None = None,
     embedding: str = DEFAULT_EMBEDDING,
+    *,
+    read_options: ReadOptions | None = None,
+    explain: str | Path | None = None,
     **params: Any,
 ) -> DetectResult:
-    """Fit on the first ``train_until`` rows of a ``timestamp,value`` series and score every row.
+    """Fit on the first ``train_until`` rows of a series and score every row causally, learning as it goes.
 
-    Writes ``scores_out`` (CSV, one row per input row in time order: ``timestamp,value,score,is_anomaly``;
-    scores finite and causal, ``is_anomaly`` 0/1 from the calibrated threshold and refractory period) and,
-    if ``plot`` is given, a PNG. ``params`` go to :class:`~anomaly.detector.KnnDetector`.
+    Writes ``scores_out`` (CSV, one row per row of the series in time order: ``timestamp`` as given,
+    ``value``, ``score`` (calibrated, in [0, 1]; empty where the value is missing), ``is_anomaly`` (the
+    detector's own alerts), then ``distance``, ``p_value`` and ``reason`` (the channel that gave the score));
+    with ``plot`` a PNG (``.png`` is added when missing); with ``explain`` one JSON line per alert (the
+    window, its nearest reference windows, the score: :mod:`anomaly.explain`). ``read_options`` go to
+    :func:`~anomaly.series.read_one_series` (column names, duplicate policy); ``params`` to
+    :class:`~anomaly.detector.KnnDetector`.
 
     Returns:
-        :class:`DetectResult`; ``summary`` holds rows, train_until, embedding, window (chosen or given),
-        k, threshold, threshold_distance, anomalies, fit_seconds, score_seconds.
+        :class:`DetectResult`; ``summary`` holds rows, train_until, embedding, window, threshold, anomalies,
+        missing and duplicate rows, timings and the files written.
 
     Raises:
-        InvalidSeries: bad input (see :mod:`anomaly.series`).
-        SeriesTooShort: ``train_until`` rows are too few for the model (names the minimum).
-        InvalidParameter: ``train_until`` outside 1..rows, or a bad detector parameter.
+        InvalidSeries: unreadable input (see :mod:`anomaly.series`).
+        SeriesTooShort: ``train_until`` rows are too few for the detector (names the minimum).
+        InvalidParameter: ``train_until`` outside 1..rows, or a bad detector parameter (names it).
     """
-    series = read_one_series(input_csv)
+    series = read_one_series(input_csv, **(read_options or {}))
     n = len(series)
     if not 1 <= int(train_until) <= n:
         raise InvalidParameter(f"train_until={train_until} must be between 1 and the {n} rows of the input")
@@ -62,37 +73,56 @@ def detect_file(
             f"train_until={train_until} rows are too few; at least {detector.min_train_length()} are needed"
         )
     start = time.perf_counter()
-    detector.fit(series.values[:train_until])
-    fit_s = time.perf_counter() - start
-    start = time.perf_counter()
-    scores = detector.score(series.values)
-    flags = detector.alerts(scores)
-    score_s = time.perf_counter() - start
-    frame = pd.DataFrame(
-        {"timestamp": series.timestamps, "value": series.values, "score": scores, "is_anomaly": flags.astype(int)}
-    )
-    if scores_out is not None:
-        Path(scores_out).parent.mkdir(parents=True, exist_ok=True)
-        frame.to_csv(scores_out, index=False)
-    summary = {
+    scored = detector.fit_detect(series.values, int(train_until), series.timestamps.as_unit("ns").asi8)
+    elapsed = time.perf_counter() - start
+    frame = scores_frame(series.raw_timestamps, series.values, scored, [ch.name for ch in detector.channels])
+    alerts = [e for e in scored.explanations if e.get("alert")]
+    summary: dict[str, Any] = {
         "rows": n,
         "train_until": int(train_until),
         "embedding": embedding,
-        "window": int(detector.window),
-        "k": detector.k,
+        "window": detector.window,
+        "channels": [ch.name for ch in detector.channels],
         "threshold": detector.threshold,
-        "threshold_distance": float(detector.threshold_distance),
-        "refractory": detector.refractory_rows,
-        "anomalies": int(flags.sum()),
-        "max_score": float(np.max(scores)),
-        "fit_seconds": round(fit_s, 3),
-        "score_seconds": round(score_s, 3),
+        "anomalies": int(scored.is_anomaly.sum()),
+        "missing_values": int(np.isnan(series.values).sum()),
+        "duplicate_rows": int(series.duplicates),
+        "fit_seconds": round(detector.fit_seconds, 3),
+        "score_seconds": round(max(elapsed - detector.fit_seconds, 0.0), 3),
     }
+    if scores_out is not None:
+        Path(scores_out).parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(scores_out, index=False)
+        summary["scores_out"] = str(scores_out)
+    if explain is not None:
+        path = Path(explain)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(e) + "\n" for e in alerts))
+        summary["explain"] = str(path)
     if plot is not None:
         from .plot import plot_detection
 
-        title = f"{Path(str(input_csv)).name if not isinstance(input_csv, pd.DataFrame) else 'series'}: " \
-                f"{embedding} kNN, window {detector.window}"
-        summary["plot"] = str(plot_detection(frame, detector.threshold, plot, title))
+        name = "series" if isinstance(input_csv, pd.DataFrame) else Path(str(input_csv)).name
+        title = f"{name}: kNN distance detector ({embedding}), trained on the first {train_until} rows"
+        summary["plot"] = str(plot_detection(frame.assign(timestamp=series.timestamps), plot, title=title,
+                                             train_until=int(train_until), value_label=_value_label(read_options)))
     log.info("detect: %s", summary)
-    return DetectResult(frame, detector, summary)
+    return DetectResult(frame, detector, alerts, summary)
+
+
+def scores_frame(raw_timestamps: np.ndarray, values: np.ndarray, scored: Scored, channels: list[str]) -> pd.DataFrame:
+    """The output table of ``ea detect``: one row per row, timestamps as given (see :func:`detect_file`)."""
+    names = {-1: "value range", -2: "", **dict(enumerate(channels))}
+    return pd.DataFrame({
+        "timestamp": raw_timestamps,
+        "value": values,
+        "score": np.round(scored.score, 6),
+        "is_anomaly": scored.is_anomaly.astype(int),
+        "distance": np.round(scored.distance, 6),
+        "p_value": scored.p_value,
+        "reason": [names[int(c)] for c in scored.channel],
+    })
+
+
+def _value_label(read_options: ReadOptions | None) -> str:
+    return (read_options or {}).get("value_col") or "value"

@@ -1,408 +1,424 @@
-"""kNN-distance anomaly detector over window embeddings (LSTM/GRU autoencoder state, or raw windows).
+"""kNN-distance anomaly detector that keeps learning, over one or two window channels.
 
-Fitting (``fit(values_train)``): the training prefix sets the scaler (median/IQR) and, unless given, the
-window length (:func:`~anomaly.series.choose_window`); every training window (stride 1) is embedded and
-put in an hnswlib L2 index whose ids are the windows' start rows.
+A detector watches a series through **channels**. Each cuts the scaled series into windows ending at
+every row, embeds them (:mod:`anomaly.embedders`), and measures the distance of each new window to its
+nearest reference windows (:mod:`anomaly.reference`): the training prefix's windows (an hnswlib index
+published with the detector) and the stream's own recent windows, which join after a delay. So a lasting
+change becomes the new normal within about ``delay`` rows (plus the averaging), while a short anomaly is
+never its own reference. Distances become calibrated readings (:mod:`anomaly.calibration`), readings and
+value-range novelty become a score in [0, 1] and alerts (:mod:`anomaly.rules`).
 
-Scoring: the window ending at row ``t`` is embedded; its distance is the mean L2 distance to its ``k``
-nearest training windows, **excluding trivial matches**, i.e. training windows that overlap it in time
-(start rows closer than ``window``). The score is that distance divided by the calibrated threshold
-distance, so a score above 1.0 means anomalous and scores are comparable across series. The score at
-row ``t`` uses only rows ``<= t`` plus the model fitted on the training prefix; rows before the first
-full window score 0.
+Embeddings (``embedding``), all with the same calibration and rules:
 
-Calibration (never on labels): every training window is scored against the others (with the trivial
-match exclusion, so each is in effect held out from the index), and the threshold distance is
-``max(median + c * MAD, max)`` of those scores (MAD scaled to a standard deviation): never below the
-largest training score, so the prefix itself raises no alert, and above it only for heavy-tailed
-prefixes. Training windows are subsampled evenly to at most ``max_calibration`` for this. A neural
-encoder is not trained on the last ``holdout`` fraction of the prefix (nor on windows overlapping it),
-and the threshold is the larger of that rule over all training windows and over the held-out ones: an
-encoder embeds the windows it was fitted on more tightly than new ones, so in-sample distances alone
-understate those of new normal data. Off by default: on NAB it cut the false alarms of an over-sensitive
-GRU (1.02 -> 0.19 per 1k clean rows) but cost the LSTM detections (NAB-like 48.8 vs 49.2 over 3 seeds),
-the training prefix there being at most 750 rows.
+* ``"raw+paa"`` (the default): a short raw window (``window`` rows) joined with the long context
+  (``context`` rows) in ``segments`` piecewise means: a spike or a step shows in the first, a missing
+  daily bump in the second. It detected best on NAB (the README's table).
+* ``"raw+lstm"``, ``"raw+gru"``: the same short window, the context read by an LSTM/GRU autoencoder
+  over its piecewise means (a learned embedding of the longer context).
+* ``"raw"``, ``"lstm"``, ``"gru"``: the short window alone, raw or through an autoencoder.
 
-Alerts: a row is flagged when its score exceeds 1.0 and no row was flagged in the previous
-``refractory`` rows (default 200), so one incident gives one alert instead of a storm; with
-``rearm=True`` the score must also have dropped back under 1.0 since the previous alert.
+Scaling uses the training prefix only (median and IQR). Fitting streams the prefix through the same
+scorer, without alerting, so the calibration and the value range start from it; the prefix's windows
+then become the training references.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from vectorstore.index import ItemIndex
 
+from .embedders import Embedder, embedder_from_state, make_embedder
 from .exceptions import InvalidParameter, NotFitted, SeriesTooShort
-from .series import MAX_WINDOW, MIN_WINDOW, RobustScaler, Series, choose_window, sliding_windows
-from .stream import THRESHOLD, StreamScorer, decide_alerts
+from .reference import Reference
+from .series import RobustScaler, Series, sliding_windows
+from .stream import NAT, Scored, StreamScorer, complete_windows, interpolate_gaps
 
-__all__ = ["KnnDetector", "StreamScorer", "decide_alerts", "EMBEDDINGS", "DEFAULT_EMBEDDING"]
+__all__ = ["KnnDetector", "Channel", "EMBEDDINGS", "DEFAULT_EMBEDDING", "SETTINGS"]
 
 log = logging.getLogger(__name__)
 
-EMBEDDINGS = ("lstm", "gru", "raw")
-#: What a detector embeds windows with unless told: the LSTM detected best on NAB (see the README).
-DEFAULT_EMBEDDING = "lstm"
-_EXACT_BLOCK = 1024
-_SETTINGS = ("window", "k", "c", "refractory", "center", "rearm", "ef", "max_calibration", "holdout")
-_ADDED_SETTINGS = {"holdout": 0.0}  # settings newer than some published detectors: what those were fitted with
+#: What ``embedding`` may be: the short window's embedder, then optionally ``+`` the context's.
+EMBEDDINGS = ("raw+paa", "raw", "raw+lstm", "raw+gru", "lstm", "gru")
+#: The embedding a detector uses unless told: it detected best on NAB (see the README).
+DEFAULT_EMBEDDING = "raw+paa"
+#: Training windows kept in a channel's hnswlib index at most (evenly thinned beyond): bounds memory.
+MAX_TRAINING_WINDOWS = 50_000
+#: Every setting of the scoring rules, with its default (the README's detector table says what each does).
+SETTINGS: dict[str, Any] = {
+    "window": 16, "context": 256, "segments": 16, "k": 1, "delay": 50, "memory": 4000, "context_stride": 4,
+    "averaging": 5, "history": 1000, "quantile": 0.95, "refit": 50, "min_history": 100, "alpha": 3e-3,
+    "effect": 2.0, "range_tolerance": 0.05, "refractory": 200, "rearm": 20, "warmup": 300, "max_missing": 3,
+    "ef": 16, "screen": None,
+}
+#: Settings of the LSTM/GRU embedders (:class:`~anomaly.encoder.WindowEncoder`).
+ENCODER_SETTINGS = ("hidden", "epochs", "lr", "batch_size", "seed", "max_windows", "augment", "augment_scale",
+                    "init", "isometry", "normalize")
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One way of looking at the series: windows of ``span`` rows, embedded by ``embedder``.
+
+    Attributes:
+        name: ``"window"`` (the short window) or ``"context"`` (the long one).
+        floor: smallest distance scale the calibration accepts, in embedding units.
+    """
+
+    name: str
+    embedder: Embedder
+    span: int
+    delay: int
+    memory: int
+    stride: int
+    floor: float
 
 
 class KnnDetector:
-    """Distance-to-training-windows anomaly detector (see the module docstring for the rules).
+    """Distance-to-reference-windows anomaly detector that keeps learning (module docstring).
 
     Args:
-        embedding: ``"lstm"`` or ``"gru"`` (sequence-autoencoder state; the LSTM, the default, detects
-            best on NAB: see the README) or ``"raw"`` (the scaled window).
-        window: window length; ``None`` chooses it from the training prefix.
-        k: neighbours averaged in the distance.
-        c: MAD multiplier of the threshold.
-        refractory: rows after an alert during which no new alert is raised (``None``: 2 windows). The
-            default, 200 rows, keeps alerts to about one per incident on minute-to-hourly metrics.
-        center: subtract each window's mean (compare shapes only; blind to level shifts once the
-            window has passed the step). Off by default: levels matter for most metrics.
-        rearm: also require the score to fall back under the threshold before a new alert.
-        hidden, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init, isometry, normalize:
-            :class:`~anomaly.encoder.WindowEncoder` settings.
-        ef: hnswlib query beam width.
-        max_calibration: training windows scored to calibrate the threshold (evenly spread).
-        holdout: fraction at the end of the prefix that a neural encoder is not trained on; the
-            threshold also covers those windows' distances (ignored for raw windows).
+        embedding: one of :data:`EMBEDDINGS`.
+        window: short window length, rows.
+        context: long context length, rows (channels ``+...``), cut in ``segments`` pieces.
+        k: neighbours averaged in a distance.
+        delay: rows before a new window joins the references (the context's waits ``context + delay``).
+        memory: rows of recent windows remembered (the context keeps one window in ``context_stride``).
+        averaging, history, quantile, refit, min_history: calibration (:class:`~anomaly.calibration.TailCalibrator`).
+        screen: anomalous readings per ``history`` rows kept out of the calibration (``None``: those of one
+            lasting change and its end, ``2 * (window + delay)``; 0: none).
+        alpha: tail probability per row at which a channel reads 0.5, the alert threshold.
+        effect: how many times its typical value a distance must be to alert.
+        range_tolerance: value-range novelty margin, as a fraction of the range (``inf`` turns it off).
+        refractory: rows after an alert without another.
+        rearm: consecutive rows below the threshold before a new incident may alert (a lasting change
+            alerts once).
+        warmup: rows a new series (another series id on a published detector) scores without alerting.
+        max_missing: longest gap (rows) a window may span and still be scored, its values interpolated.
+        ef: hnswlib search breadth over the training windows.
+        encoder_params: :class:`~anomaly.encoder.WindowEncoder` settings for LSTM/GRU embedders
+            (hidden, epochs, lr, batch_size, seed, max_windows, augment, augment_scale, init, isometry,
+            normalize).
 
     Raises:
-        InvalidParameter: a value outside its range.
+        InvalidParameter: an unknown setting or a value out of range (the message names it).
     """
 
-    def __init__(
-        self,
-        embedding: str = DEFAULT_EMBEDDING,
-        window: int | None = None,
-        k: int = 3,
-        c: float = 3.0,
-        refractory: int | None = 200,
-        *,
-        center: bool = False,
-        rearm: bool = False,
-        hidden: int = 16,
-        epochs: int | None = None,
-        lr: float = 1e-2,
-        batch_size: int = 64,
-        seed: int = 0,
-        max_windows: int = 1024,
-        augment: float = 0.5,
-        augment_scale: float | None = None,
-        init: str | None = "auto",
-        isometry: float | None = None,
-        normalize: bool | None = None,
-        ef: int = 16,
-        max_calibration: int = 2000,
-        holdout: float = 0.0,
-    ) -> None:
+    def __init__(self, embedding: str = DEFAULT_EMBEDDING, window: int | None = None, **params: Any) -> None:
         if embedding not in EMBEDDINGS:
-            raise InvalidParameter(f"embedding={embedding!r} is not one of {EMBEDDINGS}")
-        if window is not None and window < 2:
-            raise InvalidParameter(f"window={window} must be >= 2")
-        if k < 1 or ef < 1:
-            raise InvalidParameter(f"k={k} and ef={ef} must be >= 1")
-        if not c > 0:
-            raise InvalidParameter(f"c={c} must be > 0")
-        if not 0 <= holdout < 1:
-            raise InvalidParameter(f"holdout={holdout} must be in [0, 1)")
-        if refractory is not None and refractory < 0:
-            raise InvalidParameter(f"refractory={refractory} must be >= 0")
+            raise InvalidParameter(f"embedding={embedding!r} is not one of {', '.join(EMBEDDINGS)}")
+        unknown = sorted(set(params) - set(SETTINGS) - set(ENCODER_SETTINGS))
+        if unknown:
+            raise InvalidParameter(f"unknown detector parameter(s) {unknown}; accepted: "
+                                   f"{', '.join([*SETTINGS, *ENCODER_SETTINGS])}")
+        settings = {**SETTINGS, **{k: v for k, v in params.items() if k in SETTINGS}}
+        if window is not None:
+            settings["window"] = window
+        _validate(settings)
         self.embedding = embedding
-        self.window = window
-        self._window_given = window  # refitting on another series chooses its window again
-        self.k = int(k)
-        self.c = float(c)
-        self.refractory = refractory
-        self.center = bool(center)
-        self.rearm = bool(rearm)
-        self.ef = int(ef)
-        self.max_calibration = int(max_calibration)
-        self.holdout = float(holdout)
-        self.encoder_params = dict(
-            hidden=hidden, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, max_windows=max_windows,
-            augment=augment, augment_scale=augment_scale, init=init, isometry=isometry,
-            normalize=normalize,
-        )
-        self.scaler: RobustScaler | None = None
-        self.encoder: Any = None
-        self.index: ItemIndex | None = None
-        self._train_vectors: np.ndarray | None = None
-        self.threshold_distance: float | None = None
-        self.train_scores: np.ndarray | None = None
+        self.settings = settings
+        self.encoder_params = {k: v for k, v in params.items() if k in ENCODER_SETTINGS}
+        self.center = 0.0
+        self.scale = 1.0
+        self.channels: list[Channel] = []
+        self.references: list[Reference] = []
         self.n_train = 0
-        self.tail: np.ndarray | None = None
+        self.training_values = np.zeros(0)
+        self.training_times = np.zeros(0, np.int64)
         self.fit_seconds = 0.0
+        #: id of the series the detector was trained on, when published (scoring it continues the prefix).
+        self.series_id: str | None = None
+        self._continuation: tuple[dict[str, Any], dict[str, bytes]] | None = None
+        self._prefix: Scored | None = None
 
-    # -- fitting ---------------------------------------------------------------------------------------
+    @property
+    def window(self) -> int:
+        """The short window's length, rows."""
+        return int(self.settings["window"])
+
     @property
     def threshold(self) -> float:
-        """Alert threshold on :meth:`score` values (scores are distances relative to the calibration)."""
+        """Scores at or above this are anomalous (always 0.5: scores are calibrated)."""
+        from .rules import THRESHOLD
+
         return THRESHOLD
 
-    def min_train_length(self, window: int | None = None) -> int:
-        """Fewest training rows: enough windows that ``k`` remain after excluding overlapping ones."""
-        w = window or self.window or MIN_WINDOW
-        return 3 * w + self.k + 8
+    @property
+    def fitted(self) -> bool:
+        return bool(self.channels)
 
-    def fit(self, values_train: np.ndarray | Series) -> KnnDetector:
-        """Fit on the training prefix (a :class:`Series` or its values).
+    def min_train_length(self) -> int:
+        """Fewest training rows: enough windows for the short channel (and to fit a learned embedder)."""
+        s = self.settings
+        need = 2 * s["window"] + s["k"] + 8
+        short, _, long = self.embedding.partition("+")
+        if short in ("lstm", "gru"):
+            need = max(need, s["window"] + 32)
+        if long in ("lstm", "gru"):
+            need = max(need, s["context"] + 32)
+        return int(need)
+
+    # -- fitting -------------------------------------------------------------------------------------------
+    def fit(self, values: np.ndarray | Series, timestamps: np.ndarray | None = None) -> KnnDetector:
+        """Fit on the training prefix (values; NaN = missing) with optional int64-ns ``timestamps``.
 
         Raises:
-            SeriesTooShort: fewer rows than :meth:`min_train_length` (the message names it).
-            InvalidParameter: non-finite values.
+            SeriesTooShort: fewer rows than :meth:`min_train_length`, or too few values.
+            InvalidParameter: values that are not a 1-D numeric array.
         """
         start = time.perf_counter()
-        values = _as_values(values_train)
-        n = values.size
-        self.window = self._window_given
+        v, ts = _values_and_times(values, timestamps)
+        n = v.size
         if n < self.min_train_length():
-            raise SeriesTooShort(
-                f"training prefix has {n} rows; at least {self.min_train_length()} are needed "
-                f"(window {self.window or MIN_WINDOW}, k {self.k})"
-            )
-        if self.window is None:
-            cap = max(MIN_WINDOW, min(MAX_WINDOW, (n - self.k - 8) // 3))
-            self.window = choose_window(values, max_window=cap)
-            log.info("chose window %d from the %d-row training prefix", self.window, n)
-        if n < self.min_train_length():
-            raise SeriesTooShort(
-                f"training prefix has {n} rows; at least {self.min_train_length()} are needed for window "
-                f"{self.window} and k {self.k}"
-            )
-        self.scaler = RobustScaler.fit(values)
-        windows = self._windows(values)
-        held = self._held_out_start(windows.shape[0])
-        if self.embedding != "raw":
-            from .encoder import WindowEncoder  # lazy: the raw detector works without torch
-
-            # The encoder never sees the held-out windows, nor any window overlapping them.
-            seen = windows if held is None else windows[: held - self.window + 1]
-            self.encoder = WindowEncoder(cell=self.embedding, **self.encoder_params).fit(seen)
-        vectors = self._embed(windows)
-        self.index = ItemIndex.build(vectors, space="l2", M=16, ef_construction=100, ef=self.ef, num_threads=1)
-        self.threshold_distance = 1.0
-        # Calibrate on at most max_calibration windows spread over the prefix (each held out from its
-        # own neighbourhood by the trivial-match exclusion); all of them on short prefixes.
-        cal = np.unique(np.linspace(0, vectors.shape[0] - 1, min(vectors.shape[0], self.max_calibration)).astype(int))
-        dist = self._distances(vectors[cal], cal)
-        threshold = self._threshold(dist)
-        if held is not None and (cal >= held).any():
-            # Windows the encoder never saw are embedded less tightly than those it was fitted on: the
-            # threshold must also cover them (those among the calibration windows), or new normal data
-            # would sit above it.
-            threshold = max(threshold, self._threshold(dist[cal >= held]))
-        self.threshold_distance = threshold
-        self.train_scores = (dist / self.threshold_distance).astype(np.float32)
+            raise SeriesTooShort(f"training prefix has {n} rows; at least {self.min_train_length()} are needed "
+                                 f"(embedding {self.embedding}, window {self.window})")
+        finite = v[np.isfinite(v)]
+        if finite.size < self.min_train_length() // 2:
+            raise SeriesTooShort(f"training prefix has only {finite.size} values (the rest missing); at least "
+                                 f"{self.min_train_length() // 2} are needed")
+        scaler = RobustScaler.fit(finite)
+        self.center, self.scale = scaler.center, scaler.scale
+        scaled = _filled(v, scaler)
+        self.channels = self._make_channels(scaled)
         self.n_train = n
-        self.tail = values[n - self.window + 1 :].copy()
+        self.training_values, self.training_times = v.copy(), ts.copy()
+        refs = [self._reference(ch) for ch in self.channels]
+        scorer = StreamScorer(self, refs, start_row=0, armed_from=n, training=None)
+        self._prefix = scorer.update(v, ts)
+        for ch, ref in zip(self.channels, refs):
+            vectors, rows = self._training_windows(ch, scaled, np.isnan(v))
+            ref.recent_vectors, ref.recent_rows = np.zeros((0, ref.dim), np.float32), np.zeros(0, np.int64)
+            ref.set_static(vectors, rows, own=True)
+        scorer.recent_from = n
+        self.references = refs
+        self._continuation = scorer.to_state()
         self.fit_seconds = time.perf_counter() - start
-        log.info(
-            "fitted %s detector: window %d, %d training windows, threshold distance %.4g in %.1f s",
-            self.embedding, self.window, vectors.shape[0], self.threshold_distance, self.fit_seconds,
-        )
+        log.info("fitted %s detector on %d rows (window %d, channels %s) in %.2f s", self.embedding, n,
+                 self.window, [ch.name for ch in self.channels], self.fit_seconds)
         return self
 
-    def _threshold(self, dist: np.ndarray) -> float:
-        """``max(median + c * MAD, max)`` of calibration distances (MAD scaled to a standard deviation)."""
-        med = float(np.median(dist))
-        mad = 1.4826 * float(np.median(np.abs(dist - med)))
-        return max(med + self.c * mad, float(dist.max()), 1e-9)
+    def _make_channels(self, scaled: np.ndarray) -> list[Channel]:
+        s = self.settings
+        short, _, long = self.embedding.partition("+")
+        enc = self.encoder_params
+        w = s["window"]
+        channels = [Channel("window", make_embedder(short, w, **enc), w, s["delay"], s["memory"], 1,
+                            _floor(short, w))]
+        if long:
+            name = "paa" if long == "paa" else f"{long}-paa"
+            span = s["context"]
+            channels.append(Channel("context", make_embedder(name, span, s["segments"], **enc), span,
+                                    span + s["delay"], s["memory"], s["context_stride"], _floor(long, span)))
+        for ch in channels:
+            if ch.embedder.kind == "recurrent":
+                windows = sliding_windows(scaled, ch.span)
+                ch.embedder.fit(windows[np.isfinite(windows).all(axis=1)])
+        return channels
 
-    def _held_out_start(self, n_windows: int) -> int | None:
-        """First training window kept from the encoder for calibration (``None``: no hold-out).
+    def _reference(self, ch: Channel) -> Reference:
+        s = self.settings
+        return Reference(ch.embedder.dim, delay=ch.delay, memory=ch.memory, stride=ch.stride, k=s["k"], ef=s["ef"])
 
-        Raw windows need none: the trivial-match exclusion already scores each training window against
-        windows it does not overlap. Too short a prefix keeps everything for training.
-        """
-        if self.embedding == "raw" or self.holdout <= 0:
-            return None
-        start = n_windows - int(round(self.holdout * n_windows))
-        if n_windows - start < 2 * self.k + 8 or start - self.window + 1 < 16:
-            return None
-        return start
+    def _training_windows(self, ch: Channel, scaled: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Embeddings and end rows of the prefix's complete windows (thinned to MAX_TRAINING_WINDOWS)."""
+        if scaled.size < ch.span:
+            return np.zeros((0, ch.embedder.dim), np.float32), np.zeros(0, np.int64)
+        windows = sliding_windows(scaled, ch.span)
+        every = np.arange(windows.shape[0]) + ch.span - 1
+        ends = np.flatnonzero(complete_windows(windows, missing, every, ch.span, self.settings["max_missing"]))
+        ends = ends[(ends + ch.span - 1) % ch.stride == 0]  # the stride of the recent windows, for the same reason
+        if ends.size > MAX_TRAINING_WINDOWS:
+            ends = ends[np.linspace(0, ends.size - 1, MAX_TRAINING_WINDOWS).astype(int)]
+        return ch.embedder.embed(windows[ends]), (ends + ch.span - 1).astype(np.int64)
 
-    # -- scoring ---------------------------------------------------------------------------------------
-    def score(self, values: np.ndarray | Series, start_index: int = 0) -> np.ndarray:
-        """Anomaly score of every row of ``values`` (float64, finite; > 1.0 = anomalous).
+    # -- scoring -------------------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise NotFitted("KnnDetector used before fit (or from_parts)")
 
-        ``values[i]`` is row ``start_index + i`` of the series the detector was fitted on (row 0 is the
-        first training row); that position is what makes training windows overlapping a query window
-        trivial matches. Score ``i`` depends only on ``values[: i + 1]``; the first ``window - 1`` rows of
-        ``values`` have no full window and score 0.
+    def continuation(self) -> StreamScorer:
+        """A scorer continuing the training series right after its prefix (what :meth:`fit_detect` uses).
 
         Raises:
             NotFitted: before :meth:`fit`.
-            InvalidParameter: non-finite values.
+        """
+        meta, arrays = self._continuation if self._continuation else ({}, {})
+        return self.resume(meta, arrays, continuation=True)
+
+    def new_stream(self) -> StreamScorer:
+        """A scorer for another series (a new series id): the training windows are references from another
+        series, and it alerts only after ``warmup`` rows.
+
+        Raises:
+            NotFitted: before :meth:`fit`.
         """
         self._check_fitted()
-        v = _as_values(values)
-        out = np.zeros(v.size, dtype=np.float64)
-        w = self.window
-        if v.size < w:
-            return out
-        windows = self._windows(v)
-        starts = start_index + np.arange(windows.shape[0])
-        out[w - 1 :] = self._distances(self._embed(windows), starts) / self.threshold_distance
-        return out
+        return StreamScorer(self, [ref.foreign() for ref in self.references], start_row=0,
+                            armed_from=int(self.settings["warmup"]),
+                            training=(self.training_values, self.training_times))
 
-    def alerts(self, scores: np.ndarray) -> np.ndarray:
-        """``is_anomaly`` decisions (bool) for consecutive ``scores``, with the refractory period."""
-        return decide_alerts(scores, THRESHOLD, self.refractory_rows, rearm=self.rearm)[0]
+    def resume(self, meta: dict[str, Any], arrays: dict[str, bytes], *, continuation: bool) -> StreamScorer:
+        """A scorer restored from :meth:`StreamScorer.to_state` output (``continuation``: of the training
+        series, else of another series).
 
-    @property
-    def refractory_rows(self) -> int:
-        """Rows after an alert during which no new one is raised."""
-        self._check_fitted()
-        return 2 * self.window if self.refractory is None else int(self.refractory)
-
-    def stream(self) -> StreamScorer:
-        """A :class:`StreamScorer` continuing right after the training prefix."""
-        self._check_fitted()
-        return StreamScorer(self, position=self.n_train, tail=self.tail)
-
-    def _windows(self, values: np.ndarray) -> np.ndarray:
-        windows = sliding_windows(self.scaler.transform(values), self.window)
-        if self.center:
-            # Shape, not level: slow drifts of the level then move no window away from the training ones.
-            return windows - windows.mean(axis=1, keepdims=True)
-        return windows
-
-    def _embed(self, windows: np.ndarray) -> np.ndarray:
-        if self.encoder is None:
-            return np.ascontiguousarray(windows, dtype=np.float32)
-        return self.encoder.embed(windows)
-
-    def _distances(self, vectors: np.ndarray, starts: np.ndarray) -> np.ndarray:
-        """Mean L2 distance of each vector to its k nearest training windows not overlapping it in time."""
-        w, k = self.window, self.k
-        n_index = len(self.index)
-        dist = np.empty(vectors.shape[0], dtype=np.float64)
-        # Only windows starting before the last training window's end can overlap one.
-        near = starts < n_index + w - 1
-        far = ~near
-        if far.any():
-            ids, _ = self._query(vectors[far], min(k, n_index))
-            dist[far] = self._exact(vectors[far], ids).mean(axis=1)
-        if near.any():
-            fetch = min(n_index, k + 2 * w - 1)
-            ids, _ = self._query(vectors[near], fetch)
-            ok = (ids >= 0) & (np.abs(ids - starts[near][:, None]) >= w)
-            keep = ok & (np.cumsum(ok, axis=1) <= k)
-            d = np.where(keep, self._exact(vectors[near], np.where(ids >= 0, ids, 0)), 0.0)
-            dist[near] = d.sum(axis=1) / np.maximum(keep.sum(axis=1), 1)
-        return dist
-
-    def _exact(self, vectors: np.ndarray, ids: np.ndarray) -> np.ndarray:
-        """Euclidean distances (float64) from each vector to the training vectors ``ids`` (one row each).
-
-        hnswlib picks the neighbours; recomputing their distances here makes a score independent of
-        how queries were batched (hnswlib's float32 SIMD sums differ between batch and single queries),
-        so streaming gives exactly the batch scores.
+        Raises:
+            NotFitted: before :meth:`fit`.
+            InvalidParameter: the state does not fit this detector.
         """
-        ref = self._reference()
-        out = np.empty(ids.shape, dtype=np.float64)
-        # In blocks: the gathered neighbours of a block stay in cache (one pass over all rows does not).
-        for a in range(0, ids.shape[0], _EXACT_BLOCK):
-            diff = ref[ids[a : a + _EXACT_BLOCK]] - vectors[a : a + _EXACT_BLOCK].astype(np.float64)[:, None, :]
-            out[a : a + _EXACT_BLOCK] = np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
+        self._check_fitted()
+        if not continuation:
+            return self.new_stream().load_state(meta, arrays)
+        scorer = StreamScorer(self, [self._shared(ref) for ref in self.references], start_row=self.n_train,
+                              armed_from=self.n_train, recent_from=self.n_train,
+                              training=(self.training_values, self.training_times))
+        return scorer.load_state(meta, arrays)
+
+    def fit_detect(self, values: np.ndarray | Series, train_until: int,
+                   timestamps: np.ndarray | None = None) -> Scored:
+        """Fit on the first ``train_until`` rows and score every row causally (the prefix never alerts).
+
+        Raises:
+            SeriesTooShort, InvalidParameter: as :meth:`fit`, or ``train_until`` outside 1..rows.
+        """
+        v, ts = _values_and_times(values, timestamps)
+        if not 1 <= int(train_until) <= v.size:
+            raise InvalidParameter(f"train_until={train_until} must be between 1 and the {v.size} rows")
+        self.fit(v[:train_until], ts[:train_until])
+        rest = self.continuation().update(v[train_until:], ts[train_until:])
+        head = self._prefix
+        return Scored(*(np.concatenate([getattr(head, f), getattr(rest, f)]) for f in
+                        ("rows", "score", "is_anomaly", "distance", "p_value", "channel")),
+                      explanations=rest.explanations)
+
+    def _shared(self, ref: Reference) -> Reference:
+        """A reference with the same training windows and no recent ones (each scorer owns its recent part)."""
+        out = Reference(ref.dim, delay=ref.delay, memory=ref.memory, stride=ref.stride, k=ref.k, ef=ref.ef)
+        out.static_index, out.static_vectors, out.static_rows = ref.static_index, ref.static_vectors, ref.static_rows
+        out.static_own = True
         return out
 
-    def _reference(self) -> np.ndarray:
-        if self._train_vectors is None:
-            self._train_vectors = self.index.get_vectors(np.arange(len(self.index))).astype(np.float64)
-        return self._train_vectors
-
-    def _query(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """``k`` nearest training windows (ids, squared distances), exact if hnswlib cannot answer."""
-        try:
-            return self.index.query(vectors, k=k)
-        except RuntimeError:
-            # hnswlib gives up ("cannot return the results in a contiguous 2D array") when many training
-            # vectors are identical (flat lines); an exact search over the stored vectors always works.
-            log.warning("hnswlib returned fewer than %d neighbours; using exact search", k)
-            ref = self._reference()
-            ids = np.empty((vectors.shape[0], k), dtype=np.int64)
-            sq = np.empty((vectors.shape[0], k), dtype=np.float64)
-            ref_norm = (ref**2).sum(axis=1)
-            for i in range(0, vectors.shape[0], 1024):
-                q = vectors[i : i + 1024].astype(np.float64)
-                d = np.maximum((q**2).sum(axis=1)[:, None] - 2 * q @ ref.T + ref_norm[None, :], 0)
-                part = np.argsort(d, axis=1, kind="stable")[:, :k]
-                ids[i : i + q.shape[0]] = part
-                sq[i : i + q.shape[0]] = np.take_along_axis(d, part, axis=1)
-            return ids, sq
-
-    def _check_fitted(self) -> None:
-        if self.index is None or self.scaler is None:
-            raise NotFitted("KnnDetector used before fit (or from_parts)")
-
-    # -- persistence -----------------------------------------------------------------------------------
+    # -- persistence ---------------------------------------------------------------------------------------
     def to_parts(self) -> tuple[dict[str, np.ndarray], dict[str, bytes], dict[str, Any]]:
-        """``(arrays, blobs, meta)`` for :meth:`ModelRegistry.publish`: everything :meth:`from_parts` needs.
+        """``(arrays, blobs, meta)`` for :meth:`vectorstore.ModelRegistry.publish`: all :meth:`from_parts` needs.
 
-        arrays: ``tail`` (last window-1 training values), ``train_scores``; blobs: ``index``
-        (:meth:`ItemIndex.to_bytes`) and, for neural embeddings, ``encoder`` (torch state_dict bytes);
-        meta: JSON-able settings, scaler statistics and the threshold distance.
+        arrays: each channel's training vectors and rows, the training values and timestamps; blobs: each
+        channel's hnswlib index, learned embedders' weights, the training series' stream state; meta:
+        settings, scaler, channels.
         """
         self._check_fitted()
-        arrays = {"tail": self.tail.astype(np.float64), "train_scores": self.train_scores.astype(np.float32)}
-        blobs = {"index": self.index.to_bytes()}
-        meta: dict[str, Any] = {
-            "kind": "knn_detector",
-            "embedding": self.embedding,
-            **{key: getattr(self, key) for key in _SETTINGS},
-            "threshold_distance": float(self.threshold_distance),
-            "scaler": {"center": self.scaler.center, "scale": self.scaler.scale},
-            "n_train": int(self.n_train),
-            "encoder_params": dict(self.encoder_params),
-        }
-        if self.encoder is not None:
-            blobs["encoder"] = self.encoder.state_bytes()
-            meta["encoder"] = self.encoder.config_dict()
+        arrays: dict[str, np.ndarray] = {"training_values": self.training_values.astype(np.float64),
+                                         "training_times": self.training_times.astype(np.int64)}
+        blobs: dict[str, bytes] = {}
+        channels = []
+        for c, (ch, ref) in enumerate(zip(self.channels, self.references)):
+            emb_meta, emb_blobs = ch.embedder.to_state()
+            arrays[f"c{c}_vectors"] = ref.static_vectors
+            arrays[f"c{c}_rows"] = ref.static_rows
+            if ref.static_index is not None:
+                blobs[f"c{c}_index"] = ref.static_index.to_bytes()
+            blobs.update({f"c{c}_{name}": data for name, data in emb_blobs.items()})
+            channels.append({"name": ch.name, "span": ch.span, "delay": ch.delay, "memory": ch.memory,
+                             "stride": ch.stride, "floor": ch.floor, "embedder": emb_meta})
+        state_meta, state_arrays = self._continuation
+        blobs.update({f"state_{name}": data for name, data in state_arrays.items()})
+        meta = {"kind": "knn_detector", "format": 2, "embedding": self.embedding, "settings": self.settings,
+                "encoder_params": self.encoder_params, "center": self.center, "scale": self.scale,
+                "n_train": self.n_train, "channels": channels, "state": state_meta,
+                "window": self.window, "threshold": self.threshold}
         return arrays, blobs, meta
 
     @classmethod
-    def from_parts(
-        cls, arrays: dict[str, np.ndarray], blobs: dict[str, bytes], meta: dict[str, Any]
-    ) -> KnnDetector:
+    def from_parts(cls, arrays: dict[str, np.ndarray], blobs: dict[str, bytes], meta: dict[str, Any]) -> KnnDetector:
         """Rebuild a fitted detector from :meth:`to_parts` output.
 
         Raises:
-            NotFitted: a part is missing.
+            NotFitted: a part is missing, or the detector was published in an older format (train it again).
         """
+        if meta.get("format") != 2:
+            raise NotFitted("this detector was published by an older version (no learning state); train it again")
         try:
-            settings = {key: meta[key] if key in meta else _ADDED_SETTINGS[key] for key in _SETTINGS}
-            det = cls(meta["embedding"], **settings, **meta["encoder_params"])
-            det.scaler = RobustScaler(float(meta["scaler"]["center"]), float(meta["scaler"]["scale"]))
-            det.threshold_distance = float(meta["threshold_distance"])
-            det.n_train = int(meta["n_train"])
-            det.tail = np.asarray(arrays["tail"], dtype=np.float64)
-            det.train_scores = np.asarray(arrays["train_scores"], dtype=np.float32)
-            det.index = ItemIndex.from_bytes(blobs["index"])
-            if det.embedding != "raw":
-                from .encoder import WindowEncoder
-
-                det.encoder = WindowEncoder.from_state(blobs["encoder"], meta["encoder"])
+            det = cls(meta["embedding"], **meta["settings"], **meta.get("encoder_params", {}))
+            det.center, det.scale, det.n_train = float(meta["center"]), float(meta["scale"]), int(meta["n_train"])
+            det.series_id = meta.get("series_id")
+            det.training_values = np.asarray(arrays["training_values"], np.float64)
+            det.training_times = np.asarray(arrays["training_times"], np.int64)
+            for c, spec in enumerate(meta["channels"]):
+                emb_blobs = {name[len(f"c{c}_"):]: data for name, data in blobs.items() if name.startswith(f"c{c}_")
+                             and name != f"c{c}_index"}
+                embedder = embedder_from_state(spec["embedder"], emb_blobs)
+                ch = Channel(spec["name"], embedder, int(spec["span"]), int(spec["delay"]), int(spec["memory"]),
+                             int(spec["stride"]), float(spec["floor"]))
+                ref = det._reference(ch)
+                index = ItemIndex.from_bytes(blobs[f"c{c}_index"]) if f"c{c}_index" in blobs else None
+                ref.set_static(np.asarray(arrays[f"c{c}_vectors"], np.float32), arrays[f"c{c}_rows"], own=True,
+                               index=index)
+                det.channels.append(ch)
+                det.references.append(ref)
+            state_arrays = {name[len("state_"):]: data for name, data in blobs.items() if name.startswith("state_")}
+            det._continuation = (meta["state"], state_arrays)
         except KeyError as exc:
             raise NotFitted(f"detector parts lack {exc}") from None
         return det
 
 
-def _as_values(values: np.ndarray | Series, allow_empty: bool = False) -> np.ndarray:
-    v = values.values if isinstance(values, Series) else values
-    v = np.asarray(v, dtype=np.float64).ravel()
-    if v.size == 0 and not allow_empty:
-        raise SeriesTooShort("no values given; at least one window is needed")
-    if not np.isfinite(v).all():
-        bad = np.flatnonzero(~np.isfinite(v))[:5].tolist()
-        raise InvalidParameter(f"values must be finite; NaN/inf at positions {bad}")
-    return v
+def _validate(s: dict[str, Any]) -> None:
+    ints = ("window", "context", "segments", "k", "delay", "memory", "context_stride", "averaging", "history",
+            "refit", "min_history", "refractory", "rearm", "warmup", "max_missing", "ef")
+    for key in ints:
+        if not isinstance(s[key], int | np.integer) or isinstance(s[key], bool):
+            raise InvalidParameter(f"{key}={s[key]!r} must be an integer")
+    if s["window"] < 2 or s["context"] < 2 or s["k"] < 1 or s["ef"] < 1 or s["memory"] < 1:
+        raise InvalidParameter(f"window={s['window']}, context={s['context']}, k={s['k']}, ef={s['ef']}, "
+                               f"memory={s['memory']}: window and context must be >= 2, the others >= 1")
+    if s["delay"] < 1 or s["context_stride"] < 1 or s["averaging"] < 1 or s["refit"] < 1:
+        raise InvalidParameter(f"delay={s['delay']}, context_stride={s['context_stride']}, "
+                               f"averaging={s['averaging']}, refit={s['refit']} must be >= 1")
+    if s["segments"] < 1 or s["context"] % s["segments"]:
+        raise InvalidParameter(f"segments={s['segments']} must divide context={s['context']}")
+    if s["min_history"] < 10 or s["history"] < s["min_history"]:
+        raise InvalidParameter(f"min_history={s['min_history']} must be >= 10 and <= history={s['history']}")
+    if not 0 < float(s["alpha"]) < 0.5:
+        raise InvalidParameter(f"alpha={s['alpha']} must be in (0, 0.5)")
+    if not 0.5 <= float(s["quantile"]) < 1:
+        raise InvalidParameter(f"quantile={s['quantile']} must be in [0.5, 1)")
+    if not float(s["effect"]) > 0 or not float(s["range_tolerance"]) >= 0:
+        raise InvalidParameter(f"effect={s['effect']} must be > 0 and range_tolerance={s['range_tolerance']} >= 0")
+    if s["screen"] is not None and (not isinstance(s["screen"], int | np.integer) or s["screen"] < 0):
+        raise InvalidParameter(f"screen={s['screen']!r} must be a non-negative integer or None")
+    if min(s["refractory"], s["rearm"], s["warmup"], s["max_missing"]) < 0:
+        raise InvalidParameter(f"refractory={s['refractory']}, rearm={s['rearm']}, warmup={s['warmup']}, "
+                               f"max_missing={s['max_missing']} must be >= 0")
+
+
+def _floor(kind: str, span: int) -> float:
+    """The calibration's smallest distance scale: 1% of the prefix's IQR per row for raw and piecewise-mean
+    windows (a noise-free series must not alert on rounding), a fixed small value in an encoder's space."""
+    return 0.01 * math.sqrt(span) if kind in ("raw", "paa") else 1e-3
+
+
+def _values_and_times(values: np.ndarray | Series, timestamps: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(values, Series):
+        if timestamps is None:
+            timestamps = values.timestamps.as_unit("ns").asi8
+        values = values.values
+    v = np.asarray(values)
+    if v.ndim != 1 or v.dtype.kind not in "fiub":
+        raise InvalidParameter(f"values must be a 1-D numeric array, got shape {v.shape} dtype {v.dtype}")
+    v = v.astype(np.float64)
+    if np.isinf(v).any():
+        raise InvalidParameter(f"values are infinite at positions {np.flatnonzero(np.isinf(v))[:5].tolist()}")
+    ts = np.full(v.size, NAT, np.int64) if timestamps is None else np.asarray(timestamps).astype(np.int64)
+    if ts.size != v.size:
+        raise InvalidParameter(f"{ts.size} timestamps for {v.size} values")
+    return v, ts
+
+
+def _filled(v: np.ndarray, scaler: RobustScaler) -> np.ndarray:
+    """Scaled values with closed gaps interpolated as the scorer reads them (open ends stay NaN)."""
+    return scaler.transform(interpolate_gaps(v))

@@ -3,7 +3,7 @@
 ::
 
     AnomalyError
-    ├── InvalidSeries           input series malformed (duplicates, mixed time zones, non-numeric, gaps)
+    ├── InvalidSeries           input series unreadable (no such column, no value at all, unparseable times)
     │   └── SeriesTooShort      fewer rows than the model needs (the message names the minimum)
     ├── InvalidParameter        a constructor or function argument has a value that cannot work
     └── NotFitted               a detector or encoder used before ``fit`` (or loaded from bad parts)

@@ -1,9 +1,22 @@
-"""Detectors as published models, and streaming scoring with its state in Redis.
+"""Detectors as published models, and streaming scoring that keeps learning, its state in Redis.
 
 Shared by the Celery tasks ``ea.train_series`` / ``ea.score_series`` and by the CLI. A detector version
-holds :meth:`KnnDetector.to_parts` (index, encoder state, threshold, scaler, training tail); the stream
-state of each series (position, last ``window - 1`` values, last alert row) lives in one Redis hash, so
-any score worker can take the next batch.
+holds :meth:`KnnDetector.to_parts` (training windows' hnswlib indexes, learned embedders, scaler,
+settings, and the stream state at the end of the training prefix). The stream state of each series
+(:meth:`StreamScorer.to_state`: its last values, calibration, value range and alert rule) lives in one
+Redis hash per series, so any score worker can take the next batch; a worker keeps the live scorer in
+memory and reads the hash again only when another worker has written it since.
+
+The series a detector was trained on (its id is recorded at training) continues from the training
+prefix; any other series id starts its own stream, which learns for ``warmup`` rows before it can alert.
+
+Redis keys (under ``EA_KEY_PREFIX``; the model name in braces keeps a model's series in one cluster slot):
+
+====================================  =========================================================
+``series:{<model>}:<series id>:state``  hash: ``meta`` (JSON), ``values``/``missing``/``times``
+                                        (little-endian arrays), ``token`` (changes on every write)
+``series:{<model>}:<series id>:state:lock``  the lock serialising one series' batches
+====================================  =========================================================
 """
 
 from __future__ import annotations
@@ -11,6 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import uuid
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -20,7 +35,7 @@ from vectorstore import ModelRegistry, Settings, get_settings
 
 from .detector import DEFAULT_EMBEDDING, KnnDetector
 from .exceptions import InvalidParameter, InvalidSeries, NotFitted
-from .series import read_one_series
+from .series import ReadOptions, read_one_series
 from .stream import StreamScorer
 
 __all__ = ["entity_outliers", "load_detector", "publish_detector", "reset_stream", "score_points", "train_detector"]
@@ -29,6 +44,9 @@ log = logging.getLogger(__name__)
 
 _cache: dict[tuple[str, str, int], KnnDetector] = {}
 _cache_lock = threading.Lock()
+#: Live scorers of this process: (prefix, model, series id) -> (version, token, scorer), most recent last.
+_live: OrderedDict[tuple[str, str, str], tuple[int, str, StreamScorer]] = OrderedDict()
+_LIVE_MAX = 256
 
 
 def train_detector(
@@ -38,16 +56,21 @@ def train_detector(
     train_until: int | None = None,
     embedding: str | None = None,
     params: dict[str, Any] | None = None,
+    read_options: ReadOptions | None = None,
+    series_id: str | None = None,
     registry: ModelRegistry | None = None,
     token: str | None = None,
 ) -> dict[str, Any]:
     """Fit a detector on the first ``train_until`` rows (default: all) of a series and publish it.
 
-    ``embedding``: ``"lstm"``, ``"gru"`` or ``"raw"``; ``None``: the detector's default
-    (:data:`~anomaly.detector.DEFAULT_EMBEDDING`), so job submitters need not repeat it.
+    ``embedding``: one of :data:`~anomaly.detector.EMBEDDINGS`; ``None``: the default
+    (:data:`~anomaly.detector.DEFAULT_EMBEDDING`), so job submitters need not repeat it. ``read_options`` go
+    to :func:`~anomaly.series.read_one_series`. ``series_id`` names the series trained on (default: its id
+    in the file, ``"default"`` without a series column): scoring that id later continues right after the
+    training rows, while any other id starts its own stream.
 
     Returns:
-        ``{"model", "version", "window", "threshold", "rows", "train_until", "embedding"}``.
+        ``{"model", "version", "window", "threshold", "rows", "train_until", "embedding", "series_id"}``.
 
     Raises:
         InvalidSeries, SeriesTooShort, InvalidParameter: bad input; nothing published.
@@ -55,18 +78,19 @@ def train_detector(
     registry = registry or ModelRegistry()
     if token and (done := registry.version_for_token(name, token)):
         meta = registry.manifest(name, done)["meta"]
-        return {"model": name, "version": done, "window": meta["window"], "embedding": meta["embedding"]}
-    series = read_one_series(source)
+        return {"model": name, "version": done, "window": meta["window"], "embedding": meta["embedding"],
+                "series_id": meta.get("series_id")}
+    series = read_one_series(source, **(read_options or {}))
     n = train_until or len(series)
     if not 1 <= n <= len(series):
         raise InvalidParameter(f"train_until={n} must be between 1 and the {len(series)} rows of the input")
     detector = KnnDetector(embedding or DEFAULT_EMBEDDING, **(params or {}))
-    detector.fit(series.values[:n])
-    version = publish_detector(registry, name, detector, extra_meta={"trained_rows": n,
-                                                                     "trained_until": str(series.timestamps[n - 1])},
-                               token=token)
-    return {"model": name, "version": version, "window": int(detector.window), "threshold": detector.threshold,
-            "rows": len(series), "train_until": n, "embedding": detector.embedding}
+    detector.fit(series.values[:n], series.timestamps.as_unit("ns").asi8[:n])
+    sid = series_id or series.id
+    extra = {"trained_rows": n, "trained_until": str(series.timestamps[n - 1]), "series_id": sid}
+    version = publish_detector(registry, name, detector, extra_meta=extra, token=token)
+    return {"model": name, "version": version, "window": detector.window, "threshold": detector.threshold,
+            "rows": len(series), "train_until": n, "embedding": detector.embedding, "series_id": sid}
 
 
 def publish_detector(registry: ModelRegistry, name: str, detector: KnnDetector, *,
@@ -80,7 +104,7 @@ def load_detector(registry: ModelRegistry, name: str, version: int | None = None
     """The detector of ``version`` (default: active), cached per process by version.
 
     Raises:
-        NotFitted: the model is not a detector.
+        NotFitted: the model is not a detector, or was published in an older format.
     """
     version = version or registry.active_version(name)
     key = (registry.settings.key_prefix, name, int(version or 0))
@@ -110,67 +134,113 @@ def score_points(
     registry: ModelRegistry | None = None,
     alert: bool = True,
 ) -> dict[str, Any]:
-    """Score newly arrived points of one series with the active detector of ``name``, causally.
+    """Score newly arrived points of one series with the active detector of ``name``, causally, and learn
+    from them.
 
     The stream state is read and written under a per-series lock, so concurrent batches of one series
-    are scored in arrival order. Threshold crossings go to :func:`anomaly.alerts.observe`, which opens
-    and resolves incidents and appends notifications to the outbox.
+    are scored in arrival order. Scores go to :func:`anomaly.alerts.observe`, which opens and resolves
+    incidents (with the detector's explanation as evidence) and appends notifications to the outbox.
+
+    Args:
+        values: floats; ``None``/NaN for a missing value (scored as missing, never an alert).
+        timestamps: one per value, non-decreasing, after the last one scored for this series.
 
     Returns:
-        ``{"version", "position", "scores", "is_anomaly", "notifications"}``.
+        ``{"version", "position", "scores", "is_anomaly", "notifications", "warming_up", "explanations"}``.
 
     Raises:
-        InvalidSeries: lengths differ, values are not finite, or timestamps go backwards.
+        InvalidSeries: lengths differ, values are infinite, or timestamps cannot be read or go backwards.
     """
     if len(timestamps) != len(values):
         raise InvalidSeries(f"{len(timestamps)} timestamps for {len(values)} values")
-    vals = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(vals).all():
-        bad = np.flatnonzero(~np.isfinite(vals))[:5].tolist()
-        raise InvalidSeries(f"values must be finite; positions {bad} are not")
+    vals = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    if np.isinf(vals).any():
+        bad = np.flatnonzero(np.isinf(vals))[:5].tolist()
+        raise InvalidSeries(f"values must be finite or missing; positions {bad} are infinite")
     ts = pd.to_datetime(pd.Series(timestamps), utc=True, errors="coerce")
     if ts.isna().any():
         raise InvalidSeries(f"timestamps at positions {np.flatnonzero(ts.isna())[:5].tolist()} cannot be read")
-    if (ts.diff().dropna() <= pd.Timedelta(0)).any():
-        raise InvalidSeries("timestamps of a batch must be strictly increasing")
+    if (ts.diff().dropna() < pd.Timedelta(0)).any():
+        at = int(np.flatnonzero((ts.diff() < pd.Timedelta(0)).to_numpy())[0])
+        raise InvalidSeries(f"timestamps of a batch must not go backwards: position {at} ({ts.iloc[at]}) is "
+                            f"before position {at - 1} ({ts.iloc[at - 1]})")
     registry = registry or ModelRegistry()
     settings = registry.settings
     client = registry.client
     version, detector = load_detector(registry, name)
     key = _state_key(settings, name, series_id)
     with client.lock(key + ":lock", timeout=60, blocking_timeout=30):
-        state = client.hgetall(key)
-        if state:
-            last_ts = pd.Timestamp(state[b"last_ts"].decode())
-            if ts.iloc[0] <= last_ts:
-                raise InvalidSeries(f"series {series_id!r}: timestamp {ts.iloc[0]} is not after the last "
-                                    f"scored one ({last_ts})")
-            tail = np.frombuffer(state[b"tail"], dtype="<f8")
-            scorer = StreamScorer(detector, position=int(state[b"position"]), tail=tail)
-            scorer.last_alert = json.loads(state[b"last_alert"])
-            scorer.armed = state.get(b"armed", b"1") == b"1"
-        else:
-            scorer = StreamScorer(detector)
-        scores, flags = scorer.update(vals)
-        client.hset(key, mapping={"position": scorer.position, "tail": scorer.tail.astype("<f8").tobytes(),
-                                  "last_alert": json.dumps(scorer.last_alert), "armed": int(scorer.armed),
-                                  "last_ts": ts.iloc[-1].isoformat(),
-                                  "version": version})
+        token = client.hget(key, "token")
+        scorer = _scorer(registry, key, name, series_id, version, detector, token)
+        if scorer.times.size and scorer.times[-1] != np.iinfo(np.int64).min and ts.iloc[0].value <= scorer.times[-1]:
+            raise InvalidSeries(f"series {series_id!r}: timestamp {ts.iloc[0]} is not after the last scored one "
+                                f"({pd.Timestamp(int(scorer.times[-1]), tz='UTC')})")
+        try:
+            out = scorer.update(vals, ts.dt.as_unit("ns").astype("int64").to_numpy())
+        except BaseException:
+            _forget(settings, name, series_id)  # the scorer may be half-updated; Redis still holds its state
+            raise
+        meta, arrays = scorer.to_state()
+        new_token = uuid.uuid4().hex
+        client.hset(key, mapping={"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token})
+        _remember(settings, name, series_id, version, new_token, scorer)
     notifications = []
+    explanations = out.explanations
     if alert:
         from . import alerts
 
-        notifications = alerts.observe(series_id, list(ts), scores.tolist(), detector.threshold, kind="series",
+        notifications = alerts.observe(series_id, list(ts), out.score.tolist(), detector.threshold, kind="series",
                                        model=name, model_version=str(version), labels=labels,
-                                       settings=settings, client=client)
-    return {"version": version, "position": scorer.position, "scores": scores.tolist(),
-            "is_anomaly": flags.astype(int).tolist(), "notifications": len(notifications)}
+                                       evidence=explanations[:3] or None, settings=settings, client=client)
+    return {"version": version, "position": scorer.position,
+            "scores": [None if np.isnan(x) else float(x) for x in out.score],
+            "is_anomaly": out.is_anomaly.astype(int).tolist(), "notifications": len(notifications),
+            "warming_up": scorer.position <= scorer.rule.armed_from, "explanations": explanations}
+
+
+def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, version: int, detector: KnnDetector,
+            token: bytes | None) -> StreamScorer:
+    """The live scorer of a series: this process's own when nobody wrote the state since, else the state
+    read from Redis, else a new stream (the training series continues after its prefix)."""
+    live_key = (registry.settings.key_prefix, name, series_id)
+    with _cache_lock:
+        live = _live.get(live_key)
+    if live and token is not None and live[0] == version and live[1] == token.decode():
+        return live[2]
+    training = series_id == getattr(detector, "series_id", None)
+    if token is None:
+        return detector.continuation() if training else detector.new_stream()
+    raw = registry.client.hgetall(key)
+    meta = json.loads(raw[b"meta"])
+    arrays = {name: raw[name.encode()] for name in ("values", "missing", "times")}
+    same_version = int(meta.get("version", 0)) == version
+    try:
+        return detector.resume(meta, arrays, continuation=training and same_version)
+    except InvalidParameter:
+        log.warning("stream state of %r does not fit %s v%d (another layout): the series starts a new stream",
+                    series_id, name, version)
+        return detector.new_stream()
+
+
+def _remember(settings: Settings, name: str, series_id: str, version: int, token: str, scorer: StreamScorer) -> None:
+    with _cache_lock:
+        _live[(settings.key_prefix, name, series_id)] = (version, token, scorer)
+        _live.move_to_end((settings.key_prefix, name, series_id))
+        while len(_live) > _LIVE_MAX:
+            _live.popitem(last=False)
+
+
+def _forget(settings: Settings, name: str, series_id: str) -> None:
+    with _cache_lock:
+        _live.pop((settings.key_prefix, name, series_id), None)
 
 
 def reset_stream(name: str, series_id: str, settings: Settings | None = None) -> None:
-    """Forget the stream state of one series (the next batch starts after the training prefix)."""
+    """Forget the stream state of one series (its next batch starts a new stream, or for the training
+    series, continues right after the training prefix)."""
     settings = settings or get_settings()
     ModelRegistry(settings).client.delete(_state_key(settings, name, series_id))
+    _forget(settings, name, series_id)
 
 
 def entity_outliers(name: str, kind: str = "users", *, k: int = 10, registry: ModelRegistry | None = None,

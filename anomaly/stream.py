@@ -1,88 +1,320 @@
-"""Alert decisions and point-by-point scoring that reproduces batch scoring exactly."""
+"""Scoring that keeps learning: one state machine for batch and streaming alike.
+
+A :class:`StreamScorer` holds everything one series needs between two batches of rows: the last values
+(with their timestamps and which of them were missing), every channel's recent reference windows and
+calibration, the value range and the alert rule. :meth:`StreamScorer.update` scores consecutive rows
+causally and learns from them; :meth:`~anomaly.detector.KnnDetector.detect` runs the same scorer over a
+whole series in chunks, and the Celery scoring task runs it over each batch that arrives, its state kept
+in Redis (:meth:`to_state` / :meth:`from_state`). Every step depends on the row numbers only, never on
+how rows were batched, so both decide alike.
+
+Missing values: a row without a value gets no score (NaN) and never alerts. Once a gap has ended, windows
+read it as the straight line between the values around it (causal: both are known by then, and the
+windows ending inside the gap are not scored); a window touching a gap longer than ``max_missing`` rows,
+or holding more than ``max_missing`` interpolated values, is neither scored nor learned from, so an
+outage never alerts by itself.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .detector import KnnDetector
+from .calibration import TailCalibrator
+from .exceptions import InvalidParameter, InvalidSeries
+from .explain import explain_row
+from .reference import Reference
+from .rules import THRESHOLD, AlertRule, ValueRange, channel_score
 
-__all__ = ["THRESHOLD", "StreamScorer", "decide_alerts"]
+__all__ = ["StreamScorer", "Scored", "NAT", "complete_windows", "interpolate_gaps", "screen_budget"]
 
-# Scores are distances divided by the calibrated threshold distance, so the threshold is always 1.
-THRESHOLD = 1.0
+#: Timestamp (int64 nanoseconds) of a row whose time is unknown.
+NAT = np.iinfo(np.int64).min
+_CHUNK = 2048  # rows per step of a long batch: bounds memory, not results
+
+
+class _Model(Protocol):
+    """What a scorer reads from its detector (:class:`~anomaly.detector.KnnDetector`)."""
+
+    channels: list[Any]
+    center: float
+    scale: float
+    settings: dict[str, Any]
+
+
+@dataclass
+class Scored:
+    """What :meth:`StreamScorer.update` returns for a batch of rows (arrays, one entry per row).
+
+    Attributes:
+        rows: row numbers in the series.
+        score: calibrated score in [0, 1] (NaN where the row has no value).
+        is_anomaly: the alert decisions.
+        distance: the deciding kNN channel's averaged distance (NaN when no channel has one).
+        p_value: that channel's tail probability (1 without one).
+        channel: index of the channel that gave the score (-1: value-range novelty, -2: none).
+        explanations: one dict per alerting row or score crossing (see :mod:`anomaly.explain`).
+    """
+
+    rows: np.ndarray
+    score: np.ndarray
+    is_anomaly: np.ndarray
+    distance: np.ndarray
+    p_value: np.ndarray
+    channel: np.ndarray
+    explanations: list[dict[str, Any]] = field(default_factory=list)
+
+
+def screen_budget(settings: dict[str, Any]) -> int:
+    """Anomalous readings per ``history`` rows kept out of a calibration: ``screen``, or by default those of
+    one lasting change and its end (``2 * (window + delay)`` rows of large distances)."""
+    screen = settings.get("screen")
+    return 2 * (settings["window"] + settings["delay"]) if screen is None else int(screen)
 
 
 class StreamScorer:
-    """Scores points as they arrive, giving exactly the batch :meth:`KnnDetector.score` values and alerts.
-
-    Holds the last ``window - 1`` values, the row position of the next value and the last alert row.
+    """Causal, learning scorer of one series (see the module docstring).
 
     Args:
-        detector: a fitted detector.
-        position: row number of the next value (default: right after the training prefix).
-        tail: the ``window - 1`` values before ``position`` (default: the end of the training prefix).
+        model: the fitted detector.
+        references: one :class:`~anomaly.reference.Reference` per channel.
+        start_row: row number of the first row this scorer will see.
+        armed_from: first row that may alert.
+        recent_from: first row whose windows join the recent references (earlier ones are training windows;
+            default ``start_row``).
+        training: ``(values, timestamps)`` of the series the training windows come from, for explanations.
     """
 
-    def __init__(self, detector: KnnDetector, position: int | None = None, tail: np.ndarray | None = None):
-        detector._check_fitted()
-        self.detector = detector
-        self.position = detector.n_train if position is None else int(position)
-        self.tail = np.asarray(detector.tail if tail is None else tail, dtype=np.float64)[-(detector.window - 1) :]
-        self.last_alert: int | None = None
-        self.armed = True
+    def __init__(self, model: _Model, references: list[Reference], *, start_row: int = 0, armed_from: int = 0,
+                 recent_from: int | None = None, training: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+        s = model.settings
+        self.model = model
+        self.references = references
+        self.calibrators = [TailCalibrator(averaging=s["averaging"], history=s["history"], quantile=s["quantile"],
+                                           refit=s["refit"], min_history=s["min_history"], floor=ch.floor,
+                                           screen=(s["alpha"] / len(model.channels), s["effect"]),
+                                           budget=screen_budget(s))
+                            for ch in model.channels]
+        self.value_range = ValueRange(s["range_tolerance"])
+        self.rule = AlertRule(s["refractory"], s["rearm"], armed_from)
+        self.position = int(start_row)
+        self.start_row = int(start_row)
+        self.recent_from = int(start_row if recent_from is None else recent_from)
+        keep = max([ch.span + ref.delay + ref.memory for ch, ref in zip(model.channels, references)], default=1)
+        self.keep = int(keep) + 1
+        self.values = np.zeros(0)  # the last `keep` values, gaps interpolated once closed (NaN while open)
+        self.missing = np.zeros(0, bool)
+        self.times = np.zeros(0, np.int64)
+        self.last_score = 0.0
+        self.training = training
 
-    def update(self, new_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(scores, is_anomaly)`` of ``new_values``; advances the state."""
-        new = np.asarray(new_values, dtype=np.float64).ravel()
-        if new.size == 0:
-            return np.zeros(0), np.zeros(0, dtype=bool)
-        buf = np.concatenate([self.tail, new])
-        scores = self.detector.score(buf, start_index=self.position - self.tail.size)[self.tail.size :]
-        # Rows with no full window yet (a short tail) are not alerts, as in batch scoring.
-        flags, self.last_alert, self.armed = decide_alerts(
-            scores, THRESHOLD, self.detector.refractory_rows, self.last_alert, self.position,
-            self.detector.rearm, self.armed,
-        )
-        self.tail = buf[-(self.detector.window - 1) :] if self.detector.window > 1 else buf[:0]
-        self.position += new.size
-        return scores, flags
+    @property
+    def buffer_start(self) -> int:
+        """Row number of the first value held."""
+        return self.position - self.values.size
+
+    # -- scoring -------------------------------------------------------------------------------------------
+    def update(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> Scored:
+        """Score the next rows (``values``: float, NaN = missing; ``timestamps``: int64 ns, optional) and
+        learn from them.
+
+        Raises:
+            InvalidSeries: values that are infinite, or timestamps of another length.
+        """
+        v = np.asarray(values, np.float64).ravel()
+        if np.isinf(v).any():
+            bad = np.flatnonzero(np.isinf(v))[:5].tolist()
+            raise InvalidSeries(f"values are infinite at batch positions {bad}")
+        ts = np.full(v.size, NAT, np.int64) if timestamps is None else np.asarray(timestamps, np.int64).ravel()
+        if ts.size != v.size:
+            raise InvalidSeries(f"{ts.size} timestamps for {v.size} values")
+        parts = [self._update(v[a : a + _CHUNK], ts[a : a + _CHUNK]) for a in range(0, v.size, _CHUNK)]
+        if not parts:
+            empty = np.zeros(0)
+            return Scored(np.zeros(0, np.int64), empty, np.zeros(0, bool), empty, empty, np.zeros(0, np.int64))
+        return Scored(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                        ("rows", "score", "is_anomaly", "distance", "p_value", "channel")),
+                      explanations=[e for p in parts for e in p.explanations])
+
+    def _update(self, v: np.ndarray, ts: np.ndarray) -> Scored:
+        n = v.size
+        rows = np.arange(self.position, self.position + n, dtype=np.int64)
+        missing = np.isnan(v)
+        all_values = interpolate_gaps(np.concatenate([self.values, v]))
+        all_missing = np.concatenate([self.missing, missing])
+        all_times = np.concatenate([self.times, ts])
+        offset = self.values.size  # index of the first new row in the all_* arrays
+        s = self.model.settings
+        scaled = (all_values - self.model.center) / self.model.scale
+        channel_scores = np.zeros((len(self.references), n))
+        readings = np.full((len(self.references), n), np.nan)
+        pvals = np.ones((len(self.references), n))
+        raw = np.full((len(self.references), n), np.nan)
+        typical = np.full((len(self.references), n), np.nan)
+        near_rows = np.full((len(self.references), n), -1, np.int64)
+        near_train = np.zeros((len(self.references), n), bool)
+        for c, (ch, ref, cal) in enumerate(zip(self.model.channels, self.references, self.calibrators)):
+            span = ch.span
+            first = max(offset, span - 1)  # windows need span values (the buffer holds what came before)
+            dist = np.full(n, np.nan)
+            if all_values.size >= span and first < all_values.size:
+                ends = np.arange(first, all_values.size)
+                win = np.lib.stride_tricks.sliding_window_view(scaled, span)[ends - span + 1]
+                complete = complete_windows(win, all_missing, ends, span, s["max_missing"])
+                end_rows = self.buffer_start + ends
+                if complete.any():
+                    emb = ch.embedder.embed(win[complete])
+                    # Added before the query: a window only becomes a reference `delay` (>= 1) rows after its
+                    # own, which the reference's row rule enforces whatever the batch holds.
+                    learn = end_rows[complete] >= self.recent_from
+                    ref.add(emb[learn], end_rows[complete][learn])
+                    d, nr, nt = ref.distances(emb, end_rows[complete])
+                    at = ends[complete] - offset
+                    dist[at], near_rows[c, at], near_train[c, at] = d, nr, nt
+            ref.forget_before(self.position + n)
+            raw[c] = dist
+            readings[c], pvals[c], ratio, typical[c] = cal.update(dist, rows)
+            channel_scores[c] = channel_score(pvals[c], ratio, channels=len(self.references), alpha=s["alpha"],
+                                              effect=s["effect"])
+        novelty, low, high = self.value_range.update(v)
+        best = np.argmax(channel_scores, axis=0) if len(self.references) else np.zeros(n, np.int64)
+        best_score = channel_scores[best, np.arange(n)] if len(self.references) else np.zeros(n)
+        score = np.maximum(best_score, novelty)
+        channel = np.where(novelty >= best_score, -1, best)
+        channel = np.where(score > 0, channel, -2)
+        score[missing] = np.nan
+        sources = np.vstack([channel_scores, novelty[None, :]])
+        sources[:, missing] = 0.0
+        flags = self.rule.update(sources, rows)
+        picked = np.clip(channel, 0, None)
+        distance = np.where(channel >= 0, readings[picked, np.arange(n)], np.nan) if len(self.references) else \
+            np.full(n, np.nan)
+        p_value = np.where(channel >= 0, pvals[picked, np.arange(n)], 1.0) if len(self.references) else np.ones(n)
+        explain_at = np.flatnonzero(flags | _rising(np.nan_to_num(score, nan=0.0), self.last_score))
+        self.last_score = float(np.nan_to_num(score[-1], nan=0.0))
+        batch = {"offset": offset, "values": all_values, "times": all_times, "rows": rows, "score": score,
+                 "channel": channel, "raw": raw, "reading": readings, "p": pvals, "typical": typical,
+                 "near_row": near_rows, "near_training": near_train, "low": low, "high": high, "is_anomaly": flags}
+        explanations = [explain_row(self, int(i), batch) for i in explain_at]
+        self.values, self.missing, self.times = (all_values[-self.keep :], all_missing[-self.keep :],
+                                                 all_times[-self.keep :])
+        self.position += n
+        return Scored(rows, score, flags, distance, p_value, channel.astype(np.int64), explanations)
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def to_state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """``(meta, arrays)``: the running state (JSON-able meta, little-endian array bytes) for Redis."""
+        meta = {
+            "position": self.position, "start_row": self.start_row,
+            "recent_from": self.recent_from,
+            "last_score": self.last_score, "calibrators": [c.to_state() for c in self.calibrators],
+            "value_range": {"low": _json_float(self.value_range.low), "high": _json_float(self.value_range.high),
+                            "seen": self.value_range.seen},
+            "rule": {"armed_from": self.rule.armed_from, "last_alert": self.rule.last_alert, "calm": self.rule.calm},
+        }
+        arrays = {"values": self.values.astype("<f8").tobytes(), "missing": self.missing.astype("u1").tobytes(),
+                  "times": self.times.astype("<i8").tobytes()}
+        return meta, arrays
+
+    def load_state(self, meta: dict[str, Any], arrays: dict[str, bytes]) -> StreamScorer:
+        """Restore :meth:`to_state` output (taken from a scorer of the same detector) into this fresh scorer:
+        the values are read back and every channel's recent windows rebuilt from them.
+
+        Raises:
+            InvalidParameter: the parts do not fit together.
+        """
+        try:
+            self.values = np.frombuffer(arrays["values"], "<f8").astype(np.float64)
+            self.missing = np.frombuffer(arrays["missing"], "u1").astype(bool)
+            self.times = np.frombuffer(arrays["times"], "<i8").astype(np.int64)
+            self.position, self.start_row = int(meta["position"]), int(meta["start_row"])
+            self.recent_from = int(meta["recent_from"])
+            self.last_score = float(meta.get("last_score", 0.0))
+            for cal, st in zip(self.calibrators, meta["calibrators"], strict=True):
+                cal.load_state(st)
+            vr = meta["value_range"]
+            self.value_range.low = np.nan if vr["low"] is None else float(vr["low"])
+            self.value_range.high = np.nan if vr["high"] is None else float(vr["high"])
+            self.value_range.seen = int(vr["seen"])
+            rule = meta["rule"]
+            self.rule.armed_from, self.rule.last_alert = int(rule["armed_from"]), rule["last_alert"]
+            self.rule.calm = [None if c is None else int(c) for c in rule["calm"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidParameter(f"stream state does not fit this detector: {exc}") from None
+        if not (self.values.size == self.missing.size == self.times.size):
+            raise InvalidParameter("stream state arrays have different lengths")
+        self._relearn()
+        return self
+
+    def _relearn(self) -> None:
+        """Rebuild every channel's recent windows from the values held (what :meth:`update` had added)."""
+        s = self.model.settings
+        scaled = (self.values - self.model.center) / self.model.scale
+        for ch, ref in zip(self.model.channels, self.references):
+            ref.recent_vectors = np.zeros((0, ref.dim), np.float32)
+            ref.recent_rows = np.zeros(0, np.int64)
+            if self.values.size < ch.span:
+                continue
+            ends = np.arange(ch.span - 1, self.values.size)
+            end_rows = self.buffer_start + ends
+            keep = (end_rows >= max(self.start_row + ch.span - 1, self.recent_from)) & (end_rows % ref.stride == 0)
+            keep &= end_rows > self.position - ref.delay - ref.memory - 1
+            ends, end_rows = ends[keep], end_rows[keep]
+            win = np.lib.stride_tricks.sliding_window_view(scaled, ch.span)[ends - ch.span + 1]
+            complete = complete_windows(win, self.missing, ends, ch.span, s["max_missing"])
+            if complete.any():
+                ref.add(ch.embedder.embed(win[complete]), end_rows[complete])
+            ref.forget_before(self.position)
+
+    def state_json(self) -> str:
+        """The JSON part of :meth:`to_state`, as a string."""
+        return json.dumps(self.to_state()[0])
 
 
-def decide_alerts(
-    scores: np.ndarray,
-    threshold: float,
-    refractory: int,
-    last_alert: int | None = None,
-    start: int = 0,
-    rearm: bool = False,
-    armed: bool = True,
-) -> tuple[np.ndarray, int | None, bool]:
-    """Flag rows whose score exceeds ``threshold`` unless a row was flagged in the previous ``refractory``.
+def complete_windows(windows: np.ndarray, missing: np.ndarray, ends: np.ndarray, span: int,
+                     max_missing: int) -> np.ndarray:
+    """Which windows (ending at indices ``ends`` of ``missing``) may be scored and learned from: no value
+    unknown, no row of a gap longer than ``max_missing``, and at most ``max_missing`` interpolated rows."""
+    miss = np.asarray(missing, bool)
+    long_gap = miss.copy()
+    if miss.any():
+        edges = np.diff(np.concatenate([[0], miss.astype(np.int8), [0]]))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        long_gap[:] = False
+        for a, b in zip(starts, stops):
+            if b - a > max_missing:
+                long_gap[a:b] = True
+    view = np.lib.stride_tricks.sliding_window_view
+    first = ends - span + 1
+    gaps = view(miss, span)[first].sum(axis=1)
+    touched = view(long_gap, span)[first].any(axis=1)
+    return (gaps <= max_missing) & ~touched & np.isfinite(windows).all(axis=1)
 
-    With ``rearm``, a new alert also needs the score to have fallen to the threshold or below since the
-    previous alert (one alert per excursion, however long it lasts). ``scores[i]`` is row ``start + i``;
-    ``last_alert`` (row of the previous alert or ``None``) and ``armed`` carry the state between calls.
-    Returns the flags and the new ``(last_alert, armed)``.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    flags = np.zeros(s.size, dtype=bool)
-    above = s > threshold
-    if not rearm:
-        for i in np.flatnonzero(above):
-            row = start + int(i)
-            if last_alert is None or row - last_alert > refractory:
-                flags[i] = True
-                last_alert = row
-        return flags, last_alert, True
-    for i in range(s.size):  # only the rows near alerts need this loop; series are short enough
-        row = start + i
-        if not above[i]:
-            armed = True
-        elif armed and (last_alert is None or row - last_alert > refractory):
-            flags[i] = True
-            last_alert, armed = row, False
-    return flags, last_alert, armed
 
+def interpolate_gaps(values: np.ndarray) -> np.ndarray:
+    """``values`` with each run of NaN that has values on both sides replaced by the straight line between
+    them (runs at either end stay NaN: what comes next is not known yet)."""
+    nan = np.isnan(values)
+    if not nan.any():
+        return values
+    known = np.flatnonzero(~nan)
+    if known.size < 2:
+        return values
+    out = values.copy()
+    inner = np.flatnonzero(nan)
+    inner = inner[(inner > known[0]) & (inner < known[-1])]
+    out[inner] = np.interp(inner, known, values[known])
+    return out
+
+
+def _rising(score: np.ndarray, before: float) -> np.ndarray:
+    """Rows where the score reaches the threshold from below."""
+    prev = np.concatenate([[before], score[:-1]])
+    return (score >= THRESHOLD) & (prev < THRESHOLD)
+
+
+def _json_float(x: float) -> float | None:
+    return None if not np.isfinite(x) else float(x)

@@ -40,7 +40,7 @@ class DemoSizes:
     def small(cls) -> DemoSizes:
         return cls(users=300, items=120, per_user=12, series_rows=1200,
                    node2vec={"dim": 16, "walk_length": 20, "walks_per_node": 4, "window": 5},
-                   lightgcn={"dim": 16, "epochs": 10, "layers": 2}, detector={"epochs": 5})
+                   lightgcn={"dim": 16, "epochs": 10, "layers": 2}, detector={})
 
 
 def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_workers: bool = False,
@@ -96,7 +96,7 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
         for name, m in metrics.items():
             jobs[f"demo-{name}"] = submit("ea.train_series", series=str(out / "data" / f"{name}.csv"),
                                           name=f"demo-{name}", train_until=m["train_until"],
-                                          params=sizes.detector)
+                                          params=sizes.detector, series_id=name)
         versions = {}
         for name, handle in jobs.items():
             echo(f"job {handle.id[:8]} {name}: waiting")
@@ -154,8 +154,8 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
             full = m["frame"].copy()
             full["score"] = [0.0] * m["train_until"] + scores
             full["is_anomaly"] = [0] * m["train_until"] + flags
-            title = f"{name}: {detector.embedding.upper()} autoencoder + kNN distance (window {detector.window})"
-            png = plot_detection(full, detector.threshold, out / "plots" / f"{name}.png", title)
+            title = f"{name}: kNN distance detector ({detector.embedding}), learning as it goes"
+            png = plot_detection(full, out / "plots" / f"{name}.png", title=title, train_until=m["train_until"])
             plots.append(str(png))
             planted = ", ".join(f"{k} rows {a}-{b}" for k, a, b in m["anomalies"])
             hit = [k for k, a, b in m["anomalies"]

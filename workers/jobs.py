@@ -250,11 +250,15 @@ def train_graph(interactions: str, *, model: str | None = None, name: str = "def
 
 
 def train_series(series: str, *, name: str, train_until: int | None = None, embedding: str | None = None,
-                 params: dict | None = None, settings: Settings | None = None) -> JobHandle:
+                 params: dict | None = None, read_options: dict | None = None, series_id: str | None = None,
+                 settings: Settings | None = None) -> JobHandle:
     """Submit ``ea.train_series``: fit a kNN-distance detector on a ``timestamp,value`` file and publish it.
 
-    ``embedding``: ``"lstm"``, ``"gru"`` or ``"raw"``; ``None``: the detector's default
-    (``anomaly.detector.DEFAULT_EMBEDDING``).
+    ``embedding``: one of ``anomaly.detector.EMBEDDINGS``; ``None``: the detector's default
+    (``anomaly.detector.DEFAULT_EMBEDDING``). ``read_options``: column names and the duplicate policy
+    (``anomaly.series.read_series``'s keywords: timestamp_col, value_col, duplicates). ``series_id``: the id
+    of the series trained on (default: its id in the file); scoring that id continues after the training rows,
+    any other id warms up first.
     """
     return submit("ea.train_series", settings=settings, series=series, name=name, train_until=train_until,
-                  embedding=embedding, params=params or {})
+                  embedding=embedding, params=params or {}, read_options=read_options or {}, series_id=series_id)

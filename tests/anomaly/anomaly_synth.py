@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 PERIOD = 25
-N = 2400
+N = 5400
 TRAIN = 800
-# kind -> (first row, last row) of the planted anomaly
+# kind -> (first row, last row) of the planted anomaly; more than the calibration's history (1000 rows)
+# apart, so each is judged against normal data only.
 PLANTED = {
-    "spike": (1100, 1100),
-    "level_shift": (1400, 1499),
-    "frequency": (1700, 1799),
-    "flat_line": (2000, 2099),
+    "spike": (1500, 1500),
+    "level_shift": (2600, 2699),
+    "frequency": (3800, 3899),
+    "flat_line": (5000, 5099),
 }
 
 
@@ -34,3 +36,8 @@ def planted_series(seed: int = 0) -> np.ndarray:
     a, b = PLANTED["flat_line"]
     v[a : b + 1] = v[a - 1]
     return v
+
+
+def series_frame(values: np.ndarray, freq: str = "5min") -> pd.DataFrame:
+    """``timestamp,value`` rows every ``freq`` from 2026-01-01."""
+    return pd.DataFrame({"timestamp": pd.date_range("2026-01-01", periods=len(values), freq=freq), "value": values})

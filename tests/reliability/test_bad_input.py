@@ -186,21 +186,25 @@ def _hours(n: int, start: str = "2024-01-01") -> list[str]:
 
 
 BAD_SERIES: dict[str, tuple[pd.DataFrame, type[Exception], str]] = {
-    "duplicate timestamps": (pd.DataFrame({"timestamp": ["2024-01-01", "2024-01-01", "2024-01-02"],
-                                           "value": [1, 2, 3]}), InvalidSeries, "duplicate"),
-    "mixed time zones": (pd.DataFrame({"timestamp": ["2024-01-01T00:00+00:00", "2024-01-01T02:00+02:00"],
-                                       "value": [1, 2]}), InvalidSeries, "time zones"),
-    "naive and aware": (pd.DataFrame({"timestamp": ["2024-01-01T00:00+00:00", "2024-01-01 03:00"],
-                                      "value": [1, 2]}), InvalidSeries, "naive"),
-    "long NaN gap": (pd.DataFrame({"timestamp": _hours(8), "value": [1, *[math.nan] * 4, 6, 7, 8]}),
-                     InvalidSeries, "missing values"),
-    "inf value": (pd.DataFrame({"timestamp": _hours(3), "value": [1, math.inf, 3]}), InvalidSeries, "infinite"),
-    "text value": (pd.DataFrame({"timestamp": _hours(3), "value": [1, "high", 3]}), InvalidSeries, "not numeric"),
     "missing column": (pd.DataFrame({"time": _hours(3), "value": [1, 2, 3]}), InvalidSeries, "missing column"),
     "bad timestamp": (pd.DataFrame({"timestamp": ["2024-01-01", "someday"], "value": [1, 2]}), InvalidSeries,
                       "unparseable"),
     "no rows": (pd.DataFrame({"timestamp": [], "value": []}), InvalidSeries, "no rows"),
     "too short": (pd.DataFrame({"timestamp": _hours(1), "value": [1.0]}), SeriesTooShort, "at least"),
+    "no value at all": (pd.DataFrame({"timestamp": _hours(3), "value": [math.nan] * 3}), InvalidSeries, "missing"),
+    "a text column": (pd.DataFrame({"timestamp": _hours(3), "value": ["high", "low", "high"]}), InvalidSeries,
+                      "not numeric|text"),
+}
+# Real exports hold these; they are scored, one output row per input row (issue 15: refusing them refused a
+# seventh of NAB's real files).
+MESSY_SERIES: dict[str, pd.DataFrame] = {
+    "duplicate timestamps": pd.DataFrame({"timestamp": ["2024-01-01", "2024-01-01", "2024-01-02"], "value": [1, 2, 3]}),
+    "changing UTC offsets": pd.DataFrame({"timestamp": ["2024-01-01T00:00+00:00", "2024-01-01T02:00+01:00"],
+                                          "value": [1, 2]}),
+    "naive and aware": pd.DataFrame({"timestamp": ["2024-01-01T00:00+00:00", "2024-01-01 03:00"], "value": [1, 2]}),
+    "long NaN gap": pd.DataFrame({"timestamp": _hours(8), "value": [1, *[math.nan] * 4, 6, 7, 8]}),
+    "inf value": pd.DataFrame({"timestamp": _hours(3), "value": [1, math.inf, 3]}),
+    "one text value": pd.DataFrame({"timestamp": _hours(3), "value": [1, "high", 3]}),
 }
 
 
@@ -215,6 +219,18 @@ def test_bad_series_are_refused_by_name(case: str, tmp_path: Path) -> None:
         read_one_series(path)
 
 
+@pytest.mark.parametrize("case", list(MESSY_SERIES))
+def test_messy_series_are_read_row_for_row(case: str, tmp_path: Path) -> None:
+    frame = MESSY_SERIES[case]
+    path = tmp_path / "series.csv"
+    frame.to_csv(path, index=False)
+    for source in (frame, path):
+        series = read_one_series(source)
+        assert len(series) == len(frame) and series.timestamps.is_monotonic_increasing
+        assert np.isfinite(series.values).sum() == pd.to_numeric(frame["value"], errors="coerce").replace(
+            [math.inf, -math.inf], math.nan).notna().sum()
+
+
 def test_empty_series_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "empty.csv"
     path.write_text("")
@@ -222,12 +238,12 @@ def test_empty_series_file_is_refused(tmp_path: Path) -> None:
         read_series(path)
 
 
-def test_unsorted_series_is_sorted_and_short_gaps_filled() -> None:
+def test_unsorted_series_is_sorted_and_gaps_kept_missing() -> None:
     frame = pd.DataFrame({"timestamp": ["2024-01-03", "2024-01-01", "2024-01-02", "2024-01-04"],
                           "value": [3.0, 1.0, math.nan, 4.0]})
     series = read_one_series(frame)
-    assert list(series.values) == [1.0, 2.0, 3.0, 4.0]
-    assert series.timestamps.is_monotonic_increasing
+    assert np.array_equal(series.values, [1.0, math.nan, 3.0, 4.0], equal_nan=True)
+    assert series.timestamps.is_monotonic_increasing and series.rows.tolist() == [1, 2, 0, 3]
 
 
 def _detect(path: Path, out: Path, train_until: int = 150):
@@ -235,19 +251,31 @@ def _detect(path: Path, out: Path, train_until: int = 150):
                                     "--scores-out", str(out), "--embedding", "raw"])
 
 
-@pytest.mark.parametrize("case", ["duplicate timestamps", "mixed time zones", "long NaN gap"])
-def test_ea_detect_refuses_bad_series_with_exit_2(case: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("case", ["duplicate timestamps", "changing UTC offsets", "long NaN gap"])
+def test_ea_detect_scores_messy_series_row_for_row(case: str, tmp_path: Path) -> None:
     n = 200
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"timestamp": _hours(n), "value": np.sin(np.arange(n) / 5) + rng.normal(0, 0.1, n)})
     if case == "duplicate timestamps":
         frame.loc[57, "timestamp"] = frame.loc[56, "timestamp"]
-    elif case == "mixed time zones":
-        frame["timestamp"] = [t + ("+00:00" if i % 2 else "+01:00") for i, t in enumerate(frame["timestamp"])]
+    elif case == "changing UTC offsets":
+        frame["timestamp"] = [t + ("+02:00" if i < 100 else "+01:00") for i, t in enumerate(frame["timestamp"])]
     else:
         frame.loc[40:50, "value"] = math.nan
     path, out = tmp_path / "series.csv", tmp_path / "scores.csv"
     frame.to_csv(path, index=False)
+    result = _detect(path, out)
+    assert result.exit_code == 0, result.output
+    scores = pd.read_csv(out)
+    assert len(scores) == n and scores["timestamp"].tolist() == frame["timestamp"].tolist()
+    has_value = frame["value"].notna().to_numpy()
+    assert np.isfinite(scores["score"][has_value]).all() and scores["score"][~has_value].isna().all()
+    assert not scores["is_anomaly"][~has_value].any()
+
+
+def test_ea_detect_refuses_a_file_without_values_with_exit_2(tmp_path: Path) -> None:
+    path, out = tmp_path / "series.csv", tmp_path / "scores.csv"
+    pd.DataFrame({"timestamp": _hours(200), "value": ["n/a"] * 200}).to_csv(path, index=False)
     result = _detect(path, out)
     assert result.exit_code == 2, result.output
     assert "InvalidSeries" in result.output and "Traceback" not in result.output
@@ -270,20 +298,17 @@ def test_ea_detect_sorts_an_unsorted_series(tmp_path: Path) -> None:
 @hsettings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, 30), st.one_of(st.floats(-1e6, 1e6), st.just(math.nan))),
                 min_size=2, max_size=25))
-def test_read_series_either_refuses_or_returns_clean_data(rows: list[tuple[int, float]]) -> None:
+def test_read_series_scores_any_rows_or_refuses_only_when_nothing_is_known(rows: list[tuple[int, float]]) -> None:
     frame = pd.DataFrame({"timestamp": [pd.Timestamp("2024-01-01") + pd.Timedelta(hours=h) for h, _ in rows],
                           "value": [v for _, v in rows]})
-    hours = [h for h, _ in rows]
     try:
         series = read_one_series(frame)
     except InvalidSeries as exc:
-        assert len(set(hours)) < len(hours) or frame["value"].isna().any() or len(rows) < 2, exc
-        if len(set(hours)) < len(hours):
-            assert "duplicate" in str(exc)
+        assert frame["value"].isna().all(), exc
         return
-    assert len(set(hours)) == len(hours)
-    assert len(series) == len(rows) and series.timestamps.is_monotonic_increasing
-    assert np.isfinite(series.values).all()
+    # Row for row (a clock that steps back and replays, as in a DST fall-back hour, keeps the file's order).
+    assert len(series) == len(rows) and sorted(series.rows.tolist()) == list(range(len(rows)))
+    assert sorted(np.nan_to_num(series.values, nan=-7e9)) == sorted(np.nan_to_num(frame["value"], nan=-7e9))
 
 
 # -- a large file passed by reference ----------------------------------------------------------------------

@@ -15,6 +15,12 @@ __all__ = ["COMMANDS"]
 # The policies of anomaly.series.DUPLICATE_POLICIES, repeated so that `ea --help` does not import pandas
 # (tests/anomaly/test_reading_cli.py checks that the two agree).
 DUPLICATES = ("keep", "mean", "last", "error")
+# anomaly.detector.EMBEDDINGS and DEFAULT_EMBEDDING, repeated for the same reason (tests check they agree).
+EMBEDDINGS = ("raw+paa", "raw", "raw+lstm", "raw+gru", "lstm", "gru")
+DEFAULT_EMBEDDING = "raw+paa"
+EMBEDDING_HELP = ("Short window embedding [+ long context embedding]: raw+paa (raw window + piecewise means of "
+                  "the last 256 rows, the default), raw, raw+lstm, raw+gru, lstm, gru (lstm/gru need the "
+                  "'train' extra).")
 
 
 def _read_flags(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -41,21 +47,27 @@ def _read_options(timestamp_col: str, value_col: str, duplicates: str) -> dict[s
 @click.option("--input", "input_csv", required=True, help="timestamp,value CSV.")
 @click.option("--train-until", type=int, required=True, help="Fit on the first N rows.")
 @click.option("--scores-out", required=True, help="Output CSV: timestamp,value,score,is_anomaly.")
-@click.option("--plot", default=None, help="Also draw series, score, threshold and flagged points to this PNG.")
-@click.option("--embedding", type=click.Choice(["lstm", "gru", "raw"]), default="lstm", show_default=True)
-@click.option("--window", type=int, default=None, help="Window length (default: chosen from the training part).")
-@click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable), e.g. k=3.")
+@click.option("--plot", default=None, help="Also draw the series, its incidents, the score and its threshold to "
+              "this PNG.")
+@click.option("--explain", default=None, help="Also write one JSON line per alert to this file: the window, its "
+              "nearest earlier windows with their timestamps and distances, the score.")
+@click.option("--embedding", type=click.Choice(EMBEDDINGS), default=DEFAULT_EMBEDDING, show_default=True,
+              help=EMBEDDING_HELP)
+@click.option("--window", type=int, default=None, help="Short window length, rows (default 16).")
+@click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable), e.g. "
+              "delay=100; an unknown KEY is refused with the list of accepted ones.")
 @_read_flags
-def detect(input_csv, train_until, scores_out, plot, embedding, window, params, timestamp_col, value_col,
+def detect(input_csv, train_until, scores_out, plot, explain, embedding, window, params, timestamp_col, value_col,
            duplicates) -> None:
-    """Fit a kNN-distance detector on the first N rows and score every row causally.
+    """Fit a kNN-distance detector on the first N rows and score every row causally, learning as it goes.
 
-    Prints one JSON line: the chosen window, threshold, number of anomalies and timings.
+    Prints one JSON line: rows, anomalies, the window, timings and the files written.
     """
     from anomaly.detect import detect_file
 
     result = detect_file(input_csv, train_until, scores_out, plot=plot, embedding=embedding, window=window,
-                         read_options=_read_options(timestamp_col, value_col, duplicates), **_params(params))
+                         explain=explain, read_options=_read_options(timestamp_col, value_col, duplicates),
+                         **_params(params))
     click.echo(json.dumps(result.summary))
 
 
@@ -63,17 +75,21 @@ def detect(input_csv, train_until, scores_out, plot, embedding, window, params, 
 @click.option("--input", "input_csv", required=True, help="timestamp,value CSV the worker can read.")
 @click.option("--name", required=True, help="Detector model name to publish under.")
 @click.option("--train-until", type=int, default=None, help="Fit on the first N rows (default: all).")
-@click.option("--embedding", type=click.Choice(["lstm", "gru", "raw"]), default="lstm", show_default=True)
+@click.option("--embedding", type=click.Choice(EMBEDDINGS), default=DEFAULT_EMBEDDING, show_default=True,
+              help=EMBEDDING_HELP)
 @click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable).")
+@click.option("--series-id", default=None, help="Id of the series trained on (default: its id in the file, or "
+              "'default'): `ea score --series-id` with it continues after the training rows.")
 @click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
 @_read_flags
-def train_series(input_csv, name, train_until, embedding, params, wait, timestamp_col, value_col,
+def train_series(input_csv, name, train_until, embedding, params, series_id, wait, timestamp_col, value_col,
                  duplicates) -> None:
-    """Train a series anomaly detector (LSTM/GRU autoencoder + kNN index) and publish it."""
+    """Train a series anomaly detector (window embeddings + hnswlib reference index) and publish it."""
     from ..jobs import submit
 
     handle = submit("ea.train_series", series=input_csv, name=name, train_until=train_until, embedding=embedding,
-                    params=_params(params), read_options=_read_options(timestamp_col, value_col, duplicates))
+                    params=_params(params), read_options=_read_options(timestamp_col, value_col, duplicates),
+                    series_id=series_id)
     click.echo(f"submitted {handle.id}")
     if wait:
         click.echo(json.dumps(handle.wait(show_progress=True)))
@@ -90,8 +106,11 @@ def score(name, series_id, input_csv, timestamp_col, value_col, duplicates) -> N
     from anomaly.service import score_points
 
     series = read_one_series(input_csv, **_read_options(timestamp_col, value_col, duplicates))
-    out = score_points(name, series_id, [str(t) for t in series.timestamps], series.values.tolist())
-    click.echo(json.dumps({k: v for k, v in out.items() if k not in ("scores",)}))
+    out = score_points(name, series_id, [t.isoformat() for t in series.timestamps], series.values.tolist())
+    click.echo(json.dumps({"model": name, "version": out["version"], "series_id": series_id, "rows": len(series),
+                           "anomalies": int(sum(out["is_anomaly"])), "notifications": out["notifications"],
+                           "warming_up": out["warming_up"], "position": out["position"],
+                           "alerts": [e for e in out["explanations"] if e.get("alert")]}))
 
 
 @click.command()

@@ -12,17 +12,20 @@ __all__ = ["score_series", "train_series"]
 
 @app.task(name="ea.train_series", bind=True)
 def train_series(self, series: str, name: str, train_until: int | None = None, embedding: str | None = None,
-                 params: dict | None = None) -> dict:
-    """Fit a kNN-distance detector on a series file (by reference) and publish encoder, index and threshold.
+                 params: dict | None = None, read_options: dict | None = None, series_id: str | None = None) -> dict:
+    """Fit a kNN-distance detector on a series file (by reference) and publish it (training windows' index,
+    learned embedders, calibration state).
 
-    ``embedding=None``: the detector's default (``anomaly.detector.DEFAULT_EMBEDDING``).
+    ``embedding=None``: the detector's default (``anomaly.detector.DEFAULT_EMBEDDING``); ``read_options``:
+    column names and the duplicate policy (``anomaly.series.read_series``'s keywords); ``series_id``: the
+    id of the series trained on (scoring it later continues after the training rows).
     """
     from anomaly.service import train_detector
 
     progress = Progress(self)
     progress({"stage": "fit", "done": 0, "total": 1})
     result = train_detector(series, name=name, train_until=train_until, embedding=embedding, params=params,
-                            token=self.request.id)
+                            read_options=read_options, series_id=series_id, token=self.request.id)
     progress({"stage": "fit", "done": 1, "total": 1})
     return result
 
@@ -30,7 +33,7 @@ def train_series(self, series: str, name: str, train_until: int | None = None, e
 @app.task(name="ea.score_series")
 def score_series(name: str, series_id: str, timestamps: list[Any], values: list[float],
                  labels: dict | None = None) -> dict:
-    """Score new points of a series causally, keep its tail state in Redis, and raise incidents.
+    """Score new points of a series causally, learn from them (state kept in Redis), and raise incidents.
 
     When the batch changed an incident's state, an ``ea.alerts_deliver`` job goes to the ``alerts`` queue,
     so a deployment with only Celery workers delivers without a separate consumer process.

@@ -1,0 +1,215 @@
+"""The reference windows of one detector channel, and the kNN distance of new windows to them.
+
+Two parts, one rule. The **training windows** (the prefix a detector was fitted on) sit in an hnswlib
+index (:class:`vectorstore.index.ItemIndex`, L2) published with the detector; the **recent windows** of
+the stream join as it passes and are searched exactly. A window ending at row ``j`` is a reference for
+the window ending at row ``t`` when ``t - delay - memory < j <= t - delay`` (recent ones) or, for the
+training windows of the same series, when ``j <= t - delay``:
+
+* the ``delay`` keeps an anomaly from excusing itself at once: its own windows only join after it, and a
+  lasting change becomes the new normal once they have;
+* ``memory`` bounds what the recent part holds, in rows (``stride`` > 1 keeps one window in ``stride``:
+  consecutive long-context windows are near copies of each other);
+* the rule depends on the row alone, so a batch and a stream fed the same rows in any chunks search the
+  same reference set. Distances are re-ranked exactly in float64 from the stored vectors, so both give
+  the same distances whatever the chunking.
+
+The distance of a window is the mean Euclidean distance to its ``k`` nearest references; NaN when it has
+none yet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vectorstore.index import ItemIndex
+
+from .exceptions import InvalidParameter
+
+__all__ = ["Reference"]
+
+#: Query rows handled per block of the exact search: the eligible band of the recent windows moves by
+#: one row per query row, so a block shares all but its edges.
+_BLOCK = 64
+#: Training sets up to this many windows are searched exactly (faster than the graph at this size, and
+#: exact); larger ones through their hnswlib index.
+EXACT_MAX = 4096
+
+
+class Reference:
+    """Training windows (hnswlib) plus a bounded memory of recent windows (exact) for one channel.
+
+    Args:
+        dim: embedding length.
+        delay: rows a window waits before it can be a reference.
+        memory: rows of recent windows kept (the oldest leave first).
+        stride: keep one recent window in ``stride`` (its end row a multiple of ``stride``).
+        k: neighbours averaged in the distance.
+        ef: hnswlib search breadth over the training windows.
+
+    Raises:
+        InvalidParameter: a size below 1 (``delay`` below 0).
+    """
+
+    def __init__(self, dim: int, *, delay: int, memory: int, stride: int = 1, k: int = 1, ef: int = 32) -> None:
+        if delay < 0 or memory < 1 or stride < 1 or k < 1 or ef < 1 or dim < 1:
+            raise InvalidParameter(f"delay={delay}, memory={memory}, stride={stride}, k={k}, ef={ef}, dim={dim}: "
+                                   "delay must be >= 0 and the others >= 1")
+        self.dim, self.delay, self.memory, self.stride, self.k, self.ef = dim, delay, memory, stride, k, ef
+        self.static_index: ItemIndex | None = None
+        self.static_vectors = np.zeros((0, dim), np.float32)
+        self.static_rows = np.zeros(0, np.int64)
+        self.static_own = True
+        self.recent_vectors = np.zeros((0, dim), np.float32)
+        self.recent_rows = np.zeros(0, np.int64)
+
+    # -- contents ------------------------------------------------------------------------------------------
+    def set_static(self, vectors: np.ndarray, rows: np.ndarray, *, own: bool = True,
+                   index: ItemIndex | None = None) -> None:
+        """Make ``vectors`` (ending at ``rows``) the training windows; ``own``: they are this series' past.
+
+        ``index`` is a published hnswlib index over the same vectors (built here when not given); sets of
+        at most :data:`EXACT_MAX` windows are searched exactly and need none.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        self.static_vectors, self.static_rows, self.static_own = vectors, np.asarray(rows, np.int64), own
+        if index is None and vectors.shape[0] > EXACT_MAX:
+            index = ItemIndex.build(vectors, space="l2", M=16, ef_construction=100, ef=self.ef, num_threads=1)
+        self.static_index = index if vectors.shape[0] > EXACT_MAX else None
+
+    def foreign(self) -> Reference:
+        """A copy sharing the training windows as another series' past (for a new series id): no recent
+        windows, and no trivial-match exclusion against the training rows."""
+        ref = Reference(self.dim, delay=self.delay, memory=self.memory, stride=self.stride, k=self.k, ef=self.ef)
+        ref.static_index, ref.static_vectors, ref.static_rows = self.static_index, self.static_vectors, self.static_rows
+        ref.static_own = False
+        return ref
+
+    def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        """Remember the windows ending at ``rows`` (increasing, after every row added before); they become
+        references ``delay`` rows later. Windows off the stride are dropped."""
+        rows = np.asarray(rows, np.int64)
+        keep = rows % self.stride == 0
+        if keep.any():
+            self.recent_vectors = np.concatenate([self.recent_vectors, np.asarray(vectors, np.float32)[keep]])
+            self.recent_rows = np.concatenate([self.recent_rows, rows[keep]])
+
+    def forget_before(self, next_row: int) -> None:
+        """Drop recent windows that no row from ``next_row`` on can use."""
+        cut = int(np.searchsorted(self.recent_rows, next_row - self.delay - self.memory, side="right"))
+        if cut:
+            self.recent_vectors, self.recent_rows = self.recent_vectors[cut:], self.recent_rows[cut:]
+
+    # -- distances -----------------------------------------------------------------------------------------
+    def distances(self, queries: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """kNN distance of each query window (ending at ``rows``) to its references.
+
+        Returns:
+            ``(distance, nearest_row, nearest_is_training)``: the mean distance to the ``k`` nearest
+            references (NaN without any), the end row of the nearest one (-1 without) and whether it is a
+            training window (its row then counts in the training series).
+        """
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        rows = np.asarray(rows, np.int64)
+        n, k = q.shape[0], self.k
+        best = np.full((n, k), np.inf)
+        best_row = np.full((n, k), -1, np.int64)
+        best_static = np.zeros((n, k), bool)
+        if n == 0:
+            return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool)
+        for cand, cand_rows, is_static in (self._static_candidates(q, rows), self._recent_candidates(q, rows)):
+            if cand is None:
+                continue
+            merged = np.concatenate([best, cand], axis=1)
+            merged_rows = np.concatenate([best_row, cand_rows], axis=1)
+            merged_static = np.concatenate([best_static, np.full(cand.shape, is_static)], axis=1)
+            order = np.argsort(merged, axis=1, kind="stable")[:, :k]
+            best = np.take_along_axis(merged, order, axis=1)
+            best_row = np.take_along_axis(merged_rows, order, axis=1)
+            best_static = np.take_along_axis(merged_static, order, axis=1)
+        found = np.isfinite(best).all(axis=1)
+        dist = np.where(found, best.mean(axis=1) if k > 1 else best[:, 0], np.nan)
+        return dist, np.where(found, best_row[:, 0], -1), best_static[:, 0] & found
+
+    def _static_candidates(self, q: np.ndarray, rows: np.ndarray):
+        n_static = self.static_rows.shape[0]
+        if n_static == 0:
+            return None, None, True
+        # Training windows of this series ending less than `delay` rows before a query are not references
+        # yet (they overlap it, or are its own recent past); another series' training windows always are.
+        hi_row = rows - self.delay if self.static_own else np.full(rows.shape, np.iinfo(np.int64).max)
+        if n_static <= EXACT_MAX or self.static_index is None:
+            return (*_band_nearest(self.static_vectors, self.static_rows, q, None, hi_row, self.k), True)
+        banned = np.zeros(rows.shape[0], np.int64)
+        if self.static_own:
+            banned = np.minimum(np.clip(self.static_rows[-1] - hi_row, 0, None), n_static)
+        fetch = np.minimum(n_static, self.k + banned)
+        out = np.full((rows.shape[0], self.k), np.inf)
+        out_rows = np.full((rows.shape[0], self.k), -1, np.int64)
+        for f in np.unique(fetch):
+            sel = np.flatnonzero(fetch == f)
+            ids, _ = self.static_index.query(q[sel], k=int(f), exact=False)
+            ids = np.atleast_2d(ids)
+            cand_rows = np.where(ids >= 0, self.static_rows[np.maximum(ids, 0)], -1)
+            ok = (ids >= 0) & (cand_rows <= hi_row[sel][:, None])
+            d = _exact(q[sel], self.static_vectors, np.maximum(ids, 0))
+            d[~ok] = np.inf
+            order = np.argsort(d, axis=1, kind="stable")[:, : self.k]
+            m = order.shape[1]
+            out[sel, :m] = np.take_along_axis(d, order, axis=1)
+            out_rows[sel, :m] = np.take_along_axis(cand_rows, order, axis=1)
+        return out, out_rows, True
+
+    def _recent_candidates(self, q: np.ndarray, rows: np.ndarray):
+        if self.recent_rows.shape[0] == 0:
+            return None, None, False
+        dist, found = _band_nearest(self.recent_vectors, self.recent_rows, q, rows - self.delay - self.memory,
+                                    rows - self.delay, self.k)
+        return dist, found, False
+
+
+def _band_nearest(ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: np.ndarray | None,
+                  hi_row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest of each query among the references with ``lo_row < row <= hi_row`` (rows sorted).
+
+    Candidates come from a float32 matrix product over blocks of queries whose eligible bands overlap (only
+    the band edges are masked per query); the chosen ones are measured again exactly in float64.
+    Returns distances (inf where fewer than ``k``) and the candidates' rows (-1 there).
+    """
+    n = q.shape[0]
+    out = np.full((n, k), np.inf)
+    out_rows = np.full((n, k), -1, np.int64)
+    hi = np.searchsorted(ref_rows, hi_row, side="right")
+    lo = np.zeros(n, np.int64) if lo_row is None else np.searchsorted(ref_rows, lo_row, side="right")
+    ref_sq = None
+    for a in range(0, n, _BLOCK):
+        b = min(n, a + _BLOCK)
+        c0, c1 = int(lo[a:b].min()), int(hi[a:b].max())
+        if c1 <= c0:
+            continue
+        if ref_sq is None:
+            ref_sq = np.einsum("ij,ij->i", ref, ref)
+        sims = ref_sq[None, c0:c1] - 2.0 * (q[a:b] @ ref[c0:c1].T)
+        # Columns every query of the block may use need no mask: only the band's two moving edges do.
+        inner0, inner1 = int(lo[a:b].max()), int(hi[a:b].min())
+        cols = np.arange(c0, c1)
+        for e0, e1 in ((c0, min(inner0, c1)), (max(inner1, inner0, c0), c1)):
+            if e1 > e0:
+                edge = cols[e0 - c0 : e1 - c0]
+                bad = (edge[None, :] < lo[a:b, None]) | (edge[None, :] >= hi[a:b, None])
+                sims[:, e0 - c0 : e1 - c0][bad] = np.inf
+        take = min(k, c1 - c0)
+        pick = np.argmin(sims, axis=1)[:, None] if take == 1 else np.argsort(sims, axis=1, kind="stable")[:, :take]
+        valid = np.isfinite(np.take_along_axis(sims, pick, axis=1))
+        d = _exact(q[a:b], ref[c0:c1], pick)
+        d[~valid] = np.inf
+        out[a:b, :take] = d
+        out_rows[a:b, :take] = np.where(valid, ref_rows[c0:c1][pick], -1)
+    return out, out_rows
+
+
+def _exact(q: np.ndarray, ref: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Euclidean distances (float64) of each query to its candidates ``ref[ids]`` (one row of ids per query),
+    computed from the differences so that a pair's distance never depends on the rest of the batch."""
+    diff = ref[ids].astype(np.float64) - q[:, None, :].astype(np.float64)
+    return np.sqrt(np.einsum("mkd,mkd->mk", diff, diff))
