@@ -90,3 +90,13 @@ def test_eval_recsys_accepts_model_spectral(communities, tmp_path, model_name):
     assert out.exit_code == 0, out.output
     line = json.loads(out.output.strip().splitlines()[-1])
     assert line["algorithm"] == "spectral" and line["recall@10"] > 0.4
+
+
+def test_a_job_without_a_model_trains_the_default_spectral_one(celery_worker, communities, model_name):
+    from recsys.models import DEFAULT_MODEL
+    from workers.jobs import train_graph
+
+    result = train_graph(communities["train"], name=model_name, params={"dim": 8},
+                         test=communities["test"]).wait(timeout=120)
+    assert DEFAULT_MODEL == "spectral" and result["algorithm"] == "spectral"
+    assert result["metrics"]["recall@20"] > 0.5
