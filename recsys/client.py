@@ -17,7 +17,6 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,63 +24,13 @@ import redis
 
 from vectorstore import ModelRegistry, RedisUnavailable, Settings, VectorStoreError, get_settings
 
-from ._serving import ServingModel
+from ._serving import ServingModel, decode_top, encode_top
 from .exceptions import InvalidRequest, ModelUnavailable, UnknownItem, UnknownUser
+from .recommendations import MAX_K, Recommendations, check_id, check_k
 
 __all__ = ["MAX_K", "RecommendationClient", "Recommendations", "encode_top"]
 
 log = logging.getLogger(__name__)
-
-MAX_K = 10_000
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    """Ranked items for one request.
-
-    Attributes:
-        items: external item ids, best first.
-        scores: their scores (inner product of scoring vectors; higher is better).
-        model, model_version: which model version answered.
-        source: ``"index"``, ``"precomputed"``, ``"history"`` (fold-in), ``"similar"`` or ``"popularity"``
-            (unknown user fallback).
-        user: the user asked about (``None`` for item-based requests).
-        fields: requested item metadata columns, aligned with ``items``.
-    """
-
-    items: list[str]
-    scores: np.ndarray
-    model: str
-    model_version: int
-    source: str
-    user: str | None = None
-    fields: dict[str, list] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def to_pandas(self):
-        """A DataFrame with ``rank``, ``item``, ``score`` and the requested fields."""
-        import pandas as pd
-
-        df = pd.DataFrame({"rank": np.arange(1, len(self.items) + 1), "item": self.items, "score": self.scores})
-        for name, values in self.fields.items():
-            df[name] = values
-        return df
-
-
-def _check_k(k: Any) -> int:
-    if isinstance(k, bool) or not isinstance(k, int | np.integer):
-        raise InvalidRequest(f"k must be an integer, got {type(k).__name__} {k!r}")
-    if not 1 <= k <= MAX_K:
-        raise InvalidRequest(f"k={k} must be between 1 and {MAX_K}")
-    return int(k)
-
-
-def _check_id(value: Any, what: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int | np.integer):
-        raise InvalidRequest(f"{what} id must be a str or int, got {type(value).__name__}")
-    return str(value)
 
 
 class RecommendationClient:
@@ -322,15 +271,15 @@ class RecommendationClient:
             UnknownUser: strict mode and the model does not know ``user``.
             RedisUnavailable: Redis is down and the user is not cached.
         """
-        k = _check_k(k)
-        user = _check_id(user, "user")
+        k = check_k(k)
+        user = check_id(user, "user")
         model = self._model
         use_top = exclude is None and include is None and exclude_seen and model.version in self._topn_ready
         ((vector, seen, top),) = self._fetch_users(model, [user], topn=use_top)
         if vector is None:
             return self._popular(model, user, k, exclude, include, fields, strict)
         if top is not None:
-            ids, scores = _decode_top(top)
+            ids, scores = decode_top(top)
             if len(ids) >= k:
                 return self._result(model, ids[:k], scores[:k], "precomputed", user, fields)
         banned = seen.astype(np.int64) if exclude_seen else np.empty(0, np.int64)
@@ -352,8 +301,8 @@ class RecommendationClient:
 
         Unknown users get popular items (or raise in strict mode), as in :meth:`recommend`.
         """
-        k = _check_k(k)
-        names = [_check_id(u, "user") for u in users]
+        k = check_k(k)
+        names = [check_id(u, "user") for u in users]
         if not names:
             return []
         model = self._model
@@ -381,9 +330,9 @@ class RecommendationClient:
         Raises:
             UnknownItem: the model does not know ``item``.
         """
-        k = _check_k(k)
+        k = check_k(k)
         model = self._model
-        pos = self._dense_one(model, _check_id(item, "item"))
+        pos = self._dense_one(model, check_id(item, "item"))
         ids, scores = model.similar_index.query(model.similar_vectors[pos], k=min(k, model.n_items - 1) or 1,
                                                 exclude=[pos])
         keep = ids >= 0
@@ -397,9 +346,9 @@ class RecommendationClient:
         item input vectors; else its item vectors); the history is excluded. Unknown item ids are ignored;
         with none known, popular items are returned (``source="popularity"``). Needs no Redis.
         """
-        k = _check_k(k)
+        k = check_k(k)
         model = self._model
-        known = self._dense(model, [_check_id(i, "item") for i in items], missing_ok=True)
+        known = self._dense(model, [check_id(i, "item") for i in items], missing_ok=True)
         if not known:
             return self._popular(model, None, k, None, None, fields, strict=False)
         vector = model.fold_in_vectors[sorted(known)].mean(axis=0)
@@ -456,15 +405,3 @@ class RecommendationClient:
         return Recommendations(items=model.item_ids[ids].tolist(), scores=np.asarray(scores, dtype=np.float32),
                                model=model.name, model_version=model.version, source=source, user=user,
                                fields=model.fields(ids, fields))
-
-
-def _decode_top(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Precomputed top-N: ``n`` int32 dense ids followed by ``n`` float32 scores."""
-    n = len(raw) // 8
-    return np.frombuffer(raw, dtype="<i4", count=n).astype(np.int64), np.frombuffer(raw, dtype="<f4", offset=4 * n)
-
-
-def encode_top(ids: np.ndarray, scores: np.ndarray) -> bytes:
-    """Inverse of :func:`_decode_top` (used by the precompute task)."""
-    return np.asarray(ids, "<i4").tobytes() + np.asarray(scores, "<f4").tobytes()
-
