@@ -121,6 +121,7 @@ def scores_frame(raw_timestamps: np.ndarray, values: np.ndarray, scored: Scored,
         "distance": np.round(scored.distance, 6),
         "p_value": scored.p_value,
         "reason": [names[int(c)] for c in scored.channel],
+        "incident": scored.in_incident.astype(int),
     })
 
 

@@ -34,11 +34,11 @@ import numpy as np
 
 from vectorstore.index import ItemIndex
 
-from .embedders import Embedder, embedder_from_state, make_embedder
+from .embedders import Embedder, RecurrentEmbedder, embedder_from_state, make_embedder
 from .exceptions import InvalidParameter, NotFitted, SeriesTooShort
 from .reference import Reference
 from .series import RobustScaler, Series, sliding_windows
-from .stream import NAT, Scored, StreamScorer, complete_windows, interpolate_gaps
+from .stream import NAT, SCORED_ARRAYS, Scored, StreamScorer, complete_windows, interpolate_gaps
 
 __all__ = ["KnnDetector", "Channel", "EMBEDDINGS", "DEFAULT_EMBEDDING", "SETTINGS"]
 
@@ -53,8 +53,8 @@ MAX_TRAINING_WINDOWS = 50_000
 #: Every setting of the scoring rules, with its default (the README's detector table says what each does).
 SETTINGS: dict[str, Any] = {
     "window": 16, "context": 256, "segments": 16, "k": 1, "delay": 50, "memory": 4000, "context_stride": 4,
-    "averaging": 5, "history": 1000, "quantile": 0.95, "refit": 50, "min_history": 100, "alpha": 3e-3,
-    "effect": 2.0, "range_tolerance": 0.05, "refractory": 200, "rearm": 20, "warmup": 300, "max_missing": 3,
+    "averaging": 5, "history": 1000, "quantile": 0.95, "refit": 50, "min_history": 100, "alpha": 1e-3,
+    "effect": 3.0, "range_tolerance": 0.05, "refractory": 200, "rearm": 20, "warmup": 300, "max_missing": 3,
     "ef": 16, "screen": None,
 }
 #: Settings of the LSTM/GRU embedders (:class:`~anomaly.encoder.WindowEncoder`).
@@ -84,7 +84,9 @@ class KnnDetector:
     """Distance-to-reference-windows anomaly detector that keeps learning (module docstring).
 
     Args:
-        embedding: one of :data:`EMBEDDINGS`.
+        embedding: one of :data:`EMBEDDINGS`, or your own :class:`~anomaly.embedders.Embedder` for the
+            short window, or a ``(window, context)`` pair of them (their spans set ``window`` and
+            ``context``).
         window: short window length, rows.
         context: long context length, rows (channels ``+...``), cut in ``segments`` pieces.
         k: neighbours averaged in a distance.
@@ -110,18 +112,32 @@ class KnnDetector:
         InvalidParameter: an unknown setting or a value out of range (the message names it).
     """
 
-    def __init__(self, embedding: str = DEFAULT_EMBEDDING, window: int | None = None, **params: Any) -> None:
-        if embedding not in EMBEDDINGS:
+    def __init__(self, embedding: str | Embedder | tuple[Embedder, ...] = DEFAULT_EMBEDDING, window: int | None = None,
+                 **params: Any) -> None:
+        embedders: tuple[Embedder, ...] = ()
+        if isinstance(embedding, Embedder):
+            embedding = (embedding,)
+        if isinstance(embedding, tuple):
+            if not 1 <= len(embedding) <= 2 or not all(isinstance(e, Embedder) for e in embedding):
+                raise InvalidParameter(f"embedding must be a name, an Embedder or (window, context) Embedders; got "
+                                       f"{embedding!r}")
+            embedders = embedding
+            params = {**params, "window": embedders[0].span}
+            if len(embedders) == 2:
+                params["context"] = embedders[1].span
+            embedding = "+".join(_embedder_name(e) for e in embedders)
+        elif embedding not in EMBEDDINGS:
             raise InvalidParameter(f"embedding={embedding!r} is not one of {', '.join(EMBEDDINGS)}")
         unknown = sorted(set(params) - set(SETTINGS) - set(ENCODER_SETTINGS))
         if unknown:
             raise InvalidParameter(f"unknown detector parameter(s) {unknown}; accepted: "
                                    f"{', '.join([*SETTINGS, *ENCODER_SETTINGS])}")
         settings = {**SETTINGS, **{k: v for k, v in params.items() if k in SETTINGS}}
-        if window is not None:
+        if window is not None and not embedders:
             settings["window"] = window
         _validate(settings)
         self.embedding = embedding
+        self._embedders = embedders
         self.settings = settings
         self.encoder_params = {k: v for k, v in params.items() if k in ENCODER_SETTINGS}
         self.center = 0.0
@@ -207,14 +223,15 @@ class KnnDetector:
         s = self.settings
         short, _, long = self.embedding.partition("+")
         enc = self.encoder_params
-        w = s["window"]
-        channels = [Channel("window", make_embedder(short, w, **enc), w, s["delay"], s["memory"], 1,
-                            _floor(short, w))]
-        if long:
-            name = "paa" if long == "paa" else f"{long}-paa"
-            span = s["context"]
-            channels.append(Channel("context", make_embedder(name, span, s["segments"], **enc), span,
-                                    span + s["delay"], s["memory"], s["context_stride"], _floor(long, span)))
+        given = self._embedders or (make_embedder(short, s["window"], **enc),
+                                    *([make_embedder("paa" if long == "paa" else f"{long}-paa", s["context"],
+                                                     s["segments"], **enc)] if long else []))
+        w = given[0].span
+        channels = [Channel("window", given[0], w, s["delay"], s["memory"], 1, _floor(given[0].kind, w))]
+        if len(given) == 2:
+            span = given[1].span
+            channels.append(Channel("context", given[1], span, span + s["delay"], s["memory"], s["context_stride"],
+                                    _floor(given[1].kind, span)))
         for ch in channels:
             if ch.embedder.kind == "recurrent":
                 windows = sliding_windows(scaled, ch.span)
@@ -292,8 +309,7 @@ class KnnDetector:
         self.fit(v[:train_until], ts[:train_until])
         rest = self.continuation().update(v[train_until:], ts[train_until:])
         head = self._prefix
-        return Scored(*(np.concatenate([getattr(head, f), getattr(rest, f)]) for f in
-                        ("rows", "score", "is_anomaly", "distance", "p_value", "channel")),
+        return Scored(*(np.concatenate([getattr(head, f), getattr(rest, f)]) for f in SCORED_ARRAYS),
                       explanations=rest.explanations)
 
     def _shared(self, ref: Reference) -> Reference:
@@ -343,7 +359,10 @@ class KnnDetector:
         if meta.get("format") != 2:
             raise NotFitted("this detector was published by an older version (no learning state); train it again")
         try:
-            det = cls(meta["embedding"], **meta["settings"], **meta.get("encoder_params", {}))
+            name = meta["embedding"]
+            det = cls(name if name in EMBEDDINGS else DEFAULT_EMBEDDING, **meta["settings"],
+                      **meta.get("encoder_params", {}))
+            det.embedding = name
             det.center, det.scale, det.n_train = float(meta["center"]), float(meta["scale"]), int(meta["n_train"])
             det.series_id = meta.get("series_id")
             det.training_values = np.asarray(arrays["training_values"], np.float64)
@@ -394,6 +413,12 @@ def _validate(s: dict[str, Any]) -> None:
     if min(s["refractory"], s["rearm"], s["warmup"], s["max_missing"]) < 0:
         raise InvalidParameter(f"refractory={s['refractory']}, rearm={s['rearm']}, warmup={s['warmup']}, "
                                f"max_missing={s['max_missing']} must be >= 0")
+
+
+def _embedder_name(e: Embedder) -> str:
+    if isinstance(e, RecurrentEmbedder):
+        return e.cell + ("-paa" if e.segments else "")
+    return e.kind
 
 
 def _floor(kind: str, span: int) -> float:

@@ -48,8 +48,9 @@ from torch import nn
 from .autoencoder import SeqAutoencoder
 from .exceptions import InvalidParameter, NotFitted
 from .objectives import disturb
+from .pretrained import pretrained_state, weights_path
 
-__all__ = ["EncoderConfig", "WindowEncoder"]
+__all__ = ["EncoderConfig", "WindowEncoder", "torch_threads", "train_step"]
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,6 @@ class EncoderConfig:
             if int(getattr(self, name)) < 1:
                 raise InvalidParameter(f"{name}={getattr(self, name)} must be >= 1")
         if self.init == "auto":
-            from .pretrain import weights_path  # the weights module imports this one
-
             shipped = weights_path(self.cell, int(self.hidden), int(self.layers), self.normalize).exists()
             object.__setattr__(self, "init", "pretrained" if shipped else "random")
         if self.epochs is None:
@@ -201,7 +200,7 @@ class WindowEncoder:
         stride = max(1, -(-w.shape[0] // cfg.max_windows))
         data = torch.from_numpy(np.ascontiguousarray(w[::stride], dtype=np.float32)).unsqueeze(-1)
         start = time.perf_counter()
-        with _torch_threads(1), torch.random.fork_rng(devices=[]):
+        with torch_threads(1), torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
             if cfg.init == "pretrained":
@@ -241,7 +240,7 @@ class WindowEncoder:
             raise InvalidParameter(f"windows have length {w.shape[1]}, the encoder was trained on {self.window}")
         out = np.empty((w.shape[0], self.dim), dtype=np.float32)
         encode = self._model.fast_encode if self.config.cell == "gru" else self._model.encode
-        with _torch_threads(1), torch.inference_mode():
+        with torch_threads(1), torch.inference_mode():
             for i in range(0, w.shape[0], batch_size):
                 chunk = torch.from_numpy(np.ascontiguousarray(w[i : i + batch_size], dtype=np.float32))
                 out[i : i + chunk.shape[0]] = encode(chunk.unsqueeze(-1)).numpy()
@@ -304,8 +303,6 @@ def train_step(model: SeqAutoencoder, opt: torch.optim.Optimizer, batch: torch.T
 
 
 def _pretrained(cfg: EncoderConfig) -> dict[str, torch.Tensor]:
-    from .pretrain import pretrained_state, weights_path
-
     state = pretrained_state(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
     if state is None:
         raise InvalidParameter(
@@ -318,7 +315,7 @@ def _pretrained(cfg: EncoderConfig) -> dict[str, torch.Tensor]:
 
 
 @contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
+def torch_threads(n: int) -> Iterator[None]:
     """Run with ``n`` intra-op threads: RNNs this small gain nothing from more, and on a busy machine
     spinning OpenMP threads make them many times slower."""
     prev = torch.get_num_threads()

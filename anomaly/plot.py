@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .rules import THRESHOLD, incident_spans
@@ -16,7 +17,7 @@ def plot_detection(df: pd.DataFrame, out_png: str | Path, threshold: float = THR
     """Draw ``df`` (columns timestamp, value, score, is_anomaly) into ``out_png`` (matplotlib Agg).
 
     Top panel: the series (``value_label`` on its axis), the training prefix shaded grey, each incident
-    shaded red from its alert to the end of its run of anomalous scores, alerts marked. Bottom panel: the
+    (column ``incident``, else the alert rows) shaded red, alerts marked. Bottom panel: the
     calibrated score with the alert threshold, and what the score means. ``.png`` is added to a name
     without a suffix. Returns the path written.
     """
@@ -38,7 +39,9 @@ def plot_detection(df: pd.DataFrame, out_png: str | Path, threshold: float = THR
             for ax in (top, bottom):
                 ax.axvspan(ts[0], ts[min(train_until, len(ts)) - 1], color="0.85", lw=0, zorder=0)
             top.text(ts[0], 1.01, " training", transform=top.get_xaxis_transform(), fontsize=8, color="0.4")
-        for i, (a, b) in enumerate(incident_spans(score, flagged, threshold)):
+        spans = incident_spans(df["incident"].to_numpy(dtype=bool)) if "incident" in df else \
+            [(a, a) for a in np.flatnonzero(flagged)]
+        for i, (a, b) in enumerate(spans):
             for ax in (top, bottom):
                 ax.axvspan(ts[a], ts[b], color="tab:red", alpha=0.18, lw=0,
                            label="incident" if i == 0 and ax is top else None)
@@ -54,9 +57,9 @@ def plot_detection(df: pd.DataFrame, out_png: str | Path, threshold: float = THR
         bottom.set_xlabel("time")
         bottom.legend(loc="upper left", fontsize=8)
         bottom.text(0.995, 0.97, "score: how improbable and how far the recent windows are from everything "
-                    "seen before (0.5 = 3 in 1,000 and twice the usual distance; 1 = a value outside the seen "
-                    "range)", transform=bottom.transAxes, ha="right", va="top", fontsize=7, color="0.35",
-                    wrap=True)
+                    "seen before (0.5: odds of 1 in 1,000 and 3x the usual distance; 1: far beyond, or a value "
+                    "outside the range seen)", transform=bottom.transAxes, ha="right", va="top", fontsize=7,
+                    color="0.35", wrap=True)
         fig.tight_layout()
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=80)

@@ -21,22 +21,23 @@ import argparse
 import io
 import logging
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .autoencoder import SeqAutoencoder
-from .encoder import CELLS, DEFAULT_NORMALIZE, EncoderConfig, _torch_threads, train_step
+from .encoder import CELLS, DEFAULT_NORMALIZE, EncoderConfig, torch_threads, train_step
 from .exceptions import InvalidParameter
+from .pretrained import WEIGHTS_DIR, pretrained_state, weights_path
+from .series import MAX_WINDOW, MIN_WINDOW, RobustScaler
 
-__all__ = ["WEIGHTS_DIR", "pretrained_state", "pretrain", "synthetic_windows"]
+__all__ = ["WEIGHTS_DIR", "pretrained_state", "pretrain", "synthetic_windows", "weights_path"]
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: Window lengths drawn during pretraining: the range the detector chooses from (MIN/MAX_WINDOW).
-LENGTHS = (8, 64)
+#: Window lengths drawn during pretraining: the range of windows the encoders read (short windows, and the
+#: piecewise means of a long context).
+LENGTHS = (MIN_WINDOW, MAX_WINDOW)
 
 
 def synthetic_series(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -64,10 +65,8 @@ def synthetic_series(rng: np.random.Generator, n: int) -> np.ndarray:
     x = x + rng.uniform(0, 0.3) * rng.standard_normal(n) * (np.std(x) + 1e-3)
     if rng.random() < 0.3:  # integer-like metrics (counts, percentages)
         x = np.round(x * rng.uniform(2, 20)) / 10
-    # Scaled as anomaly.series.RobustScaler scales a training prefix: median and IQR.
-    q25, med, q75 = np.percentile(x, [25, 50, 75])
-    iqr = q75 - q25
-    return (x - med) / (iqr if iqr > 1e-9 else np.std(x) + 1e-9)
+    # Scaled as a detector scales its training prefix.
+    return RobustScaler.fit(x).transform(x)
 
 
 def synthetic_windows(rng: np.random.Generator, count: int, length: int) -> np.ndarray:
@@ -97,7 +96,7 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, normalize: bool | 
                                f"cell must be one of {CELLS} and the sizes >= 1")
     cfg = EncoderConfig(cell=cell, hidden=hidden, layers=layers, init="random", normalize=normalize)
     rng = np.random.default_rng(seed)
-    with _torch_threads(1), torch.random.fork_rng(devices=[]):
+    with torch_threads(1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
         model = SeqAutoencoder(cell, hidden, layers, cfg.normalize)
@@ -114,20 +113,6 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, normalize: bool | 
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     return buf.getvalue()
-
-
-def weights_path(cell: str, hidden: int, layers: int = 1, normalize: bool = False) -> Path:
-    """Where the shipped weights for this shape live (they may not exist)."""
-    return WEIGHTS_DIR / f"{cell}{hidden}{'' if layers == 1 else f'x{layers}'}{'-norm' if normalize else ''}.pt"
-
-
-def pretrained_state(cell: str, hidden: int, layers: int = 1, normalize: bool = False
-                     ) -> dict[str, torch.Tensor] | None:
-    """The shipped pretrained ``state_dict`` for this encoder shape, or ``None`` when none ships."""
-    path = weights_path(cell, hidden, layers, normalize)
-    if not path.exists():
-        return None
-    return torch.load(path, weights_only=True)
 
 
 def main() -> None:

@@ -92,21 +92,23 @@ class ValueRange:
 
 @dataclass
 class AlertRule:
-    """Readings into alerts: one alert per incident (see the module docstring).
+    """Readings into alerts and incidents: one alert per incident (see the module docstring).
 
     Each source of readings (every kNN channel, and value-range novelty) is watched on its own. A row
     alerts when some source reads at least the threshold while *armed*, no row alerted in the previous
-    ``refractory`` rows, and the row is not before ``armed_from``. An alert disarms every source reading at
-    least the threshold then; a source re-arms after ``rearm`` consecutive rows below it. So a lasting
-    change alerts once, however long it takes to become normal, while a new kind of anomaly during it (one
-    another source sees) still alerts.
+    ``refractory`` rows, and the row is not before ``armed_from``. The alert opens an incident: every
+    source reading the threshold within ``refractory`` rows of it belongs to it and is disarmed, and a
+    disarmed source re-arms after ``rearm`` consecutive rows below the threshold. The incident lasts while
+    a source it disarmed has not re-armed. So a lasting change alerts once, however long it takes to
+    become normal, while an anomaly after it (once its source has calmed) alerts again.
 
     Attributes:
         refractory: rows after an alert during which no other alert is raised.
         rearm: consecutive rows below the threshold after which a source may alert again.
         armed_from: first row that may alert (the end of the training prefix or of a new series' warm-up).
         last_alert: row of the last alert (``None`` before any).
-        calm: per source, consecutive rows below the threshold (``None``: armed since the start).
+        calm: per source, consecutive rows below the threshold since it was disarmed (``None``: armed
+            since the start).
     """
 
     refractory: int = 200
@@ -119,20 +121,21 @@ class AlertRule:
         if self.refractory < 0 or self.rearm < 0:
             raise InvalidParameter(f"refractory={self.refractory} and rearm={self.rearm} must be >= 0")
 
-    def update(self, readings: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """``is_anomaly`` (bool) of consecutive rows from each source's readings (sources x rows, NaN = none);
-        advances the state."""
+    def update(self, readings: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(is_anomaly, in_incident)`` (bool) of consecutive rows from each source's readings (sources x
+        rows, NaN = none); advances the state."""
         r = np.nan_to_num(np.atleast_2d(np.asarray(readings, np.float64)), nan=0.0)
         rows = np.asarray(rows, np.int64)
         if len(self.calm) != r.shape[0]:
             self.calm = [None] * r.shape[0]
         flags = np.zeros(r.shape[1], dtype=bool)
+        open_ = np.zeros(r.shape[1], dtype=bool)
         above = r >= THRESHOLD
         busy = np.flatnonzero(above.any(axis=0))
         # Rows where no source reads the threshold only lengthen every calm streak: count them in one go.
         prev = 0
         for i in busy:
-            self._calm_for(int(i) - prev)
+            self._calm_for(prev, int(i), open_)
             prev = int(i) + 1
             row = int(rows[i])
             hot = np.flatnonzero(above[:, i])
@@ -141,30 +144,34 @@ class AlertRule:
             if armed and ready and row >= self.armed_from:
                 flags[i] = True
                 self.last_alert = row
-            # A source reading the threshold within an incident's refractory rows belongs to that incident.
-            in_incident = self.last_alert is not None and row - self.last_alert <= self.refractory
+            in_refractory = self.last_alert is not None and row - self.last_alert <= self.refractory
             for s in range(r.shape[0]):
                 if above[s, i]:
-                    if in_incident or self.calm[s] is not None:
+                    if in_refractory or self.calm[s] is not None:
                         self.calm[s] = 0
                 elif self.calm[s] is not None:
                     self.calm[s] += 1
-        self._calm_for(r.shape[1] - prev)
-        return flags
+            open_[i] = self._open()
+        self._calm_for(prev, r.shape[1], open_)
+        return flags, open_
 
-    def _calm_for(self, n: int) -> None:
-        if n > 0:
-            self.calm = [None if c is None else c + n for c in self.calm]
+    def _open(self) -> bool:
+        return any(c is not None and c < self.rearm for c in self.calm)
+
+    def _calm_for(self, a: int, b: int, open_: np.ndarray) -> None:
+        """Rows ``a..b-1`` read nothing: every calm streak grows; the incident stays open until the most
+        recently disarmed source has re-armed."""
+        n = b - a
+        if n <= 0:
+            return
+        waiting = [self.rearm - 1 - c for c in self.calm if c is not None and c < self.rearm]
+        if waiting:
+            open_[a : a + min(n, max(waiting) + 1)] = True
+        self.calm = [None if c is None else c + n for c in self.calm]
 
 
-def incident_spans(score: np.ndarray, is_anomaly: np.ndarray, threshold: float = THRESHOLD) -> list[tuple[int, int]]:
-    """``(first_row, last_row)`` of each incident: from an alert to the last row of its run of scores at or
-    above ``threshold`` (the alert row itself when the run is that short)."""
-    s = np.nan_to_num(np.asarray(score, np.float64), nan=0.0)
-    spans = []
-    for a in np.flatnonzero(is_anomaly):
-        b = int(a)
-        while b + 1 < s.size and s[b + 1] >= threshold:
-            b += 1
-        spans.append((int(a), b))
-    return spans
+def incident_spans(in_incident: np.ndarray) -> list[tuple[int, int]]:
+    """``(first_row, last_row)`` of each run of rows within an incident."""
+    flags = np.asarray(in_incident, bool)
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return [(int(a), int(b) - 1) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]

@@ -189,7 +189,10 @@ def score_points(
     if alert:
         from . import alerts
 
-        notifications = alerts.observe(series_id, list(ts), out.score.tolist(), detector.threshold, kind="series",
+        # Incidents follow the detector's own: anomalous from an alert until its sources have calmed down.
+        held = np.where(out.in_incident, np.maximum(out.score, np.nextafter(detector.threshold, 1.0)),
+                        np.minimum(out.score, detector.threshold))
+        notifications = alerts.observe(series_id, list(ts), held.tolist(), detector.threshold, kind="series",
                                        model=name, model_version=str(version), labels=labels,
                                        evidence=explanations[:3] or None, settings=settings, client=client)
     return {"version": version, "position": scorer.position,

@@ -29,7 +29,7 @@ from .explain import explain_row
 from .reference import Reference
 from .rules import THRESHOLD, AlertRule, ValueRange, channel_score
 
-__all__ = ["StreamScorer", "Scored", "NAT", "complete_windows", "interpolate_gaps", "screen_budget"]
+__all__ = ["StreamScorer", "Scored", "SCORED_ARRAYS", "NAT", "complete_windows", "interpolate_gaps", "screen_budget"]
 
 #: Timestamp (int64 nanoseconds) of a row whose time is unknown.
 NAT = np.iinfo(np.int64).min
@@ -56,6 +56,8 @@ class Scored:
         distance: the deciding kNN channel's averaged distance (NaN when no channel has one).
         p_value: that channel's tail probability (1 without one).
         channel: index of the channel that gave the score (-1: value-range novelty, -2: none).
+        in_incident: whether the row is within an incident (from its alert until every source it disarmed
+            has calmed down).
         explanations: one dict per alerting row or score crossing (see :mod:`anomaly.explain`).
     """
 
@@ -65,6 +67,7 @@ class Scored:
     distance: np.ndarray
     p_value: np.ndarray
     channel: np.ndarray
+    in_incident: np.ndarray
     explanations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -73,6 +76,10 @@ def screen_budget(settings: dict[str, Any]) -> int:
     one lasting change and its end (``2 * (window + delay)`` rows of large distances)."""
     screen = settings.get("screen")
     return 2 * (settings["window"] + settings["delay"]) if screen is None else int(screen)
+
+
+#: The per-row arrays of :class:`Scored`, in order.
+SCORED_ARRAYS = ("rows", "score", "is_anomaly", "distance", "p_value", "channel", "in_incident")
 
 
 class StreamScorer:
@@ -134,9 +141,9 @@ class StreamScorer:
         parts = [self._update(v[a : a + _CHUNK], ts[a : a + _CHUNK]) for a in range(0, v.size, _CHUNK)]
         if not parts:
             empty = np.zeros(0)
-            return Scored(np.zeros(0, np.int64), empty, np.zeros(0, bool), empty, empty, np.zeros(0, np.int64))
-        return Scored(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                        ("rows", "score", "is_anomaly", "distance", "p_value", "channel")),
+            return Scored(np.zeros(0, np.int64), empty, np.zeros(0, bool), empty, empty, np.zeros(0, np.int64),
+                          np.zeros(0, bool))
+        return Scored(*(np.concatenate([getattr(p, f) for p in parts]) for f in SCORED_ARRAYS),
                       explanations=[e for p in parts for e in p.explanations])
 
     def _update(self, v: np.ndarray, ts: np.ndarray) -> Scored:
@@ -188,7 +195,7 @@ class StreamScorer:
         score[missing] = np.nan
         sources = np.vstack([channel_scores, novelty[None, :]])
         sources[:, missing] = 0.0
-        flags = self.rule.update(sources, rows)
+        flags, in_incident = self.rule.update(sources, rows)
         picked = np.clip(channel, 0, None)
         distance = np.where(channel >= 0, readings[picked, np.arange(n)], np.nan) if len(self.references) else \
             np.full(n, np.nan)
@@ -202,7 +209,7 @@ class StreamScorer:
         self.values, self.missing, self.times = (all_values[-self.keep :], all_missing[-self.keep :],
                                                  all_times[-self.keep :])
         self.position += n
-        return Scored(rows, score, flags, distance, p_value, channel.astype(np.int64), explanations)
+        return Scored(rows, score, flags, distance, p_value, channel.astype(np.int64), in_incident, explanations)
 
     # -- state ---------------------------------------------------------------------------------------------
     def to_state(self) -> tuple[dict[str, Any], dict[str, bytes]]:

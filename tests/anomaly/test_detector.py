@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 from anomaly_synth import PERIOD, PLANTED, TRAIN, clean_series, planted_series
 
-from anomaly import EMBEDDINGS, THRESHOLD, InvalidParameter, KnnDetector, NotFitted, SeriesTooShort
+from anomaly import (
+    EMBEDDINGS,
+    THRESHOLD,
+    InvalidParameter,
+    KnnDetector,
+    NotFitted,
+    PaaContext,
+    RawWindow,
+    SeriesTooShort,
+)
 
 FAST_ENCODER = dict(hidden=8, epochs=3, max_windows=200)
 
@@ -168,6 +177,15 @@ def test_large_training_prefix_uses_the_hnswlib_index():
     v[7000] += 5
     out = det.continuation().update(v[6000:])
     assert np.flatnonzero(out.is_anomaly).tolist() == [1000]
+
+
+def test_embedders_can_be_given_directly():
+    v = planted_series()
+    mine = KnnDetector((RawWindow(12), PaaContext(128, 8))).fit_detect(v, TRAIN)
+    named = KnnDetector("raw+paa", window=12, context=128, segments=8).fit_detect(v, TRAIN)
+    np.testing.assert_array_equal(mine.score, named.score)
+    with pytest.raises(InvalidParameter, match="embedding must be"):
+        KnnDetector((RawWindow(12), "paa"))
 
 
 def test_settings_are_checked_by_name():

@@ -79,6 +79,16 @@ def test_lasting_level_shift_is_one_incident(celery_worker, series_csv, model_na
     values[1500:] += 3.0
     flagged, notified = _stream(model_name, "cpu-9", series_frame(values), TRAIN, step=250)
     assert flagged == [1500] and notified == 2  # firing, then resolved once it is the new normal
+    # The notification explains itself: the anomalous window, its nearest earlier window, the score.
+    from anomaly.alerts import Notification
+    from anomaly.alerts.keys import AlertKeys
+
+    entries = ModelRegistry(settings).client.xrange(AlertKeys(settings.key_prefix).outbox)
+    notes = [Notification.from_json(f[b"n"]) for _, f in entries]
+    firing = [n for n in notes if n.incident.key == "cpu-9" and n.state == "firing"]
+    assert len(firing) == 1
+    evidence = firing[0].incident.evidence[0]
+    assert evidence["row"] == 1500 and evidence["score"] >= 0.5 and evidence["summary"]
 
 
 def test_score_points_accepts_missing_values_and_rejects_bad_batches(series_csv, model_name, settings):
