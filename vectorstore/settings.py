@@ -6,7 +6,9 @@ configured in one place. The README's configuration table lists the same variabl
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -15,18 +17,51 @@ from .exceptions import ConfigurationError
 __all__ = ["Settings", "get_settings"]
 
 _MB = 1024 * 1024
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+# Celery brokers this project is tested with (Redis, RabbitMQ) and the ones kombu also speaks.
+_BROKER_SCHEMES = (*_REDIS_SCHEMES, "amqp", "amqps", "pyamqp", "sentinel", "sqs")
+
+
+def _number(env: dict[str, str], name: str, default: float, minimum: float, kind: type, positive: bool = False):
+    """``name`` parsed by ``kind`` (int or float): finite, ``>= minimum`` (``> minimum`` if ``positive``)."""
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
+    if not math.isfinite(value) or value < minimum or (positive and value <= minimum):
+        raise ConfigurationError(f"{name}={raw.strip()} must be a finite number {'>' if positive else '>='} "
+                                 f"{minimum:g}")
+    return value
 
 
 def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigurationError(f"{name}={value} must be >= {minimum}")
+    return _number(env, name, default, minimum, int)
+
+
+def _float(env: dict[str, str], name: str, default: float, minimum: float, *, positive: bool = False) -> float:
+    return _number(env, name, default, minimum, float, positive)
+
+
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = (env.get(name) or "").strip() or default
+    if value not in choices:
+        raise ConfigurationError(f"{name}={value!r} must be one of {', '.join(choices)}")
+    return value
+
+
+def _url(env: dict[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    """A URL whose scheme is one of ``schemes``; the error shows it with credentials redacted."""
+    value = (env.get(name) or "").strip() or None
+    if value is None:
+        return None
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in schemes or not rest:
+        shown = re.sub(r"//[^@/]*@", "//***@", value)
+        starts = " or ".join(f"{s}://" for s in schemes)
+        raise ConfigurationError(f"{name}={shown!r} must be a URL starting with {starts}")
     return value
 
 
@@ -54,6 +89,18 @@ class Settings:
             are accepted (tests that kill workers use a few seconds); a redelivered job that had already
             published returns its version (publication token), so a too-short value costs work, not data.
         socket_timeout: ``EA_SOCKET_TIMEOUT`` seconds (default 5) for Redis commands.
+        result_backend: ``EA_RESULT_BACKEND``; where Celery keeps job states and results (default: the
+            Redis above; e.g. the broker's Redis when the registry lives elsewhere).
+        task_max_retries: ``EA_TASK_MAX_RETRIES`` (default 5): a job that meets a transient Redis or broker
+            error is retried this many times before it fails.
+        task_retry_backoff: ``EA_TASK_RETRY_BACKOFF`` seconds (default 2): the first retry waits up to this
+            long, doubled per retry (full jitter), capped at ``EA_TASK_RETRY_BACKOFF_MAX`` (default 60).
+        train_soft_time_limit, train_time_limit: ``EA_TRAIN_SOFT_TIME_LIMIT`` / ``EA_TRAIN_TIME_LIMIT`` seconds
+            (default 4 h / 4 h 10 min) of a training job: past the soft limit the job is interrupted
+            (``SoftTimeLimitExceeded``); past the hard one its worker process is ended and the job failed.
+            0 turns a limit off.
+        task_soft_time_limit, task_time_limit: ``EA_TASK_SOFT_TIME_LIMIT`` / ``EA_TASK_TIME_LIMIT`` seconds
+            (default 1800 / 1900): the same for every other job (scoring, precomputation, alert delivery).
         alert_webhook_url: ``EA_ALERT_WEBHOOK_URL``; when set, a webhook hook is registered for alert
             delivery (the URL may carry credentials: never logged unredacted).
         alert_webhook_secret: ``EA_ALERT_WEBHOOK_SECRET``; HMAC-SHA256 key of the webhook signature.
@@ -84,6 +131,14 @@ class Settings:
     data_dir: Path = field(default_factory=_default_data_dir)
     visibility_timeout: int = 6 * 3600
     socket_timeout: float = 5.0
+    result_backend: str | None = None
+    task_max_retries: int = 5
+    task_retry_backoff: int = 2
+    task_retry_backoff_max: int = 60
+    train_soft_time_limit: float = 4 * 3600.0
+    train_time_limit: float = 4 * 3600.0 + 600
+    task_soft_time_limit: float = 1800.0
+    task_time_limit: float = 1900.0
     alert_webhook_url: str | None = field(default=None, repr=False)
     alert_webhook_secret: str | None = field(default=None, repr=False)
     alert_webhook_format: str = "native"
@@ -110,34 +165,53 @@ class Settings:
         """Build settings from ``EA_*`` variables (``os.environ`` by default).
 
         Raises:
-            ConfigurationError: a variable is malformed (names the variable and the value).
+            ConfigurationError: a variable is malformed; the message names the variable and its value
+                (credentials redacted, secrets never shown).
         """
         env = dict(os.environ if environ is None else environ)
         key = env.get("EA_SIGNING_KEY") or None
-        return cls(
-            redis_url=env.get("EA_REDIS_URL") or None,
-            broker_url=env.get("EA_BROKER_URL") or None,
-            key_prefix=env.get("EA_KEY_PREFIX") or "ea:",
+        prefix = env.get("EA_KEY_PREFIX") or "ea:"
+        if any(c.isspace() for c in prefix):
+            raise ConfigurationError(f"EA_KEY_PREFIX={prefix!r} must not contain spaces")
+        webhook_format = _choice(env, "EA_ALERT_WEBHOOK_FORMAT", "native", ("native", "alertmanager"))
+        values = dict(
+            redis_url=_url(env, "EA_REDIS_URL", _REDIS_SCHEMES),
+            broker_url=_url(env, "EA_BROKER_URL", _BROKER_SCHEMES),
+            result_backend=_url(env, "EA_RESULT_BACKEND", _REDIS_SCHEMES),
+            key_prefix=prefix,
             signing_key=key.encode() if key else None,
             keep_versions=_int(env, "EA_KEEP_VERSIONS", 2, 1),
             chunk_bytes=_int(env, "EA_CHUNK_BYTES", 8 * _MB, 1024),
             publish_ttl=_int(env, "EA_PUBLISH_TTL", 3600, 10),
-            data_dir=Path(env["EA_DATA_DIR"]) if env.get("EA_DATA_DIR") else _default_data_dir(),
+            data_dir=Path(env["EA_DATA_DIR"]).expanduser() if env.get("EA_DATA_DIR") else _default_data_dir(),
             visibility_timeout=_int(env, "EA_VISIBILITY_TIMEOUT", 6 * 3600, 1),
-            socket_timeout=float(env.get("EA_SOCKET_TIMEOUT") or 5.0),
-            alert_webhook_url=env.get("EA_ALERT_WEBHOOK_URL") or None,
+            socket_timeout=_float(env, "EA_SOCKET_TIMEOUT", 5.0, 0.0, positive=True),
+            task_max_retries=_int(env, "EA_TASK_MAX_RETRIES", 5, 0),
+            task_retry_backoff=_int(env, "EA_TASK_RETRY_BACKOFF", 2, 1),
+            task_retry_backoff_max=_int(env, "EA_TASK_RETRY_BACKOFF_MAX", 60, 1),
+            train_soft_time_limit=_float(env, "EA_TRAIN_SOFT_TIME_LIMIT", 4 * 3600.0, 0.0),
+            train_time_limit=_float(env, "EA_TRAIN_TIME_LIMIT", 4 * 3600.0 + 600, 0.0),
+            task_soft_time_limit=_float(env, "EA_TASK_SOFT_TIME_LIMIT", 1800.0, 0.0),
+            task_time_limit=_float(env, "EA_TASK_TIME_LIMIT", 1900.0, 0.0),
+            alert_webhook_url=_url(env, "EA_ALERT_WEBHOOK_URL", ("http", "https")),
             alert_webhook_secret=env.get("EA_ALERT_WEBHOOK_SECRET") or None,
-            alert_webhook_format=env.get("EA_ALERT_WEBHOOK_FORMAT") or "native",
-            alert_file=Path(env["EA_ALERT_FILE"]) if env.get("EA_ALERT_FILE") else None,
+            alert_webhook_format=webhook_format,
+            alert_file=Path(env["EA_ALERT_FILE"]).expanduser() if env.get("EA_ALERT_FILE") else None,
             alert_max_attempts=_int(env, "EA_ALERT_MAX_ATTEMPTS", 8, 1),
-            alert_backoff=float(env.get("EA_ALERT_BACKOFF") or 1.0),
-            alert_backoff_max=float(env.get("EA_ALERT_BACKOFF_MAX") or 300.0),
-            alert_min_idle=float(env.get("EA_ALERT_MIN_IDLE") or 60.0),
+            alert_backoff=_float(env, "EA_ALERT_BACKOFF", 1.0, 0.0),
+            alert_backoff_max=_float(env, "EA_ALERT_BACKOFF_MAX", 300.0, 0.0),
+            alert_min_idle=_float(env, "EA_ALERT_MIN_IDLE", 60.0, 0.0, positive=True),
             alert_for_points=_int(env, "EA_ALERT_FOR_POINTS", 3, 1),
             alert_clear_points=_int(env, "EA_ALERT_CLEAR_POINTS", 5, 1),
-            alert_cooldown=float(env.get("EA_ALERT_COOLDOWN") or 300.0),
+            alert_cooldown=_float(env, "EA_ALERT_COOLDOWN", 300.0, 0.0),
             alert_group_by=tuple(n.strip() for n in env.get("EA_ALERT_GROUP_BY", "").split(",") if n.strip()),
         )
+        for soft, hard in (("EA_TRAIN_SOFT_TIME_LIMIT", "EA_TRAIN_TIME_LIMIT"),
+                           ("EA_TASK_SOFT_TIME_LIMIT", "EA_TASK_TIME_LIMIT")):
+            soft_s, hard_s = values[soft[3:].lower()], values[hard[3:].lower()]
+            if soft_s and hard_s and hard_s < soft_s:
+                raise ConfigurationError(f"{hard}={hard_s:g} must be >= {soft}={soft_s:g} (0 turns a limit off)")
+        return cls(**values)
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (settings are immutable)."""

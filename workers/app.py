@@ -3,10 +3,14 @@
 Configured as DESIGN.md says: JSON only (pickle would let anyone who can write to the broker run code),
 late acknowledgement with redelivery when a worker dies, one message prefetched at a time, a visibility
 timeout longer than the longest training job, and three queues: ``train`` (torch; run it with
-``--pool solo`` or threads, since torch and fork do not mix), ``score`` and ``alerts``.
+``--pool solo`` or threads, since torch and fork do not mix), ``score`` and ``alerts``. Every task derives
+from :class:`workers._task_policy.ServiceTask`: transient Redis and broker errors are retried with backoff,
+and soft and hard time limits hold in every pool.
 """
 
 from __future__ import annotations
+
+import logging
 
 from celery import Celery
 from kombu import Queue
@@ -15,6 +19,8 @@ from vectorstore.embedded import resolve_redis_url
 from vectorstore.settings import Settings, get_settings
 
 __all__ = ["QUEUES", "app", "celery_config"]
+
+log = logging.getLogger(__name__)
 
 QUEUES = ("train", "score", "alerts")
 
@@ -30,6 +36,10 @@ TASK_ROUTES = {
 def celery_config(settings: Settings) -> dict:
     """Celery settings for ``settings`` (the broker and backend default to the service's Redis)."""
     redis_url = resolve_redis_url(settings)
+    if settings.train_time_limit and settings.train_time_limit >= settings.visibility_timeout:
+        log.warning("EA_TRAIN_TIME_LIMIT=%g s is not below EA_VISIBILITY_TIMEOUT=%d s: a training job still running "
+                    "when the visibility timeout ends is delivered to a second worker", settings.train_time_limit,
+                    settings.visibility_timeout)
     transport = {
         "visibility_timeout": settings.visibility_timeout,
         # Queues live under the service's key prefix, so two deployments can share one Redis.
@@ -42,7 +52,7 @@ def celery_config(settings: Settings) -> dict:
     }
     return {
         "broker_url": settings.broker_url or redis_url,
-        "result_backend": redis_url,
+        "result_backend": settings.result_backend or redis_url,
         "broker_transport_options": transport,
         "result_backend_transport_options": transport,
         "broker_connection_retry_on_startup": True,
@@ -65,7 +75,7 @@ def celery_config(settings: Settings) -> dict:
     }
 
 
-app = Celery("ea", include=["workers.tasks"])
+app = Celery("ea", include=["workers.tasks"], task_cls="workers._task_policy:ServiceTask")
 # Lazy: the broker URL (possibly the embedded Redis, started on demand) is resolved only when the app's
 # configuration is first read, not when this module is imported. A pending default, not an on_configure
 # handler calling conf.update(): that one re-entered the configuration loading (task_routes flushes the

@@ -21,11 +21,34 @@ def test_settings_from_env(tmp_path):
     assert Settings.from_env({}).redis_url is None
 
 
-@pytest.mark.parametrize(("env", "name"), [({"EA_KEEP_VERSIONS": "0"}, "EA_KEEP_VERSIONS"),
-                                           ({"EA_CHUNK_BYTES": "lots"}, "EA_CHUNK_BYTES")])
-def test_bad_settings_name_the_variable(env, name):
-    with pytest.raises(ConfigurationError, match=name):
+BAD_SETTINGS = [
+    {"EA_KEEP_VERSIONS": "0"}, {"EA_CHUNK_BYTES": "lots"}, {"EA_SOCKET_TIMEOUT": "abc"}, {"EA_SOCKET_TIMEOUT": "0"},
+    {"EA_SOCKET_TIMEOUT": "nan"}, {"EA_ALERT_BACKOFF": "-1"}, {"EA_ALERT_MIN_IDLE": "soon"},
+    {"EA_ALERT_COOLDOWN": "inf"}, {"EA_ALERT_WEBHOOK_FORMAT": "xml"}, {"EA_REDIS_URL": "localhost:6379"},
+    {"EA_BROKER_URL": "kafka://broker"}, {"EA_RESULT_BACKEND": "amqp://x"}, {"EA_ALERT_WEBHOOK_URL": "ftp://x/y"},
+    {"EA_KEY_PREFIX": "my prefix"}, {"EA_TASK_MAX_RETRIES": "-1"}, {"EA_TASK_RETRY_BACKOFF": "0"},
+    {"EA_TRAIN_SOFT_TIME_LIMIT": "1h"}, {"EA_TASK_TIME_LIMIT": "-5"}, {"EA_VISIBILITY_TIMEOUT": "6h"},
+    {"EA_TRAIN_SOFT_TIME_LIMIT": "100", "EA_TRAIN_TIME_LIMIT": "50"},
+]
+
+
+@pytest.mark.parametrize("env", BAD_SETTINGS, ids=lambda env: ",".join(f"{k}={v}" for k, v in env.items()))
+def test_bad_settings_name_the_variable(env):
+    with pytest.raises(ConfigurationError, match=list(env)[-1]):
         Settings.from_env(env)
+
+
+def test_settings_errors_redact_credentials():
+    with pytest.raises(ConfigurationError) as err:
+        Settings.from_env({"EA_REDIS_URL": "http://user:hunter2@host/0"})
+    assert "hunter2" not in str(err.value) and "EA_REDIS_URL" in str(err.value)
+
+
+def test_time_limits_and_retries_from_env():
+    s = Settings.from_env({"EA_TRAIN_SOFT_TIME_LIMIT": "0", "EA_TRAIN_TIME_LIMIT": "90.5", "EA_TASK_MAX_RETRIES": "0",
+                           "EA_RESULT_BACKEND": "redis://h:1/3", "EA_SOCKET_TIMEOUT": "0.5"})
+    assert (s.train_soft_time_limit, s.train_time_limit, s.task_max_retries) == (0, 90.5, 0)
+    assert (s.result_backend, s.socket_timeout) == ("redis://h:1/3", 0.5)
 
 
 def test_redact_url_hides_credentials():

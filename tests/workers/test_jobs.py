@@ -77,7 +77,7 @@ def test_train_graph_helper_submits_the_job(celery_worker, tmp_path, model_name,
 
     data = tmp_path / "i.csv"
     data.write_text("user,item\n" + "".join(f"u{u},i{(u + j) % 7}\n" for u in range(30) for j in range(3)))
-    handle = train_graph(str(data), name=model_name, params={"dim": 8, "walks_per_node": 2, "walk_length": 5,
-                                                             "window": 2, "workers": 1})
+    params = {"dim": 8, "walks_per_node": 2, "walk_length": 5, "window": 2, "workers": 1}
+    handle = train_graph(str(data), model="node2vec", name=model_name, params=params)
     assert handle.task == "ea.train_graph"
     assert handle.wait(timeout=120)["version"] == ModelRegistry(settings).active_version(model_name)
