@@ -52,7 +52,8 @@ DEFAULT_EMBEDDING = "raw+paa"
 MAX_TRAINING_WINDOWS = 50_000
 #: Every setting of the scoring rules, with its default (the README's detector table says what each does).
 SETTINGS: dict[str, Any] = {
-    "window": 16, "context": 256, "segments": 16, "k": 1, "delay": 50, "memory": 4000, "context_stride": 4,
+    "window": 16, "context": 256, "segments": 16, "k": 1, "delay": 50, "memory": 4000, "window_stride": 1,
+    "context_stride": 4,
     "averaging": 5, "history": 1000, "quantile": 0.95, "refit": 50, "min_history": 100, "alpha": 1e-3,
     "effect": 3.0, "range_tolerance": 0.05, "refractory": 200, "rearm": 20, "warmup": 300, "max_missing": 3,
     "ef": 16, "screen": None,
@@ -91,7 +92,7 @@ class KnnDetector:
         context: long context length, rows (channels ``+...``), cut in ``segments`` pieces.
         k: neighbours averaged in a distance.
         delay: rows before a new window joins the references (the context's waits ``context + delay``).
-        memory: rows of recent windows remembered (the context keeps one window in ``context_stride``).
+        memory: rows of recent windows remembered (one window in ``window_stride`` / ``context_stride``).
         averaging, history, quantile, refit, min_history: calibration (:class:`~anomaly.calibration.TailCalibrator`).
         screen: anomalous readings per ``history`` rows kept out of the calibration (``None``: those of one
             lasting change and its end, ``2 * (window + delay)``; 0: none).
@@ -227,7 +228,8 @@ class KnnDetector:
                                     *([make_embedder("paa" if long == "paa" else f"{long}-paa", s["context"],
                                                      s["segments"], **enc)] if long else []))
         w = given[0].span
-        channels = [Channel("window", given[0], w, s["delay"], s["memory"], 1, _floor(given[0].kind, w))]
+        channels = [Channel("window", given[0], w, s["delay"], s["memory"], s["window_stride"],
+                            _floor(given[0].kind, w))]
         if len(given) == 2:
             span = given[1].span
             channels.append(Channel("context", given[1], span, span + s["delay"], s["memory"], s["context_stride"],
@@ -387,7 +389,7 @@ class KnnDetector:
 
 
 def _validate(s: dict[str, Any]) -> None:
-    ints = ("window", "context", "segments", "k", "delay", "memory", "context_stride", "averaging", "history",
+    ints = ("window", "context", "segments", "k", "delay", "memory", "window_stride", "context_stride", "averaging", "history",
             "refit", "min_history", "refractory", "rearm", "warmup", "max_missing", "ef")
     for key in ints:
         if not isinstance(s[key], int | np.integer) or isinstance(s[key], bool):
@@ -395,7 +397,7 @@ def _validate(s: dict[str, Any]) -> None:
     if s["window"] < 2 or s["context"] < 2 or s["k"] < 1 or s["ef"] < 1 or s["memory"] < 1:
         raise InvalidParameter(f"window={s['window']}, context={s['context']}, k={s['k']}, ef={s['ef']}, "
                                f"memory={s['memory']}: window and context must be >= 2, the others >= 1")
-    if s["delay"] < 1 or s["context_stride"] < 1 or s["averaging"] < 1 or s["refit"] < 1:
+    if s["delay"] < 1 or s["context_stride"] < 1 or s["window_stride"] < 1 or s["averaging"] < 1 or s["refit"] < 1:
         raise InvalidParameter(f"delay={s['delay']}, context_stride={s['context_stride']}, "
                                f"averaging={s['averaging']}, refit={s['refit']} must be >= 1")
     if s["segments"] < 1 or s["context"] % s["segments"]:

@@ -30,7 +30,7 @@ __all__ = ["Reference"]
 
 #: Query rows handled per block of the exact search: the eligible band of the recent windows moves by
 #: one row per query row, so a block shares all but its edges.
-_BLOCK = 64
+_BLOCK = 128
 #: Training sets up to this many windows are searched exactly (faster than the graph at this size, and
 #: exact); larger ones through their hnswlib index.
 EXACT_MAX = 4096
@@ -181,15 +181,23 @@ def _band_nearest(ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: 
     out_rows = np.full((n, k), -1, np.int64)
     hi = np.searchsorted(ref_rows, hi_row, side="right")
     lo = np.zeros(n, np.int64) if lo_row is None else np.searchsorted(ref_rows, lo_row, side="right")
-    ref_sq = None
+    # Nearest by squared distance = largest q.r - |r|^2 / 2: one product of [q, 1] with [r, -|r|^2 / 2].
+    aug_ref = scratch = None
+    aug_q = np.empty((n, q.shape[1] + 1), np.float32)
+    aug_q[:, :-1], aug_q[:, -1] = q, 1.0
     for a in range(0, n, _BLOCK):
         b = min(n, a + _BLOCK)
         c0, c1 = int(lo[a:b].min()), int(hi[a:b].max())
         if c1 <= c0:
             continue
-        if ref_sq is None:
-            ref_sq = np.einsum("ij,ij->i", ref, ref)
-        sims = ref_sq[None, c0:c1] - 2.0 * (q[a:b] @ ref[c0:c1].T)
+        if aug_ref is None:
+            aug_ref = np.empty((ref.shape[0], ref.shape[1] + 1), np.float32)
+            aug_ref[:, :-1], aug_ref[:, -1] = ref, -0.5 * np.einsum("ij,ij->i", ref, ref)
+        if scratch is None or scratch.size < (b - a) * (c1 - c0):
+            # One buffer for every block: a fresh multi-megabyte array per block costs more in page faults
+            # than the product itself.
+            scratch = np.empty(_BLOCK * int((hi - lo).max() + _BLOCK), np.float32)
+        sims = np.matmul(aug_q[a:b], aug_ref[c0:c1].T, out=scratch[: (b - a) * (c1 - c0)].reshape(b - a, c1 - c0))
         # Columns every query of the block may use need no mask: only the band's two moving edges do.
         inner0, inner1 = int(lo[a:b].max()), int(hi[a:b].min())
         cols = np.arange(c0, c1)
@@ -197,9 +205,9 @@ def _band_nearest(ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: 
             if e1 > e0:
                 edge = cols[e0 - c0 : e1 - c0]
                 bad = (edge[None, :] < lo[a:b, None]) | (edge[None, :] >= hi[a:b, None])
-                sims[:, e0 - c0 : e1 - c0][bad] = np.inf
+                sims[:, e0 - c0 : e1 - c0][bad] = -np.inf
         take = min(k, c1 - c0)
-        pick = np.argmin(sims, axis=1)[:, None] if take == 1 else np.argsort(sims, axis=1, kind="stable")[:, :take]
+        pick = np.argmax(sims, axis=1)[:, None] if take == 1 else np.argsort(-sims, axis=1, kind="stable")[:, :take]
         valid = np.isfinite(np.take_along_axis(sims, pick, axis=1))
         d = _exact(q[a:b], ref[c0:c1], pick)
         d[~valid] = np.inf

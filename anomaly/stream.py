@@ -138,7 +138,8 @@ class StreamScorer:
         ts = np.full(v.size, NAT, np.int64) if timestamps is None else np.asarray(timestamps, np.int64).ravel()
         if ts.size != v.size:
             raise InvalidSeries(f"{ts.size} timestamps for {v.size} values")
-        parts = [self._update(v[a : a + _CHUNK], ts[a : a + _CHUNK]) for a in range(0, v.size, _CHUNK)]
+        with _one_blas_thread():
+            parts = [self._update(v[a : a + _CHUNK], ts[a : a + _CHUNK]) for a in range(0, v.size, _CHUNK)]
         if not parts:
             empty = np.zeros(0)
             return Scored(np.zeros(0, np.int64), empty, np.zeros(0, bool), empty, empty, np.zeros(0, np.int64),
@@ -279,6 +280,20 @@ class StreamScorer:
     def state_json(self) -> str:
         """The JSON part of :meth:`to_state`, as a string."""
         return json.dumps(self.to_state()[0])
+
+
+_blas: Any = None
+
+
+def _one_blas_thread() -> Any:
+    """Scoring's products are small: a second BLAS thread only spins, and on a shared worker (threads pool)
+    it competes with the other series being scored."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
 
 
 def complete_windows(windows: np.ndarray, missing: np.ndarray, ends: np.ndarray, span: int,
