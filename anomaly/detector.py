@@ -389,7 +389,8 @@ class KnnDetector:
 
 
 def _validate(s: dict[str, Any]) -> None:
-    ints = ("window", "context", "segments", "k", "delay", "memory", "window_stride", "context_stride", "averaging", "history",
+    ints = ("window", "context", "segments", "k", "delay", "memory", "window_stride", "context_stride", "averaging",
+            "history",
             "refit", "min_history", "refractory", "rearm", "warmup", "max_missing", "ef")
     for key in ints:
         if not isinstance(s[key], int | np.integer) or isinstance(s[key], bool):
