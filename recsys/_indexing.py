@@ -2,8 +2,9 @@
 
 :func:`build_indexes` samples the queries a client will ask of each path (500 seeded users' vectors and
 their fold-in vectors, seen items excluded; 500 seeded items' similarity vectors, the item itself
-excluded) and hands them to :func:`vectorstore.recall.tune_index`, which chooses the graph kind and ef
-(or exact search) by measured recall. The report goes into the manifest (``meta["ann_recall"]``).
+excluded) and hands them to :func:`vectorstore.recall.tune_index`, which chooses the graph kind and each
+path's ef (or exact search) by measured recall. The report goes into the manifest (``meta["ann_recall"]``);
+the client asks each path's queries with the search arguments settled for it (``report["search"]``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ class Indexes:
     Attributes:
         index: the item index (recommend and fold-in queries; similar items too without ``similar``).
         similar: the index over ``similar_targets``, when the model has its own similarity vectors.
-        report: ``{"k", "target", "recall": {path: r}, "indexes": {"index": ..., "similar_index": ...}}``.
+        report: ``{"k", "target", "recall": {path: r}, "search": {path: ItemIndex.query arguments},
+            "indexes": {"index": ..., "similar_index": ...}}``: every path is asked with its ``search``.
     """
 
     index: ItemIndex
@@ -95,12 +97,14 @@ def build_indexes(
         probes["similar"] = Probe(fold_vectors[items], itself)
     settings = {**INDEX_PARAMS, **params}
     index, main = tune_index(item_vectors, probes, space="ip", target=target, k=RECALL_K, **settings)
-    report = {"k": RECALL_K, "target": target, "recall": dict(main["recall"]), "indexes": {"index": main}}
+    report = {"k": RECALL_K, "target": target, "recall": dict(main["recall"]), "search": dict(main["search"]),
+              "indexes": {"index": main}}
     similar = None
     if similar_vectors is not None and similar_targets is not None:
         similar, sim = tune_index(similar_targets, {"similar": Probe(similar_vectors[items], itself)}, space="ip",
                                   target=target, k=RECALL_K, **settings)
         report["recall"]["similar"] = sim["recall"]["similar"]
+        report["search"]["similar"] = sim["search"]["similar"]
         report["indexes"]["similar_index"] = sim
     log.info("ANN recall@%d per path: %s", RECALL_K, {p: round(r, 4) for p, r in report["recall"].items()})
     return Indexes(index, similar, report)

@@ -30,8 +30,9 @@ class ServingModel:
     Each client path reads its own vectors (see :mod:`recsys.publish`): ``index`` answers users' and
     folded-in histories' queries, ``fold_in_vectors`` make the latter, ``similar_vectors`` against
     ``similar_index`` rank similar items (without a model's own: an item's fold-in vector against
-    ``index``). A version published before they existed serves every path from ``item_vectors`` and
-    ``index``.
+    ``index``). ``search`` holds what each path's queries pass to ``ItemIndex.query`` to reach the recall
+    measured at publication (a wider ef, or exact search, for a path that needs it). A version published
+    before these existed serves every path from ``item_vectors`` and ``index``.
     """
 
     name: str
@@ -41,6 +42,7 @@ class ServingModel:
     fold_in_vectors: np.ndarray
     similar_vectors: np.ndarray
     similar_index: ItemIndex
+    search: dict[str, dict[str, Any]]  # per path ("recommend", "history", "similar"): ItemIndex.query arguments
     item_ids: np.ndarray
     item_pos: dict[str, int]
     popular: np.ndarray  # dense item ids by decreasing popularity
@@ -73,6 +75,7 @@ class ServingModel:
             name=name, version=mv.version, index=index, item_vectors=items,
             fold_in_vectors=fold_in, similar_vectors=mv.arrays.get("similar_vectors", fold_in),
             similar_index=similar_index,
+            search={path: dict(args) for path, args in mv.meta.get("ann_recall", {}).get("search", {}).items()},
             item_ids=item_ids, item_pos={str(i): n for n, i in enumerate(item_ids)},
             popular=np.argsort(-popularity, kind="stable"), popularity=popularity,
             metadata=metadata, meta=mv.meta,

@@ -290,7 +290,8 @@ class RecommendationClient:
             allowed = self._dense(model, include, missing_ok=True) - set(banned.tolist())
             ids, scores = self._rank_subset(model, vector, allowed, k)
         else:
-            ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=banned if banned.size else None)
+            ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=banned if banned.size else None,
+                                            **model.search.get("recommend", {}))
             keep = ids >= 0
             ids, scores = ids[keep], scores[keep]
         return self._result(model, ids, scores, "index", user, fields)
@@ -313,7 +314,7 @@ class RecommendationClient:
             vectors = np.stack([rows[i][0] for i in known])
             excl = [rows[i][1] if exclude_seen else () for i in known]
             ids, scores = model.index.query(vectors, k=min(k, model.n_items), exclude=excl if exclude_seen else None,
-                                            num_threads=1)
+                                            num_threads=1, **model.search.get("recommend", {}))
             for row, i in enumerate(known):
                 keep = ids[row] >= 0
                 out[i] = self._result(model, ids[row][keep], scores[row][keep], "index", names[i], fields)
@@ -334,7 +335,7 @@ class RecommendationClient:
         model = self._model
         pos = self._dense_one(model, check_id(item, "item"))
         ids, scores = model.similar_index.query(model.similar_vectors[pos], k=min(k, model.n_items - 1) or 1,
-                                                exclude=[pos])
+                                                exclude=[pos], **model.search.get("similar", {}))
         keep = ids >= 0
         return self._result(model, ids[keep], scores[keep], "similar", None, fields)
 
@@ -352,7 +353,8 @@ class RecommendationClient:
         if not known:
             return self._popular(model, None, k, None, None, fields, strict=False)
         vector = model.fold_in_vectors[sorted(known)].mean(axis=0)
-        ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=known)
+        ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=known,
+                                        **model.search.get("history", {}))
         keep = ids >= 0
         return self._result(model, ids[keep], scores[keep], "history", None, fields)
 

@@ -212,6 +212,7 @@ class ItemIndex:
         exclude: Iterable[int] | Sequence[Iterable[int]] | None = None,
         num_threads: int = 1,
         exact: bool | None = None,
+        ef: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest ids of each query vector, best first.
 
@@ -222,6 +223,10 @@ class ItemIndex:
             num_threads: hnswlib threads for a batch.
             exact: force exact search (True) or the HNSW graph (False); ``None``: exact if the index is
                 set so (:attr:`exact`), else the faster.
+            ef: search the graph with a beam at least this wide (default: the index's ``ef``). hnswlib
+                searches with ``max(ef, neighbours asked)``, so this asks for more neighbours instead of
+                calling ``set_ef``, which would race with concurrent queries; a client path that needs a
+                wider beam than the index's (see :func:`vectorstore.recall.tune_index`) passes it here.
 
         Returns:
             ``(ids, scores)``, each m x k' (k' <= k). Rows that run out of candidates after exclusion are
@@ -244,6 +249,7 @@ class ItemIndex:
         if k_out:
             excluded = np.array([e.size for e in per_row], dtype=np.int64)
             fetch = np.minimum(n, k_out + excluded)
+            wide = np.minimum(n, np.maximum(fetch, int(ef or 0)))  # what the graph is asked for
             if exact is None:
                 exact = self.exact or n <= self.EXACT_MAX_ITEMS and rows * n <= self.EXACT_BUDGET and rows >= 16
             heavy = fetch > n // 2  # most of the catalogue excluded: a graph search would need it all
@@ -251,7 +257,7 @@ class ItemIndex:
                 if exact or heavy[0]:
                     self._query_exact(q, np.zeros(1, np.int64), per_row, k_out, labels, scores)
                 else:
-                    self._query_graph(q, np.zeros(1, np.int64), per_row, int(fetch[0]), k_out, labels, scores, 1,
+                    self._query_graph(q, np.zeros(1, np.int64), per_row, int(wide[0]), k_out, labels, scores, 1,
                                       filtered=bool(excluded[0]))
             else:
                 exact_rows = np.arange(rows) if exact else np.flatnonzero(heavy)
@@ -262,7 +268,7 @@ class ItemIndex:
                 buckets = np.ceil(np.log2(fetch[graph_rows] + 1)).astype(int)
                 for b in np.unique(buckets):
                     sel = graph_rows[buckets == b]
-                    self._query_graph(q, sel, per_row, int(fetch[sel].max()), k_out, labels, scores, num_threads,
+                    self._query_graph(q, sel, per_row, int(wide[sel].max()), k_out, labels, scores, num_threads,
                                       filtered=bool(excluded[sel].any()))
         return (labels[0], scores[0]) if single else (labels, scores)
 

@@ -210,14 +210,19 @@ def models(ctx: click.Context, name: str | None, verify: bool, as_json: bool) ->
 
 
 def _recall_note(meta: dict) -> str:
-    """``ANN recall@10 recommend 0.998 history 0.999 similar 1.000 (ip native ef=200)`` for a graph model."""
+    """``ANN recall@10: recommend 0.998 (ef=200), history 1.000 (exact), ...`` for a graph model's version."""
     report = meta.get("ann_recall")
     if not report:
         return ""
-    recall = " ".join(f"{path} {value:.3f}" for path, value in report["recall"].items())
     index = meta.get("index") or {}
-    how = "exact search" if index.get("exact") else f"{index.get('mips') or index.get('space')} ef={index.get('ef')}"
-    return f"\n      ANN recall@{report['k']} {recall} ({index.get('space')} {how})"
+    search = report.get("search", {})
+
+    def how(path: str) -> str:
+        args = search.get(path, {})
+        return "exact" if args.get("exact") else f"ef={args.get('ef', index.get('ef'))}"
+
+    recall = ", ".join(f"{path} {value:.3f} ({how(path)})" for path, value in report["recall"].items())
+    return f"\n      ANN recall@{report['k']}: {recall}; {index.get('space')} index, {index.get('mips')} graph"
 
 
 @main.command()

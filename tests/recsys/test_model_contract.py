@@ -170,7 +170,7 @@ def test_ann_recall_of_every_path_is_in_the_manifest(served, settings):
     shown = json.loads(out.output.strip().splitlines()[0])
     assert shown["ann_recall"]["recall"] == report["recall"]
     text = CliRunner().invoke(main, ["models", client.name]).output
-    assert "ANN recall@10 recommend" in text
+    assert "ANN recall@10: recommend" in text
 
 
 def test_wrong_vectors_fail_the_contract(data, settings):

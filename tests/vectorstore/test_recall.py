@@ -28,13 +28,16 @@ def test_the_shipped_augmented_graph_misses_on_varied_norms(varied):
     assert _exact_recall(shipped, items, queries) < 0.95
     recall, seconds = measure_recall(shipped, Probe(queries))
     assert recall == pytest.approx(_exact_recall(shipped, items, queries), abs=0.01) and seconds > 0
+    # A wider beam asked per query (no set_ef) finds more, and leaves the index's own ef alone.
+    assert measure_recall(shipped, Probe(queries), ef=800)[0] > recall + 0.03 and shipped.ef == 200
 
 
 def test_tune_index_reaches_the_target_on_varied_norms(varied):
     items, queries = varied
     index, report = tune_index(items, {"recommend": Probe(queries)})
-    assert report["recall"]["recommend"] >= 0.99 and _exact_recall(index, items, queries) >= 0.99
-    assert report["mips"] == index.params["mips"] and report["ef"] == index.ef and not report["exact"]
+    assert report["recall"]["recommend"] >= 0.99 and report["search"]["recommend"] == {}
+    assert _exact_recall(index, items, queries) >= 0.99  # at the index's own ef
+    assert report["mips"] == index.params["mips"] == "native" and report["ef"] == index.ef and not index.exact
     assert [t["mips"] for t in report["tried"]][0] == "augmented" and len(report["tried"]) >= 2
     clone = ItemIndex.from_bytes(index.to_bytes())  # the choice travels with the index
     assert clone.params == index.params and _exact_recall(clone, items, queries) >= 0.99
@@ -53,13 +56,19 @@ def test_native_inner_product_scores_and_round_trip(varied):
         ItemIndex.build(items[:10], mips="hnsw")
 
 
-def test_exact_search_when_no_graph_reaches_the_target(varied):
+def test_exact_search_for_the_paths_no_graph_serves(varied):
     items, queries = varied
-    index, report = tune_index(items, {"recommend": Probe(queries[:100])}, target=1.0, M=4, ef_construction=8,
-                               ef=1, ef_steps=1)
-    assert report["exact"] and index.exact and report["recall"]["recommend"] == 1.0
-    assert len(report["tried"]) == 2 and all(min(t["recall"].values()) < 1.0 for t in report["tried"])
-    assert ItemIndex.from_bytes(index.to_bytes()).exact
+    # "heavy" queries exclude most of the catalogue: the index answers those exactly whatever the graph.
+    heavy = Probe(queries[:20], [np.arange(4000)] * 20)
+    index, report = tune_index(items, {"recommend": Probe(queries[:100]), "heavy": heavy}, target=1.0, M=4,
+                               ef_construction=8, ef=1, ef_steps=1)
+    assert report["search"] == {"recommend": {"exact": True}, "heavy": {}} and not index.exact
+    assert report["recall"] == {"recommend": 1.0, "heavy": 1.0}
+    assert [t["mips"] for t in report["tried"] if t["path"] == "recommend"] == ["augmented", "native"]
+    assert all(t["recall"] < 1.0 for t in report["tried"] if t["path"] == "recommend")
+    only, alone = tune_index(items, {"recommend": Probe(queries[:100])}, target=1.0, M=4, ef_construction=8, ef=1,
+                             ef_steps=1)
+    assert alone["search"] == {"recommend": {"exact": True}} and ItemIndex.from_bytes(only.to_bytes()).exact
 
 
 def test_recall_respects_exclusions_and_counts_ties_as_hits():

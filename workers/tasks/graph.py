@@ -70,7 +70,8 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
         chunk = users[start : start + batch]
         vectors = np.stack([np.frombuffer(v, "<f4") for v in registry.client.hmget(table, chunk)])
         seen = [np.frombuffer(s or b"", "<i4") for s in registry.client.hmget(seen_table, chunk)]
-        ids, scores = model.index.query(vectors, k=min(n, model.n_items), exclude=seen)
+        ids, scores = model.index.query(vectors, k=min(n, model.n_items), exclude=seen,
+                                        **model.search.get("recommend", {}))  # as the client asks them
         rows = {}
         for u, row_ids, row_scores in zip(chunk, ids, scores):
             keep = row_ids >= 0
