@@ -26,6 +26,7 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -60,6 +61,7 @@ def train_detector(
     series_id: str | None = None,
     registry: ModelRegistry | None = None,
     token: str | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Fit a detector on the first ``train_until`` rows (default: all) of a series and publish it.
 
@@ -67,7 +69,8 @@ def train_detector(
     (:data:`~anomaly.detector.DEFAULT_EMBEDDING`), so job submitters need not repeat it. ``read_options`` go
     to :func:`~anomaly.series.read_one_series`. ``series_id`` names the series trained on (default: its id
     in the file, ``"default"`` without a series column): scoring that id later continues right after the
-    training rows, while any other id starts its own stream.
+    training rows, while any other id starts its own stream. ``progress`` is called with
+    ``{"stage", "done", "total"}`` as the stages ``read``, ``fit`` and ``publish`` start and end.
 
     Returns:
         ``{"model", "version", "window", "threshold", "rows", "train_until", "embedding", "series_id"}``.
@@ -80,15 +83,22 @@ def train_detector(
         meta = registry.manifest(name, done)["meta"]
         return {"model": name, "version": done, "window": meta["window"], "embedding": meta["embedding"],
                 "series_id": meta.get("series_id")}
+    report = progress or (lambda info: None)
+    report({"stage": "read", "done": 0, "total": 1})
     series = read_one_series(source, **(read_options or {}))
     n = train_until or len(series)
     if not 1 <= n <= len(series):
         raise InvalidParameter(f"train_until={n} must be between 1 and the {len(series)} rows of the input")
     detector = KnnDetector(embedding or DEFAULT_EMBEDDING, **(params or {}))
+    report({"stage": "read", "done": 1, "total": 1, "rows": len(series)})
+    report({"stage": "fit", "done": 0, "total": n, "embedding": detector.embedding})
     detector.fit(series.values[:n], series.timestamps.as_unit("ns").asi8[:n])
+    report({"stage": "fit", "done": n, "total": n, "embedding": detector.embedding})
     sid = series_id or series.id
     extra = {"trained_rows": n, "trained_until": str(series.timestamps[n - 1]), "series_id": sid}
+    report({"stage": "publish", "done": 0, "total": 1})
     version = publish_detector(registry, name, detector, extra_meta=extra, token=token)
+    report({"stage": "publish", "done": 1, "total": 1, "version": version})
     return {"model": name, "version": version, "window": detector.window, "threshold": detector.threshold,
             "rows": len(series), "train_until": n, "embedding": detector.embedding, "series_id": sid}
 

@@ -7,13 +7,14 @@ as it goes (so a large file is never held as strings twice) and returns the enco
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from ._files import COMPRESSED_SUFFIXES, TextFormat, excerpt
 from .exceptions import InvalidInteractions
 
 REQUIRED = ("user", "item")
@@ -78,9 +79,9 @@ class _Builder:
                 if item_bad[i]:
                     reasons.append("missing item id")
                 if w_bad[i]:
-                    reasons.append(f"weight={weight.iloc[i]!r} is not a finite number > 0")
+                    reasons.append(f"weight={excerpt(weight.iloc[i])} is not a finite number > 0")
                 if ts_bad is not None and ts_bad[i]:
-                    reasons.append(f"timestamp={timestamp.iloc[i]!r} is not a number or date")
+                    reasons.append(f"timestamp={excerpt(timestamp.iloc[i])} is not a number or date")
                 self.bad.append(f"{self.unit} {numbers[i]}: {', '.join(reasons)}")
             self.bad_count += int(bad.sum())
         self.rows += n
@@ -136,13 +137,37 @@ def _encode(values: np.ndarray, mapping: dict[str, int]) -> np.ndarray:
     return global_codes[codes].astype(np.int32)
 
 
-def _check_columns(columns: Iterable[Any], source: str) -> None:
+def column_names(columns: Mapping[str, str] | None) -> dict[str, str]:
+    """``{user, item, weight, timestamp}`` -> the file's column for each (its own name unless mapped).
+
+    Raises:
+        InvalidInteractions: a key that is not one of those four, or an empty column name.
+    """
+    columns = dict(columns or {})
+    unknown = sorted(set(columns) - {*REQUIRED, *OPTIONAL})
+    if unknown:
+        known = ", ".join((*REQUIRED, *OPTIONAL))
+        raise InvalidInteractions(f"cannot map column(s) {unknown}: the columns are {known}")
+    if not all(isinstance(v, str) and v.strip() for v in columns.values()):
+        raise InvalidInteractions(f"column names must be non-empty strings, got {columns}")
+    return {name: columns.get(name, name) for name in (*REQUIRED, *OPTIONAL)}
+
+
+def _check_columns(columns: Iterable[Any], source: str, names: Mapping[str, str] | None = None) -> None:
+    names = names or {c: c for c in (*REQUIRED, *OPTIONAL)}
     present = {str(c) for c in columns}
-    absent = [c for c in REQUIRED if c not in present]
+    absent = [names[c] for c in REQUIRED if names[c] not in present]
     if absent:
-        raise InvalidInteractions(
-            f"{source}: missing column(s) {', '.join(absent)}; found {', '.join(sorted(present)) or 'none'}"
-        )
+        found = ", ".join(excerpt(c, 24) for c in sorted(present)[:12]) or "none"
+        more = f" and {len(present) - 12} more" if len(present) > 12 else ""
+        raise InvalidInteractions(f"{source}: missing column(s) {', '.join(absent)}; found {found}{more}")
+
+
+def _mapped(header: Iterable[Any], names: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+    """The file columns to read and their renaming to ``user, item, weight, timestamp``."""
+    present = {str(c) for c in header}
+    rename = {names[c]: c for c in (*REQUIRED, *OPTIONAL) if names[c] in present}
+    return list(rename), rename
 
 
 def _columns(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series | None, pd.Series | None]:
@@ -154,70 +179,97 @@ def _columns(df: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series | None, 
     )
 
 
-def first_line(path: Path) -> str | None:
-    with open(path, encoding="utf-8") as f:
+def first_line(path: Path, fmt: TextFormat) -> str | None:
+    with fmt.open(path) as f:
         for line in f:
             if line.strip():
                 return line
     return None
 
 
-def read_csv(path: Path, chunksize: int) -> Codes:
+def read_text(path: Path, chunksize: int, fmt: TextFormat, names: Mapping[str, str]) -> Codes:
+    """A text file in the format its name or first line tells: CSV with a header, MovieLens ``u.data``
+    (tab-separated), or one line per user (``user item item ...``)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    if suffixes and suffixes[-1] == ".csv":
+        return read_csv(path, chunksize, fmt, names)
+    first = first_line(path, fmt)
+    if first is None:
+        raise InvalidInteractions(f"{path}: no interactions (empty file)")
+    if "\t" in first:
+        return read_udata(path, chunksize, fmt)
+    if "," in first:
+        return read_csv(path, chunksize, fmt, names)
+    return read_user_lines(path, chunksize, fmt)
+
+
+def read_csv(path: Path, chunksize: int, fmt: TextFormat, names: Mapping[str, str] | None = None) -> Codes:
+    names = names or column_names(None)
     try:
-        header = pd.read_csv(path, nrows=0)
-        _check_columns(header.columns, str(path))
-        usecols = [c for c in (*REQUIRED, *OPTIONAL) if c in header.columns]
+        header = pd.read_csv(path, nrows=0, **fmt.pandas())
+        _check_columns(header.columns, str(path), names)
+        usecols, rename = _mapped(header.columns, names)
         builder = _Builder(str(path), "line")
         line = 2  # line 1 is the header
         # All as str: a bad weight is reported with its line number, not a pandas parse error.
-        reader = pd.read_csv(path, usecols=usecols, dtype=str, chunksize=chunksize, skip_blank_lines=False)
+        reader = pd.read_csv(path, usecols=usecols, dtype=str, chunksize=chunksize, skip_blank_lines=False,
+                             **fmt.pandas())
         for chunk in reader:
-            builder.add(*_columns(chunk), first_number=line)
+            builder.add(*_columns(chunk.rename(columns=rename)), first_number=line)
             line += len(chunk)
     except pd.errors.EmptyDataError:
         raise InvalidInteractions(f"{path}: the file is empty (expected a header with user,item)") from None
     except pd.errors.ParserError as exc:
         raise InvalidInteractions(f"{path}: not valid CSV: {exc}") from None
+    except (OSError, EOFError) as exc:  # a damaged compressed file
+        raise InvalidInteractions(f"{path}: cannot be read ({type(exc).__name__})") from None
     return builder.build()
 
 
-def read_parquet(path: Path, chunksize: int) -> Codes:
+def read_parquet(path: Path, chunksize: int, names: Mapping[str, str] | None = None) -> Codes:
     try:
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise ImportError(f"reading Parquet ({path}) needs a working pyarrow: {exc}") from exc
 
+    names = names or column_names(None)
     pf = pq.ParquetFile(path)
-    _check_columns(pf.schema_arrow.names, str(path))
-    columns = [c for c in (*REQUIRED, *OPTIONAL) if c in pf.schema_arrow.names]
+    _check_columns(pf.schema_arrow.names, str(path), names)
+    columns, rename = _mapped(pf.schema_arrow.names, names)
     builder = _Builder(str(path), "row")
     row = 1
     for batch in pf.iter_batches(batch_size=chunksize, columns=columns):
-        chunk = batch.to_pandas()
+        chunk = batch.to_pandas().rename(columns=rename)
         builder.add(*_columns(chunk), first_number=row)
         row += len(chunk)
     return builder.build()
 
 
-def read_udata(path: Path, chunksize: int) -> Codes:
+def read_udata(path: Path, chunksize: int, fmt: TextFormat) -> Codes:
     names = ["user", "item", "rating", "timestamp"]
     builder = _Builder(str(path), "line")
     line = 1
     try:
-        reader = pd.read_csv(path, sep="\t", header=None, names=names, dtype=str, chunksize=chunksize)
+        reader = pd.read_csv(path, sep="\t", header=None, names=names, dtype=str, chunksize=chunksize,
+                             **fmt.pandas())
         for chunk in reader:
             builder.add(chunk["user"], chunk["item"], None, chunk["timestamp"], first_number=line)
             line += len(chunk)
     except pd.errors.ParserError as exc:  # e.g. "Expected 4 fields in line 7, saw 5"
         raise InvalidInteractions(f"{path}: unparsable tab-separated line: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise InvalidInteractions(f"{path}: cannot be read ({type(exc).__name__})") from None
     return builder.build()
 
 
-def _user_line_blocks(path: Path, builder: _Builder, block: int) -> Iterator[tuple[list, list, int]]:
+def _user_line_blocks(path: Path, builder: _Builder, block: int,
+                      fmt: TextFormat) -> Iterator[tuple[list, list, int]]:
     users: list[np.ndarray] = []
     items: list[np.ndarray] = []
     first, size = 1, 0
-    with open(path, encoding="utf-8") as f:
+    with fmt.open(path) as f:
         for number, line in enumerate(f, start=1):
             tokens = line.split()
             if not tokens:
@@ -226,7 +278,7 @@ def _user_line_blocks(path: Path, builder: _Builder, block: int) -> Iterator[tup
                 ids = np.array(tokens, dtype=np.int64)
             except ValueError:
                 bad = next(t for t in tokens if not t.lstrip("-").isdigit())
-                builder.reject(number, f"{bad!r} is not an integer id")
+                builder.reject(number, f"{excerpt(bad)} is not an integer id")
                 continue
             if len(ids) < 2:
                 continue  # a user without interactions
@@ -239,9 +291,9 @@ def _user_line_blocks(path: Path, builder: _Builder, block: int) -> Iterator[tup
     yield users, items, first
 
 
-def read_user_lines(path: Path, chunksize: int) -> Codes:
+def read_user_lines(path: Path, chunksize: int, fmt: TextFormat) -> Codes:
     builder = _Builder(str(path), "line")
-    for users, items, first in _user_line_blocks(path, builder, chunksize):
+    for users, items, first in _user_line_blocks(path, builder, chunksize, fmt):
         if builder.bad_count or not users:
             continue
         u = pd.Series(np.concatenate(users).astype(str))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import _ingest
+from . import _files, _ingest
 from .exceptions import InvalidInteractions, UnknownItem, UnknownUser
 
 __all__ = ["Interactions"]
@@ -81,37 +82,43 @@ class Interactions:
         return cls._from_codes(*builder.build())
 
     @classmethod
-    def read(cls, path: str | os.PathLike, *, chunksize: int = CHUNK_ROWS) -> Interactions:
+    def read(cls, path: str | os.PathLike, *, chunksize: int = CHUNK_ROWS, columns: Mapping[str, str] | None = None,
+             encoding: str | None = None) -> Interactions:
         """Read interactions from a file, detecting its format.
 
         Formats: CSV (``.csv``, header with ``user,item[,weight,timestamp]``, read in chunks of
-        ``chunksize`` rows), Parquet (``.parquet``/``.pq``, read by row batches), MovieLens ``u.data``
+        ``chunksize`` rows), Parquet (told by its first bytes, read by row batches), MovieLens ``u.data``
         (tab-separated ``user item rating timestamp``, no header; weight 1, ratings ignored) and the
-        LightGCN text format, one line per user: ``user item item ...`` (integer ids).
+        LightGCN text format, one line per user: ``user item item ...`` (integer ids). Text files may be
+        gzip, bz2, xz or zip-compressed (told by their first bytes) and in any encoding (see
+        :mod:`recsys._files`: UTF-8, else latin-1 with a warning, unless ``encoding`` is given).
+
+        Args:
+            columns: the file's names of ``user``, ``item``, ``weight``, ``timestamp`` when they differ,
+                e.g. ``{"user": "userId", "item": "movieId", "weight": "rating"}`` (CSV and Parquet).
+            encoding: the text encoding (e.g. ``"latin-1"``), instead of detecting it.
 
         Raises:
-            InvalidInteractions: missing file columns, bad rows or lines (by 1-based line number), empty file.
+            InvalidInteractions: missing file columns, bad rows or lines (by 1-based line number), empty,
+                binary or undecodable file (named, never quoted beyond a short excerpt).
             FileNotFoundError: no such file.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no interactions file at {path}")
-        suffix = path.suffix.lower()
-        if suffix in (".parquet", ".pq"):
-            reader = _ingest.read_parquet
-        elif suffix == ".csv":
-            reader = _ingest.read_csv
-        else:
-            first = _ingest.first_line(path)
-            if first is None:
-                raise InvalidInteractions(f"{path}: no interactions (empty file)")
-            if "\t" in first:
-                reader = _ingest.read_udata
-            elif "," in first:
-                reader = _ingest.read_csv
-            else:
-                reader = _ingest.read_user_lines
-        return cls._from_codes(*reader(path, chunksize))
+        names = _ingest.column_names(columns)
+        if _files.is_parquet(path):
+            return cls._from_codes(*_ingest.read_parquet(path, chunksize, names))
+        fmt = _files.text_format(path, encoding)
+        try:
+            return cls._from_codes(*_ingest.read_text(path, chunksize, fmt, names))
+        except UnicodeDecodeError as exc:
+            if fmt.explicit:
+                raise InvalidInteractions(f"{path}: not valid {fmt.encoding} text ({exc.reason}); give its encoding, "
+                                          "e.g. latin-1") from None
+        logger.warning("%s is not UTF-8: read as %s (give its encoding to choose another)", path,
+                       _files.FALLBACK_ENCODING)
+        return cls._from_codes(*_ingest.read_text(path, chunksize, fmt.fallback(), names))
 
     @classmethod
     def _from_codes(

@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ import pandas as pd
 
 from vectorstore import ModelRegistry
 
+from ._files import excerpt, text_format
 from ._indexing import INDEX_PARAMS, build_indexes
 from .exceptions import InvalidParameter
 from .interactions import Interactions
@@ -58,9 +60,11 @@ def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray
     """
     if table is None:
         return None
-    df = pd.read_csv(table, dtype={"item": str}) if isinstance(table, str) else table.copy()
+    df = _read_table(Path(table)) if isinstance(table, str) else table.copy()
     if "item" not in df.columns:
-        raise InvalidParameter(f"item metadata needs an 'item' column, got {list(df.columns)}")
+        found = ", ".join(excerpt(c, 24) for c in list(df.columns)[:12])
+        raise InvalidParameter(f"item metadata {table if isinstance(table, str) else ''} needs an 'item' column, "
+                               f"found {found}")
     df["item"] = df["item"].astype(str)
     if df["item"].duplicated().any():
         dup = df.loc[df["item"].duplicated(), "item"].head(3).tolist()
@@ -68,6 +72,21 @@ def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray
     aligned = df.set_index("item").reindex(pd.Index(item_ids, dtype=str))
     aligned = aligned.astype(object).where(aligned.notna(), None)
     return {str(col): aligned[col].tolist() for col in aligned.columns}
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """An item table (CSV, compressed or not, UTF-8 or else latin-1), refused with a message naming the file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no item metadata file at {path}")
+    fmt = text_format(path)
+    try:
+        try:
+            return pd.read_csv(path, dtype={"item": str}, **fmt.pandas())
+        except UnicodeDecodeError:
+            log.warning("%s is not UTF-8: read as %s", path, fmt.fallback().encoding)
+            return pd.read_csv(path, dtype={"item": str}, **fmt.fallback().pandas())
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, EOFError) as exc:
+        raise InvalidParameter(f"item metadata {path}: not a readable CSV table ({type(exc).__name__})") from None
 
 
 def publish_embeddings(

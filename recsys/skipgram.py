@@ -179,6 +179,8 @@ def train_skipgram(
     accept, alias = _alias_table(counts)
     keep = _keep_probability(counts, sample)
     lanes = max(1, min(int(threads), len(walks)))
+    if progress is not None:  # training has started (an epoch reports only when it ends)
+        progress({"stage": "skipgram", "done": 0, "total": epochs, "epoch": 0})
     for epoch in range(epochs):
         _epoch(walks, syn0, syn1, accept, alias, keep, window, negative, alpha, min_alpha, epoch, epochs,
                np.uint64(seed), lanes)

@@ -53,6 +53,7 @@ def train_and_publish(
     registry: ModelRegistry | None = None,
     progress: ProgressCallback | None = None,
     token: str | None = None,
+    read_options: dict[str, Any] | None = None,
 ) -> TrainingResult:
     """Read, train, evaluate (on ``test``, else ``valid``, when given) and publish a graph model.
 
@@ -67,6 +68,7 @@ def train_and_publish(
         item_metadata: a CSV with an ``item`` column and fields returned with recommendations.
         k: metric cut-off.
         token: idempotency token (the job id): a redelivered job does not publish twice.
+        read_options: keywords of :meth:`Interactions.read` for every file read (``columns``, ``encoding``).
 
     Raises:
         InvalidInteractions: bad input; nothing trained or published.
@@ -80,9 +82,10 @@ def train_and_publish(
                               meta["n_users"], meta["n_items"])
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    train = interactions if isinstance(interactions, Interactions) else Interactions.read(interactions)
-    valid_i = _aligned(train, valid)
-    test_i = _aligned(train, test)
+    read_options = read_options or {}
+    train = interactions if isinstance(interactions, Interactions) else Interactions.read(interactions, **read_options)
+    valid_i = _aligned(train, valid, read_options)
+    test_i = _aligned(train, test, read_options)
     metadata = item_metadata_columns(item_metadata, train.item_ids) if item_metadata else None
     algorithm = algorithm or DEFAULT_MODEL
     model = make_model(algorithm, **dict(params or {}))  # bad parameters fail before any training
@@ -116,8 +119,9 @@ def train_and_publish(
                           embeddings.history)
 
 
-def _aligned(train: Interactions, other: str | Interactions | None) -> Interactions | None:
+def _aligned(train: Interactions, other: str | Interactions | None,
+             read_options: dict[str, Any]) -> Interactions | None:
     if other is None:
         return None
-    other = other if isinstance(other, Interactions) else Interactions.read(other)
+    other = other if isinstance(other, Interactions) else Interactions.read(other, **read_options)
     return train.align(other)

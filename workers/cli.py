@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
 import pkgutil
 import sys
 import time
@@ -16,9 +17,9 @@ import time
 import click
 
 from vectorstore.connection import redact_url
-from vectorstore.exceptions import VectorStoreError
 from vectorstore.settings import get_settings
 
+from ._cli_errors import one_line
 from .exceptions import WorkerError
 
 __all__ = ["main"]
@@ -33,31 +34,27 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _service_errors() -> tuple[type[BaseException], ...]:
-    """The typed errors reported as one line: the serving layer's, the job API's, and (without importing
-    them: a raised one is already loaded) those of :mod:`recsys` and :mod:`anomaly`, e.g. ModelUnavailable."""
-    errors: list[type[BaseException]] = [VectorStoreError, WorkerError, ValueError, LookupError, OSError]
-    for module, name in (("recsys.exceptions", "RecsysError"), ("anomaly.exceptions", "AnomalyError")):
-        loaded = sys.modules.get(module)
-        if loaded is not None:
-            errors.append(getattr(loaded, name))
-    return tuple(errors)
-
-
 class _Group(click.Group):
-    """Turns the service's typed errors into one-line messages and exit code 2 instead of tracebacks."""
+    """Turns failures into one-line messages and exit code 2 instead of tracebacks (``workers._cli_errors``);
+    a closed output pipe (``ea models | head``) ends the command quietly."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # The reader went away: point stdout at /dev/null so that the final flush does not fail too.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)  # as a process ended by SIGPIPE
         except Exception as exc:
-            if isinstance(exc, click.ClickException) or not isinstance(exc, _service_errors()):
+            message = one_line(exc, ctx)
+            if message is None:
                 raise
-            click.echo(f"error: {type(exc).__name__}: {exc}", err=True)
+            click.echo(message, err=True)
             ctx.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(_version(), "-V", "--version", prog_name="ea", message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", count=True, help="More logging (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """Embedding analytics: recommendations and anomaly detection from graph and time-series embeddings.
@@ -125,8 +122,12 @@ def worker(queues: str, pool: str | None, concurrency: int | None, loglevel: str
 @click.option("-n", "--limit", default=20, show_default=True, help="How many recent jobs to list.")
 @click.option("--wait", is_flag=True, help="With JOB_ID: wait for it with a progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def jobs(job_id: str | None, limit: int, wait: bool, as_json: bool) -> None:
-    """List recent jobs, or show one job (JOB_ID) with its progress and result."""
+@click.pass_context
+def jobs(ctx: click.Context, job_id: str | None, limit: int, wait: bool, as_json: bool) -> None:
+    """List recent jobs, or show one job (JOB_ID, or a unique start of it) with its progress and result.
+
+    Exit status with JOB_ID: 0 when the job succeeded or is still going, 1 when it failed, 2 on an error.
+    """
     from .jobs import get_job, list_jobs
 
     if job_id is None:
@@ -155,6 +156,8 @@ def jobs(job_id: str | None, limit: int, wait: bool, as_json: bool) -> None:
         except WorkerError as exc:
             info["error"] = str(exc)
     click.echo(json.dumps(info, default=str) if as_json else "\n".join(f"{k}: {v}" for k, v in info.items()))
+    if "error" in info:
+        ctx.exit(1)
 
 
 @main.command()

@@ -99,7 +99,7 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
                                           params=sizes.detector, series_id=name)
         versions = {}
         for name, handle in jobs.items():
-            echo(f"job {handle.id[:8]} {name}: waiting")
+            echo(f"job {handle.id} {name}: waiting (`ea jobs {handle.id}`)")
             result = handle.wait(timeout=900, show_progress=progress)
             versions[name] = result["version"]
             extra = f", window {result['window']}" if "window" in result else ""

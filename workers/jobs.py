@@ -8,6 +8,7 @@ Submitted jobs are also recorded in a Redis sorted set so that ``ea jobs`` can l
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,10 +22,11 @@ from vectorstore.connection import connect, redact_url
 from vectorstore.exceptions import RedisUnavailable
 from vectorstore.settings import Settings, get_settings
 
+from ._progress_view import ProgressView
 from .app import app
 from .exceptions import JobFailed, JobTimeout, UnknownJob
 
-__all__ = ["JobHandle", "JobRecord", "get_job", "list_jobs", "submit", "train_graph", "train_series"]
+__all__ = ["JobHandle", "JobRecord", "get_job", "input_path", "list_jobs", "submit", "train_graph", "train_series"]
 
 _FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
 _KEEP_JOBS = 1000
@@ -103,38 +105,47 @@ class JobHandle:
     ) -> Any:
         """Block until the job finishes and return its result.
 
+        Every progress report the job made is passed on, in order, even those made between two polls (they
+        are read from the job's progress log, not only from its latest state).
+
         Args:
             timeout: seconds to wait at most (``None``: forever).
             interval: polling period.
-            on_progress: called with each new progress report.
-            show_progress: draw a tqdm progress bar on stderr from the progress reports.
+            on_progress: called with each progress report.
+            show_progress: draw the reports on stderr: progress bars on a terminal, log lines otherwise.
 
         Raises:
             JobTimeout: still running after ``timeout`` seconds (the job itself goes on).
             JobFailed: the job raised.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        bar = None
-        last: dict[str, Any] | None = None
+        view = ProgressView() if show_progress else None
+        seen = 0.0
         try:
-            while not self.done:
-                info = self.progress
-                if info and info != last:
-                    last = info
+            while True:
+                done = self.done  # read before the log, so that the log holds every report of a finished job
+                for info in self._reports_since(seen):
+                    seen = info["at"]
+                    report = {k: v for k, v in info.items() if k != "at"}
                     if on_progress:
-                        on_progress(info)
-                    if show_progress:
-                        bar = _draw(bar, info)
+                        on_progress(report)
+                    if view:
+                        view.update(report)
+                if done:
+                    break
                 if deadline is not None and time.monotonic() > deadline:
                     raise JobTimeout(f"job {self.id} still {self.state} after {timeout} s")
                 time.sleep(interval)
         finally:
-            if bar is not None:
-                if self._result.state == "SUCCESS" and bar.total:
-                    bar.n = bar.total
-                    bar.refresh()
-                bar.close()
+            if view:
+                view.close(finished=self._result.state == "SUCCESS")
         return self.result
+
+    def _reports_since(self, at: float) -> list[dict[str, Any]]:
+        try:
+            return [r for r in self.progress_log() if r.get("at", 0) > at]
+        except redis.RedisError:  # progress is informative: the job's state decides
+            return []
 
     def progress_log(self, settings: Settings | None = None) -> list[dict[str, Any]]:
         """Every progress report the job made, oldest first (the last 500), each with its time ``at``."""
@@ -147,27 +158,6 @@ class JobHandle:
     def revoke(self) -> None:
         """Ask workers not to run (or to stop) this job."""
         self._result.revoke(terminate=False)
-
-
-def _draw(bar: Any, info: dict[str, Any]) -> Any:
-    from tqdm import tqdm
-
-    stage = str(info.get("stage", "working"))
-    total = info.get("total")
-    if bar is None or bar.desc != stage:
-        if bar is not None:
-            bar.close()
-        # No rate: progress arrives in polled jumps, so a per-second rate would only mislead.
-        bar = tqdm(total=total, desc=stage, leave=True,
-                   bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
-    if total is not None and bar.total != total:
-        bar.total = total
-    bar.n = int(info.get("done", bar.n))
-    extra = {k: v for k, v in info.items() if k not in ("stage", "done", "total")}
-    if extra:
-        bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in extra.items()}, refresh=False)
-    bar.refresh()
-    return bar
 
 
 def submit(task: str, *, settings: Settings | None = None, queue: str | None = None, **kwargs: Any) -> JobHandle:
@@ -220,21 +210,54 @@ def list_jobs(limit: int = 20, settings: Settings | None = None) -> list[JobReco
 
 
 def get_job(job_id: str, settings: Settings | None = None) -> JobHandle:
-    """The handle of a job submitted through :func:`submit`.
+    """The handle of a job submitted through :func:`submit`, by its id or a unique start of it (4+ characters).
 
     Raises:
-        UnknownJob: no such job id was submitted here (or it has aged out of the list).
+        UnknownJob: no such job id was submitted here (or it has aged out of the list), or the start given
+            matches several jobs.
     """
+    job_id = job_id.strip()
     # Only the submission records are scanned: no result-backend lookup per listed job.
-    for entry, _ in _submitted(_KEEP_JOBS, settings or get_settings()):
-        if entry["id"] == job_id:
-            return JobHandle(job_id, entry["task"])
+    entries = [entry for entry, _ in _submitted(_KEEP_JOBS, settings or get_settings())]
+    matches = [e for e in entries if e["id"] == job_id]
+    if not matches and len(job_id) >= 4:
+        matches = list({e["id"]: e for e in entries if e["id"].startswith(job_id)}.values())
+    if len(matches) > 1:
+        raise UnknownJob(f"{job_id!r} is the start of {len(matches)} job ids; give more of it")
+    if matches:
+        return JobHandle(matches[0]["id"], matches[0]["task"])
     raise UnknownJob(f"no job {job_id!r} (ea jobs lists the last {_KEEP_JOBS})")
+
+
+def input_path(path: str | os.PathLike[str], what: str, *, check: bool = True) -> str:
+    """``path`` as a job carries it: absolute, and (``check``) a readable file on this machine.
+
+    Jobs read their inputs by reference, in the worker: a relative path would be read from the worker's
+    directory, and a missing file found only there. With ``check=False`` the path names a file on the
+    workers' file system (not this machine's); it must then be absolute.
+
+    Raises:
+        FileNotFoundError, PermissionError: ``check`` and the file is missing or unreadable (names ``what``).
+        ValueError: ``check=False`` and the path is relative.
+    """
+    raw = os.fspath(path)
+    if not check:
+        if not os.path.isabs(raw):
+            raise ValueError(f"{what} {raw!r}: a path on the workers' file system must be absolute")
+        return raw
+    full = os.path.abspath(os.path.expanduser(raw))
+    if not os.path.isfile(full):
+        raise FileNotFoundError(f"{what} {raw!r}: no such file ({full}); jobs read their inputs from files the "
+                                "workers can read")
+    if not os.access(full, os.R_OK):
+        raise PermissionError(f"{what} {raw!r}: not readable ({full})")
+    return full
 
 
 def train_graph(interactions: str, *, model: str | None = None, name: str = "default", params: dict | None = None,
                 valid: str | None = None, test: str | None = None, item_metadata: str | None = None,
-                precompute: int = 0, settings: Settings | None = None) -> JobHandle:
+                precompute: int = 0, read_options: dict | None = None, check_paths: bool = True,
+                settings: Settings | None = None) -> JobHandle:
     """Submit ``ea.train_graph``: train a graph model on an interaction file and publish it as ``name``.
 
     Args:
@@ -244,21 +267,33 @@ def train_graph(interactions: str, *, model: str | None = None, name: str = "def
         valid, test: held-out interactions (to stop LightGCN on; published metrics).
         item_metadata: CSV with an ``item`` column whose other columns are returned with recommendations.
         precompute: then write every user's top-N (N) for the client.
+        read_options: keywords of ``recsys.Interactions.read`` for the interaction files: ``columns`` (the
+            file's names of user, item, weight, timestamp) and ``encoding``.
+        check_paths: paths are made absolute and checked on this machine before the job is queued; False:
+            they are absolute paths on the workers' file system (see :func:`input_path`).
+
+    Raises:
+        FileNotFoundError, PermissionError, ValueError: a path is missing, unreadable or relative; nothing
+            was queued.
     """
-    return submit("ea.train_graph", settings=settings, interactions=interactions, model=model, name=name,
-                  params=params or {}, valid=valid, test=test, item_metadata=item_metadata, precompute=precompute)
+    paths = {key: input_path(value, key.replace("_", " "), check=check_paths)
+             for key, value in (("interactions", interactions), ("valid", valid), ("test", test),
+                                ("item_metadata", item_metadata)) if value is not None}
+    return submit("ea.train_graph", settings=settings, **{"valid": None, "test": None, "item_metadata": None, **paths},
+                  model=model, name=name, params=params or {}, precompute=precompute, read_options=read_options or {})
 
 
 def train_series(series: str, *, name: str, train_until: int | None = None, embedding: str | None = None,
                  params: dict | None = None, read_options: dict | None = None, series_id: str | None = None,
-                 settings: Settings | None = None) -> JobHandle:
+                 check_paths: bool = True, settings: Settings | None = None) -> JobHandle:
     """Submit ``ea.train_series``: fit a kNN-distance detector on a ``timestamp,value`` file and publish it.
 
     ``embedding``: one of ``anomaly.detector.EMBEDDINGS``; ``None``: the detector's default
     (``anomaly.detector.DEFAULT_EMBEDDING``). ``read_options``: column names and the duplicate policy
     (``anomaly.series.read_series``'s keywords: timestamp_col, value_col, duplicates). ``series_id``: the id
     of the series trained on (default: its id in the file); scoring that id continues after the training rows,
-    any other id warms up first.
+    any other id warms up first. ``check_paths``: as in :func:`train_graph`.
     """
+    series = input_path(series, "series", check=check_paths)
     return submit("ea.train_series", settings=settings, series=series, name=name, train_until=train_until,
                   embedding=embedding, params=params or {}, read_options=read_options or {}, series_id=series_id)

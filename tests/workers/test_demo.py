@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -26,3 +27,7 @@ def test_demo_runs_end_to_end(celery_worker, tmp_path, redis_url):
     for png in summary["plots"]:
         assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ALERT FIRING" in out.output and "fold-in" in out.output and "summary:" in out.output
+    # The job ids it prints are the ones `ea jobs ID` takes.
+    printed = re.findall(r"^job (\S+) demo-node2vec: waiting", out.output, re.M)
+    shown = CliRunner().invoke(main, ["jobs", printed[0]])
+    assert shown.exit_code == 0 and "state: SUCCESS" in shown.output, shown.output

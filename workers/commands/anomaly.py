@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from .recsys import _params, train
+from .recsys import WORKER_PATHS, _params, train
 
 __all__ = ["COMMANDS"]
 
@@ -82,15 +82,20 @@ def detect(input_csv, train_until, scores_out, plot, explain, embedding, window,
               "'default'): `ea score --series-id` with it continues after the training rows.")
 @click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
 @_read_flags
+@WORKER_PATHS
 def train_series(input_csv, name, train_until, embedding, params, series_id, wait, timestamp_col, value_col,
-                 duplicates) -> None:
-    """Train a series anomaly detector (window embeddings + hnswlib reference index) and publish it."""
-    from ..jobs import submit
+                 duplicates, worker_paths) -> None:
+    """Train a series anomaly detector (window embeddings + hnswlib reference index) and publish it.
 
-    handle = submit("ea.train_series", series=input_csv, name=name, train_until=train_until, embedding=embedding,
-                    params=_params(params), read_options=_read_options(timestamp_col, value_col, duplicates),
-                    series_id=series_id)
-    click.echo(f"submitted {handle.id}")
+    The input path is made absolute and checked here before the job is queued (--worker-paths: it names a
+    file on the workers' machines).
+    """
+    from .. import jobs
+
+    handle = jobs.train_series(input_csv, name=name, train_until=train_until, embedding=embedding,
+                               params=_params(params), read_options=_read_options(timestamp_col, value_col, duplicates),
+                               series_id=series_id, check_paths=not worker_paths)
+    click.echo(f"submitted {handle.id} (follow it with `ea jobs {handle.id} --wait`)")
     if wait:
         click.echo(json.dumps(handle.wait(show_progress=True)))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import time
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -16,6 +18,30 @@ __all__ = ["COMMANDS", "train"]
 @click.group()
 def train() -> None:
     """Submit training jobs to the `train` queue (a worker must run: `ea worker -Q train`)."""
+
+
+def _interaction_flags(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the interaction-file options (column names, encoding) to a command."""
+    flags = [click.option(f"--{name}-col", f"{name}_col", default=None, metavar="NAME",
+                          help=f"The file's column holding the {name} (default: {name}).")
+             for name in ("user", "item", "weight", "timestamp")]
+    flags.append(click.option("--encoding", default=None, help="Text encoding of the files (default: UTF-8, "
+                                                                "else latin-1 with a warning), e.g. cp1252."))
+    for flag in reversed(flags):
+        command = flag(command)
+    return command
+
+
+def _read_options(user_col: str | None, item_col: str | None, weight_col: str | None, timestamp_col: str | None,
+                  encoding: str | None) -> dict[str, Any]:
+    """``recsys.Interactions.read`` keywords of the options of :func:`_interaction_flags`."""
+    columns = {name: col for name, col in (("user", user_col), ("item", item_col), ("weight", weight_col),
+                                           ("timestamp", timestamp_col)) if col}
+    return {**({"columns": columns} if columns else {}), **({"encoding": encoding} if encoding else {})}
+
+
+WORKER_PATHS = click.option("--worker-paths", is_flag=True, help="The paths are absolute paths on the workers' "
+                            "file system: not checked here (by default they are made absolute and checked).")
 
 
 def _params(pairs: tuple[str, ...]) -> dict:
@@ -43,13 +69,21 @@ def _params(pairs: tuple[str, ...]) -> dict:
 @click.option("--param", "params", multiple=True, help="Model parameter KEY=VALUE (repeatable), e.g. dim=64.")
 @click.option("--precompute", type=int, default=0, help="Then precompute every user's top-N (N).")
 @click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
-def train_graph(interactions, algorithm, name, valid, test, item_metadata, params, precompute, wait) -> None:
-    """Train a graph model (spectral, LightGCN or Node2Vec) on an interaction file and publish it as NAME."""
-    from ..jobs import submit
+@_interaction_flags
+@WORKER_PATHS
+def train_graph(interactions, algorithm, name, valid, test, item_metadata, params, precompute, wait, user_col,
+                item_col, weight_col, timestamp_col, encoding, worker_paths) -> None:
+    """Train a graph model (spectral, LightGCN or Node2Vec) on an interaction file and publish it as NAME.
 
-    handle = submit("ea.train_graph", interactions=interactions, model=algorithm, name=name,
-                    params=_params(params), valid=valid, test=test, item_metadata=item_metadata,
-                    precompute=precompute)
+    Paths are made absolute and checked here before the job is queued (--worker-paths: they name files on
+    the workers' machines).
+    """
+    from .. import jobs
+
+    handle = jobs.train_graph(interactions, model=algorithm, name=name, params=_params(params), valid=valid,
+                              test=test, item_metadata=item_metadata, precompute=precompute,
+                              read_options=_read_options(user_col, item_col, weight_col, timestamp_col, encoding),
+                              check_paths=not worker_paths)
     click.echo(f"submitted {handle.id} (follow it with `ea jobs {handle.id} --wait`)")
     if wait:
         click.echo(json.dumps(handle.wait(show_progress=True)))
@@ -68,7 +102,9 @@ def eval_group() -> None:
 @click.option("--recs-out", required=True, help="Where to write user,item,rank of every test user.")
 @click.option("--name", default="eval", show_default=True, help="Model name to publish under.")
 @click.option("--param", "params", multiple=True, help="Model parameter KEY=VALUE (repeatable).")
-def eval_recsys(train_path, test_path, algorithm, k, recs_out, name, params) -> None:
+@_interaction_flags
+def eval_recsys(train_path, test_path, algorithm, k, recs_out, name, params, user_col, item_col, weight_col,
+                timestamp_col, encoding) -> None:
     """Train on TRAIN, publish as NAME, and write the top-k of every TEST user through the serving client.
 
     Prints one JSON line: recall@k, ndcg@k and the wall time of each stage.
@@ -80,10 +116,12 @@ def eval_recsys(train_path, test_path, algorithm, k, recs_out, name, params) -> 
 
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
-    result = train_and_publish(train_path, algorithm=algorithm, name=name, params=_params(params), k=k)
+    read_options = _read_options(user_col, item_col, weight_col, timestamp_col, encoding)
+    result = train_and_publish(train_path, algorithm=algorithm, name=name, params=_params(params), k=k,
+                               read_options=read_options)
     stages.update({f"{key}": round(v, 3) for key, v in result.timings.items()})
     t = time.perf_counter()
-    test = Interactions.read(test_path)
+    test = Interactions.read(test_path, **read_options)
     with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
         if client.model_version != result.version:
             raise click.ClickException(f"served v{client.model_version}, expected v{result.version}")

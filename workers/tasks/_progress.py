@@ -27,7 +27,9 @@ class Progress:
     """Callable that forwards progress dicts to the job's state, at most every ``min_interval`` seconds.
 
     Model code calls it with ``{"stage": ..., "done": ..., "total": ..., **figures}``; a change of stage
-    and the final step of a stage are always sent.
+    and the final step of a stage are always sent, and so is the last report of a stage that ends early
+    (LightGCN stopping on convergence): it is held back when rate-limited and sent before the next stage's
+    first report, or by :meth:`flush` when the job ends.
     """
 
     def __init__(self, task: Task, min_interval: float = 0.5) -> None:
@@ -35,6 +37,7 @@ class Progress:
         self.min_interval = min_interval
         self._last = 0.0
         self._stage: str | None = None
+        self._held: dict[str, Any] | None = None
         self._client: redis.Redis | None = None
 
     def __call__(self, info: dict[str, Any]) -> None:
@@ -42,8 +45,21 @@ class Progress:
         stage = info.get("stage")
         final = info.get("done") is not None and info.get("done") == info.get("total")
         if stage == self._stage and not final and now - self._last < self.min_interval:
+            self._held = info
             return
+        if stage != self._stage:
+            self.flush()
+        self._held = None
         self._stage, self._last = stage, now
+        self._send(info)
+
+    def flush(self) -> None:
+        """Send the report held back by the rate limit, if any."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._send(held)
+
+    def _send(self, info: dict[str, Any]) -> None:
         job_id = self.task.request.id
         if not job_id:  # called directly, outside a worker
             return

@@ -24,10 +24,12 @@ BUILDING_TTL_S = 3600
 @app.task(name="ea.train_graph", bind=True)
 def train_graph(self, interactions: str, model: str | None = None, name: str = "default",
                 params: dict | None = None, valid: str | None = None, test: str | None = None,
-                item_metadata: str | None = None, k: int = 20, precompute: int = 0) -> dict:
+                item_metadata: str | None = None, k: int = 20, precompute: int = 0,
+                read_options: dict | None = None) -> dict:
     """Train a graph model on interactions read by reference (a path the worker can read) and publish it.
 
     ``model`` is a key of ``recsys.models.MODELS``; None trains ``recsys.models.DEFAULT_MODEL``.
+    ``read_options``: keywords of ``recsys.Interactions.read`` (``columns``, ``encoding``).
 
     Reports PROGRESS (stage, epoch, loss, walks done...). Idempotent: a redelivered job returns the
     version its first run committed instead of publishing another.
@@ -37,8 +39,11 @@ def train_graph(self, interactions: str, model: str | None = None, name: str = "
     """
     from recsys.training import train_and_publish
 
+    progress = Progress(self)
     result = train_and_publish(interactions, algorithm=model, name=name, params=params, valid=valid, test=test,
-                               item_metadata=item_metadata, k=k, progress=Progress(self), token=self.request.id)
+                               item_metadata=item_metadata, k=k, progress=progress, token=self.request.id,
+                               read_options=read_options)
+    progress.flush()
     if precompute:
         precompute_recommendations.delay(name=name, version=result.version, n=precompute)
     return result.as_dict()

@@ -23,10 +23,10 @@ def train_series(self, series: str, name: str, train_until: int | None = None, e
     from anomaly.service import train_detector
 
     progress = Progress(self)
-    progress({"stage": "fit", "done": 0, "total": 1})
     result = train_detector(series, name=name, train_until=train_until, embedding=embedding, params=params,
-                            read_options=read_options, series_id=series_id, token=self.request.id)
-    progress({"stage": "fit", "done": 1, "total": 1})
+                            read_options=read_options, series_id=series_id, token=self.request.id,
+                            progress=progress)
+    progress.flush()
     return result
 
 
