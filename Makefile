@@ -9,8 +9,11 @@ STAMP  := $(VENV)/.installed
 # (or `TORCH_INDEX=` for PyPI's default build).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 EXTRAS ?= train,dev,bench
+# The serving install (`pip install -c constraints.txt .`, no extras) that `make check-slim` tests.
+SLIM_VENV ?= .venv-slim
+SLIM_STAMP := $(SLIM_VENV)/.installed
 
-.PHONY: demo test lint clean check-install
+.PHONY: demo test lint clean check-install check-slim
 
 $(STAMP): pyproject.toml constraints.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "$(PYTHON) not found: install Python 3.11 or run 'make PYTHON=/path/to/python3.11'"; exit 1; }
@@ -46,5 +49,20 @@ check-install: $(STAMP)
 		-c constraints.txt ".[$(EXTRAS)]"
 	@echo "check-install: constraints.txt resolves from PyPI alone"
 
+# The slim install: a second venv with no extras (this tree installed as a user would, not editable), then
+# tests/slim against a real Redis: it submits a job and serves recommendations from the slim venv, with a
+# model trained by a worker of the full venv. Dependencies are installed once per change of the pins.
+$(SLIM_STAMP): pyproject.toml constraints.txt
+	test -x $(SLIM_VENV)/bin/python || $(PYTHON) -m venv $(SLIM_VENV)
+	$(SLIM_VENV)/bin/python -m pip install --quiet --upgrade "pip>=24"
+	$(SLIM_VENV)/bin/python -m pip install --quiet -c constraints.txt .
+	touch $(SLIM_STAMP)
+
+check-slim: $(STAMP) $(SLIM_STAMP)
+	rm -rf build
+	$(SLIM_VENV)/bin/python -m pip install --quiet --no-deps --force-reinstall -c constraints.txt .
+	rm -rf build
+	EA_SLIM_VENV=$(abspath $(SLIM_VENV)) $(PY) -m pytest -q tests/slim
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(SLIM_VENV) build .pytest_cache
