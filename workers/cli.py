@@ -253,7 +253,10 @@ def redis_url() -> None:
     url = resolve_redis_url(settings)
     click.echo(redact_url(url))
     if not settings.redis_url:
-        click.echo(f"embedded server files: {EmbeddedRedis(settings.data_dir).directory}", err=True)
+        embedded = EmbeddedRedis(settings.data_dir)
+        record = embedded.record()
+        click.echo(f"embedded server files: {embedded.directory} (redis-server {record.get('version')}: "
+                   f"{record.get('binary')}, kept for this folder with its port)", err=True)
 
 
 @redis.command("stop")
