@@ -34,7 +34,7 @@ import numpy as np
 
 from vectorstore.index import ItemIndex
 
-from .embedders import Embedder, RecurrentEmbedder, embedder_from_state, make_embedder
+from .embedders import MIN_FIT_WINDOWS, Embedder, RecurrentEmbedder, embedder_from_state, make_embedder
 from .exceptions import InvalidParameter, NotFitted, SeriesTooShort
 from .reference import Reference
 from .series import RobustScaler, Series, sliding_windows
@@ -171,14 +171,12 @@ class KnnDetector:
         return bool(self.channels)
 
     def min_train_length(self) -> int:
-        """Fewest training rows: enough windows for the short channel (and to fit a learned embedder)."""
+        """Fewest training rows: enough windows for the short channel (and to fine-tune a learned one; a learned
+        context with a shorter prefix starts from its pretrained weights as they are)."""
         s = self.settings
         need = 2 * s["window"] + s["k"] + 8
-        short, _, long = self.embedding.partition("+")
-        if short in ("lstm", "gru"):
-            need = max(need, s["window"] + 32)
-        if long in ("lstm", "gru"):
-            need = max(need, s["context"] + 32)
+        if self.embedding.partition("+")[0] in ("lstm", "gru"):
+            need = max(need, s["window"] + MIN_FIT_WINDOWS)
         return int(need)
 
     # -- fitting -------------------------------------------------------------------------------------------
@@ -236,7 +234,7 @@ class KnnDetector:
                                     _floor(given[1].kind, span)))
         for ch in channels:
             if ch.embedder.kind == "recurrent":
-                windows = sliding_windows(scaled, ch.span)
+                windows = sliding_windows(scaled, ch.span) if scaled.size >= ch.span else np.zeros((0, ch.span))
                 ch.embedder.fit(windows[np.isfinite(windows).all(axis=1)])
         return channels
 

@@ -17,17 +17,22 @@ each row depending on its own window only, so that batch and streaming embed ali
 from __future__ import annotations
 
 import abc
+import logging
 import math
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .exceptions import InvalidParameter
+from .exceptions import InvalidParameter, SeriesTooShort
 
 __all__ = ["Embedder", "RawWindow", "PaaContext", "RecurrentEmbedder", "EMBEDDERS", "make_embedder",
            "embedder_from_state"]
 
 CELLS = ("lstm", "gru")
+#: Fewest windows a recurrent embedder fine-tunes on; below, its pretrained start is used as it is.
+MIN_FIT_WINDOWS = 32
+
+log = logging.getLogger(__name__)
 
 
 class Embedder(abc.ABC):
@@ -144,9 +149,27 @@ class RecurrentEmbedder(Embedder):
         return w if self.segments is None else piece_means(w, self.span, self.segments, weighted=False)
 
     def fit(self, windows: np.ndarray) -> RecurrentEmbedder:
+        """Fine-tune the encoder on the prefix's windows; with fewer than :data:`MIN_FIT_WINDOWS` (a short
+        prefix and a long context), use its pretrained start as it is.
+
+        Raises:
+            SeriesTooShort: too few windows and no pretrained weights for this shape.
+        """
         from .encoder import WindowEncoder  # lazy: torch only when a recurrent embedder is used
 
-        self.encoder = WindowEncoder(cell=self.cell, **self.encoder_params).fit(self._inputs(windows))
+        inputs = self._inputs(windows)
+        encoder = WindowEncoder(cell=self.cell, **self.encoder_params)
+        if inputs.shape[0] >= MIN_FIT_WINDOWS:
+            self.encoder = encoder.fit(inputs)
+            return self
+        try:
+            self.encoder = encoder.start(inputs.shape[1])
+        except InvalidParameter:
+            raise SeriesTooShort(f"{inputs.shape[0]} windows of {self.span} rows to train a {self.cell} encoder "
+                                 f"on; at least {MIN_FIT_WINDOWS} are needed (no pretrained weights for its shape)"
+                                 ) from None
+        log.info("%s encoder: %d windows are too few to fine-tune on; its pretrained start is used as is",
+                 self.cell, inputs.shape[0])
         return self
 
     def embed(self, windows: np.ndarray) -> np.ndarray:

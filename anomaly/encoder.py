@@ -226,6 +226,27 @@ class WindowEncoder:
         )
         return self
 
+    def start(self, window: int) -> WindowEncoder:
+        """Use the starting weights as they are, without training, for windows of ``window`` values: what a
+        detector does when its training prefix is too short to fine-tune on.
+
+        Raises:
+            InvalidParameter: no pretrained weights ship for this shape (``init`` must resolve to pretrained).
+        """
+        cfg = self.config
+        if cfg.init != "pretrained":
+            raise InvalidParameter(f"no pretrained weights ship for a {cfg.cell} with hidden={cfg.hidden}, "
+                                   f"layers={cfg.layers}, normalize={cfg.normalize}: it must be trained")
+        with torch_threads(1), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
+            model.load_state_dict(_pretrained(cfg))
+        model.eval()
+        self._model = model
+        self.loss_history = []
+        self.config = EncoderConfig(**{**asdict(cfg), "window": int(window)})
+        return self
+
     def embed(self, windows: np.ndarray, batch_size: int = 1024) -> np.ndarray:
         """Embeddings (n x hidden, float32) of ``windows`` (n x w, scaled like the training windows).
 

@@ -49,6 +49,13 @@ def test_learned_embeddings_find_the_spike_and_the_shift(embedding):
         assert ((rows >= a) & (rows <= b + 16)).any(), f"{embedding}: {kind} missed; alerts at {rows.tolist()}"
 
 
+def test_a_learned_context_on_a_short_prefix_starts_from_its_pretrained_weights():
+    det = KnnDetector("raw+lstm").fit(planted_series()[:200])  # 200 rows: no 256-row context window yet
+    assert det.channels[1].embedder.encoder.loss_history == []  # used as shipped, not trained
+    with pytest.raises(SeriesTooShort, match="no pretrained weights"):
+        KnnDetector("raw+gru", **FAST_ENCODER).fit(planted_series()[:200])
+
+
 def test_clean_twin_raises_nothing():
     assert alerts(KnnDetector(), clean_series()).size == 0
 
