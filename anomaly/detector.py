@@ -167,6 +167,11 @@ class KnnDetector:
         return THRESHOLD
 
     @property
+    def scaler(self) -> RobustScaler:
+        """The training prefix's scaling (median and spread)."""
+        return RobustScaler(self.center, self.scale)
+
+    @property
     def fitted(self) -> bool:
         return bool(self.channels)
 

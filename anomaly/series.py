@@ -92,6 +92,7 @@ __all__ = [
     "DUPLICATE_POLICIES",
     "MIN_WINDOW",
     "MAX_WINDOW",
+    "SCALED_LIMIT",
     "DEFAULT_WINDOW",
 ]
 
@@ -103,6 +104,8 @@ DUPLICATE_POLICIES = ("keep", "mean", "last", "error")
 MAX_REPLAY = pd.Timedelta(hours=3)
 MIN_WINDOW = 8
 MAX_WINDOW = 64
+#: Largest scaled value (in spreads from the median) that windows carry.
+SCALED_LIMIT = 1e6
 DEFAULT_WINDOW = 16
 
 
@@ -323,7 +326,10 @@ class RobustScaler:
     """``(x - median) / scale`` with the median and IQR of the training prefix only.
 
     ``scale`` is the IQR, or the standard deviation when the IQR is 0 (mostly constant prefixes), or 1
-    when both are 0, so that a flat training prefix still gives finite scaled values.
+    when both are 0, so that a flat training prefix still gives finite scaled values. "0" is relative to
+    the values' own magnitude, not absolute: a series of values around 1e-300 has a real spread.
+    Scaled values are clipped to +-:data:`SCALED_LIMIT` (a million spreads from the median): beyond it
+    every window is as far as can be, and float32 embeddings of a value such as 1e39 stay finite.
     """
 
     center: float
@@ -341,15 +347,17 @@ class RobustScaler:
             raise InvalidSeries("the scaler needs a non-empty finite training prefix")
         q1, med, q3 = np.percentile(v, [25, 50, 75])
         scale = float(q3 - q1)
-        if scale <= 1e-12 * max(1.0, abs(med)):
+        if not scale > 1e-12 * abs(med):
             scale = float(v.std())
-        if scale <= 1e-12 * max(1.0, abs(med)):
+        if not scale > 1e-12 * abs(med) or not np.isfinite(scale):
             scale = 1.0
         return cls(float(med), scale)
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """Scaled float64 copy of ``values``."""
-        return (np.asarray(values, dtype=np.float64) - self.center) / self.scale
+        """Scaled float64 copy of ``values``, clipped to +-:data:`SCALED_LIMIT` (NaN stays NaN)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = (np.asarray(values, dtype=np.float64) - self.center) / self.scale
+        return np.clip(out, -SCALED_LIMIT, SCALED_LIMIT)
 
 
 # -- windows ----------------------------------------------------------------------------------------------

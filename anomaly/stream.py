@@ -40,8 +40,7 @@ class _Model(Protocol):
     """What a scorer reads from its detector (:class:`~anomaly.detector.KnnDetector`)."""
 
     channels: list[Any]
-    center: float
-    scale: float
+    scaler: Any
     settings: dict[str, Any]
 
 
@@ -156,7 +155,7 @@ class StreamScorer:
         all_times = np.concatenate([self.times, ts])
         offset = self.values.size  # index of the first new row in the all_* arrays
         s = self.model.settings
-        scaled = (all_values - self.model.center) / self.model.scale
+        scaled = self.model.scaler.transform(all_values)
         channel_scores = np.zeros((len(self.references), n))
         readings = np.full((len(self.references), n), np.nan)
         pvals = np.ones((len(self.references), n))
@@ -260,7 +259,7 @@ class StreamScorer:
     def _relearn(self) -> None:
         """Rebuild every channel's recent windows from the values held (what :meth:`update` had added)."""
         s = self.model.settings
-        scaled = (self.values - self.model.center) / self.model.scale
+        scaled = self.model.scaler.transform(self.values)
         for ch, ref in zip(self.model.channels, self.references):
             ref.recent_vectors = np.zeros((0, ref.dim), np.float32)
             ref.recent_rows = np.zeros(0, np.int64)
