@@ -44,9 +44,10 @@ class NotFitted(AnomalyError, RuntimeError):
 #       ├── HookError           one delivery attempt to a hook failed; retried with backoff
 #       │   └── DeliveryError   permanent failure (a 4xx, a bad payload): dead-lettered, not retried
 #       │       └── HookDisabled  the endpoint is gone (HTTP 410): the hook is disabled until re-enabled
-#       └── DeadLetterNotFound  ``retry`` was given a dead-letter id that does not exist
+#       ├── DeadLetterNotFound  ``retry`` was given a dead-letter id that does not exist
+#       └── HookNotFound        no hook of that name is registered in Redis
 
-__all__ += ["AlertError", "HookError", "DeliveryError", "HookDisabled", "DeadLetterNotFound"]
+__all__ += ["AlertError", "HookError", "DeliveryError", "HookDisabled", "DeadLetterNotFound", "HookNotFound"]
 
 
 class AlertError(AnomalyError):
@@ -79,3 +80,7 @@ class HookDisabled(DeliveryError):
 
 class DeadLetterNotFound(AlertError, LookupError):
     """No dead-letter entry has that id."""
+
+
+class HookNotFound(AlertError, LookupError):
+    """No hook of that name is registered in Redis (``ea alerts hooks`` lists them)."""

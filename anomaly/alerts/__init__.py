@@ -4,18 +4,20 @@
 
     from anomaly import alerts
 
-    alerts.register(alerts.WebhookHook("https://hooks.example/ea", secret="s3cret", format="alertmanager"))
+    alerts.add_hook("oncall", "https://hooks.example/ea", secret="s3cret")   # every consumer delivers to it
+    alerts.register(alerts.JsonLinesHook("/var/log/ea-alerts.jsonl"))      # this process's consumers only
     alerts.observe("cpu-eu-1", timestamps, scores, threshold, model="cpu", model_version="3")
     alerts.Deliverer().run()          # or: ea alerts run
 
 :func:`observe` turns scored batches into incidents (hysteresis, cooldown, grouping) and appends one
 notification per state change to a Redis Stream; :class:`Deliverer` consumers deliver them to every hook
-at least once, with retries, re-claiming and dead letters. Receivers check :func:`verify_signature` and
+registered in Redis (:func:`add_hook`, shared by all consumers) and to their own, at least once, with
+retries, re-claiming and dead letters. Receivers check :func:`verify_signature` and
 deduplicate on the ``Idempotency-Key`` header. Errors are in :mod:`anomaly.exceptions`
 (``AlertError`` and below).
 """
 
-from ..exceptions import AlertError, DeadLetterNotFound, DeliveryError, HookDisabled, HookError
+from ..exceptions import AlertError, DeadLetterNotFound, DeliveryError, HookDisabled, HookError, HookNotFound
 from .delivery import Deliverer, DeliveryStats, backoff_delay
 from .hooks import CallableHook, CeleryTaskHook, Hook, JsonLinesHook, register, registered_hooks, unregister
 from .incidents import Incident, IncidentPolicy, Notification, observe, open_incidents
@@ -30,12 +32,14 @@ from .outbox import (
     send_test,
     tail,
 )
+from .shared import SharedHook, add_hook, remove_hook, shared_hooks
 from .webhook import WebhookHook, alertmanager_body, sign, verify_signature
 
 __all__ = [
     "AlertError", "CallableHook", "CeleryTaskHook", "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
-    "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "Incident", "IncidentPolicy",
-    "JsonLinesHook", "Notification", "WebhookHook", "alertmanager_body", "backoff_delay", "dead_letters",
-    "disabled_hooks", "enable_hook", "observe", "open_incidents", "outbox_status", "register",
-    "registered_hooks", "requeue", "send_test", "sign", "tail", "unregister", "verify_signature",
+    "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "HookNotFound", "Incident",
+    "IncidentPolicy", "JsonLinesHook", "Notification", "SharedHook", "WebhookHook", "add_hook", "alertmanager_body",
+    "backoff_delay", "dead_letters", "disabled_hooks", "enable_hook", "observe", "open_incidents", "outbox_status",
+    "register", "registered_hooks", "remove_hook", "requeue", "send_test", "shared_hooks", "sign", "tail",
+    "unregister", "verify_signature",
 ]

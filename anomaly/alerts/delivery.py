@@ -41,6 +41,7 @@ from ..exceptions import AlertError, DeliveryError, HookDisabled, HookError
 from .hooks import Hook, registered_hooks
 from .incidents import Notification
 from .keys import GROUP, AlertKeys
+from .shared import load_shared_hooks, shared_hooks_version
 
 __all__ = ["DeliveryStats", "Deliverer", "backoff_delay"]
 
@@ -50,6 +51,7 @@ log = logging.getLogger(__name__)
 RECORD_TTL = 7 * 24 * 3600
 #: The delivered log (``ea alerts tail``) keeps about this many entries.
 DELIVERED_MAXLEN = 10_000
+_UNREAD = object()  # the shared hooks' version before the first look
 
 # Take up to ARGV[3] members due at ARGV[1] and lease them until ARGV[2], atomically.
 _LEASE_DUE = """
@@ -80,7 +82,9 @@ class Deliverer:
     """One delivery consumer of the outbox.
 
     Args:
-        hooks: where to deliver; by default :func:`registered_hooks` (code + ``EA_ALERT_*`` settings).
+        hooks: this consumer's own hooks; by default :func:`registered_hooks` (code + ``EA_ALERT_*`` settings).
+        shared: also deliver to the hooks registered in Redis (:mod:`anomaly.alerts.shared`), which every
+            consumer shares; they are re-read whenever they change.
         consumer: this consumer's name in the group (default: host, pid and a random suffix).
         max_attempts, backoff, backoff_max, min_idle: default to the ``EA_ALERT_*`` settings.
         batch: entries read per XREADGROUP; ``min_idle`` must exceed the time a batch can take.
@@ -88,20 +92,27 @@ class Deliverer:
 
     A deliverer is used by one thread; run more of them (threads, processes, machines) to deliver faster.
 
+    While a consumer has no hook at all (none of its own, none shared), it reads nothing: the outbox keeps
+    the notifications until a hook is added.
+
     Raises:
-        AlertError: no hook is configured (a consumer without hooks would acknowledge alerts into the void).
+        AlertError: no hook of its own and ``shared=False`` (such a consumer could never deliver).
     """
 
-    def __init__(self, hooks: Sequence[Hook] | None = None, *, settings: Settings | None = None,
+    def __init__(self, hooks: Sequence[Hook] | None = None, *, shared: bool = True, settings: Settings | None = None,
                  client: redis.Redis | None = None, consumer: str | None = None, max_attempts: int | None = None,
                  backoff: float | None = None, backoff_max: float | None = None, min_idle: float | None = None,
                  batch: int = 10, seed: int | None = None) -> None:
         self.settings = settings or get_settings()
         self.client = client or connect(self.settings)
-        self.hooks = list(registered_hooks(self.settings) if hooks is None else hooks)
-        if not self.hooks:
+        self.own_hooks = list(registered_hooks(self.settings) if hooks is None else hooks)
+        self.shared = shared
+        if not self.own_hooks and not shared:
             raise AlertError("no alert hooks configured: register() one or set EA_ALERT_WEBHOOK_URL/EA_ALERT_FILE")
         self.keys = AlertKeys(self.settings.key_prefix)
+        self._shared_hooks: dict[str, Hook] = {}
+        self._shared_version: object = _UNREAD
+        self._refresh_hooks()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.max_attempts = max_attempts or self.settings.alert_max_attempts
         self.backoff = self.settings.alert_backoff if backoff is None else backoff
@@ -112,6 +123,29 @@ class Deliverer:
         self._rng = random.Random(seed)
         self._lease = self.client.register_script(_LEASE_DUE)
         ensure_group(self.client, self.keys)
+
+    @property
+    def hooks(self) -> list[Hook]:
+        """Where this consumer delivers now: its own hooks and the shared ones (a shared one replaces an own
+        one of the same name)."""
+        merged = {h.name: h for h in self.own_hooks}
+        merged.update(self._shared_hooks)
+        return list(merged.values())
+
+    def _refresh_hooks(self) -> None:
+        """Re-read the shared hooks if they changed since the last look (one GET)."""
+        if not self.shared:
+            return
+        version = shared_hooks_version(self.client, self.keys)
+        if version == self._shared_version:
+            return
+        fresh = load_shared_hooks(self.client, self.keys)
+        for name, hook in self._shared_hooks.items():
+            if name not in fresh or fresh[name] is not hook:
+                _close(hook)
+        if set(fresh) != set(self._shared_hooks):
+            log.info("alert consumer %s: shared hooks now %s", getattr(self, "consumer", "?"), sorted(fresh))
+        self._shared_hooks, self._shared_version = fresh, version
 
     # --- the loop -------------------------------------------------------------------------------------
 
@@ -133,11 +167,17 @@ class Deliverer:
 
     def step(self, *, block: float = 0.0) -> int:
         """One pass: re-claim, due retries, new entries (waiting up to ``block`` s when there is nothing
-        else to do). Returns the number of outbox entries handled."""
+        else to do). Returns the number of outbox entries handled. With no hook at all, reads nothing."""
+        self._refresh_hooks()
+        if not self.hooks:
+            time.sleep(max(block, 0.0))
+            return 0
         handled = self.reclaim() + self.retry_due()
         count = max(1, self.batch)
         block_ms = None if handled or block <= 0 else int(block * 1000)
         reply = self.client.xreadgroup(GROUP, self.consumer, {self.keys.outbox: ">"}, count=count, block=block_ms)
+        if reply:
+            self._refresh_hooks()  # a hook added while this consumer waited gets what it read
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 self._handle(entry_id, fields)
@@ -163,9 +203,7 @@ class Deliverer:
         except redis.RedisError:
             pass
         for hook in self.hooks:
-            close = getattr(hook, "close", None)
-            if callable(close):
-                close()
+            _close(hook)
 
     # --- the three sources ----------------------------------------------------------------------------
 
@@ -314,6 +352,12 @@ class Deliverer:
         last = next((g["last-delivered-id"] for g in self.client.xinfo_groups(self.keys.outbox)
                      if _s(g["name"]) == GROUP), b"0-0")
         return len(self.client.xrange(self.keys.outbox, b"(" + _b(last), "+", count=1))
+
+
+def _close(hook: Hook) -> None:
+    close = getattr(hook, "close", None)
+    if callable(close):
+        close()
 
 
 def ensure_group(client: redis.Redis, keys: AlertKeys) -> None:

@@ -10,6 +10,8 @@
     {prefix}alerts:dead                 STREAM  dead letters: one entry per (notification, hook) given up
     {prefix}alerts:delivered            STREAM  log of successful deliveries (``ea alerts tail``), capped
     {prefix}alerts:hooks:disabled       HASH    hook name -> JSON reason, for endpoints that answered 410
+    {prefix}alerts:hooks                HASH    hook name -> JSON spec of a hook shared by every consumer
+    {prefix}alerts:hooks:version        STRING  counter, incremented at each change of the shared hooks
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ class AlertKeys:
     @property
     def disabled(self) -> str:
         return f"{self.prefix}alerts:hooks:disabled"
+
+    @property
+    def hooks(self) -> str:
+        return f"{self.prefix}alerts:hooks"
+
+    @property
+    def hooks_version(self) -> str:
+        return f"{self.prefix}alerts:hooks:version"
 
     def state(self, kind: str, key: str) -> str:
         return f"{self.prefix}alerts:state:{kind}:{key}"

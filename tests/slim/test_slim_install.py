@@ -9,11 +9,9 @@ the full venv (this interpreter's), as in a deployment where only the training m
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _processes import started
 
 SLIM = Path(os.environ["EA_SLIM_VENV"]) if os.environ.get("EA_SLIM_VENV") else None
 pytestmark = pytest.mark.skipif(SLIM is None, reason="needs the slim venv: `make check-slim`")
@@ -42,22 +41,8 @@ def deployment(tmp_path: Path, redis_url: str) -> Iterator[dict[str, str]]:
         ([str(SLIM / "bin" / "ea"), "worker", "-Q", "score,alerts", "-n", "slim-score@%h"],
          tmp_path / "score-worker.log"),
     ]
-    procs = []
-    try:
-        for argv, log in workers:
-            with open(log, "wb") as out:
-                procs.append(subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                              start_new_session=True))
+    with started(workers, env=env, cwd=tmp_path):
         yield env
-    finally:
-        for proc in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def slim(env: dict[str, str], cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -19,8 +19,9 @@ def alerts_group() -> None:
     """Deliver anomaly alerts and look after their outbox.
 
     \b
-    Hooks come from EA_ALERT_WEBHOOK_URL (+ EA_ALERT_WEBHOOK_SECRET, EA_ALERT_WEBHOOK_FORMAT) and
-    EA_ALERT_FILE, or from the options of `ea alerts run`.
+    Hooks registered in Redis (`ea alerts hooks add NAME --webhook URL`) are delivered to by every consumer
+    (`ea alerts run`, `alerts` workers). A consumer also delivers to its own: EA_ALERT_WEBHOOK_URL
+    (+ EA_ALERT_WEBHOOK_SECRET, EA_ALERT_WEBHOOK_FORMAT), EA_ALERT_FILE and the options of `ea alerts run`.
     """
 
 
@@ -46,13 +47,17 @@ def _hooks(webhook: tuple[str, ...], secret: str | None, fmt: str, files: tuple[
 @click.option("--consumer", default=None, help="Consumer name in the group (default: host-pid-random).")
 @click.option("--batch", type=int, default=10, show_default=True, help="Entries read at a time.")
 def run(webhook, secret, fmt, files, consumer, batch) -> None:
-    """Run a delivery consumer until interrupted (Ctrl-C or SIGTERM finish the current delivery first)."""
+    """Run a delivery consumer until interrupted (Ctrl-C or SIGTERM finish the current delivery first).
+
+    It delivers to every hook registered in Redis (picking up changes as they come) and to its own.
+    """
     from anomaly.alerts import Deliverer
 
     deliverer = Deliverer(_hooks(webhook, secret, fmt, files), consumer=consumer, batch=batch)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    click.echo(f"consumer {deliverer.consumer} delivering to: {', '.join(h.name for h in deliverer.hooks)}")
+    names = ", ".join(h.name for h in deliverer.hooks) or "nothing yet (waiting for `ea alerts hooks add`)"
+    click.echo(f"consumer {deliverer.consumer} delivering to: {names}")
     try:
         stats = deliverer.run(stop)
     except KeyboardInterrupt:
@@ -119,17 +124,66 @@ def retry(ids, all_) -> None:
     click.echo(f"requeued {n} dead letter{'s' if n != 1 else ''}")
 
 
-@alerts_group.command("hooks")
-def hooks_cmd() -> None:
-    """The hooks this environment configures, and the ones disabled by a 410."""
-    from anomaly.alerts import disabled_hooks, registered_hooks
+@alerts_group.group("hooks", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hook.")
+@click.pass_context
+def hooks_group(ctx: click.Context, as_json: bool) -> None:
+    """List the hooks: those registered in Redis (every consumer's), this environment's, the disabled ones.
+
+    Secrets are never shown, only whether a hook has one.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from anomaly.alerts import disabled_hooks, registered_hooks, shared_hooks
 
     gone = disabled_hooks()
-    for hook in registered_hooks():
-        state = "DISABLED" if hook.name in gone else "enabled"
-        click.echo(f"{hook.name}  {state}  {redact_url(getattr(hook, 'url', ''))}".rstrip())
+    shared = shared_hooks()
+    rows = [{"name": h.name, "scope": "shared", "kind": h.kind, "url": h.url, "format": h.format,
+             "secret": "set" if h.has_secret else "none", "state": "DISABLED" if h.name in gone else "enabled"}
+            for h in shared]
+    rows += [{"name": h.name, "scope": "this environment", "kind": type(h).__name__,
+              "url": redact_url(getattr(h, "url", "")), "format": getattr(h, "format", ""),
+              "secret": "set" if getattr(h, "_secret", None) else "none",
+              "state": "DISABLED" if h.name in gone else "enabled"} for h in registered_hooks()]
+    for row in rows:
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            fields = (row["name"], row["state"], row["scope"], row["url"] or "-", f"format={row['format'] or '-'}",
+                      f"secret={row['secret']}")
+            click.echo("  ".join(fields))
+    listed = {row["name"] for row in rows}
     for name, info in gone.items():
-        click.echo(f"{name}  DISABLED since {time.ctime(info['at'])}: {info['reason']}  (ea alerts enable {name})")
+        if name not in listed and not as_json:
+            click.echo(f"{name}  DISABLED since {time.ctime(info['at'])}: {info['reason']}  (ea alerts enable {name})")
+    if not rows and not as_json:
+        click.echo("no hooks: `ea alerts hooks add NAME --webhook URL` registers one for every consumer")
+
+
+@hooks_group.command("add")
+@click.argument("name")
+@click.option("--webhook", "url", required=True,
+              help="The endpoint (http or https; user:password@ becomes Basic auth).")
+@click.option("--secret", default=None, help="HMAC key of the X-Signature-256 header; `-` reads it from stdin.")
+@click.option("--format", "fmt", type=click.Choice(["native", "alertmanager"]), default="native", show_default=True)
+def hooks_add(name: str, url: str, secret: str | None, fmt: str) -> None:
+    """Register webhook NAME in Redis: every consumer delivers to it from now on (replaces one of that name)."""
+    from anomaly.alerts import add_hook
+
+    if secret == "-":
+        secret = click.get_text_stream("stdin").readline().strip() or None
+    hook = add_hook(name, url, secret=secret, format=fmt)
+    click.echo(f"{hook.name}: delivering to {hook.url} ({hook.format}, {'signed' if hook.has_secret else 'unsigned'})")
+
+
+@hooks_group.command("remove")
+@click.argument("name")
+def hooks_remove(name: str) -> None:
+    """Unregister hook NAME: consumers stop delivering to it."""
+    from anomaly.alerts import remove_hook
+
+    remove_hook(name)
+    click.echo(f"{name}: removed")
 
 
 @alerts_group.command("enable")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -43,8 +44,9 @@ class Receiver:
             return [json.loads(r.body) for r in self.requests if 200 <= r.status < 300]
 
 
-@pytest.fixture
-def receiver():
+@contextlib.contextmanager
+def serve() -> Iterator[Receiver]:
+    """A :class:`Receiver` listening on a free port of 127.0.0.1 until the block ends."""
     rec = Receiver()
 
     class Handler(BaseHTTPRequestHandler):
@@ -69,9 +71,29 @@ def receiver():
     rec.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield rec
-    server.shutdown()
-    server.server_close()
+    try:
+        yield rec
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    with serve() as rec:
+        yield rec
+
+
+@pytest.fixture
+def second_receiver():
+    with serve() as rec:
+        yield rec
+
+
+@pytest.fixture
+def third_receiver():
+    with serve() as rec:
+        yield rec
 
 
 @pytest.fixture

@@ -152,11 +152,15 @@ def test_a_consumer_killed_mid_delivery_loses_nothing(alert_settings, alert_clie
     assert receiver.ok_keys() == Counter({n.idempotency_key: 1 for n in notes})
 
 
-def test_no_hooks_is_an_error(alert_settings, alert_client):
-    from anomaly.alerts import AlertError
+def test_no_hooks_is_an_error_or_leaves_the_outbox_alone(alert_settings, alert_client):
+    from anomaly.alerts import AlertError, outbox_status
 
     with pytest.raises(AlertError, match="no alert hooks"):
-        Deliverer([], settings=alert_settings, client=alert_client)
+        Deliverer([], shared=False, settings=alert_settings, client=alert_client)
+    fire(alert_settings, alert_client, 1)
+    idle = Deliverer([], settings=alert_settings, client=alert_client)  # waits for a shared hook
+    assert idle.hooks == [] and idle.step() == 0
+    assert outbox_status(settings=alert_settings, client=alert_client)["undelivered"] == 2
 
 
 def test_backoff_grows_with_jitter_and_a_cap():

@@ -1,0 +1,124 @@
+"""Hooks registered in Redis, shared by every delivery consumer.
+
+A hook added here (``ea alerts hooks add NAME --webhook URL``) is delivered to by every ``ea alerts run``
+consumer and every ``alerts`` worker of the deployment, whichever of them reads a notification, in addition
+to the hooks of its own options and environment. Consumers notice a change through a version counter they
+read before each batch, so a hook added before a notification is appended receives it.
+
+Each hook is one field of a hash (see :mod:`anomaly.alerts.keys`): ``{"kind": "webhook", "url", "secret",
+"format", "added_at"}``. The secret is kept in Redis for the consumers to sign with; it is never returned by
+:func:`shared_hooks` nor shown by ``ea alerts hooks`` (protect Redis with a password, as the compose file
+does).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import redis
+
+from vectorstore.connection import redact_url
+from vectorstore.settings import Settings
+
+from ..exceptions import HookNotFound, InvalidParameter
+from .hooks import Hook
+from .keys import AlertKeys
+from .outbox import _ctx
+from .webhook import WebhookHook
+
+__all__ = ["SharedHook", "add_hook", "load_shared_hooks", "remove_hook", "shared_hooks", "shared_hooks_version"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,63}")
+
+
+@dataclass(frozen=True)
+class SharedHook:
+    """A hook registered in Redis, as listed (no secret: only whether it has one)."""
+
+    name: str
+    kind: str
+    url: str  # credentials redacted
+    format: str
+    has_secret: bool
+    added_at: float
+
+
+def add_hook(name: str, url: str, *, secret: str | None = None,
+             format: Literal["native", "alertmanager"] = "native", settings: Settings | None = None,
+             client: redis.Redis | None = None) -> SharedHook:
+    """Register (or replace) webhook ``name`` for every consumer of the deployment.
+
+    Args:
+        name: 1-64 letters, digits and ``_.:@-``, starting with a letter or digit.
+        url: the http(s) endpoint (user info becomes Basic auth).
+        secret: HMAC key of the signature headers (None: unsigned).
+        format: ``"native"`` or ``"alertmanager"``.
+
+    Raises:
+        InvalidParameter: a bad name, URL or format (nothing is registered).
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidParameter(f"hook name {name!r} must be 1-64 letters, digits or _.:@- (starting with a letter "
+                               "or digit)")
+    try:
+        WebhookHook(url, secret, format=format, name=name)  # validates the URL and the format
+    except ValueError as exc:
+        raise InvalidParameter(str(exc)) from None
+    keys, client = _ctx(settings, client)
+    spec = {"kind": "webhook", "url": url, "secret": secret or None, "format": format, "added_at": time.time()}
+    pipe = client.pipeline(transaction=True)
+    pipe.hset(keys.hooks, name, json.dumps(spec))
+    pipe.incr(keys.hooks_version)
+    pipe.execute()
+    return _listed(name, spec)
+
+
+def remove_hook(name: str, *, settings: Settings | None = None, client: redis.Redis | None = None) -> None:
+    """Unregister hook ``name`` (consumers stop delivering to it; a 410 mark on it is cleared).
+
+    Raises:
+        HookNotFound: no hook of that name is registered in Redis.
+    """
+    keys, client = _ctx(settings, client)
+    pipe = client.pipeline(transaction=True)
+    pipe.hdel(keys.hooks, name)
+    pipe.hdel(keys.disabled, name)
+    pipe.incr(keys.hooks_version)
+    removed, _, _ = pipe.execute()
+    if not removed:
+        raise HookNotFound(f"no hook {name!r} is registered (`ea alerts hooks` lists them)")
+
+
+def shared_hooks(*, settings: Settings | None = None, client: redis.Redis | None = None) -> list[SharedHook]:
+    """The hooks registered in Redis, by name, secrets left out."""
+    keys, client = _ctx(settings, client)
+    raw = client.hgetall(keys.hooks)
+    return [_listed(name.decode(), json.loads(spec)) for name, spec in sorted(raw.items())]
+
+
+def shared_hooks_version(client: redis.Redis, keys: AlertKeys) -> bytes | None:
+    """The change counter of the shared hooks (``None`` until the first change)."""
+    return client.get(keys.hooks_version)
+
+
+def load_shared_hooks(client: redis.Redis, keys: AlertKeys) -> dict[str, Hook]:
+    """The hooks registered in Redis, ready to deliver (secrets included), by name. A spec that cannot be
+    built (written by a newer version, say) is left out."""
+    hooks: dict[str, Hook] = {}
+    for name, raw in client.hgetall(keys.hooks).items():
+        try:
+            spec = json.loads(raw)
+            hooks[name.decode()] = WebhookHook(spec["url"], spec.get("secret"), format=spec.get("format", "native"),
+                                               name=name.decode())
+        except (ValueError, KeyError, TypeError):
+            continue
+    return hooks
+
+
+def _listed(name: str, spec: dict) -> SharedHook:
+    return SharedHook(name, spec.get("kind", "webhook"), redact_url(spec.get("url", "")), spec.get("format", "native"),
+                      bool(spec.get("secret")), float(spec.get("added_at", 0.0)))
