@@ -59,5 +59,5 @@ def trained_model(interactions_csv) -> str:
     from recsys.training import train_and_publish
 
     name = f"src{uuid.uuid4().hex[:8]}"
-    train_and_publish(interactions_csv, name=name, params=FAST_NODE2VEC)
+    train_and_publish(interactions_csv, name=name, algorithm="node2vec", params=FAST_NODE2VEC)
     return name

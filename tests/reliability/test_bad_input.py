@@ -75,7 +75,7 @@ def test_bad_interaction_frames_are_refused_by_name(case: str, model_name: str, 
         frame.to_csv(path, index=False)
         registry = ModelRegistry(settings)
         with pytest.raises(InvalidInteractions):
-            train_and_publish(str(path), name=model_name, params=TINY, registry=registry)
+            train_and_publish(str(path), name=model_name, algorithm="node2vec", params=TINY, registry=registry)
         _no_trace(registry, model_name)
 
 
@@ -128,7 +128,8 @@ def test_edge_case_interactions_train_and_serve(case: str, model_name: str, sett
     data = Interactions.from_frame(frame)
     assert (data.n_users, data.n_items) == (users, items)
     assert data.weights.sum() == pytest.approx(pd.to_numeric(frame.get("weight", pd.Series([1] * len(frame)))).sum())
-    result = train_and_publish(data, name=model_name, params=TINY, registry=ModelRegistry(settings))
+    result = train_and_publish(data, name=model_name, algorithm="node2vec", params=TINY,
+                               registry=ModelRegistry(settings))
     with RecommendationClient(settings=settings, model=model_name, listen=False, refresh_interval=0) as client:
         user = str(frame["user"].iloc[0])
         recs = client.recommend(user, k=5)
@@ -143,7 +144,7 @@ def test_bad_file_through_a_training_job_fails_the_job_and_publishes_nothing(
 ) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("user,item,weight\na,x,1\nb,y,NaN\nc,z,-2\n")
-    handle = submit("ea.train_graph", interactions=str(path), name=model_name, params=TINY)
+    handle = submit("ea.train_graph", interactions=str(path), model="node2vec", name=model_name, params=TINY)
     with pytest.raises(JobFailed, match=r"InvalidInteractions.*2 bad line\(s\) of 3.*line 3.*line 4"):
         handle.wait(timeout=120)
     _no_trace(ModelRegistry(settings), model_name)

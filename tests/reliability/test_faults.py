@@ -48,7 +48,8 @@ def test_client_serves_from_memory_while_redis_is_down_and_recovers(
 ) -> None:
     settings = Settings(redis_url=dedicated_redis.url, key_prefix="eafault:", data_dir=tmp_path, socket_timeout=2.0)
     registry = ModelRegistry(settings)
-    first = train_and_publish(interactions_csv, name="shop", params=FAST_NODE2VEC, registry=registry)
+    first = train_and_publish(interactions_csv, name="shop", algorithm="node2vec", params=FAST_NODE2VEC,
+                              registry=registry)
     restarted: RedisProcess | None = None
     client = RecommendationClient(settings=settings, model="shop", refresh_interval=0.5)
     try:

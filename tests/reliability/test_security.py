@@ -148,7 +148,8 @@ def _round_trip(url: str, tmp: Path, interactions_csv: str) -> None:
     """Registry, serving client and a Celery job through a worker *process*, all on ``url``."""
     deployment = deployment_for(url, tmp)
     registry = deployment.registry
-    trained = train_and_publish(interactions_csv, name="shop", params=FAST_NODE2VEC, registry=registry)
+    trained = train_and_publish(interactions_csv, name="shop", algorithm="node2vec", params=FAST_NODE2VEC,
+                                registry=registry)
     with RecommendationClient(settings=deployment.settings, model="shop", refresh_interval=0.5) as client:
         assert client.recommend("u0", k=3).model_version == trained.version
         worker = deployment.start_worker("secure", queues="train,score")

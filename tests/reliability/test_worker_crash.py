@@ -77,10 +77,10 @@ def test_graph_training_with_a_committed_token_returns_the_same_version(interact
 
     token = str(uuid.uuid4())
     registry = ModelRegistry(settings)
-    first = train_and_publish(interactions_csv, name=model_name, params=FAST_NODE2VEC, registry=registry,
-                              token=token)
-    second = train_and_publish(interactions_csv, name=model_name, params=FAST_NODE2VEC, registry=registry,
-                               token=token)
+    first = train_and_publish(interactions_csv, name=model_name, algorithm="node2vec", params=FAST_NODE2VEC,
+                              registry=registry, token=token)
+    second = train_and_publish(interactions_csv, name=model_name, algorithm="node2vec", params=FAST_NODE2VEC,
+                               registry=registry, token=token)
     assert second.version == first.version
     assert [v.version for v in registry.versions(model_name)] == [first.version]
     assert json.loads(json.dumps(second.as_dict()))["n_items"] == first.n_items
