@@ -24,6 +24,9 @@ __all__ = ["EXTRA_MODULES", "one_line"]
 
 #: Top-level modules that only the ``train`` extra installs.
 EXTRA_MODULES = frozenset({"torch", "torch_geometric", "gensim", "node2vec", "numba", "pyarrow", "matplotlib"})
+#: What to do instead, when the command line asked for what needs the module.
+_INSTEAD = {"torch": ("--embedding", "use the default embedding (drop --embedding, or --embedding raw+paa)"),
+            "matplotlib": ("--plot", "drop --plot")}
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
@@ -55,10 +58,9 @@ def _where() -> str:
 
 def _missing_extra(exc: ModuleNotFoundError, ctx: click.Context) -> str:
     module = (exc.name or "").split(".")[0]
-    hint = ""
-    sub = ctx.invoked_subcommand and ctx.command.get_command(ctx, ctx.invoked_subcommand)
-    if any(getattr(p, "name", None) == "embedding" for p in getattr(sub, "params", ())) or "--embedding" in sys.argv:
-        hint = "; or use the default embedding (drop --embedding, or --embedding raw+paa)"
+    option, instead = _INSTEAD.get(module, ("", ""))
+    words = [*sys.argv, *ctx.args]
+    hint = f"; or {instead}" if option and any(w == option or w.startswith(f"{option}=") for w in words) else ""
     return (f"MissingExtra: {module} is not installed: this needs the 'train' extra "
             f"(pip install -c constraints.txt 'embedding-analytics[train]'){hint}")
 
@@ -81,6 +83,8 @@ def one_line(exc: Exception, ctx: click.Context) -> str | None:
         return f"error: {_missing_extra(exc, ctx)}"
     if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
         return f"error: RedisUnavailable: {_where()} refused the credentials ({type(exc).__name__}: {exc})"
+    if isinstance(exc, redis.exceptions.OutOfMemoryError | redis.exceptions.ReadOnlyError):
+        return f"error: RedisUnavailable: {_where()} refused to write ({type(exc).__name__}: {exc})"
     if isinstance(exc, redis.RedisError | OperationalError) and not isinstance(exc, redis.ResponseError):
         return (f"error: RedisUnavailable: {_where()} did not answer ({type(exc).__name__}: {exc}); "
                 "is it running, and is EA_REDIS_URL right?")

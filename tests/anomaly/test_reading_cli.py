@@ -105,7 +105,7 @@ def test_ea_train_series_passes_read_options_to_the_job(monkeypatch):
         return Handle()
 
     monkeypatch.setattr(workers.jobs, "submit", submit)
-    run = CliRunner().invoke(main, ["train", "series", "--input", "/data/export.csv", "--name", "cpu",
+    run = CliRunner().invoke(main, ["train", "series", "--input", "/data/export.csv", "--name", "cpu", "--worker-paths",
                                     "--embedding", "raw", "--timestamp-col", "Time", "--duplicates", "mean"])
     assert run.exit_code == 0, run.output
     assert sent["task"] == "ea.train_series" and sent["series"] == "/data/export.csv"

@@ -58,6 +58,8 @@ def test_two_consumers_deliver_every_alert_to_every_shared_hook(alert_settings, 
 
     with processes(s, tmp_path, ["alerts", "run", "--consumer", "one"],
                    ["alerts", "run", "--consumer", "two", "--file", str(tmp_path / "two.jsonl")]) as consumers:
+        logs = [tmp_path / f"process-{i}.log" for i in range(2)]
+        wait_for(lambda: all("delivering to:" in log.read_text() for log in logs), 60, "both consumers to start")
         ids = [send_test(f"cpu-{i}", settings=s, client=alert_client).idempotency_key for i in range(19)]
         ids.append(re.match(r"queued (\S+):", ea_alerts(s, "test", "--key", "cpu-cli")).group(1))
         wait_for(lambda: set(ids) <= set(receiver.ok_keys()) and set(ids) <= set(second_receiver.ok_keys()), 60,
@@ -72,7 +74,7 @@ def test_two_consumers_deliver_every_alert_to_every_shared_hook(alert_settings, 
         wait_for(lambda: later in receiver.ok_keys() and later in third_receiver.ok_keys(), 30, "the later alert")
         assert later not in second_receiver.ok_keys() and list(third_receiver.ok_keys()) == [later]
         assert [c.poll() for c in consumers] == [None, None]
-    one, two = [(tmp_path / f"process-{i}.log").read_text().splitlines()[0] for i in range(2)]
+    one, two = [log.read_text().splitlines()[0] for log in logs]
     assert set(one.split(": ")[1].split(", ")) == {"pager", "chat"}
     assert set(two.split(": ")[1].split(", ")) == {"pager", "chat", f"file:{tmp_path / 'two.jsonl'}"}
     assert [h.name for h in shared_hooks(settings=s, client=alert_client)] == ["audit", "pager"]
