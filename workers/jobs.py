@@ -58,6 +58,7 @@ class JobHandle:
         self.id = job_id
         self.task = task
         self._result = AsyncResult(job_id, app=app)
+        self._client: redis.Redis | None = None  # for the progress log, opened on first use
 
     def __repr__(self) -> str:
         return f"JobHandle(id={self.id!r}, task={self.task!r}, state={self.state!r})"
@@ -151,8 +152,12 @@ class JobHandle:
         """Every progress report the job made, oldest first (the last 500), each with its time ``at``."""
         from .tasks._progress import progress_log_key
 
-        settings = settings or get_settings()
-        raw = connect(settings).lrange(progress_log_key(settings.key_prefix, self.id), 0, -1)
+        if settings is not None:
+            client = connect(settings)
+        else:
+            settings = get_settings()
+            self._client = client = self._client or connect(settings)
+        raw = client.lrange(progress_log_key(settings.key_prefix, self.id), 0, -1)
         return [json.loads(r) for r in raw]
 
     def revoke(self) -> None:
