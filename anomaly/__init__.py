@@ -3,6 +3,7 @@
 Public surface::
 
     read_series, read_one_series, Series, ReadOptions          anomaly.series
+    choose_window (and RobustScaler, sliding_windows)          anomaly.windows
     KnnDetector, EMBEDDINGS, DEFAULT_EMBEDDING                 anomaly.detector
     StreamScorer, Scored                                       anomaly.stream
     Embedder, RawWindow, PaaContext, RecurrentEmbedder         anomaly.embedders
@@ -25,8 +26,9 @@ from .embedders import Embedder, PaaContext, RawWindow, RecurrentEmbedder
 from .exceptions import AnomalyError, InvalidParameter, InvalidSeries, NotFitted, SeriesTooShort
 from .outliers import knn_outliers
 from .rules import THRESHOLD
-from .series import ReadOptions, Series, choose_window, read_one_series, read_series
+from .series import ReadOptions, Series, read_one_series, read_series
 from .stream import Scored, StreamScorer
+from .windows import choose_window
 
 __all__ = [
     "DEFAULT_EMBEDDING",

@@ -3,7 +3,8 @@
 The rules they apply are stated once, in the docstring of :mod:`anomaly.series`. Row numbers here are
 positions among the data rows of the input (0 is the first row under the header), the numbers that
 ``Series.rows`` holds. Messages quote cell content only through :func:`excerpt`, so a binary or hostile
-file never ends up in a log or an HTTP error body.
+file never ends up in a log or an HTTP error body, and a file's columns only when its first line is plainly
+a header (:func:`vectorstore.inputs.plain_header`): a file that is not a table is never quoted.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
+import io
 import itertools
 import logging
 import lzma
@@ -20,10 +22,13 @@ import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
+
+from vectorstore.inputs import NulGuard, plain_header
+from vectorstore.inputs import excerpt as excerpt_one
 
 from .exceptions import InvalidSeries
 
@@ -97,9 +102,7 @@ def excerpt(cells: Iterable[Any]) -> str:
     shown = []
     it = iter(cells)
     for cell in itertools.islice(it, EXCERPT_VALUES):
-        text = str(cell)
-        cut = "".join(ch if ch.isprintable() else "?" for ch in text[:EXCERPT_CHARS])
-        shown.append(repr(cut + ("…" if len(text) > EXCERPT_CHARS else "")))
+        shown.append(excerpt_one(cell, EXCERPT_CHARS))
     more = next(it, _END) is not _END
     return "[" + ", ".join(shown) + (", ..." if more else "") + "]"
 
@@ -138,7 +141,7 @@ def load_columns(source: str | Path | pd.DataFrame, *, timestamp_col: str, value
             column.
     """
     if isinstance(source, pd.DataFrame):
-        return _select(source, "the DataFrame", timestamp_col, value_col, series_col)
+        return _select(source, "the DataFrame", timestamp_col, value_col, series_col, from_file=False)
     path = Path(source)
     kind, compression, encoding, head = _sniff(path)
     if kind == "parquet":
@@ -151,11 +154,13 @@ def load_columns(source: str | Path | pd.DataFrame, *, timestamp_col: str, value
 
 
 def _select(frame: pd.DataFrame, where: str, timestamp_col: str, value_col: str,
-            series_col: str | None) -> Columns:
+            series_col: str | None, *, from_file: bool = True) -> Columns:
     found = list(frame.columns)
-    ts_name = _resolve(found, timestamp_col, where, required=True)
-    value_name = _resolve(found, value_col, where, required=True)
-    series_name = None if series_col is None else _resolve(found, series_col, where,
+    # A file's columns are quoted only when its first line is plainly a header (vectorstore.inputs).
+    quote = not from_file or plain_header(found)
+    ts_name = _resolve(found, timestamp_col, where, required=True, quote=quote)
+    value_name = _resolve(found, value_col, where, required=True, quote=quote)
+    series_name = None if series_col is None else _resolve(found, series_col, where, quote=quote,
                                                            required=series_col != DEFAULT_SERIES_COL)
     names = {"timestamp": str(ts_name), "value": str(value_name)}
     if series_name is not None:
@@ -168,7 +173,7 @@ def _select(frame: pd.DataFrame, where: str, timestamp_col: str, value_col: str,
                    names, where)
 
 
-def _resolve(found: list[Any], wanted: str, where: str, *, required: bool) -> Any:
+def _resolve(found: list[Any], wanted: str, where: str, *, required: bool, quote: bool = True) -> Any:
     """The column of ``found`` called ``wanted``: exact, else the one equal ignoring case and spaces."""
     if found.count(wanted) > 1:  # only a DataFrame can hold this (pandas renames a CSV's repeated names)
         raise InvalidSeries(f"{where}: {found.count(wanted)} columns are called {wanted!r}")
@@ -181,6 +186,9 @@ def _resolve(found: list[Any], wanted: str, where: str, *, required: bool) -> An
     if matches:
         raise InvalidSeries(f"{where}: column {wanted!r} matches {len(matches)} columns {excerpt(matches)}; "
                             "name one exactly")
+    if required and not quote:
+        raise InvalidSeries(f"{where}: missing column {wanted!r}; line 1 is not plainly a table header (not quoted: "
+                            "this is not a timestamp,value file)")
     if required:
         raise InvalidSeries(f"{where}: missing column {wanted!r}; columns found ({len(found)}): {excerpt(found)}")
     return None
@@ -218,16 +226,29 @@ def _sniff(path: Path) -> tuple[str, str | None, str, bytes]:
 
 def _head(path: Path, compression: str | None) -> bytes:
     """The first bytes of the file's (decompressed) content."""
-    if compression == "zip":
-        with zipfile.ZipFile(path) as archive:
-            members = [m for m in archive.namelist() if not m.endswith("/")]
-            if len(members) != 1:  # pandas reads a zip holding one file, as its exporters write them
-                raise InvalidSeries(f"{path}: a zip archive holding {len(members)} files; one table is expected")
-            with archive.open(members[0]) as f:
-                return f.read(_HEAD_BYTES)
-    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "", open)
-    with opener(path, "rb") as f:
+    with _open_bytes(path, compression) as f:
         return f.read(_HEAD_BYTES)
+
+
+def _open_bytes(path: Path, compression: str | None) -> IO[bytes]:
+    """The file's decompressed content."""
+    if compression == "zip":
+        archive = zipfile.ZipFile(path)
+        members = [m for m in archive.namelist() if not m.endswith("/")]
+        if len(members) != 1:  # pandas reads a zip holding one file, as its exporters write them
+            archive.close()
+            raise InvalidSeries(f"{path}: a zip archive holding {len(members)} files; one table is expected")
+        return archive.open(members[0])
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "", open)
+    return opener(path, "rb")
+
+
+def _text(path: Path, compression: str | None, encoding: str) -> NulGuard:
+    """The file's text for pandas, refusing a NUL character (pandas would cut a cell short there, reading
+    ``12\\x0034`` as 12) with :class:`InvalidSeries` naming its line."""
+    def error(line: int) -> InvalidSeries:
+        return InvalidSeries(f"{path}: line {line} holds a NUL byte (a cell would be cut short there)")
+    return NulGuard(io.TextIOWrapper(_open_bytes(path, compression), encoding=encoding), error)
 
 
 def _delimiter(head: bytes, encoding: str) -> str:
@@ -246,13 +267,14 @@ def _read_csv(path: Path, compression: str | None, encoding: str, sep: str, time
     def read(enc: str) -> Columns:
         # Every cell as the exact text of the file: missing tokens, epoch numbers and timestamps are told
         # apart here, not by pandas' guesses (which would turn 1704067200 into 1704067200.0 next to a blank).
-        options: dict[str, Any] = {"sep": sep, "compression": compression, "encoding": enc, "dtype": str,
-                                   "keep_default_na": False, "na_filter": False}
-        header = pd.read_csv(path, nrows=0, **options)
+        options: dict[str, Any] = {"sep": sep, "dtype": str, "keep_default_na": False, "na_filter": False}
+        with _text(path, compression, enc) as f:
+            header = pd.read_csv(f, nrows=0, **options)
         picked = _select(header, str(path), timestamp_col, value_col, series_col)
         usecols = list(picked.names.values())
-        return _select(pd.read_csv(path, usecols=usecols, **options), str(path), timestamp_col, value_col,
-                       series_col)
+        with _text(path, compression, enc) as f:
+            table = pd.read_csv(f, usecols=usecols, **options)
+        return _select(table, str(path), timestamp_col, value_col, series_col)
 
     try:
         try:

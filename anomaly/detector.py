@@ -37,8 +37,9 @@ from vectorstore.index import ItemIndex
 from .embedders import MIN_FIT_WINDOWS, Embedder, RecurrentEmbedder, embedder_from_state, make_embedder
 from .exceptions import InvalidParameter, NotFitted, SeriesTooShort
 from .reference import Reference
-from .series import RobustScaler, Series, sliding_windows
+from .series import Series
 from .stream import NAT, SCORED_ARRAYS, Scored, StreamScorer, complete_windows, interpolate_gaps
+from .windows import RobustScaler, sliding_windows
 
 __all__ = ["KnnDetector", "Channel", "EMBEDDINGS", "DEFAULT_EMBEDDING", "SETTINGS"]
 

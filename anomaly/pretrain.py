@@ -29,7 +29,7 @@ from .autoencoder import SeqAutoencoder
 from .encoder import CELLS, DEFAULT_NORMALIZE, EncoderConfig, torch_threads, train_step
 from .exceptions import InvalidParameter
 from .pretrained import WEIGHTS_DIR, pretrained_state, weights_path
-from .series import MAX_WINDOW, MIN_WINDOW, RobustScaler
+from .windows import MAX_WINDOW, MIN_WINDOW, RobustScaler
 
 __all__ = ["WEIGHTS_DIR", "pretrained_state", "pretrain", "synthetic_windows", "weights_path"]
 

@@ -1,4 +1,4 @@
-"""Time series in: the rules for reading ``timestamp,value[,series]`` data, then scaling and sliding windows.
+"""Time series in: the rules for reading ``timestamp,value[,series]`` data (window maths: :mod:`anomaly.windows`).
 
 Real exports are scored, not refused. :func:`read_series` and :func:`read_one_series` apply these rules to
 every input: a DataFrame, a CSV file (plain, or gzip/bz2/xz/zip-compressed) or a Parquet file.
@@ -61,7 +61,6 @@ text, e.g. ``1704067200`` or ``2024-10-27 02:30:00+02:00``), in the series' orde
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypedDict, Unpack
@@ -81,20 +80,7 @@ from ._reading import (
 )
 from .exceptions import InvalidParameter, InvalidSeries, SeriesTooShort
 
-__all__ = [
-    "Series",
-    "RobustScaler",
-    "read_series",
-    "read_one_series",
-    "ReadOptions",
-    "sliding_windows",
-    "choose_window",
-    "DUPLICATE_POLICIES",
-    "MIN_WINDOW",
-    "MAX_WINDOW",
-    "SCALED_LIMIT",
-    "DEFAULT_WINDOW",
-]
+__all__ = ["Series", "read_series", "read_one_series", "ReadOptions", "DUPLICATE_POLICIES"]
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +88,6 @@ log = logging.getLogger(__name__)
 DUPLICATE_POLICIES = ("keep", "mean", "last", "error")
 #: The longest step back of the clock that is read as a replay (DST moves clocks by 1 hour, rarely 2).
 MAX_REPLAY = pd.Timedelta(hours=3)
-MIN_WINDOW = 8
-MAX_WINDOW = 64
-#: Largest scaled value (in spreads from the median) that windows carry.
-SCALED_LIMIT = 1e6
-DEFAULT_WINDOW = 16
 
 
 @dataclass(frozen=True)
@@ -318,102 +299,3 @@ def _collapse(timestamps: pd.DatetimeIndex, values: np.ndarray, raw: np.ndarray,
         out = np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
     keep = order[pick]
     return timestamps[keep], out, raw[keep], rows[keep]
-
-
-# -- scaling ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class RobustScaler:
-    """``(x - median) / scale`` with the median and IQR of the training prefix only.
-
-    ``scale`` is the IQR, or the standard deviation when the IQR is 0 (mostly constant prefixes), or 1
-    when both are 0, so that a flat training prefix still gives finite scaled values. "0" is relative to
-    the values' own magnitude, not absolute: a series of values around 1e-300 has a real spread.
-    Scaled values are clipped to +-:data:`SCALED_LIMIT` (a million spreads from the median): beyond it
-    every window is as far as can be, and float32 embeddings of a value such as 1e39 stay finite.
-    """
-
-    center: float
-    scale: float
-
-    @classmethod
-    def fit(cls, values: np.ndarray) -> RobustScaler:
-        """Statistics of ``values`` (the training prefix).
-
-        Raises:
-            InvalidSeries: empty or non-finite values.
-        """
-        v = np.asarray(values, dtype=np.float64)
-        if v.size == 0 or not np.isfinite(v).all():
-            raise InvalidSeries("the scaler needs a non-empty finite training prefix")
-        q1, med, q3 = np.percentile(v, [25, 50, 75])
-        scale = float(q3 - q1)
-        if not scale > 1e-12 * abs(med):
-            scale = float(v.std())
-        if not scale > 1e-12 * abs(med) or not np.isfinite(scale):
-            scale = 1.0
-        return cls(float(med), scale)
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        """Scaled float64 copy of ``values``, clipped to +-:data:`SCALED_LIMIT` (NaN stays NaN)."""
-        with np.errstate(over="ignore", invalid="ignore"):
-            out = (np.asarray(values, dtype=np.float64) - self.center) / self.scale
-        return np.clip(out, -SCALED_LIMIT, SCALED_LIMIT)
-
-
-# -- windows ----------------------------------------------------------------------------------------------
-def sliding_windows(values: np.ndarray, window: int, stride: int = 1) -> np.ndarray:
-    """Read-only view of the windows of ``values``: row ``i`` is ``values[i*stride : i*stride + window]``.
-
-    No copy is made (numpy stride tricks); copy before writing.
-
-    Raises:
-        InvalidParameter: ``window`` or ``stride`` < 1.
-        SeriesTooShort: fewer than ``window`` values.
-    """
-    if window < 1 or stride < 1:
-        raise InvalidParameter(f"window={window} and stride={stride} must be >= 1")
-    v = np.asarray(values)
-    if v.shape[0] < window:
-        raise SeriesTooShort(f"{v.shape[0]} values give no window of length {window}; at least {window} needed")
-    return np.lib.stride_tricks.sliding_window_view(v, window)[::stride]
-
-
-def choose_window(
-    values_train: np.ndarray, *, min_window: int = MIN_WINDOW, max_window: int = MAX_WINDOW
-) -> int:
-    """Window length from the training prefix alone, without labels.
-
-    The dominant period is the lag of the highest autocorrelation peak (computed by FFT on the
-    detrended prefix) between ``min_window`` and half the prefix, provided that peak is clear
-    (autocorrelation > 0.3). A period above ``max_window`` is halved until it fits, so the window spans
-    a whole fraction of the cycle; no clear period gives :data:`DEFAULT_WINDOW`. Short windows keep
-    detection early, which is what matters most when alerting.
-
-    Raises:
-        InvalidParameter: ``min_window`` < 2 or ``max_window`` < ``min_window``.
-    """
-    if min_window < 2 or max_window < min_window:
-        raise InvalidParameter(f"need 2 <= min_window <= max_window, got {min_window}, {max_window}")
-    v = np.asarray(values_train, dtype=np.float64)
-    n = v.size
-    if n < 4 * min_window:
-        return int(np.clip(DEFAULT_WINDOW, min_window, max(min_window, n // 4)))
-    x = v - np.polyval(np.polyfit(np.arange(n), v, 1), np.arange(n))
-    if not np.any(np.abs(x) > 1e-12):
-        return DEFAULT_WINDOW
-    size = 1 << math.ceil(math.log2(2 * n))
-    spec = np.fft.rfft(x, size)
-    acf = np.fft.irfft(spec * np.conj(spec), size)[:n]
-    acf = acf / acf[0]
-    hi = n // 2
-    lags = np.arange(min_window, hi)
-    if lags.size < 3:
-        return DEFAULT_WINDOW
-    seg = acf[min_window:hi]
-    peaks = np.flatnonzero((seg[1:-1] > seg[:-2]) & (seg[1:-1] >= seg[2:])) + 1
-    if peaks.size == 0 or seg[peaks].max() < 0.3:
-        return DEFAULT_WINDOW
-    period = int(lags[peaks[np.argmax(seg[peaks])]])
-    while period > max_window:
-        period //= 2
-    return int(max(min_window, period))

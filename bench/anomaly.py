@@ -45,7 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 from anomaly.detect import detect_file  # noqa: E402
 from anomaly.detector import KnnDetector  # noqa: E402
-from anomaly.series import choose_window, read_one_series  # noqa: E402
+from anomaly.series import read_one_series  # noqa: E402
+from anomaly.windows import choose_window  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "anomaly" / "nab"

@@ -5,7 +5,7 @@ torch = pytest.importorskip("torch")
 
 from anomaly import InvalidParameter, NotFitted, WindowEncoder  # noqa: E402
 from anomaly.objectives import disturb, stress  # noqa: E402
-from anomaly.series import sliding_windows  # noqa: E402
+from anomaly.windows import sliding_windows  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 from anomaly import InvalidParameter, WindowEncoder  # noqa: E402
 from anomaly.encoder import EncoderConfig  # noqa: E402
 from anomaly.pretrain import pretrain, pretrained_state, synthetic_windows, weights_path  # noqa: E402
-from anomaly.series import sliding_windows  # noqa: E402
+from anomaly.windows import sliding_windows  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from anomaly import InvalidParameter, InvalidSeries, SeriesTooShort, choose_window, read_one_series, read_series
-from anomaly.series import DUPLICATE_POLICIES, RobustScaler, Series, sliding_windows
+from anomaly.series import DUPLICATE_POLICIES, Series
+from anomaly.windows import RobustScaler, sliding_windows
 
 KINDS = ["frame", "csv", "parquet"]
 
