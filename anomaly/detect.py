@@ -38,7 +38,7 @@ def detect_file(
     train_until: int,
     scores_out: str | Path | None,
     plot: str | Path | None = None,
-    embedding: str = DEFAULT_EMBEDDING,
+    embedding: str | None = None,
     *,
     read_options: ReadOptions | None = None,
     explain: str | Path | None = None,
@@ -48,9 +48,11 @@ def detect_file(
 
     Writes ``scores_out`` (CSV, one row per row of the series in time order: ``timestamp`` as given,
     ``value``, ``score`` (calibrated, in [0, 1]; empty where the value is missing), ``is_anomaly`` (the
-    detector's own alerts), then ``distance``, ``p_value`` and ``reason`` (the channel that gave the score));
-    with ``plot`` a PNG (``.png`` is added when missing); with ``explain`` one JSON line per alert (the
-    window, its nearest reference windows, the score: :mod:`anomaly.explain`). ``read_options`` go to
+    detector's own alerts), then ``distance``, ``p_value``, ``reason`` (the channel that gave the score) and
+    ``incident`` (1 from an alert until the incident has calmed down)); with ``plot`` a PNG (``.png`` is
+    added when missing); with ``explain`` one JSON line per alert (the window, its nearest reference
+    windows, the score: :mod:`anomaly.explain`). ``embedding``: one of
+    :data:`~anomaly.detector.EMBEDDINGS` (``None``: the default). ``read_options`` go to
     :func:`~anomaly.series.read_one_series` (column names, duplicate policy); ``params`` to
     :class:`~anomaly.detector.KnnDetector`.
 
@@ -63,6 +65,7 @@ def detect_file(
         SeriesTooShort: ``train_until`` rows are too few for the detector (names the minimum).
         InvalidParameter: ``train_until`` outside 1..rows, or a bad detector parameter (names it).
     """
+    embedding = embedding or DEFAULT_EMBEDDING
     series = read_one_series(input_csv, **(read_options or {}))
     n = len(series)
     if not 1 <= int(train_until) <= n:

@@ -61,7 +61,7 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
     from recsys.synthetic import synthetic_interactions
     from vectorstore import ModelRegistry, get_settings
 
-    from .jobs import submit
+    from . import jobs
     from .local import local_worker
 
     sizes = sizes or DemoSizes()
@@ -86,19 +86,18 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
     worker = contextlib.nullcontext() if external_workers else local_worker()
     with worker:
         # 2. Training jobs through Celery, with progress.
-        jobs = {
-            "demo-node2vec": submit("ea.train_graph", interactions=str(interactions), model="node2vec",
-                                    name="demo-node2vec", params=sizes.node2vec, item_metadata=str(items_csv)),
-            "demo-lightgcn": submit("ea.train_graph", interactions=str(interactions), model="lightgcn",
-                                    name="demo-lightgcn", params=sizes.lightgcn, item_metadata=str(items_csv),
-                                    precompute=50),
+        handles = {
+            "demo-node2vec": jobs.train_graph(str(interactions), model="node2vec", name="demo-node2vec",
+                                              params=sizes.node2vec, item_metadata=str(items_csv)),
+            "demo-lightgcn": jobs.train_graph(str(interactions), model="lightgcn", name="demo-lightgcn",
+                                              params=sizes.lightgcn, item_metadata=str(items_csv), precompute=50),
         }
         for name, m in metrics.items():
-            jobs[f"demo-{name}"] = submit("ea.train_series", series=str(out / "data" / f"{name}.csv"),
-                                          name=f"demo-{name}", train_until=m["train_until"],
-                                          params=sizes.detector, series_id=name)
+            handles[f"demo-{name}"] = jobs.train_series(str(out / "data" / f"{name}.csv"), name=f"demo-{name}",
+                                                        train_until=m["train_until"], params=sizes.detector,
+                                                        series_id=name)
         versions = {}
-        for name, handle in jobs.items():
+        for name, handle in handles.items():
             echo(f"job {handle.id} {name}: waiting (`ea jobs {handle.id}`)")
             result = handle.wait(timeout=900, show_progress=progress)
             versions[name] = result["version"]
@@ -144,9 +143,8 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
             scores, flags = [], []
             for start in range(0, len(df), 200):
                 chunk = df.iloc[start : start + 200]
-                res = submit("ea.score_series", name=model, series_id=name,
-                             timestamps=[t.isoformat() for t in chunk.timestamp],
-                             values=chunk.value.tolist(), labels={"metric": name}).wait(timeout=120)
+                res = jobs.score_series(model, name, list(chunk.timestamp), chunk.value.tolist(),
+                                        labels={"metric": name}).wait(timeout=120)
                 scores += res["scores"]
                 flags += res["is_anomaly"]
             flagged_total += sum(flags)

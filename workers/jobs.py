@@ -26,7 +26,8 @@ from ._progress_view import ProgressView
 from .app import app
 from .exceptions import JobFailed, JobTimeout, UnknownJob
 
-__all__ = ["JobHandle", "JobRecord", "get_job", "input_path", "list_jobs", "submit", "train_graph", "train_series"]
+__all__ = ["JobHandle", "JobRecord", "get_job", "input_path", "list_jobs", "score_series", "submit", "train_graph",
+           "train_series"]
 
 _FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
 _KEEP_JOBS = 1000
@@ -302,3 +303,22 @@ def train_series(series: str, *, name: str, train_until: int | None = None, embe
     series = input_path(series, "series", check=check_paths)
     return submit("ea.train_series", settings=settings, series=series, name=name, train_until=train_until,
                   embedding=embedding, params=params or {}, read_options=read_options or {}, series_id=series_id)
+
+
+def score_series(name: str, series_id: str, timestamps: list[Any], values: list[float | None], *,
+                 labels: dict[str, Any] | None = None, settings: Settings | None = None) -> JobHandle:
+    """Submit ``ea.score_series``: score newly arrived points of one series with the active detector of
+    ``name``, learning from them (state kept in Redis) and raising incidents.
+
+    A batch is small and travels in the message (timestamps as ISO 8601 text or epoch numbers; ``None`` for a
+    missing value); the job's result is ``anomaly.service.score_points``'s.
+    """
+    return submit("ea.score_series", settings=settings, name=name, series_id=series_id,
+                  timestamps=[_text_time(t) for t in timestamps], values=list(values), labels=labels)
+
+
+def _text_time(t: Any) -> Any:
+    """A timestamp as JSON carries it: numbers and text as they are, datetimes as ISO 8601 text."""
+    if isinstance(t, int | float | str) or t is None:
+        return t
+    return t.isoformat() if hasattr(t, "isoformat") else str(t)

@@ -29,7 +29,7 @@ def export(n: int, start: int = EPOCH) -> pd.DataFrame:
 
 
 def test_duplicates_choices_are_the_library_policies():
-    assert DUPLICATES == DUPLICATE_POLICIES
+    assert tuple(DUPLICATES.choices) == DUPLICATE_POLICIES
     out = CliRunner().invoke(main, ["detect", "--help"])
     assert "--timestamp-col" in out.output and "--value-col" in out.output and "keep|mean|last|error" in out.output
 

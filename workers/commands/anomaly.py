@@ -8,19 +8,15 @@ from typing import Any
 
 import click
 
-from .recsys import WORKER_PATHS, _params, train
+from ._common import WORKER_PATHS, LibraryChoice, parse_params, train
 
 __all__ = ["COMMANDS"]
 
-# The policies of anomaly.series.DUPLICATE_POLICIES, repeated so that `ea --help` does not import pandas
-# (tests/anomaly/test_reading_cli.py checks that the two agree).
-DUPLICATES = ("keep", "mean", "last", "error")
-# anomaly.detector.EMBEDDINGS and DEFAULT_EMBEDDING, repeated for the same reason (tests check they agree).
-EMBEDDINGS = ("raw+paa", "raw", "raw+lstm", "raw+gru", "lstm", "gru")
-DEFAULT_EMBEDDING = "raw+paa"
+DUPLICATES = LibraryChoice("anomaly.series:DUPLICATE_POLICIES")
+EMBEDDINGS = LibraryChoice("anomaly.detector:EMBEDDINGS")
 EMBEDDING_HELP = ("Short window embedding [+ long context embedding]: raw+paa (raw window + piecewise means of "
-                  "the last 256 rows, the default), raw, raw+lstm, raw+gru, lstm, gru (lstm/gru need the "
-                  "'train' extra).")
+                  "the last 256 rows), raw, raw+lstm, raw+gru, lstm, gru (lstm/gru need the 'train' extra); "
+                  "default: the detector's (anomaly.detector.DEFAULT_EMBEDDING, raw+paa).")
 
 
 def _read_flags(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -29,7 +25,7 @@ def _read_flags(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timestamp-col", default="timestamp", show_default=True,
                      help="Timestamp column (a unique case-insensitive match also works)."),
         click.option("--value-col", default="value", show_default=True, help="Value column."),
-        click.option("--duplicates", type=click.Choice(DUPLICATES), default="keep", show_default=True,
+        click.option("--duplicates", type=DUPLICATES, default="keep", show_default=True,
                      help="Rows sharing a timestamp: keep them all (warned), average them, keep the last one, "
                           "or refuse the file."),
     ]
@@ -51,7 +47,7 @@ def _read_options(timestamp_col: str, value_col: str, duplicates: str) -> dict[s
               "this PNG.")
 @click.option("--explain", default=None, help="Also write one JSON line per alert to this file: the window, its "
               "nearest earlier windows with their timestamps and distances, the score.")
-@click.option("--embedding", type=click.Choice(EMBEDDINGS), default=DEFAULT_EMBEDDING, show_default=True,
+@click.option("--embedding", type=EMBEDDINGS, default=None,
               help=EMBEDDING_HELP)
 @click.option("--window", type=int, default=None, help="Short window length, rows (default 16).")
 @click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable), e.g. "
@@ -67,7 +63,7 @@ def detect(input_csv, train_until, scores_out, plot, explain, embedding, window,
 
     result = detect_file(input_csv, train_until, scores_out, plot=plot, embedding=embedding, window=window,
                          explain=explain, read_options=_read_options(timestamp_col, value_col, duplicates),
-                         **_params(params))
+                         **parse_params(params))
     click.echo(json.dumps(result.summary))
 
 
@@ -75,7 +71,7 @@ def detect(input_csv, train_until, scores_out, plot, explain, embedding, window,
 @click.option("--input", "input_csv", required=True, help="timestamp,value CSV the worker can read.")
 @click.option("--name", required=True, help="Detector model name to publish under.")
 @click.option("--train-until", type=int, default=None, help="Fit on the first N rows (default: all).")
-@click.option("--embedding", type=click.Choice(EMBEDDINGS), default=DEFAULT_EMBEDDING, show_default=True,
+@click.option("--embedding", type=EMBEDDINGS, default=None,
               help=EMBEDDING_HELP)
 @click.option("--param", "params", multiple=True, help="Detector parameter KEY=VALUE (repeatable).")
 @click.option("--series-id", default=None, help="Id of the series trained on (default: its id in the file, or "
@@ -93,7 +89,8 @@ def train_series(input_csv, name, train_until, embedding, params, series_id, wai
     from .. import jobs
 
     handle = jobs.train_series(input_csv, name=name, train_until=train_until, embedding=embedding,
-                               params=_params(params), read_options=_read_options(timestamp_col, value_col, duplicates),
+                               params=parse_params(params),
+                               read_options=_read_options(timestamp_col, value_col, duplicates),
                                series_id=series_id, check_paths=not worker_paths)
     click.echo(f"submitted {handle.id} (follow it with `ea jobs {handle.id} --wait`)")
     if wait:

@@ -12,12 +12,9 @@ import click
 
 from recsys.models import DEFAULT_MODEL, MODELS
 
+from ._common import WORKER_PATHS, parse_params, train
+
 __all__ = ["COMMANDS", "train"]
-
-
-@click.group()
-def train() -> None:
-    """Submit training jobs to the `train` queue (a worker must run: `ea worker -Q train`)."""
 
 
 def _interaction_flags(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -38,23 +35,6 @@ def _read_options(user_col: str | None, item_col: str | None, weight_col: str | 
     columns = {name: col for name, col in (("user", user_col), ("item", item_col), ("weight", weight_col),
                                            ("timestamp", timestamp_col)) if col}
     return {**({"columns": columns} if columns else {}), **({"encoding": encoding} if encoding else {})}
-
-
-WORKER_PATHS = click.option("--worker-paths", is_flag=True, help="The paths are absolute paths on the workers' "
-                            "file system: not checked here (by default they are made absolute and checked).")
-
-
-def _params(pairs: tuple[str, ...]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 @train.command("graph")
@@ -80,7 +60,7 @@ def train_graph(interactions, algorithm, name, valid, test, item_metadata, param
     """
     from .. import jobs
 
-    handle = jobs.train_graph(interactions, model=algorithm, name=name, params=_params(params), valid=valid,
+    handle = jobs.train_graph(interactions, model=algorithm, name=name, params=parse_params(params), valid=valid,
                               test=test, item_metadata=item_metadata, precompute=precompute,
                               read_options=_read_options(user_col, item_col, weight_col, timestamp_col, encoding),
                               check_paths=not worker_paths)
@@ -117,7 +97,7 @@ def eval_recsys(train_path, test_path, algorithm, k, recs_out, name, params, use
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
     read_options = _read_options(user_col, item_col, weight_col, timestamp_col, encoding)
-    result = train_and_publish(train_path, algorithm=algorithm, name=name, params=_params(params), k=k,
+    result = train_and_publish(train_path, algorithm=algorithm, name=name, params=parse_params(params), k=k,
                                read_options=read_options)
     stages.update({f"{key}": round(v, 3) for key, v in result.timings.items()})
     t = time.perf_counter()
