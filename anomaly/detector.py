@@ -315,8 +315,9 @@ class KnnDetector:
         self.fit(v[:train_until], ts[:train_until])
         rest = self.continuation().update(v[train_until:], ts[train_until:])
         head = self._prefix
-        return Scored(*(np.concatenate([getattr(head, f), getattr(rest, f)]) for f in SCORED_ARRAYS),
-                      explanations=rest.explanations)
+        assert head is not None  # fit scored the prefix
+        arrays = {f: np.concatenate([getattr(head, f), getattr(rest, f)]) for f in SCORED_ARRAYS}
+        return Scored(**arrays, explanations=rest.explanations)
 
     def _shared(self, ref: Reference) -> Reference:
         """A reference with the same training windows and no recent ones (each scorer owns its recent part)."""
@@ -347,6 +348,7 @@ class KnnDetector:
             blobs.update({f"c{c}_{name}": data for name, data in emb_blobs.items()})
             channels.append({"name": ch.name, "span": ch.span, "delay": ch.delay, "memory": ch.memory,
                              "stride": ch.stride, "floor": ch.floor, "embedder": emb_meta})
+        assert self._continuation is not None  # set by fit and from_parts
         state_meta, state_arrays = self._continuation
         blobs.update({f"state_{name}": data for name, data in state_arrays.items()})
         meta = {"kind": "knn_detector", "format": 2, "embedding": self.embedding, "settings": self.settings,

@@ -106,24 +106,41 @@ class EncoderConfig:
             if int(getattr(self, name)) < 1:
                 raise InvalidParameter(f"{name}={getattr(self, name)} must be >= 1")
         if self.init == "auto":
-            shipped = weights_path(self.cell, int(self.hidden), int(self.layers), self.normalize).exists()
+            shipped = weights_path(self.cell, int(self.hidden), int(self.layers), bool(self.normalize)).exists()
             object.__setattr__(self, "init", "pretrained" if shipped else "random")
-        if self.epochs is None:
-            object.__setattr__(self, "epochs", DEFAULT_EPOCHS[self.init])
-        if int(self.epochs) < 1:
-            raise InvalidParameter(f"epochs={self.epochs} must be >= 1")
+        epochs = DEFAULT_EPOCHS[str(self.init)] if self.epochs is None else int(self.epochs)
+        object.__setattr__(self, "epochs", epochs)
+        if epochs < 1:
+            raise InvalidParameter(f"epochs={epochs} must be >= 1")
         if not self.lr > 0:
             raise InvalidParameter(f"lr={self.lr} must be > 0")
         if not 0 <= self.augment <= 1:
             raise InvalidParameter(f"augment={self.augment} must be in [0, 1]")
-        if self.augment_scale is None:
-            object.__setattr__(self, "augment_scale", DEFAULT_AUGMENT_SCALE[self.cell])
-        if not self.augment_scale > 0:
-            raise InvalidParameter(f"augment_scale={self.augment_scale} must be > 0")
-        if self.isometry is None:
-            object.__setattr__(self, "isometry", DEFAULT_ISOMETRY[self.cell])
-        if not self.isometry >= 0:
-            raise InvalidParameter(f"isometry={self.isometry} must be >= 0")
+        scale = DEFAULT_AUGMENT_SCALE[self.cell] if self.augment_scale is None else float(self.augment_scale)
+        object.__setattr__(self, "augment_scale", scale)
+        if not scale > 0:
+            raise InvalidParameter(f"augment_scale={scale} must be > 0")
+        isometry = DEFAULT_ISOMETRY[self.cell] if self.isometry is None else float(self.isometry)
+        object.__setattr__(self, "isometry", isometry)
+        if not isometry >= 0:
+            raise InvalidParameter(f"isometry={isometry} must be >= 0")
+
+    # Typed reads of the settings __post_init__ resolved (they are never None after it).
+    @property
+    def n_epochs(self) -> int:
+        return int(self.epochs or 0)
+
+    @property
+    def normalizing(self) -> bool:
+        return bool(self.normalize)
+
+    @property
+    def disturbance(self) -> float:
+        return float(self.augment_scale or 0.0)
+
+    @property
+    def stress(self) -> float:
+        return float(self.isometry or 0.0)
 
 
 class WindowEncoder:
@@ -182,7 +199,7 @@ class WindowEncoder:
         """Embedding dimension: the code's (``hidden`` for a GRU, ``2 * hidden`` for an LSTM's ``[h, c]``),
         plus one for the level when normalising."""
         cfg = self.config
-        return cfg.hidden * (2 if cfg.cell == "lstm" else 1) + (1 if cfg.normalize else 0)
+        return cfg.hidden * (2 if cfg.cell == "lstm" else 1) + (1 if cfg.normalizing else 0)
 
     @property
     def window(self) -> int | None:
@@ -202,14 +219,14 @@ class WindowEncoder:
         start = time.perf_counter()
         with torch_threads(1), torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
+            model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalizing)
             if cfg.init == "pretrained":
                 model.load_state_dict(_pretrained(cfg))
             gen = torch.Generator().manual_seed(cfg.seed)
             opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
             self.loss_history = []
             model.train()
-            for _ in range(cfg.epochs):
+            for _ in range(cfg.n_epochs):
                 perm = torch.randperm(data.shape[0], generator=gen)
                 total = 0.0
                 for i in range(0, data.shape[0], cfg.batch_size):
@@ -221,7 +238,7 @@ class WindowEncoder:
         self.config = EncoderConfig(**{**asdict(cfg), "window": int(w.shape[1])})
         log.info(
             "%s encoder: %d windows (stride %d), %d epochs, loss %.4f -> %.4f in %.1f s",
-            cfg.cell, data.shape[0], stride, cfg.epochs, self.loss_history[0], self.loss_history[-1],
+            cfg.cell, data.shape[0], stride, cfg.n_epochs, self.loss_history[0], self.loss_history[-1],
             time.perf_counter() - start,
         )
         return self
@@ -239,7 +256,7 @@ class WindowEncoder:
                                    f"layers={cfg.layers}, normalize={cfg.normalize}: it must be trained")
         with torch_threads(1), torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
+            model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalizing)
             model.load_state_dict(_pretrained(cfg))
         model.eval()
         self._model = model
@@ -296,7 +313,7 @@ class WindowEncoder:
         enc = cls.__new__(cls)
         enc.config = cfg
         enc.loss_history = []
-        model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
+        model = SeqAutoencoder(cfg.cell, cfg.hidden, cfg.layers, cfg.normalizing)
         try:
             model.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
         except (RuntimeError, KeyError, EOFError) as exc:
@@ -314,9 +331,9 @@ def train_step(model: SeqAutoencoder, opt: torch.optim.Optimizer, batch: torch.T
     here, so the shipped weights are learnt with exactly the objective they are fine-tuned with.
     """
     if cfg.augment > 0:
-        batch = disturb(batch, gen, cfg.augment, cfg.augment_scale)
+        batch = disturb(batch, gen, cfg.augment, cfg.disturbance)
     opt.zero_grad()
-    loss = model.loss(batch, cfg.isometry)
+    loss = model.loss(batch, cfg.stress)
     loss.backward()
     nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
@@ -324,12 +341,12 @@ def train_step(model: SeqAutoencoder, opt: torch.optim.Optimizer, batch: torch.T
 
 
 def _pretrained(cfg: EncoderConfig) -> dict[str, torch.Tensor]:
-    state = pretrained_state(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)
+    state = pretrained_state(cfg.cell, cfg.hidden, cfg.layers, cfg.normalizing)
     if state is None:
         raise InvalidParameter(
             f"init='pretrained': no pretrained weights ship for a {cfg.cell} with hidden={cfg.hidden}, "
             f"layers={cfg.layers}, normalize={cfg.normalize} "
-            f"({weights_path(cfg.cell, cfg.hidden, cfg.layers, cfg.normalize)} is missing); use "
+            f"({weights_path(cfg.cell, cfg.hidden, cfg.layers, cfg.normalizing)} is missing); use "
             "init='random' or 'auto'"
         )
     return state

@@ -99,7 +99,7 @@ def pretrain(cell: str, hidden: int = 16, layers: int = 1, *, normalize: bool | 
     with torch_threads(1), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         gen = torch.Generator().manual_seed(seed)
-        model = SeqAutoencoder(cell, hidden, layers, cfg.normalize)
+        model = SeqAutoencoder(cell, hidden, layers, cfg.normalizing)
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         started, recent = time.perf_counter(), []
         for step in range(1, steps + 1):

@@ -146,11 +146,12 @@ class AlertRule:
                 self.last_alert = row
             in_refractory = self.last_alert is not None and row - self.last_alert <= self.refractory
             for s in range(r.shape[0]):
+                streak = self.calm[s]
                 if above[s, i]:
-                    if in_refractory or self.calm[s] is not None:
+                    if in_refractory or streak is not None:
                         self.calm[s] = 0
-                elif self.calm[s] is not None:
-                    self.calm[s] += 1
+                elif streak is not None:
+                    self.calm[s] = streak + 1
             open_[i] = self._open()
         self._calm_for(prev, r.shape[1], open_)
         return flags, open_

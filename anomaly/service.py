@@ -192,7 +192,8 @@ def score_points(
             raise
         meta, arrays = scorer.to_state()
         new_token = uuid.uuid4().hex
-        client.hset(key, mapping={"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token})
+        mapping: dict[str, Any] = {"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token}
+        client.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py's stubs: str keys are fine
         _remember(settings, name, series_id, version, new_token, scorer)
     notifications = []
     explanations = out.explanations
@@ -212,18 +213,18 @@ def score_points(
 
 
 def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, version: int, detector: KnnDetector,
-            token: bytes | None) -> StreamScorer:
+            token: Any) -> StreamScorer:
     """The live scorer of a series: this process's own when nobody wrote the state since, else the state
     read from Redis, else a new stream (the training series continues after its prefix)."""
     live_key = (registry.settings.key_prefix, name, series_id)
     with _cache_lock:
         live = _live.get(live_key)
-    if live and token is not None and live[0] == version and live[1] == token.decode():
+    if live and token is not None and live[0] == version and live[1] == bytes(token).decode():
         return live[2]
     training = series_id == getattr(detector, "series_id", None)
     if token is None:
         return detector.continuation() if training else detector.new_stream()
-    raw = registry.client.hgetall(key)
+    raw: dict[bytes, bytes] = registry.client.hgetall(key)  # type: ignore[assignment]
     meta = json.loads(raw[b"meta"])
     arrays = {name: raw[name.encode()] for name in ("values", "missing", "times")}
     same_version = int(meta.get("version", 0)) == version

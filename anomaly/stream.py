@@ -40,8 +40,10 @@ class _Model(Protocol):
     """What a scorer reads from its detector (:class:`~anomaly.detector.KnnDetector`)."""
 
     channels: list[Any]
-    scaler: Any
     settings: dict[str, Any]
+
+    @property
+    def scaler(self) -> Any: ...
 
 
 @dataclass
@@ -143,8 +145,8 @@ class StreamScorer:
             empty = np.zeros(0)
             return Scored(np.zeros(0, np.int64), empty, np.zeros(0, bool), empty, empty, np.zeros(0, np.int64),
                           np.zeros(0, bool))
-        return Scored(*(np.concatenate([getattr(p, f) for p in parts]) for f in SCORED_ARRAYS),
-                      explanations=[e for p in parts for e in p.explanations])
+        arrays = {f: np.concatenate([getattr(p, f) for p in parts]) for f in SCORED_ARRAYS}
+        return Scored(**arrays, explanations=[e for p in parts for e in p.explanations])
 
     def _update(self, v: np.ndarray, ts: np.ndarray) -> Scored:
         n = v.size

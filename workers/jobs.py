@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,8 +202,9 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
 
 
 def _submitted(limit: int, settings: Settings) -> list[tuple[dict[str, str], float]]:
-    rows = connect(settings).zrevrange(_jobs_key(settings), 0, limit - 1, withscores=True)
-    return [(json.loads(raw), ts) for raw, ts in rows]
+    rows: list[tuple[bytes, float]] = connect(settings).zrevrange(  # type: ignore[assignment]
+        _jobs_key(settings), 0, limit - 1, withscores=True)
+    return [(json.loads(raw), float(ts)) for raw, ts in rows]
 
 
 def list_jobs(limit: int = 20, settings: Settings | None = None) -> list[JobRecord]:
@@ -290,7 +291,8 @@ def train_graph(interactions: str, *, model: str | None = None, name: str = "def
 
 
 def train_series(series: str, *, name: str, train_until: int | None = None, embedding: str | None = None,
-                 params: dict | None = None, read_options: dict | None = None, series_id: str | None = None,
+                 params: dict | None = None, read_options: Mapping[str, Any] | None = None,
+                 series_id: str | None = None,
                  check_paths: bool = True, settings: Settings | None = None) -> JobHandle:
     """Submit ``ea.train_series``: fit a kNN-distance detector on a ``timestamp,value`` file and publish it.
 
@@ -302,7 +304,7 @@ def train_series(series: str, *, name: str, train_until: int | None = None, embe
     """
     series = input_path(series, "series", check=check_paths)
     return submit("ea.train_series", settings=settings, series=series, name=name, train_until=train_until,
-                  embedding=embedding, params=params or {}, read_options=read_options or {}, series_id=series_id)
+                  embedding=embedding, params=params or {}, read_options=dict(read_options or {}), series_id=series_id)
 
 
 def score_series(name: str, series_id: str, timestamps: list[Any], values: list[float | None], *,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._common import WORKER_PATHS, LibraryChoice, parse_params, train
+
+if TYPE_CHECKING:  # the CLI imports the library only when a command runs
+    from anomaly.series import ReadOptions
 
 __all__ = ["COMMANDS"]
 
@@ -34,7 +37,7 @@ def _read_flags(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-def _read_options(timestamp_col: str, value_col: str, duplicates: str) -> dict[str, str]:
+def _read_options(timestamp_col: str, value_col: str, duplicates: str) -> ReadOptions:
     """The ``read_options`` the library takes (keyword arguments of ``anomaly.series.read_series``)."""
     return {"timestamp_col": timestamp_col, "value_col": value_col, "duplicates": duplicates}
 
