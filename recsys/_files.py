@@ -4,7 +4,7 @@ A file is read as its content says, not as its name says: ``interactions.csv.gz`
 ``interactions.csv`` read alike. Text is UTF-8 (a byte-order mark is skipped, UTF-16 recognised by its
 mark); a file that is not UTF-8 is read as latin-1 (MovieLens' raw ``u.item`` is) with a warning, unless
 the caller names an encoding. Binary content is refused. Messages never quote file content except through
-:func:`excerpt`: a few characters, escaped.
+:func:`excerpt` (a few characters, escaped), and only from a file that is plainly of the expected format.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
+
+from vectorstore.inputs import EXCERPT_CHARS, NulGuard
+from vectorstore.inputs import excerpt as _excerpt
 
 from .exceptions import InvalidInteractions
 
@@ -47,6 +50,14 @@ class TextFormat:
     def open(self, path: Path) -> IO[str]:
         """The file's decompressed content as text."""
         return io.TextIOWrapper(_open_bytes(path, self.compression), encoding=self.encoding)
+
+    def guarded(self, path: Path) -> NulGuard:
+        """The file's text for pandas, refusing a NUL character (which pandas would silently cut a cell at)
+        with :class:`InvalidInteractions` naming its line."""
+        def error(line: int) -> InvalidInteractions:
+            return InvalidInteractions(f"{path}: line {line} holds a NUL byte (it would cut an id short and "
+                                       "merge two ids)")
+        return NulGuard(self.open(path), error)
 
     def fallback(self) -> TextFormat:
         """The same file read as latin-1 (every byte is a character)."""
@@ -93,10 +104,10 @@ def text_format(path: Path, encoding: str | None = None) -> TextFormat:
     return TextFormat(compression, "utf-8-sig" if sample.startswith(codecs.BOM_UTF8) else "utf-8")
 
 
-def excerpt(value: object, limit: int = 30) -> str:
-    """``repr(value)``, cut to about ``limit`` characters: safe to put in a message or a log."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """``value`` quoted, cut to ``limit`` characters, control characters escaped: safe in a message or a
+    log (:func:`vectorstore.inputs.excerpt`)."""
+    return _excerpt(value, limit)
 
 
 def _open_bytes(path: Path, compression: str | None) -> IO[bytes]:

@@ -6,8 +6,20 @@
 strings in :attr:`Interactions.user_ids` / :attr:`Interactions.item_ids`.
 
 Input is validated row by row; every problem (missing column, missing or empty id, weight that is not a
-finite number > 0, unparsable line, empty input) raises :class:`~recsys.exceptions.InvalidInteractions`
-naming the number of bad rows and the first few, by their 1-based row (DataFrame) or line (file) number.
+finite number in ``MIN_WEIGHT..MAX_WEIGHT``, unparsable line, empty input) raises
+:class:`~recsys.exceptions.InvalidInteractions` naming the number of bad rows and the first few, by their
+1-based row (DataFrame) or line (file) number.
+
+At the edges:
+
+* ids are text: a 20-digit id is read as its digits (never as an int64); a float id that is a whole number
+  is written as one (``1.0`` -> ``"1"``: Parquet stores an integer column with gaps as floats), so a test
+  file read separately names the same ids; a float id with a fraction or at or beyond 2**53 (not an exact
+  integer) is refused, and so is an id holding a NUL byte (it would be cut there, merging two ids);
+* weights lie in ``1e-12..1e12`` (:data:`~recsys._ingest.MIN_WEIGHT`, ``MAX_WEIGHT``): 1e308 overflowed in
+  training and 1e-320 became 0; a weight outside is refused with its line;
+* a file whose first line is not plainly one of the formats is refused without quoting any of it, and a
+  bad cell of a file that is plainly one is quoted by a short excerpt only (:mod:`vectorstore.inputs`).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from typing import Any
 
 from vectorstore import ModelRegistry
 
+from ._metadata import read_item_table
 from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
 from .models import DEFAULT_MODEL, ProgressCallback, make_model
@@ -86,7 +87,7 @@ def train_and_publish(
     train = interactions if isinstance(interactions, Interactions) else Interactions.read(interactions, **read_options)
     valid_i = _aligned(train, valid, read_options)
     test_i = _aligned(train, test, read_options)
-    metadata = item_metadata_columns(item_metadata, train.item_ids) if item_metadata else None
+    metadata = item_metadata_columns(read_item_table(item_metadata), train.item_ids) if item_metadata else None
     algorithm = algorithm or DEFAULT_MODEL
     model = make_model(algorithm, **dict(params or {}))  # bad parameters fail before any training
     timings["read_s"] = time.perf_counter() - t

@@ -4,6 +4,7 @@
 
     VectorStoreError
     ├── ConfigurationError      a setting has a value that cannot work
+    ├── InputNotAllowed         a job names an input file outside the data root (EA_DATA_ROOT)
     ├── RedisUnavailable        Redis did not answer (connection refused, timeout)
     ├── ModelNotFound           no model of that name, or it has no active version
     ├── VersionNotFound         the model exists but not that version
@@ -23,6 +24,11 @@ class VectorStoreError(Exception):
 
 class ConfigurationError(VectorStoreError, ValueError):
     """A setting (environment variable or argument) has a value that cannot work."""
+
+
+class InputNotAllowed(VectorStoreError, PermissionError):
+    """A job names an input file outside ``EA_DATA_ROOT`` (after following ``..`` and symlinks); nothing of
+    it was read. The message names the path and the root."""
 
 
 class RedisUnavailable(VectorStoreError, ConnectionError):

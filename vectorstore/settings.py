@@ -65,6 +65,17 @@ def _url(env: dict[str, str], name: str, schemes: tuple[str, ...]) -> str | None
     return value
 
 
+def _directory(env: dict[str, str], name: str) -> Path | None:
+    """An absolute directory path (``~`` expanded), or None when unset; it need not exist yet."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        raise ConfigurationError(f"{name}={raw!r} must be an absolute directory path")
+    return path
+
+
 def _default_data_dir() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "embedding-analytics"
 
@@ -84,6 +95,9 @@ class Settings:
         publish_ttl: ``EA_PUBLISH_TTL`` seconds (default 3600); parts of an unfinished publication expire
             after this, so a crashed publisher leaves no debris.
         data_dir: ``EA_DATA_DIR``; where the embedded Redis keeps its files (and the demo its outputs).
+        data_root: ``EA_DATA_ROOT`` (an absolute directory; default unset): when set, workers read the input
+            files that jobs name only under it; a path outside (after following ``..`` and symlinks) fails
+            the job with ``InputNotAllowed`` (see :func:`vectorstore.inputs.input_path`).
         visibility_timeout: ``EA_VISIBILITY_TIMEOUT`` seconds (default 21600); an unacknowledged Celery
             job is redelivered after this, so it must exceed the longest training job. Values down to 1 s
             are accepted (tests that kill workers use a few seconds); a redelivered job that had already
@@ -129,6 +143,7 @@ class Settings:
     chunk_bytes: int = 8 * _MB
     publish_ttl: int = 3600
     data_dir: Path = field(default_factory=_default_data_dir)
+    data_root: Path | None = None
     visibility_timeout: int = 6 * 3600
     socket_timeout: float = 5.0
     result_backend: str | None = None
@@ -184,6 +199,7 @@ class Settings:
             chunk_bytes=_int(env, "EA_CHUNK_BYTES", 8 * _MB, 1024),
             publish_ttl=_int(env, "EA_PUBLISH_TTL", 3600, 10),
             data_dir=Path(env["EA_DATA_DIR"]).expanduser() if env.get("EA_DATA_DIR") else _default_data_dir(),
+            data_root=_directory(env, "EA_DATA_ROOT"),
             visibility_timeout=_int(env, "EA_VISIBILITY_TIMEOUT", 6 * 3600, 1),
             socket_timeout=_float(env, "EA_SOCKET_TIMEOUT", 5.0, 0.0, positive=True),
             task_max_retries=_int(env, "EA_TASK_MAX_RETRIES", 5, 0),

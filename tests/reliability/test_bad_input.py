@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from anomaly.exceptions import InvalidSeries, SeriesTooShort
 from anomaly.series import read_one_series, read_series
 from recsys import Interactions
+from recsys._ingest import MAX_WEIGHT, MIN_WEIGHT
 from recsys.client import MAX_K, RecommendationClient
 from recsys.exceptions import InvalidInteractions, InvalidRequest, UnknownItem, UnknownUser
 from recsys.training import train_and_publish
@@ -159,7 +160,11 @@ weights = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st
 
 
 def _bad_id(v: object) -> bool:
-    return v is None or (isinstance(v, str) and not v.strip())
+    return v is None or (isinstance(v, str) and (not v.strip() or "\x00" in v))  # a NUL would cut the id
+
+
+def _good_weight(w: object) -> bool:
+    return MIN_WEIGHT <= float(w) <= MAX_WEIGHT  # NaN is neither
 
 
 @hsettings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -167,7 +172,7 @@ def _bad_id(v: object) -> bool:
 def test_from_frame_accepts_exactly_the_valid_rows(rows: list[tuple]) -> None:
     frame = pd.DataFrame(rows, columns=["user", "item", "weight"], dtype=object)
     bad = [i for i, (u, it, w) in enumerate(rows, start=1)
-           if _bad_id(u) or _bad_id(it) or not (math.isfinite(float(w)) and float(w) > 0)]
+           if _bad_id(u) or _bad_id(it) or not _good_weight(w)]
     if bad:
         with pytest.raises(InvalidInteractions) as err:
             Interactions.from_frame(frame)

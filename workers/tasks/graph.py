@@ -9,6 +9,7 @@ import numpy as np
 import redis
 
 from vectorstore import ModelRegistry
+from vectorstore.inputs import input_path
 
 from ..app import app
 from ._progress import Progress
@@ -29,7 +30,9 @@ def train_graph(self, interactions: str, model: str | None = None, name: str = "
     """Train a graph model on interactions read by reference (a path the worker can read) and publish it.
 
     ``model`` is a key of ``recsys.models.MODELS``; None trains ``recsys.models.DEFAULT_MODEL``.
-    ``read_options``: keywords of ``recsys.Interactions.read`` (``columns``, ``encoding``).
+    ``read_options``: keywords of ``recsys.Interactions.read`` (``columns``, ``encoding``). Under
+    ``EA_DATA_ROOT`` every path must lie inside it (``vectorstore.inputs.input_path``), else the job fails
+    with ``InputNotAllowed`` before any file is opened.
 
     Reports PROGRESS (stage, epoch, loss, walks done...). Idempotent: a redelivered job returns the
     version its first run committed instead of publishing another.
@@ -39,6 +42,10 @@ def train_graph(self, interactions: str, model: str | None = None, name: str = "
     """
     from recsys.training import train_and_publish
 
+    interactions, valid, test, item_metadata = (
+        None if path is None else str(input_path(path, what=what))
+        for path, what in ((interactions, "interactions"), (valid, "valid"), (test, "test"),
+                           (item_metadata, "item metadata")))
     progress = Progress(self)
     result = train_and_publish(interactions, algorithm=model, name=name, params=params, valid=valid, test=test,
                                item_metadata=item_metadata, k=k, progress=progress, token=self.request.id,

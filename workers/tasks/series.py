@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vectorstore.inputs import input_path
+
 from ..app import app
 from ._progress import Progress
 
@@ -18,10 +20,13 @@ def train_series(self, series: str, name: str, train_until: int | None = None, e
 
     ``embedding=None``: the detector's default (``anomaly.detector.DEFAULT_EMBEDDING``); ``read_options``:
     column names and the duplicate policy (``anomaly.series.read_series``'s keywords); ``series_id``: the
-    id of the series trained on (scoring it later continues after the training rows).
+    id of the series trained on (scoring it later continues after the training rows). Under ``EA_DATA_ROOT``
+    the path must lie inside it (``vectorstore.inputs.input_path``), else the job fails with
+    ``InputNotAllowed`` before the file is opened.
     """
     from anomaly.service import train_detector
 
+    series = str(input_path(series, what="series"))
     progress = Progress(self)
     result = train_detector(series, name=name, train_until=train_until, embedding=embedding, params=params,
                             read_options=read_options, series_id=series_id, token=self.request.id,
