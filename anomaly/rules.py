@@ -109,6 +109,8 @@ class AlertRule:
         last_alert: row of the last alert (``None`` before any).
         calm: per source, consecutive rows below the threshold since it was disarmed (``None``: armed
             since the start).
+        open: whether an incident is open (from an alert until every source it disarmed has re-armed; an
+            excursion after that, without an alert, does not reopen it).
     """
 
     refractory: int = 200
@@ -116,6 +118,7 @@ class AlertRule:
     armed_from: int = 0
     last_alert: int | None = None
     calm: list[int | None] = field(default_factory=list)
+    open: bool = False
 
     def __post_init__(self) -> None:
         if self.refractory < 0 or self.rearm < 0:
@@ -144,31 +147,38 @@ class AlertRule:
             if armed and ready and row >= self.armed_from:
                 flags[i] = True
                 self.last_alert = row
-            in_refractory = self.last_alert is not None and row - self.last_alert <= self.refractory
+                self.open = True
+            # A source reading the threshold while an incident is open and young belongs to it; one that
+            # had alerted before starts its calm streak again either way.
+            joins = self.open and self.last_alert is not None and row - self.last_alert <= self.refractory
             for s in range(r.shape[0]):
                 streak = self.calm[s]
                 if above[s, i]:
-                    if in_refractory or streak is not None:
+                    if joins or streak is not None:
                         self.calm[s] = 0
                 elif streak is not None:
                     self.calm[s] = streak + 1
-            open_[i] = self._open()
+            self.open = self.open and self._pending()
+            open_[i] = self.open
         self._calm_for(prev, r.shape[1], open_)
         return flags, open_
 
-    def _open(self) -> bool:
+    def _pending(self) -> bool:
+        """Whether a disarmed source has not re-armed yet (what keeps an open incident open)."""
         return any(c is not None and c < self.rearm for c in self.calm)
 
     def _calm_for(self, a: int, b: int, open_: np.ndarray) -> None:
-        """Rows ``a..b-1`` read nothing: every calm streak grows; the incident stays open until the most
+        """Rows ``a..b-1`` read nothing: every calm streak grows; an open incident stays open until the most
         recently disarmed source has re-armed."""
         n = b - a
         if n <= 0:
             return
-        waiting = [self.rearm - 1 - c for c in self.calm if c is not None and c < self.rearm]
-        if waiting:
-            open_[a : a + min(n, max(waiting) + 1)] = True
+        if self.open:
+            waiting = [self.rearm - 1 - c for c in self.calm if c is not None and c < self.rearm]
+            if waiting:
+                open_[a : a + min(n, max(waiting) + 1)] = True
         self.calm = [None if c is None else c + n for c in self.calm]
+        self.open = self.open and self._pending()
 
 
 def incident_spans(in_incident: np.ndarray) -> list[tuple[int, int]]:

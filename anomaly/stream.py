@@ -222,7 +222,8 @@ class StreamScorer:
             "last_score": self.last_score, "calibrators": [c.to_state() for c in self.calibrators],
             "value_range": {"low": _json_float(self.value_range.low), "high": _json_float(self.value_range.high),
                             "seen": self.value_range.seen},
-            "rule": {"armed_from": self.rule.armed_from, "last_alert": self.rule.last_alert, "calm": self.rule.calm},
+            "rule": {"armed_from": self.rule.armed_from, "last_alert": self.rule.last_alert, "calm": self.rule.calm,
+                     "open": self.rule.open},
         }
         arrays = {"values": self.values.astype("<f8").tobytes(), "missing": self.missing.astype("u1").tobytes(),
                   "times": self.times.astype("<i8").tobytes()}
@@ -251,6 +252,7 @@ class StreamScorer:
             rule = meta["rule"]
             self.rule.armed_from, self.rule.last_alert = int(rule["armed_from"]), rule["last_alert"]
             self.rule.calm = [None if c is None else int(c) for c in rule["calm"]]
+            self.rule.open = bool(rule.get("open", False))
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidParameter(f"stream state does not fit this detector: {exc}") from None
         if not (self.values.size == self.missing.size == self.times.size):

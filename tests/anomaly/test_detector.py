@@ -56,6 +56,14 @@ def test_a_learned_context_on_a_short_prefix_starts_from_its_pretrained_weights(
         KnnDetector("raw+gru", **FAST_ENCODER).fit(planted_series()[:200])
 
 
+def test_every_incident_starts_with_its_alert():
+    from anomaly.rules import incident_spans
+
+    scored = KnnDetector().fit_detect(planted_series(), TRAIN)
+    starts = [a for a, _ in incident_spans(scored.in_incident)]
+    assert starts == np.flatnonzero(scored.is_anomaly).tolist()
+
+
 def test_clean_twin_raises_nothing():
     assert alerts(KnnDetector(), clean_series()).size == 0
 
