@@ -12,7 +12,7 @@ Delivery is tracked per (notification, hook) in a hash: a hook that succeeded is
 that notification, even when another hook is retried or the entry is re-claimed. After a pass over the
 hooks an entry is either finished (XACK + XDEL: the outbox keeps only undelivered notifications) or,
 if some hook failed in a retryable way, scheduled in the retry ZSET with exponential backoff and jitter
-(ZADD and XACK in one MULTI). A hook that fails ``max_attempts`` times, or permanently (4xx), gets a
+(ZADD and XACK in one MULTI). A hook that fails ``max_attempts`` times, or permanently (a 4xx but 401, 408, 429), gets a
 dead-letter entry; ``requeue`` sends it back. While an incident's ``firing`` notification is in backoff
 for a hook, its ``resolved`` one waits for it instead of overtaking it. Delivery is at least once: a
 consumer killed between a hook's success and its record repeats that delivery, which is why every
