@@ -156,7 +156,8 @@ def score_points(
         timestamps: one per value, non-decreasing, after the last one scored for this series.
 
     Returns:
-        ``{"version", "position", "scores", "is_anomaly", "notifications", "warming_up", "explanations"}``.
+        ``{"version", "position", "scores", "is_anomaly", "in_incident", "notifications", "warming_up",
+        "explanations"}``.
 
     Raises:
         InvalidSeries: lengths differ, values are infinite, or timestamps cannot be read or go backwards.
@@ -208,7 +209,8 @@ def score_points(
                                        evidence=explanations[:3] or None, settings=settings, client=client)
     return {"version": version, "position": scorer.position,
             "scores": [None if np.isnan(x) else float(x) for x in out.score],
-            "is_anomaly": out.is_anomaly.astype(int).tolist(), "notifications": len(notifications),
+            "is_anomaly": out.is_anomaly.astype(int).tolist(), "in_incident": out.in_incident.astype(int).tolist(),
+            "notifications": len(notifications),
             "warming_up": scorer.position <= scorer.rule.armed_from, "explanations": explanations}
 
 

@@ -20,7 +20,7 @@ deduplicate on the ``Idempotency-Key`` header. Errors are in :mod:`anomaly.excep
 from ..exceptions import AlertError, DeadLetterNotFound, DeliveryError, HookDisabled, HookError, HookNotFound
 from .delivery import Deliverer, DeliveryStats, backoff_delay
 from .hooks import CallableHook, CeleryTaskHook, Hook, JsonLinesHook, register, registered_hooks, unregister
-from .incidents import Incident, IncidentPolicy, Notification, observe, open_incidents
+from .incidents import Incident, IncidentPolicy, Notification, forget, observe, open_incidents
 from .outbox import (
     DeadLetter,
     Delivered,
@@ -38,8 +38,8 @@ from .webhook import WebhookHook, alertmanager_body, sign, verify_signature
 __all__ = [
     "AlertError", "CallableHook", "CeleryTaskHook", "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
     "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "HookNotFound", "Incident",
-    "IncidentPolicy", "JsonLinesHook", "Notification", "SharedHook", "WebhookHook", "add_hook", "alertmanager_body",
-    "backoff_delay", "dead_letters", "disabled_hooks", "enable_hook", "observe", "open_incidents", "outbox_status",
-    "register", "registered_hooks", "remove_hook", "requeue", "send_test", "shared_hooks", "sign", "tail",
-    "unregister", "verify_signature",
+    "IncidentPolicy", "JsonLinesHook", "Notification", "SharedHook", "WebhookHook", "add_hook",
+    "alertmanager_body", "backoff_delay", "dead_letters", "disabled_hooks", "enable_hook", "forget", "observe",
+    "open_incidents", "outbox_status", "register", "registered_hooks", "remove_hook", "requeue", "send_test",
+    "shared_hooks", "sign", "tail", "unregister", "verify_signature",
 ]

@@ -40,7 +40,7 @@ from vectorstore.settings import Settings, get_settings
 from ..exceptions import InvalidParameter
 from .keys import AlertKeys
 
-__all__ = ["Incident", "IncidentPolicy", "Notification", "observe", "open_incidents"]
+__all__ = ["Incident", "IncidentPolicy", "Notification", "forget", "observe", "open_incidents"]
 
 Kind = Literal["series", "entity"]
 State = Literal["firing", "resolved"]
@@ -245,6 +245,22 @@ def open_incidents(
     if group_key is not None:
         found = [i for i in found if i.group_key == group_key]
     return sorted(found, key=lambda i: i.start)
+
+
+def forget(key: str, *, kind: Kind = "series", settings: Settings | None = None,
+           client: redis.Redis | None = None) -> None:
+    """Forget the incident state of one series (or entity) and its firing incidents, without notifying:
+    what a replayed stream needs (points at or before the last one seen are otherwise ignored)."""
+    settings = settings or get_settings()
+    client = client or connect(settings)
+    keys = AlertKeys(settings.key_prefix)
+    firing = [iid for iid, raw in client.hgetall(keys.open).items()
+              if Notification.from_json(raw).incident.key == key and Notification.from_json(raw).incident.kind == kind]
+    with client.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.state(kind, key))
+        if firing:
+            pipe.hdel(keys.open, *firing)
+        pipe.execute()
 
 
 # --- the state machine (pure) -------------------------------------------------------------------------
