@@ -39,7 +39,7 @@ from .exceptions import InvalidParameter, InvalidSeries, NotFitted
 from .series import ReadOptions, read_one_series
 from .stream import StreamScorer
 
-__all__ = ["entity_outliers", "load_detector", "publish_detector", "reset_stream", "score_points", "train_detector"]
+__all__ = ["load_detector", "publish_detector", "reset_stream", "score_points", "train_detector"]
 
 log = logging.getLogger(__name__)
 
@@ -140,24 +140,21 @@ def score_points(
     timestamps: list[Any],
     values: list[float],
     *,
-    labels: dict[str, Any] | None = None,
     registry: ModelRegistry | None = None,
-    alert: bool = True,
 ) -> dict[str, Any]:
     """Score newly arrived points of one series with the active detector of ``name``, causally, and learn
     from them.
 
     The stream state is read and written under a per-series lock, so concurrent batches of one series
-    are scored in arrival order. Scores go to :func:`anomaly.alerts.observe`, which opens and resolves
-    incidents (with the detector's explanation as evidence) and appends notifications to the outbox.
+    are scored in arrival order. Alerting is the caller's (``workers`` feeds the result to ``alerts``).
 
     Args:
         values: floats; ``None``/NaN for a missing value (scored as missing, never an alert).
         timestamps: one per value, non-decreasing, after the last one scored for this series.
 
     Returns:
-        ``{"version", "position", "scores", "is_anomaly", "in_incident", "notifications", "warming_up",
-        "explanations"}``.
+        ``{"version", "position", "timestamps", "scores", "is_anomaly", "in_incident", "threshold",
+        "warming_up", "explanations"}`` (timestamps as UTC ISO 8601 text; a missing value's score is None).
 
     Raises:
         InvalidSeries: lengths differ, values are infinite, or timestamps cannot be read or go backwards.
@@ -196,22 +193,11 @@ def score_points(
         mapping: dict[str, Any] = {"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token}
         client.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py's stubs: str keys are fine
         _remember(settings, name, series_id, version, new_token, scorer)
-    notifications = []
-    explanations = out.explanations
-    if alert:
-        from . import alerts
-
-        # Incidents follow the detector's own: anomalous from an alert until its sources have calmed down.
-        held = np.where(out.in_incident, np.maximum(out.score, np.nextafter(detector.threshold, 1.0)),
-                        np.minimum(out.score, detector.threshold))
-        notifications = alerts.observe(series_id, list(ts), held.tolist(), detector.threshold, kind="series",
-                                       model=name, model_version=str(version), labels=labels,
-                                       evidence=explanations[:3] or None, settings=settings, client=client)
-    return {"version": version, "position": scorer.position,
+    return {"version": version, "position": scorer.position, "timestamps": [t.isoformat() for t in ts],
             "scores": [None if np.isnan(x) else float(x) for x in out.score],
             "is_anomaly": out.is_anomaly.astype(int).tolist(), "in_incident": out.in_incident.astype(int).tolist(),
-            "notifications": len(notifications),
-            "warming_up": scorer.position <= scorer.rule.armed_from, "explanations": explanations}
+            "threshold": detector.threshold, "warming_up": scorer.position <= scorer.rule.armed_from,
+            "explanations": out.explanations}
 
 
 def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, version: int, detector: KnnDetector,
@@ -257,45 +243,3 @@ def reset_stream(name: str, series_id: str, settings: Settings | None = None) ->
     settings = settings or get_settings()
     ModelRegistry(settings).client.delete(_state_key(settings, name, series_id))
     _forget(settings, name, series_id)
-
-
-def entity_outliers(name: str, kind: str = "users", *, k: int = 10, registry: ModelRegistry | None = None,
-                    alert: bool = False) -> pd.DataFrame:
-    """Users or items of a published graph model scored by kNN distance among their peers.
-
-    Args:
-        name: a published recommendation model.
-        kind: ``"users"`` or ``"items"``.
-        alert: also feed each entity's score to :func:`anomaly.alerts.observe` (``kind="entity"``).
-
-    Returns:
-        :func:`~anomaly.outliers.knn_outliers`'s frame (``id``, ``score``, ``is_outlier``), highest first.
-
-    Raises:
-        InvalidParameter: ``kind`` is unknown or the model is not a graph model.
-    """
-    from .outliers import knn_outliers
-
-    if kind not in ("users", "items"):
-        raise InvalidParameter(f"kind={kind!r} must be 'users' or 'items'")
-    registry = registry or ModelRegistry()
-    # recsys owns its stored format and says which vectors each model's entities are compared by.
-    from recsys.entities import entity_vectors
-    from recsys.exceptions import ModelUnavailable
-
-    try:
-        entities = entity_vectors(registry, name, kind)
-    except ModelUnavailable:
-        raise InvalidParameter(f"model {name!r} is not a graph model") from None
-    ids, vectors, version = entities.ids, entities.vectors, entities.version
-    df = knn_outliers(vectors, ids, k=k, space="cosine")
-    df.attrs.update(model=name, version=version, kind=kind)
-    if alert:
-        from . import alerts
-
-        now = pd.Timestamp.now(tz="UTC")
-        for row in df.itertuples():
-            alerts.observe(str(row.id), [now], [float(row.score)], df.attrs["threshold"], kind="entity",
-                           model=name, model_version=str(version), labels={"entity_kind": kind},
-                           settings=registry.settings, client=registry.client)
-    return df

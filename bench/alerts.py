@@ -6,7 +6,7 @@ one delivery consumer SIGKILLed mid-run and replaced.
 Set-up: a real HTTP receiver (ThreadingHTTPServer on 127.0.0.1) verifies every signature and answers a
 seeded random 20% of requests with 503; ``--consumers`` delivery consumers run as separate processes
 (`Deliverer` + `WebhookHook`, as `ea alerts run` does); this process creates the incidents with
-`anomaly.alerts.observe` (one firing notification each) as fast as it can, while the consumers deliver.
+`alerts.observe` (one firing notification each) as fast as it can, while the consumers deliver.
 When 30% are acknowledged, consumer 0 is killed with SIGKILL and a new one starts; what it had read but
 not acknowledged is re-claimed by the others (XAUTOCLAIM) after ``--min-idle`` seconds.
 
@@ -35,7 +35,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from anomaly.alerts import (  # noqa: E402
+from alerts import (  # noqa: E402
     Deliverer,
     IncidentPolicy,
     WebhookHook,

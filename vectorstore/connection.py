@@ -9,7 +9,7 @@ import redis
 from .embedded import resolve_redis_url
 from .settings import Settings, get_settings
 
-__all__ = ["connect", "redact_url"]
+__all__ = ["celery_transport_options", "connect", "redact_url"]
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[a-z+]+://)(?P<cred>[^@/]*@)")
 
@@ -33,3 +33,18 @@ def connect(settings: Settings | None = None, *, decode_responses: bool = False)
         socket_connect_timeout=settings.socket_timeout,
         health_check_interval=30,
     )
+
+
+def celery_transport_options(settings: Settings) -> dict[str, object]:
+    """Celery's broker (and result backend) transport options for the service: every producer and worker
+    must agree on them, or messages land in other queue keys."""
+    return {
+        "visibility_timeout": settings.visibility_timeout,
+        # Queues live under the service's key prefix, so two deployments can share one Redis.
+        "global_keyprefix": f"{settings.key_prefix}celery:",
+        # kombu sweeps unacknowledged messages back to their queue every interval x throttle seconds
+        # (10 x 10 by default): with a short visibility timeout a crashed worker's job would still wait
+        # up to 100 s. Sweep every visibility_timeout / 10 (1 s to 100 s), each sweep a real scan.
+        "unacked_restore_interval": max(1, min(100, settings.visibility_timeout // 10)),
+        "unacked_restore_throttle": 1,
+    }

@@ -6,12 +6,14 @@ configured in one place. The README's configuration table lists the same variabl
 
 from __future__ import annotations
 
-import math
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from .env import env_directory as _directory
+from .env import env_float as _float
+from .env import env_int as _int
+from .env import env_url as _url
 from .exceptions import ConfigurationError
 
 __all__ = ["Settings", "get_settings"]
@@ -20,60 +22,6 @@ _MB = 1024 * 1024
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Celery brokers this project is tested with (Redis, RabbitMQ) and the ones kombu also speaks.
 _BROKER_SCHEMES = (*_REDIS_SCHEMES, "amqp", "amqps", "pyamqp", "sentinel", "sqs")
-
-
-def _number(env: dict[str, str], name: str, default: float, minimum: float, kind: type, positive: bool = False):
-    """``name`` parsed by ``kind`` (int or float): finite, ``>= minimum`` (``> minimum`` if ``positive``)."""
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise ConfigurationError(f"{name}={raw!r} is not {'an integer' if kind is int else 'a number'}") from None
-    if not math.isfinite(value) or value < minimum or (positive and value <= minimum):
-        raise ConfigurationError(f"{name}={raw.strip()} must be a finite number {'>' if positive else '>='} "
-                                 f"{minimum:g}")
-    return value
-
-
-def _int(env: dict[str, str], name: str, default: int, minimum: int) -> int:
-    return _number(env, name, default, minimum, int)
-
-
-def _float(env: dict[str, str], name: str, default: float, minimum: float, *, positive: bool = False) -> float:
-    return _number(env, name, default, minimum, float, positive)
-
-
-def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = (env.get(name) or "").strip() or default
-    if value not in choices:
-        raise ConfigurationError(f"{name}={value!r} must be one of {', '.join(choices)}")
-    return value
-
-
-def _url(env: dict[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
-    """A URL whose scheme is one of ``schemes``; the error shows it with credentials redacted."""
-    value = (env.get(name) or "").strip() or None
-    if value is None:
-        return None
-    scheme, sep, rest = value.partition("://")
-    if not sep or scheme.lower() not in schemes or not rest:
-        shown = re.sub(r"//[^@/]*@", "//***@", value)
-        starts = " or ".join(f"{s}://" for s in schemes)
-        raise ConfigurationError(f"{name}={shown!r} must be a URL starting with {starts}")
-    return value
-
-
-def _directory(env: dict[str, str], name: str) -> Path | None:
-    """An absolute directory path (``~`` expanded), or None when unset; it need not exist yet."""
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return None
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        raise ConfigurationError(f"{name}={raw!r} must be an absolute directory path")
-    return path
 
 
 def _default_data_dir() -> Path:
@@ -115,24 +63,6 @@ class Settings:
             0 turns a limit off.
         task_soft_time_limit, task_time_limit: ``EA_TASK_SOFT_TIME_LIMIT`` / ``EA_TASK_TIME_LIMIT`` seconds
             (default 1800 / 1900): the same for every other job (scoring, precomputation, alert delivery).
-        alert_webhook_url: ``EA_ALERT_WEBHOOK_URL``; when set, a webhook hook is registered for alert
-            delivery (the URL may carry credentials: never logged unredacted).
-        alert_webhook_secret: ``EA_ALERT_WEBHOOK_SECRET``; HMAC-SHA256 key of the webhook signature.
-            Never logged.
-        alert_webhook_format: ``EA_ALERT_WEBHOOK_FORMAT`` (default ``native``; or ``alertmanager``).
-        alert_file: ``EA_ALERT_FILE``; when set, every notification is appended there as a JSON line.
-        alert_max_attempts: ``EA_ALERT_MAX_ATTEMPTS`` (default 8); after that many failed attempts a hook's
-            delivery goes to the dead-letter stream.
-        alert_backoff: ``EA_ALERT_BACKOFF`` seconds (default 1): first retry delay, doubled per attempt,
-            with full jitter, capped at ``EA_ALERT_BACKOFF_MAX`` (default 300).
-        alert_min_idle: ``EA_ALERT_MIN_IDLE`` seconds (default 60): a delivery left unacknowledged that long
-            by a consumer is presumed crashed and re-claimed (XAUTOCLAIM) by another.
-        alert_for_points: ``EA_ALERT_FOR_POINTS`` (default 3) consecutive anomalous points open an incident.
-        alert_clear_points: ``EA_ALERT_CLEAR_POINTS`` (default 5) consecutive normal points resolve it.
-        alert_cooldown: ``EA_ALERT_COOLDOWN`` seconds of series time (default 300) after a resolution
-            during which no new incident opens on the same key.
-        alert_group_by: ``EA_ALERT_GROUP_BY`` (comma-separated label names, default none): incidents
-            whose labels agree on these names share a group key.
     """
 
     redis_url: str | None = None
@@ -154,18 +84,6 @@ class Settings:
     train_time_limit: float = 4 * 3600.0 + 600
     task_soft_time_limit: float = 1800.0
     task_time_limit: float = 1900.0
-    alert_webhook_url: str | None = field(default=None, repr=False)
-    alert_webhook_secret: str | None = field(default=None, repr=False)
-    alert_webhook_format: str = "native"
-    alert_file: Path | None = None
-    alert_max_attempts: int = 8
-    alert_backoff: float = 1.0
-    alert_backoff_max: float = 300.0
-    alert_min_idle: float = 60.0
-    alert_for_points: int = 3
-    alert_clear_points: int = 5
-    alert_cooldown: float = 300.0
-    alert_group_by: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.keep_versions < 1:
@@ -188,7 +106,6 @@ class Settings:
         prefix = env.get("EA_KEY_PREFIX") or "ea:"
         if any(c.isspace() for c in prefix):
             raise ConfigurationError(f"EA_KEY_PREFIX={prefix!r} must not contain spaces")
-        webhook_format = _choice(env, "EA_ALERT_WEBHOOK_FORMAT", "native", ("native", "alertmanager"))
         values = dict(
             redis_url=_url(env, "EA_REDIS_URL", _REDIS_SCHEMES),
             broker_url=_url(env, "EA_BROKER_URL", _BROKER_SCHEMES),
@@ -209,18 +126,6 @@ class Settings:
             train_time_limit=_float(env, "EA_TRAIN_TIME_LIMIT", 4 * 3600.0 + 600, 0.0),
             task_soft_time_limit=_float(env, "EA_TASK_SOFT_TIME_LIMIT", 1800.0, 0.0),
             task_time_limit=_float(env, "EA_TASK_TIME_LIMIT", 1900.0, 0.0),
-            alert_webhook_url=_url(env, "EA_ALERT_WEBHOOK_URL", ("http", "https")),
-            alert_webhook_secret=env.get("EA_ALERT_WEBHOOK_SECRET") or None,
-            alert_webhook_format=webhook_format,
-            alert_file=Path(env["EA_ALERT_FILE"]).expanduser() if env.get("EA_ALERT_FILE") else None,
-            alert_max_attempts=_int(env, "EA_ALERT_MAX_ATTEMPTS", 8, 1),
-            alert_backoff=_float(env, "EA_ALERT_BACKOFF", 1.0, 0.0),
-            alert_backoff_max=_float(env, "EA_ALERT_BACKOFF_MAX", 300.0, 0.0),
-            alert_min_idle=_float(env, "EA_ALERT_MIN_IDLE", 60.0, 0.0, positive=True),
-            alert_for_points=_int(env, "EA_ALERT_FOR_POINTS", 3, 1),
-            alert_clear_points=_int(env, "EA_ALERT_CLEAR_POINTS", 5, 1),
-            alert_cooldown=_float(env, "EA_ALERT_COOLDOWN", 300.0, 0.0),
-            alert_group_by=tuple(n.strip() for n in env.get("EA_ALERT_GROUP_BY", "").split(",") if n.strip()),
         )
         for soft, hard in (("EA_TRAIN_SOFT_TIME_LIMIT", "EA_TRAIN_TIME_LIMIT"),
                            ("EA_TASK_SOFT_TIME_LIMIT", "EA_TASK_TIME_LIMIT")):

@@ -15,6 +15,7 @@ import logging
 from celery import Celery
 from kombu import Queue
 
+from vectorstore.connection import celery_transport_options
 from vectorstore.embedded import resolve_redis_url
 from vectorstore.settings import Settings, get_settings
 
@@ -40,16 +41,7 @@ def celery_config(settings: Settings) -> dict:
         log.warning("EA_TRAIN_TIME_LIMIT=%g s is not below EA_VISIBILITY_TIMEOUT=%d s: a training job still running "
                     "when the visibility timeout ends is delivered to a second worker", settings.train_time_limit,
                     settings.visibility_timeout)
-    transport = {
-        "visibility_timeout": settings.visibility_timeout,
-        # Queues live under the service's key prefix, so two deployments can share one Redis.
-        "global_keyprefix": f"{settings.key_prefix}celery:",
-        # kombu sweeps unacknowledged messages back to their queue every interval x throttle seconds
-        # (10 x 10 by default): with a short visibility timeout a crashed worker's job would still wait
-        # up to 100 s. Sweep every visibility_timeout / 10 (1 s to 100 s), each sweep a real scan.
-        "unacked_restore_interval": max(1, min(100, settings.visibility_timeout // 10)),
-        "unacked_restore_throttle": 1,
-    }
+    transport = celery_transport_options(settings)
     return {
         "broker_url": settings.broker_url or redis_url,
         "result_backend": settings.result_backend or redis_url,

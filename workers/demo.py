@@ -53,7 +53,7 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
         echo: where the narrative goes (the CLI prints it; tests collect it).
         progress: draw progress bars while jobs run.
     """
-    from anomaly import alerts
+    import alerts
     from anomaly.plot import plot_detection
     from anomaly.service import load_detector, reset_stream
     from anomaly.synthetic import synthetic_metrics

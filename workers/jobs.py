@@ -313,7 +313,7 @@ def score_series(name: str, series_id: str, timestamps: list[Any], values: list[
     ``name``, learning from them (state kept in Redis) and raising incidents.
 
     A batch is small and travels in the message (timestamps as ISO 8601 text or epoch numbers; ``None`` for a
-    missing value); the job's result is ``anomaly.service.score_points``'s.
+    missing value); the job's result is ``workers.scoring.score_series``'s.
     """
     return submit("ea.score_series", settings=settings, name=name, series_id=series_id,
                   timestamps=[_text_time(t) for t in timestamps], values=list(values), labels=labels)

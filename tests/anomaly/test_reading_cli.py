@@ -3,7 +3,6 @@ and --duplicates reach the library as ``read_options``."""
 
 from __future__ import annotations
 
-import inspect
 import json
 
 import numpy as np
@@ -11,7 +10,6 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from anomaly.detect import detect_file
 from anomaly.series import DUPLICATE_POLICIES
 from workers.cli import main
 from workers.commands.anomaly import DUPLICATES
@@ -34,8 +32,6 @@ def test_duplicates_choices_are_the_library_policies():
     assert "--timestamp-col" in out.output and "--value-col" in out.output and "keep|mean|last|error" in out.output
 
 
-@pytest.mark.xfail("read_options" not in inspect.signature(detect_file).parameters, strict=False,
-                   reason="detect_file does not take read_options yet (the lead is changing its signature)")
 def test_ea_detect_reads_with_the_options(tmp_path):
     path, out = tmp_path / "export.csv", tmp_path / "scores.csv"
     given = export(400)
@@ -53,61 +49,52 @@ def test_ea_detect_reads_with_the_options(tmp_path):
 
 
 @pytest.fixture
-def score_args(tmp_path, monkeypatch):
-    """`ea score` arguments for a new export of 40 rows (39 timestamps); ``calls`` records what reaches the
-    stream (the scoring itself is anomaly.service's, tested there)."""
-    import anomaly.service
+def score_args(tmp_path, model_name, settings):
+    """`ea score` arguments for a new export of 40 rows (39 timestamps), against a real detector in Redis."""
+    from anomaly.service import train_detector
 
-    calls = []
-
-    def score_points(name, series_id, timestamps, values, **_):
-        calls.append({"name": name, "series_id": series_id, "timestamps": timestamps, "values": values})
-        n = len(values)
-        return {"version": 1, "position": n, "scores": [0.0] * n, "is_anomaly": [0] * n, "notifications": 0,
-                "warming_up": False, "explanations": []}
-
-    monkeypatch.setattr(anomaly.service, "score_points", score_points)
+    history = tmp_path / "history.csv"
+    export(600, start=EPOCH - 60 * 600).to_csv(history, index=False)
+    train_detector(str(history), name=model_name, read_options={"timestamp_col": "Time", "value_col": "cpu"})
     path = tmp_path / "new.csv"
     export(40).to_csv(path, index=False)
-    args = ["score", "--model", "cpu", "--input", str(path), "--timestamp-col", "Time", "--value-col", "cpu"]
-    return args, calls
+    args = ["score", "--model", model_name, "--input", str(path), "--timestamp-col", "Time", "--value-col", "cpu"]
+    return args, model_name
 
 
-def test_ea_score_reads_with_the_options(score_args):
-    args, calls = score_args
-    given = export(40)
+def _stream_times(settings, model: str, series_id: str) -> np.ndarray:
+    from anomaly.service import _state_key
+    from vectorstore import ModelRegistry
+
+    raw = ModelRegistry(settings).client.hget(_state_key(settings, model, series_id), "times")
+    return np.frombuffer(raw, "<i8")
+
+
+def test_ea_score_reads_with_the_options(score_args, settings):
+    args, model = score_args
     kept = CliRunner().invoke(main, [*args, "--series-id", "a"])
     assert kept.exit_code == 0, kept.output
-    assert calls[-1]["series_id"] == "a" and calls[-1]["values"] == given["cpu"].tolist()  # one point per row
-    assert pd.Timestamp(calls[-1]["timestamps"][0]) == pd.Timestamp(EPOCH, unit="s", tz="UTC")  # not 1970
+    assert json.loads(kept.output.strip().splitlines()[-1])["rows"] == 40  # one point per row
+    times = _stream_times(settings, model, "a")
+    assert pd.Timestamp(int(times[0]), tz="UTC") == pd.Timestamp(EPOCH, unit="s", tz="UTC")  # not 1970
     collapsed = CliRunner().invoke(main, [*args, "--series-id", "b", "--duplicates", "last"])
     assert collapsed.exit_code == 0, collapsed.output
-    assert len(calls[-1]["values"]) == 39 and len(set(calls[-1]["timestamps"])) == 39
+    assert json.loads(collapsed.output.strip().splitlines()[-1])["rows"] == 39
+    assert len(set(_stream_times(settings, model, "b").tolist())) == 39
     refused = CliRunner().invoke(main, [*args, "--series-id", "c", "--duplicates", "error"])
     assert refused.exit_code == 2 and "InvalidSeries" in refused.output and "duplicate timestamps" in refused.output
     unknown = CliRunner().invoke(main, [*args, "--series-id", "d", "--duplicates", "first"])
     assert unknown.exit_code == 2 and "keep" in unknown.output
     default_names = CliRunner().invoke(main, [*args[:5], "--series-id", "e"])
     assert default_names.exit_code == 2 and "missing column 'timestamp'" in default_names.output
-    assert len(calls) == 2
 
 
-def test_ea_train_series_passes_read_options_to_the_job(monkeypatch):
-    import workers.jobs
-
-    sent = {}
-
-    class Handle:
-        id = "job-1"
-
-    def submit(task, **kwargs):
-        sent.update(kwargs, task=task)
-        return Handle()
-
-    monkeypatch.setattr(workers.jobs, "submit", submit)
-    run = CliRunner().invoke(main, ["train", "series", "--input", "/data/export.csv", "--name", "cpu", "--worker-paths",
-                                    "--embedding", "raw", "--timestamp-col", "Time", "--duplicates", "mean"])
+def test_ea_train_series_passes_read_options_to_the_job(celery_worker, tmp_path, model_name):
+    path = tmp_path / "export.csv"
+    export(400).to_csv(path, index=False)
+    run = CliRunner().invoke(main, ["train", "series", "--input", str(path), "--name", model_name, "--wait",
+                                    "--embedding", "raw", "--timestamp-col", "Time", "--value-col", "cpu",
+                                    "--duplicates", "mean"])
     assert run.exit_code == 0, run.output
-    assert sent["task"] == "ea.train_series" and sent["series"] == "/data/export.csv"
-    assert sent["read_options"] == {"timestamp_col": "Time", "value_col": "value", "duplicates": "mean"}
-    json.dumps(sent)  # a Celery message: JSON only
+    result = json.loads(run.output.strip().splitlines()[-1])
+    assert result["rows"] == 399  # the retried write averaged into one row: the options reached the worker

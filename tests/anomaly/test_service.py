@@ -14,10 +14,11 @@ from click.testing import CliRunner
 
 from anomaly import KnnDetector
 from anomaly.exceptions import InvalidSeries
-from anomaly.service import entity_outliers, score_points, train_detector
+from anomaly.service import score_points, train_detector
 from vectorstore import ModelRegistry
 from workers.cli import main
 from workers.jobs import submit
+from workers.scoring import entity_outliers
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,8 @@ def test_lasting_level_shift_is_one_incident(celery_worker, series_csv, model_na
     flagged, notified = _stream(model_name, "cpu-9", series_frame(values), TRAIN, step=250)
     assert flagged == [1500] and notified == 2  # firing, then resolved once it is the new normal
     # The notification explains itself: the anomalous window, its nearest earlier window, the score.
-    from anomaly.alerts import Notification
-    from anomaly.alerts.keys import AlertKeys
+    from alerts import Notification
+    from alerts.keys import AlertKeys
 
     entries = ModelRegistry(settings).client.xrange(AlertKeys(settings.key_prefix).outbox)
     notes = [Notification.from_json(f[b"n"]) for _, f in entries]
@@ -93,14 +94,14 @@ def test_lasting_level_shift_is_one_incident(celery_worker, series_csv, model_na
 
 def test_score_points_accepts_missing_values_and_rejects_bad_batches(series_csv, model_name, settings):
     train_detector(str(series_csv), name=model_name, train_until=TRAIN)
-    out = score_points(model_name, "s", ["2026-02-01 00:00", "2026-02-01 00:05"], [None, 1.0], alert=False)
+    out = score_points(model_name, "s", ["2026-02-01 00:00", "2026-02-01 00:05"], [None, 1.0])
     assert out["scores"][0] is None and out["is_anomaly"] == [0, 0] and out["warming_up"]
     with pytest.raises(InvalidSeries, match="infinite"):
-        score_points(model_name, "s", ["2026-02-01 00:10"], [float("inf")], alert=False)
+        score_points(model_name, "s", ["2026-02-01 00:10"], [float("inf")])
     with pytest.raises(InvalidSeries, match="timestamps"):
-        score_points(model_name, "s", ["2026-02-01 00:10"], [1.0, 2.0], alert=False)
+        score_points(model_name, "s", ["2026-02-01 00:10"], [1.0, 2.0])
     with pytest.raises(InvalidSeries, match="not after"):
-        score_points(model_name, "s", ["2026-01-31 00:00"], [1.0], alert=False)
+        score_points(model_name, "s", ["2026-01-31 00:00"], [1.0])
 
 
 def test_ea_detect_writes_scores_and_plot(series_csv, tmp_path):

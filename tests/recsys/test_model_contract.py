@@ -78,7 +78,7 @@ def _recall(recs: dict[str, list[str]], data: Data) -> float:
 
 def measure(client: RecommendationClient, data: Data, registry: ModelRegistry) -> dict[str, float]:
     """Every path's quality, measured as a user would get it."""
-    from anomaly.service import entity_outliers
+    from workers.scoring import entity_outliers
 
     users = sorted(data.truth)
     popular = client.recommend("nobody-knows-me", k=K + 1).items

@@ -311,7 +311,7 @@ def test_signing_key_client_refuses_unsigned_or_tampered_versions(trained_model,
 
 # -- webhooks -------------------------------------------------------------------------------------------
 def test_webhook_signatures_use_constant_time_comparison() -> None:
-    tree = ast.parse((ROOT / "anomaly" / "alerts" / "webhook.py").read_text())
+    tree = ast.parse((ROOT / "alerts" / "webhook.py").read_text())
     verify = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "verify_signature")
     calls = [_dotted(n.func) for n in ast.walk(verify) if isinstance(n, ast.Call)]
     assert "hmac.compare_digest" in calls
@@ -323,7 +323,7 @@ def test_webhook_signatures_use_constant_time_comparison() -> None:
 
 
 def test_webhook_secret_and_password_are_never_logged(settings, caplog) -> None:
-    from anomaly.alerts import Deliverer, IncidentPolicy, WebhookHook, observe
+    from alerts import Deliverer, IncidentPolicy, WebhookHook, observe
     from vectorstore import connect
 
     secret = "whs3cret-" + uuid.uuid4().hex
@@ -341,8 +341,7 @@ def test_webhook_secret_and_password_are_never_logged(settings, caplog) -> None:
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Failing)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    alert_settings = settings.with_(key_prefix=f"{settings.key_prefix}wh{uuid.uuid4().hex[:6]}:", alert_max_attempts=2,
-                                    alert_backoff=0.01, alert_backoff_max=0.02)
+    alert_settings = settings.with_(key_prefix=f"{settings.key_prefix}wh{uuid.uuid4().hex[:6]}:")
     client = connect(alert_settings)
     caplog.set_level(logging.DEBUG)
     try:
@@ -352,7 +351,8 @@ def test_webhook_secret_and_password_are_never_logged(settings, caplog) -> None:
                  WebhookHook(f"http://ops:{password}@127.0.0.1:1/refused", secret, name="refused")]
         observe("cpu", [1, 2], [5.0, 0.0], 1.0, policy=IncidentPolicy(for_points=1, clear_points=1, cooldown=0),
                 model="m", model_version="1", settings=alert_settings, client=client)
-        stats = Deliverer(hooks, settings=alert_settings, client=client).drain(20)
+        stats = Deliverer(hooks, settings=alert_settings, client=client, max_attempts=2, backoff=0.01,
+                          backoff_max=0.02).drain(20)
         assert stats.dead >= 1  # failures happened, and were logged
         texts = [caplog.text] + [repr(h) for h in hooks]
         for key in client.scan_iter(f"{alert_settings.key_prefix}*"):

@@ -29,9 +29,11 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from anomaly.alerts import Deliverer, IncidentPolicy, WebhookHook, observe, sign, verify_signature
+from alerts import AlertSettings, Deliverer, IncidentPolicy, WebhookHook, observe, sign, verify_signature
 from vectorstore import Settings, connect
 
+#: Quick retries, so that tests of retried deliveries stay short.
+RETRY = AlertSettings(max_attempts=8, backoff=0.05, backoff_max=0.1)
 SECRET = "s3cret-" + uuid.uuid4().hex
 
 
@@ -91,8 +93,7 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture
 def outbox(settings: Settings):
-    alert_settings = settings.with_(key_prefix=f"{settings.key_prefix}wr{uuid.uuid4().hex[:6]}:",
-                                    alert_max_attempts=8, alert_backoff=0.05, alert_backoff_max=0.1)
+    alert_settings = settings.with_(key_prefix=f"{settings.key_prefix}wr{uuid.uuid4().hex[:6]}:")
     client = connect(alert_settings)
     yield alert_settings, client
     client.close()
@@ -104,7 +105,7 @@ def _fire(alert_settings: Settings, client, key: str = "cpu") -> None:
 
 
 def _deliver(alert_settings: Settings, client, url: str):
-    return Deliverer([WebhookHook(url, SECRET)], settings=alert_settings, client=client).drain(20)
+    return Deliverer([WebhookHook(url, SECRET)], settings=alert_settings, client=client, alert_settings=RETRY).drain(20)
 
 
 def _send_again(url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -227,7 +228,7 @@ def test_a_sender_ten_minutes_off_the_receivers_clock_delivers_at_once(skew_s: f
     alert_settings, client = outbox
     _fire(alert_settings, client)
     hook = WebhookHook(receiver.url, SECRET)
-    stats = Deliverer([hook], settings=alert_settings, client=client).drain(20)
+    stats = Deliverer([hook], settings=alert_settings, client=client, alert_settings=RETRY).drain(20)
     assert stats.dead == 0 and stats.delivered == 2 and len(receiver.processed) == 2, stats
     assert client.xlen(f"{alert_settings.key_prefix}alerts:dead") == 0
     assert [status for *_, status in receiver.requests] == [401, 200, 200]  # one refusal, then its clock
@@ -251,6 +252,6 @@ def test_a_clock_within_the_window_is_not_touched(receiver: Receiver, outbox) ->
     alert_settings, client = outbox
     _fire(alert_settings, client)
     hook = WebhookHook(receiver.url, SECRET)
-    Deliverer([hook], settings=alert_settings, client=client).drain(20)
+    Deliverer([hook], settings=alert_settings, client=client, alert_settings=RETRY).drain(20)
     assert [status for *_, status in receiver.requests] == [200, 200] and hook.clock_offset == 0
     assert json.loads(receiver.requests[0][0])["state"] == "firing"

@@ -72,10 +72,12 @@ def test_wrong_redis_password_is_one_line(redis_url: str) -> None:
     assert "wrong" not in line
 
 
-@pytest.mark.parametrize(("variable", "value"), [("EA_SOCKET_TIMEOUT", "abc"), ("EA_KEEP_VERSIONS", "two"),
-                                                 ("EA_ALERT_WEBHOOK_FORMAT", "xml"), ("EA_REDIS_URL", "localhost")])
-def test_bad_settings_name_the_variable(variable: str, value: str) -> None:
-    one_line_error(ea("jobs", env={variable: value}), "ConfigurationError", variable)
+@pytest.mark.parametrize(("variable", "value", "command"), [
+    ("EA_SOCKET_TIMEOUT", "abc", "jobs"), ("EA_KEEP_VERSIONS", "two", "jobs"), ("EA_REDIS_URL", "localhost", "jobs"),
+    ("EA_ALERT_WEBHOOK_FORMAT", "xml", "alerts hooks"),  # alerting settings are read by what alerts
+])
+def test_bad_settings_name_the_variable(variable: str, value: str, command: str) -> None:
+    one_line_error(ea(*command.split(), env={variable: value}), "ConfigurationError", variable)
 
 
 def test_unknown_detector_parameter_lists_the_accepted_ones(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def alerts_group() -> None:
 
 
 def _hooks(webhook: tuple[str, ...], secret: str | None, fmt: str, files: tuple[str, ...]) -> list:
-    from anomaly.alerts import JsonLinesHook, WebhookHook, registered_hooks
+    from alerts import JsonLinesHook, WebhookHook, registered_hooks
 
     hooks = {h.name: h for h in registered_hooks()}
     for url in webhook:
@@ -51,7 +51,7 @@ def run(webhook, secret, fmt, files, consumer, batch) -> None:
 
     It delivers to every hook registered in Redis (picking up changes as they come) and to its own.
     """
-    from anomaly.alerts import Deliverer
+    from alerts import Deliverer
 
     deliverer = Deliverer(_hooks(webhook, secret, fmt, files), consumer=consumer, batch=batch)
     stop = threading.Event()
@@ -74,7 +74,7 @@ def run(webhook, secret, fmt, files, consumer, batch) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def tail_cmd(last, follow, as_json) -> None:
     """Show notifications as they are delivered."""
-    from anomaly.alerts import tail
+    from alerts import tail
 
     stop = threading.Event()
     if not follow:
@@ -97,7 +97,7 @@ def tail_cmd(last, follow, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def dead(count, as_json) -> None:
     """List dead letters: deliveries given up (4xx, too many failures, disabled hook)."""
-    from anomaly.alerts import dead_letters
+    from alerts import dead_letters
 
     letters = dead_letters(count)
     for x in letters:
@@ -116,7 +116,7 @@ def dead(count, as_json) -> None:
 @click.option("--all", "all_", is_flag=True, help="Requeue every dead letter.")
 def retry(ids, all_) -> None:
     """Send dead letters IDS (or --all) back to the outbox, each for the hook that failed."""
-    from anomaly.alerts import requeue
+    from alerts import requeue
 
     if not ids and not all_:
         raise click.UsageError("give dead-letter IDS or --all")
@@ -134,7 +134,7 @@ def hooks_group(ctx: click.Context, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from anomaly.alerts import disabled_hooks, registered_hooks, shared_hooks
+    from alerts import disabled_hooks, registered_hooks, shared_hooks
 
     gone = disabled_hooks()
     shared = shared_hooks()
@@ -168,7 +168,7 @@ def hooks_group(ctx: click.Context, as_json: bool) -> None:
 @click.option("--format", "fmt", type=click.Choice(["native", "alertmanager"]), default="native", show_default=True)
 def hooks_add(name: str, url: str, secret: str | None, fmt: str) -> None:
     """Register webhook NAME in Redis: every consumer delivers to it from now on (replaces one of that name)."""
-    from anomaly.alerts import add_hook
+    from alerts import add_hook
 
     if secret == "-":
         secret = click.get_text_stream("stdin").readline().strip() or None
@@ -180,7 +180,7 @@ def hooks_add(name: str, url: str, secret: str | None, fmt: str) -> None:
 @click.argument("name")
 def hooks_remove(name: str) -> None:
     """Unregister hook NAME: consumers stop delivering to it."""
-    from anomaly.alerts import remove_hook
+    from alerts import remove_hook
 
     remove_hook(name)
     click.echo(f"{name}: removed")
@@ -190,7 +190,7 @@ def hooks_remove(name: str) -> None:
 @click.argument("name")
 def enable(name) -> None:
     """Re-enable hook NAME after its endpoint is back (then `ea alerts retry --all`)."""
-    from anomaly.alerts import enable_hook
+    from alerts import enable_hook
 
     click.echo(f"{name}: {'enabled' if enable_hook(name) else 'was not disabled'}")
 
@@ -198,7 +198,7 @@ def enable(name) -> None:
 @alerts_group.command("status")
 def status() -> None:
     """Outbox counts: undelivered, pending, retrying, dead, and the consumers."""
-    from anomaly.alerts import outbox_status
+    from alerts import outbox_status
 
     click.echo(json.dumps(outbox_status(), indent=2))
 
@@ -207,7 +207,7 @@ def status() -> None:
 @click.option("--key", default="ea-test", show_default=True, help="Series name of the synthetic incident.")
 def test_cmd(key) -> None:
     """Queue a synthetic firing alert (label test=true) to check consumers and hooks end to end."""
-    from anomaly.alerts import send_test
+    from alerts import send_test
 
     note = send_test(key)
     click.echo(f"queued {note.id}: a running `ea alerts run` delivers it (watch with `ea alerts tail`)")

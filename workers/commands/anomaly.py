@@ -108,10 +108,11 @@ def train_series(input_csv, name, train_until, embedding, params, series_id, wai
 def score(name, series_id, input_csv, timestamp_col, value_col, duplicates) -> None:
     """Score new points of a stream with a published detector (state kept in Redis), raising incidents."""
     from anomaly.series import read_one_series
-    from anomaly.service import score_points
+
+    from ..scoring import score_series
 
     series = read_one_series(input_csv, **_read_options(timestamp_col, value_col, duplicates))
-    out = score_points(name, series_id, [t.isoformat() for t in series.timestamps], series.values.tolist())
+    out = score_series(name, series_id, [t.isoformat() for t in series.timestamps], series.values.tolist())
     click.echo(json.dumps({"model": name, "version": out["version"], "series_id": series_id, "rows": len(series),
                            "anomalies": int(sum(out["is_anomaly"])), "notifications": out["notifications"],
                            "warming_up": out["warming_up"], "position": out["position"],
@@ -126,7 +127,7 @@ def score(name, series_id, input_csv, timestamp_col, value_col, duplicates) -> N
 @click.option("--json", "as_json", is_flag=True)
 def outliers(name, kind, k, top, as_json) -> None:
     """List the users or items farthest from their nearest peers in a graph model's embedding space."""
-    from anomaly.service import entity_outliers
+    from ..scoring import entity_outliers
 
     df = entity_outliers(name, kind, k=k)
     if as_json:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from anomaly.alerts import Deliverer
+from alerts import Deliverer
 
 from ..app import app
 

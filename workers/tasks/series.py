@@ -43,9 +43,9 @@ def score_series(name: str, series_id: str, timestamps: list[Any], values: list[
     When the batch changed an incident's state, an ``ea.alerts_deliver`` job goes to the ``alerts`` queue,
     so a deployment with only Celery workers delivers without a separate consumer process.
     """
-    from anomaly.service import score_points
+    from ..scoring import score_series as score_and_alert
 
-    result = score_points(name, series_id, timestamps, values, labels=labels)
+    result = score_and_alert(name, series_id, timestamps, values, labels=labels)
     if result["notifications"]:
         app.send_task("ea.alerts_deliver")
     return result

@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from anomaly.alerts import (
+from alerts import (
+    AlertSettings,
     CallableHook,
     CeleryTaskHook,
     Deliverer,
@@ -23,7 +24,7 @@ from anomaly.alerts import (
     unregister,
     verify_signature,
 )
-from anomaly.alerts.hooks import Hook
+from alerts.hooks import Hook
 from workers.app import app
 
 ONE_POINT = IncidentPolicy(for_points=1, clear_points=1, cooldown=0, group_by=("service",))
@@ -89,15 +90,14 @@ def test_json_lines_hook(alert_settings, alert_client, tmp_path):
 
 
 def test_hooks_from_code_and_settings(alert_settings, tmp_path):
-    s = alert_settings.with_(alert_webhook_url="http://127.0.0.1:9/x", alert_webhook_secret="k",
-                             alert_file=tmp_path / "a.jsonl")
+    s = AlertSettings(webhook_url="http://127.0.0.1:9/x", webhook_secret="k", file=tmp_path / "a.jsonl")
     hook = register(lambda note: None)
     try:
         kinds = sorted(type(h).__name__ for h in registered_hooks(s))
         assert kinds == ["CallableHook", "JsonLinesHook", "WebhookHook"]
     finally:
         unregister(hook)
-    assert registered_hooks(alert_settings) == []
+    assert registered_hooks(AlertSettings()) == []
 
 
 _received: list[dict] = []
@@ -127,7 +127,7 @@ def test_hook_base_is_abstract():
 
 
 def _incident():
-    from anomaly.alerts import Incident
+    from alerts import Incident
 
     return Incident("inc_x", "f" * 16, "series", "cpu", "1970-01-01T00:00:01Z", None, 2.0,
                     "1970-01-01T00:00:01Z", 1.0)

@@ -20,7 +20,7 @@ are sent only when a secret is configured.
 
 Answers: 2xx is success; 5xx, 408, 429, timeouts and connection errors are retried, and so is 401 (a
 signature refused while a secret is being rotated); 410 disables the hook
-(:class:`~anomaly.exceptions.HookDisabled`); other 4xx and redirects are permanent failures. **Clocks:** a
+(:class:`~alerts.exceptions.HookDisabled`); other 4xx and redirects are permanent failures. **Clocks:** a
 401 or 403 whose ``Date`` header shows the receiver's clock more than :data:`CLOCK_STEP_S` seconds from
 ours is a timestamp refused for being outside the receiver's window: the hook adopts the receiver's clock
 for its timestamps (logged) and sends again at once, freshly signed, so a sender whose clock is ahead or
@@ -51,7 +51,7 @@ from typing import Any, Literal
 
 from vectorstore.connection import redact_url
 
-from ..exceptions import DeliveryError, HookDisabled, HookError
+from .exceptions import DeliveryError, HookDisabled, HookError
 from .hooks import Hook
 from .incidents import Notification
 

@@ -2,7 +2,7 @@
 
 ::
 
-    from anomaly import alerts
+    import alerts
 
     alerts.add_hook("oncall", "https://hooks.example/ea", secret="s3cret")   # every consumer delivers to it
     alerts.register(alerts.JsonLinesHook("/var/log/ea-alerts.jsonl"))      # this process's consumers only
@@ -13,13 +13,22 @@
 notification per state change to a Redis Stream; :class:`Deliverer` consumers deliver them to every hook
 registered in Redis (:func:`add_hook`, shared by all consumers) and to their own, at least once, with
 retries, re-claiming and dead letters. Receivers check :func:`verify_signature` and
-deduplicate on the ``Idempotency-Key`` header. Errors are in :mod:`anomaly.exceptions`
-(``AlertError`` and below).
+deduplicate on the ``Idempotency-Key`` header. Errors are in :mod:`alerts.exceptions` (``AlertError`` and
+below); settings (``EA_ALERT_*``) in :class:`AlertSettings`. This package depends on :mod:`vectorstore`
+only: the service's scoring (``workers``) feeds it.
 """
 
-from ..exceptions import AlertError, DeadLetterNotFound, DeliveryError, HookDisabled, HookError, HookNotFound
 from .delivery import Deliverer, DeliveryStats, backoff_delay
-from .hooks import CallableHook, CeleryTaskHook, Hook, JsonLinesHook, register, registered_hooks, unregister
+from .exceptions import (
+    AlertError,
+    DeadLetterNotFound,
+    DeliveryError,
+    HookDisabled,
+    HookError,
+    HookNotFound,
+    InvalidAlertSetting,
+)
+from .hooks import CallableHook, CeleryTaskHook, Hook, JsonLinesHook
 from .incidents import Incident, IncidentPolicy, Notification, forget, observe, open_incidents
 from .outbox import (
     DeadLetter,
@@ -32,11 +41,14 @@ from .outbox import (
     send_test,
     tail,
 )
+from .registry import register, registered_hooks, unregister
+from .settings import AlertSettings, get_alert_settings
 from .shared import SharedHook, add_hook, remove_hook, shared_hooks
 from .webhook import WebhookHook, alertmanager_body, sign, verify_signature
 
 __all__ = [
-    "AlertError", "CallableHook", "CeleryTaskHook", "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
+    "AlertError", "AlertSettings", "InvalidAlertSetting", "get_alert_settings", "CallableHook", "CeleryTaskHook",
+    "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
     "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "HookNotFound", "Incident",
     "IncidentPolicy", "JsonLinesHook", "Notification", "SharedHook", "WebhookHook", "add_hook",
     "alertmanager_body", "backoff_delay", "dead_letters", "disabled_hooks", "enable_hook", "forget", "observe",

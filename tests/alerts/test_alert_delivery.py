@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from anomaly.alerts import (
+from alerts import (
     CallableHook,
     DeadLetterNotFound,
     Deliverer,
@@ -134,7 +134,7 @@ def test_a_consumer_killed_mid_delivery_loses_nothing(alert_settings, alert_clie
     receiver.answer = answer
     notes = fire(alert_settings, alert_client, 2)
     script = textwrap.dedent(f"""
-        from anomaly.alerts import Deliverer, WebhookHook
+        from alerts import Deliverer, WebhookHook
         from vectorstore.settings import get_settings
         s = get_settings().with_(key_prefix={alert_settings.key_prefix!r})
         Deliverer([WebhookHook({receiver.url!r})], settings=s, min_idle=0.3, consumer="victim").run()
@@ -153,7 +153,7 @@ def test_a_consumer_killed_mid_delivery_loses_nothing(alert_settings, alert_clie
 
 
 def test_no_hooks_is_an_error_or_leaves_the_outbox_alone(alert_settings, alert_client):
-    from anomaly.alerts import AlertError, outbox_status
+    from alerts import AlertError, outbox_status
 
     with pytest.raises(AlertError, match="no alert hooks"):
         Deliverer([], shared=False, settings=alert_settings, client=alert_client)

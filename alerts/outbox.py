@@ -1,7 +1,7 @@
 """Operating the outbox: dead letters and requeueing, disabled hooks, status, and the delivered log.
 
 These are the functions behind ``ea alerts dead|retry|hooks|enable|status|tail|test``; the delivery itself is
-:mod:`anomaly.alerts.delivery`.
+:mod:`alerts.delivery`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import redis
 from vectorstore.connection import connect
 from vectorstore.settings import Settings, get_settings
 
-from ..exceptions import DeadLetterNotFound
+from .exceptions import DeadLetterNotFound
 from .incidents import Incident, Notification
 from .keys import GROUP, AlertKeys
 

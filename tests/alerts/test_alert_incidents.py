@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
-from anomaly.alerts import IncidentPolicy, Notification, observe, open_incidents
-from anomaly.alerts.keys import AlertKeys
-from anomaly.exceptions import InvalidParameter
+from alerts import IncidentPolicy, Notification, observe, open_incidents
+from alerts.exceptions import InvalidAlertSetting
+from alerts.keys import AlertKeys
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 POLICY = IncidentPolicy(for_points=3, clear_points=4, cooldown=600, group_by=("service",))
@@ -112,13 +112,13 @@ def test_entities_numeric_timestamps_and_bad_input(alert_settings, alert_client)
     kw = {"settings": alert_settings, "client": alert_client, "policy": POLICY}
     notes = observe("user-1", [10, 11, 12], [5, 5, 5], 1.0, kind="entity", **kw)
     assert notes[0].incident.kind == "entity" and notes[0].incident.start == "1970-01-01T00:00:10Z"
-    with pytest.raises(InvalidParameter):
+    with pytest.raises(InvalidAlertSetting):
         observe("x", [1, 2], [1.0], 1.0, **kw)
-    with pytest.raises(InvalidParameter):
+    with pytest.raises(InvalidAlertSetting):
         observe("x", ["yesterday"], [1.0], 1.0, **kw)
-    with pytest.raises(InvalidParameter):
+    with pytest.raises(InvalidAlertSetting):
         observe("x", [1], [1.0], float("nan"), **kw)
-    with pytest.raises(InvalidParameter):
+    with pytest.raises(InvalidAlertSetting):
         observe("x", [1], [1.0], 1.0, kind="table", **kw)
 
 

@@ -4,12 +4,12 @@ A hook has a stable ``name`` (delivery is tracked per notification and hook name
 is never repeated when another is retried) and a ``deliver(notification)`` method that returns on success
 and raises:
 
-* :class:`~anomaly.exceptions.HookError` for a failure worth retrying (any other exception counts as one);
-* :class:`~anomaly.exceptions.DeliveryError` for a permanent failure (dead-lettered at once);
-* :class:`~anomaly.exceptions.HookDisabled` when the endpoint is gone (the hook is disabled).
+* :class:`~alerts.exceptions.HookError` for a failure worth retrying (any other exception counts as one);
+* :class:`~alerts.exceptions.DeliveryError` for a permanent failure (dead-lettered at once);
+* :class:`~alerts.exceptions.HookDisabled` when the endpoint is gone (the hook is disabled).
 
 Hooks are registered in code (:func:`register`) or by settings: ``EA_ALERT_WEBHOOK_URL`` (+ ``_SECRET``,
-``_FORMAT``) adds a :class:`~anomaly.alerts.webhook.WebhookHook`, ``EA_ALERT_FILE`` a :class:`JsonLinesHook`.
+``_FORMAT``) adds a :class:`~alerts.webhook.WebhookHook`, ``EA_ALERT_FILE`` a :class:`JsonLinesHook`.
 """
 
 from __future__ import annotations
@@ -20,13 +20,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vectorstore.connection import celery_transport_options
 from vectorstore.embedded import resolve_redis_url
 from vectorstore.settings import Settings, get_settings
 
-from ..exceptions import HookError
+from .exceptions import HookError
 from .incidents import Notification
 
-__all__ = ["CallableHook", "CeleryTaskHook", "Hook", "JsonLinesHook", "register", "registered_hooks", "unregister"]
+__all__ = ["CallableHook", "CeleryTaskHook", "Hook", "JsonLinesHook"]
 
 
 class Hook:
@@ -44,7 +45,7 @@ class Hook:
 
 class CallableHook(Hook):
     """Calls ``fn(notification)`` in the delivery consumer; any exception it raises is retried, except a
-    :class:`~anomaly.exceptions.DeliveryError` (dead-lettered at once)."""
+    :class:`~alerts.exceptions.DeliveryError` (dead-lettered at once)."""
 
     def __init__(self, fn: Callable[[Notification], Any], *, name: str | None = None) -> None:
         self.fn = fn
@@ -110,14 +111,13 @@ class CeleryTaskHook(Hook):
                 from celery import Celery
 
                 settings = self._settings or get_settings()
-                # Must match workers.app's transport options, or the message lands in another queue key.
-                transport = {"global_keyprefix": f"{settings.key_prefix}celery:",
-                             "visibility_timeout": settings.visibility_timeout}
                 self._app = Celery("ea-alerts-producer", set_as_current=False)
+                # The service's broker and transport options (one builder for workers.app and this hook),
+                # or the message would land in another queue key.
                 self._app.conf.update(
                     broker_url=settings.broker_url or resolve_redis_url(settings),
-                    broker_transport_options=transport, task_serializer="json", accept_content=["json"],
-                    broker_connection_retry_on_startup=True,
+                    broker_transport_options=celery_transport_options(settings), task_serializer="json",
+                    accept_content=["json"], broker_connection_retry_on_startup=True,
                 )
             return self._app
 
@@ -127,42 +127,3 @@ class CeleryTaskHook(Hook):
                                       serializer="json", task_id=f"{notification.id}")
         except Exception as exc:  # broker down, timeout: retried by the outbox
             raise HookError(f"cannot send task {self.task_name}: {type(exc).__name__}") from exc
-
-
-# --- the registry ---------------------------------------------------------------------------------------
-
-_registry: dict[str, Hook] = {}
-_registry_lock = threading.Lock()
-
-
-def register(hook: Hook | Callable[[Notification], Any]) -> Hook:
-    """Register a hook for this process's delivery consumers (a plain callable is wrapped in
-    :class:`CallableHook`). A hook with the same name replaces the previous one. Returns the hook."""
-    if not isinstance(hook, Hook):
-        hook = CallableHook(hook)
-    with _registry_lock:
-        _registry[hook.name] = hook
-    return hook
-
-
-def unregister(hook: Hook | str) -> None:
-    """Remove a hook (or the hook of that name) from the registry; unknown names are ignored."""
-    with _registry_lock:
-        _registry.pop(hook if isinstance(hook, str) else hook.name, None)
-
-
-def registered_hooks(settings: Settings | None = None) -> list[Hook]:
-    """The hooks registered in code plus those configured by ``EA_ALERT_WEBHOOK_URL`` / ``EA_ALERT_FILE``."""
-    from .webhook import WebhookHook
-
-    settings = settings or get_settings()
-    with _registry_lock:
-        hooks = dict(_registry)
-    if settings.alert_webhook_url:
-        hook = WebhookHook(settings.alert_webhook_url, settings.alert_webhook_secret,
-                           format=settings.alert_webhook_format)
-        hooks.setdefault(hook.name, hook)
-    if settings.alert_file:
-        hook = JsonLinesHook(settings.alert_file)
-        hooks.setdefault(hook.name, hook)
-    return list(hooks.values())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from anomaly.alerts import IncidentPolicy, observe
+from alerts import IncidentPolicy, observe
 from workers.commands.alerts import alerts_group
 
 ONE_POINT = IncidentPolicy(for_points=1, clear_points=1, cooldown=0)
@@ -48,7 +48,7 @@ def test_run_tail_dead_retry_enable(alert_settings, alert_client, receiver, tmp_
     assert "requeued 1 dead letter" in invoke(s, "retry", "--all")
     assert "no dead letters" in invoke(s, "dead")
     receiver.answer = lambda n, key: 200
-    from anomaly.alerts import Deliverer, WebhookHook
+    from alerts import Deliverer, WebhookHook
 
     Deliverer([WebhookHook(receiver.url)], settings=s, client=alert_client).drain(10)
     lines = invoke(s, "tail", "--no-follow").splitlines()
@@ -64,7 +64,7 @@ def test_retry_needs_ids_or_all(alert_settings):
 def test_tail_follows_new_deliveries(alert_settings, alert_client):
     import threading
 
-    from anomaly.alerts import CallableHook, Deliverer, tail
+    from alerts import CallableHook, Deliverer, tail
 
     s, seen, stop = alert_settings, [], threading.Event()
 
@@ -86,7 +86,7 @@ def test_tail_follows_new_deliveries(alert_settings, alert_client):
 
 
 def test_test_alert_goes_through_the_hooks(alert_settings, alert_client, tmp_path: Path):
-    from anomaly.alerts import Deliverer, JsonLinesHook
+    from alerts import Deliverer, JsonLinesHook
 
     out = invoke(alert_settings, "test", "--key", "smoke")
     path = tmp_path / "a.jsonl"

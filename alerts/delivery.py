@@ -37,10 +37,12 @@ import redis
 from vectorstore.connection import connect
 from vectorstore.settings import Settings, get_settings
 
-from ..exceptions import AlertError, DeliveryError, HookDisabled, HookError
-from .hooks import Hook, registered_hooks
+from .exceptions import AlertError, DeliveryError, HookDisabled, HookError
+from .hooks import Hook
 from .incidents import Notification
 from .keys import GROUP, AlertKeys
+from .registry import registered_hooks
+from .settings import AlertSettings, get_alert_settings
 from .shared import load_shared_hooks, shared_hooks_version
 
 __all__ = ["DeliveryStats", "Deliverer", "backoff_delay"]
@@ -83,7 +85,7 @@ class Deliverer:
 
     Args:
         hooks: this consumer's own hooks; by default :func:`registered_hooks` (code + ``EA_ALERT_*`` settings).
-        shared: also deliver to the hooks registered in Redis (:mod:`anomaly.alerts.shared`), which every
+        shared: also deliver to the hooks registered in Redis (:mod:`alerts.shared`), which every
             consumer shares; they are re-read whenever they change.
         consumer: this consumer's name in the group (default: host, pid and a random suffix).
         max_attempts, backoff, backoff_max, min_idle: default to the ``EA_ALERT_*`` settings.
@@ -102,10 +104,11 @@ class Deliverer:
     def __init__(self, hooks: Sequence[Hook] | None = None, *, shared: bool = True, settings: Settings | None = None,
                  client: redis.Redis | None = None, consumer: str | None = None, max_attempts: int | None = None,
                  backoff: float | None = None, backoff_max: float | None = None, min_idle: float | None = None,
-                 batch: int = 10, seed: int | None = None) -> None:
+                 batch: int = 10, seed: int | None = None, alert_settings: AlertSettings | None = None) -> None:
         self.settings = settings or get_settings()
+        config = alert_settings or get_alert_settings()
         self.client = client or connect(self.settings)
-        self.own_hooks = list(registered_hooks(self.settings) if hooks is None else hooks)
+        self.own_hooks = list(registered_hooks(config) if hooks is None else hooks)
         self.shared = shared
         if not self.own_hooks and not shared:
             raise AlertError("no alert hooks configured: register() one or set EA_ALERT_WEBHOOK_URL/EA_ALERT_FILE")
@@ -114,10 +117,10 @@ class Deliverer:
         self._shared_version: object = _UNREAD
         self._refresh_hooks()
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.max_attempts = max_attempts or self.settings.alert_max_attempts
-        self.backoff = self.settings.alert_backoff if backoff is None else backoff
-        self.backoff_max = self.settings.alert_backoff_max if backoff_max is None else backoff_max
-        self.min_idle = self.settings.alert_min_idle if min_idle is None else min_idle
+        self.max_attempts = max_attempts or config.max_attempts
+        self.backoff = config.backoff if backoff is None else backoff
+        self.backoff_max = config.backoff_max if backoff_max is None else backoff_max
+        self.min_idle = config.min_idle if min_idle is None else min_idle
         self.batch = batch
         self.stats = DeliveryStats()
         self._rng = random.Random(seed)

@@ -17,7 +17,7 @@ from _processes import started
 from celery import Celery
 from click.testing import CliRunner
 
-from anomaly.alerts import send_test, shared_hooks, verify_signature
+from alerts import send_test, shared_hooks, verify_signature
 from workers.app import celery_config
 from workers.commands.alerts import alerts_group
 

@@ -37,8 +37,9 @@ import redis
 from vectorstore.connection import connect
 from vectorstore.settings import Settings, get_settings
 
-from ..exceptions import InvalidParameter
+from .exceptions import InvalidAlertSetting
 from .keys import AlertKeys
+from .settings import AlertSettings, get_alert_settings
 
 __all__ = ["Incident", "IncidentPolicy", "Notification", "forget", "observe", "open_incidents"]
 
@@ -70,15 +71,15 @@ class IncidentPolicy:
 
     def __post_init__(self) -> None:
         if self.for_points < 1 or self.clear_points < 1:
-            raise InvalidParameter("for_points and clear_points must be >= 1")
+            raise InvalidAlertSetting("for_points and clear_points must be >= 1")
         if not self.cooldown >= 0:
-            raise InvalidParameter(f"cooldown={self.cooldown} must be >= 0")
+            raise InvalidAlertSetting(f"cooldown={self.cooldown} must be >= 0")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> IncidentPolicy:
+    def from_settings(cls, settings: AlertSettings | None = None) -> IncidentPolicy:
         """The policy of the ``EA_ALERT_FOR_POINTS/_CLEAR_POINTS/_COOLDOWN/_GROUP_BY`` settings."""
-        return cls(settings.alert_for_points, settings.alert_clear_points, settings.alert_cooldown,
-                   tuple(settings.alert_group_by))
+        settings = settings or get_alert_settings()
+        return cls(settings.for_points, settings.clear_points, settings.cooldown, tuple(settings.group_by))
 
 
 @dataclass(frozen=True)
@@ -185,21 +186,21 @@ def observe(
         The notifications appended to the outbox, in order.
 
     Raises:
-        InvalidParameter: lengths differ, a timestamp cannot be read, the threshold is not finite,
+        InvalidAlertSetting: lengths differ, a timestamp cannot be read, the threshold is not finite,
             or ``kind`` is unknown.
     """
     if kind not in ("series", "entity"):
-        raise InvalidParameter(f"kind={kind!r} must be 'series' or 'entity'")
+        raise InvalidAlertSetting(f"kind={kind!r} must be 'series' or 'entity'")
     threshold = float(threshold)
     if not math.isfinite(threshold):
-        raise InvalidParameter(f"threshold={threshold} must be finite")
+        raise InvalidAlertSetting(f"threshold={threshold} must be finite")
     ts = [_epoch(t) for t in timestamps]
     sc = [float(s) for s in scores]
     if len(ts) != len(sc):
-        raise InvalidParameter(f"{len(ts)} timestamps but {len(sc)} scores")
+        raise InvalidAlertSetting(f"{len(ts)} timestamps but {len(sc)} scores")
     points = sorted(zip(ts, sc))
     settings = settings or get_settings()
-    policy = policy or IncidentPolicy.from_settings(settings)
+    policy = policy or IncidentPolicy.from_settings()
     client = client or connect(settings)
     keys = AlertKeys(settings.key_prefix)
     context = {
@@ -344,13 +345,13 @@ def _epoch(value: Any) -> float:
         try:
             return _epoch(datetime.fromisoformat(value.replace("Z", "+00:00")))
         except ValueError:
-            raise InvalidParameter(f"timestamp {value!r} is not ISO 8601") from None
+            raise InvalidAlertSetting(f"timestamp {value!r} is not ISO 8601") from None
     try:
         out = float(value)
     except (TypeError, ValueError):
-        raise InvalidParameter(f"timestamp {value!r} is not a datetime, ISO string or number") from None
+        raise InvalidAlertSetting(f"timestamp {value!r} is not a datetime, ISO string or number") from None
     if not math.isfinite(out):
-        raise InvalidParameter(f"timestamp {value!r} is not finite")
+        raise InvalidAlertSetting(f"timestamp {value!r} is not finite")
     return out
 
 

@@ -5,7 +5,7 @@ consumer and every ``alerts`` worker of the deployment, whichever of them reads 
 to the hooks of its own options and environment. Consumers notice a change through a version counter they
 read before each batch, so a hook added before a notification is appended receives it.
 
-Each hook is one field of a hash (see :mod:`anomaly.alerts.keys`): ``{"kind": "webhook", "url", "secret",
+Each hook is one field of a hash (see :mod:`alerts.keys`): ``{"kind": "webhook", "url", "secret",
 "format", "added_at"}``. The secret is kept in Redis for the consumers to sign with; it is never returned by
 :func:`shared_hooks` nor shown by ``ea alerts hooks`` (protect Redis with a password, as the compose file
 does).
@@ -24,7 +24,7 @@ import redis
 from vectorstore.connection import redact_url
 from vectorstore.settings import Settings
 
-from ..exceptions import HookNotFound, InvalidParameter
+from .exceptions import HookNotFound, InvalidAlertSetting
 from .hooks import Hook
 from .keys import AlertKeys
 from .outbox import _ctx
@@ -59,15 +59,15 @@ def add_hook(name: str, url: str, *, secret: str | None = None,
         format: ``"native"`` or ``"alertmanager"``.
 
     Raises:
-        InvalidParameter: a bad name, URL or format (nothing is registered).
+        InvalidAlertSetting: a bad name, URL or format (nothing is registered).
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise InvalidParameter(f"hook name {name!r} must be 1-64 letters, digits or _.:@- (starting with a letter "
+        raise InvalidAlertSetting(f"hook name {name!r} must be 1-64 letters, digits or _.:@- (starting with a letter "
                                "or digit)")
     try:
         WebhookHook(url, secret, format=format, name=name)  # validates the URL and the format
     except ValueError as exc:
-        raise InvalidParameter(str(exc)) from None
+        raise InvalidAlertSetting(str(exc)) from None
     keys, client = _ctx(settings, client)
     spec = {"kind": "webhook", "url": url, "secret": secret or None, "format": format, "added_at": time.time()}
     pipe = client.pipeline(transaction=True)
