@@ -36,6 +36,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # `make bench-NAME` runs bench/NAME.py (registry, recsys, anomaly, serving, alerts, load).
 bench-%: $(STAMP)

@@ -42,10 +42,10 @@ def registered_hooks(settings: AlertSettings | None = None) -> list[Hook]:
     with _registry_lock:
         hooks = dict(_registry)
     if settings.webhook_url:
-        hook = WebhookHook(settings.webhook_url, settings.webhook_secret,
-                           format=settings.webhook_format)
-        hooks.setdefault(hook.name, hook)
+        webhook = WebhookHook(settings.webhook_url, settings.webhook_secret,
+                              format=settings.webhook_format)  # type: ignore[arg-type]  # checked when read
+        hooks.setdefault(webhook.name, webhook)
     if settings.file:
-        hook = JsonLinesHook(settings.file)
-        hooks.setdefault(hook.name, hook)
+        lines = JsonLinesHook(settings.file)
+        hooks.setdefault(lines.name, lines)
     return list(hooks.values())

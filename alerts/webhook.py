@@ -343,7 +343,7 @@ def _signature_fields(value: str) -> dict[str, str]:
 def _window_ok(tolerance_s: object, now: object) -> bool:
     numbers = [v for v in (tolerance_s, now) if v is not None]
     return all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers) and (
-        tolerance_s is None or tolerance_s >= 0)
+        tolerance_s is None or (isinstance(tolerance_s, int | float) and tolerance_s >= 0))
 
 
 def alertmanager_body(notification: Notification, receiver: str = "ea") -> dict[str, Any]:

@@ -239,7 +239,7 @@ def _open_bytes(path: Path, compression: str | None) -> IO[bytes]:
             archive.close()
             raise InvalidSeries(f"{path}: a zip archive holding {len(members)} files; one table is expected")
         return archive.open(members[0])
-    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "", open)
+    opener: Any = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "", open)
     return opener(path, "rb")
 
 

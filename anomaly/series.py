@@ -109,8 +109,8 @@ class Series:
     id: str
     timestamps: pd.DatetimeIndex
     values: np.ndarray
-    raw_timestamps: np.ndarray = field(default=None)  # type: ignore[assignment,arg-type]
-    rows: np.ndarray = field(default=None)  # type: ignore[assignment,arg-type]
+    raw_timestamps: np.ndarray = field(default=None)  # type: ignore[arg-type]
+    rows: np.ndarray = field(default=None)  # type: ignore[arg-type]
     duplicates: int = 0
 
     def __post_init__(self) -> None:

@@ -138,7 +138,7 @@ def score_points(
     name: str,
     series_id: str,
     timestamps: list[Any],
-    values: list[float],
+    values: list[float | None],
     *,
     registry: ModelRegistry | None = None,
 ) -> dict[str, Any]:
@@ -191,7 +191,7 @@ def score_points(
         meta, arrays = scorer.to_state()
         new_token = uuid.uuid4().hex
         mapping: dict[str, Any] = {"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token}
-        client.hset(key, mapping=mapping)  # type: ignore[arg-type]  # redis-py's stubs: str keys are fine
+        client.hset(key, mapping=mapping)
         _remember(settings, name, series_id, version, new_token, scorer)
     return {"version": version, "position": scorer.position, "timestamps": [t.isoformat() for t in ts],
             "scores": [None if np.isnan(x) else float(x) for x in out.score],
@@ -212,7 +212,7 @@ def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, versio
     training = series_id == getattr(detector, "series_id", None)
     if token is None:
         return detector.continuation() if training else detector.new_stream()
-    raw: dict[bytes, bytes] = registry.client.hgetall(key)  # type: ignore[assignment]
+    raw: dict[bytes, bytes] = registry.client.hgetall(key)
     meta = json.loads(raw[b"meta"])
     arrays = {name: raw[name.encode()] for name in ("values", "missing", "times")}
     same_version = int(meta.get("version", 0)) == version

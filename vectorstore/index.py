@@ -200,7 +200,8 @@ class ItemIndex:
     def _exact_data(self) -> tuple[np.ndarray, np.ndarray]:
         if self._vectors is None:
             labels = np.sort(self.ids())
-            self._vectors, self._labels = self.get_vectors(labels), labels
+            self._vectors, self._labels = self.get_vectors(labels.tolist()), labels
+        assert self._labels is not None  # set with the vectors
         return self._vectors, self._labels
 
     # -- queries --------------------------------------------------------------------------------------

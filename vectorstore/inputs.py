@@ -116,7 +116,7 @@ class NulGuard(io.TextIOBase):
         self._lines += data.count("\n")
         return data
 
-    def readline(self, size: int | None = -1) -> str:
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]  # a text stream's readline
         line = self._stream.readline(-1 if size is None else size)
         if "\x00" in line:
             raise self._error(self._lines + 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from .env import env_directory as _directory
 from .env import env_float as _float
@@ -106,7 +107,7 @@ class Settings:
         prefix = env.get("EA_KEY_PREFIX") or "ea:"
         if any(c.isspace() for c in prefix):
             raise ConfigurationError(f"EA_KEY_PREFIX={prefix!r} must not contain spaces")
-        values = dict(
+        values: dict[str, Any] = dict(
             redis_url=_url(env, "EA_REDIS_URL", _REDIS_SCHEMES),
             broker_url=_url(env, "EA_BROKER_URL", _BROKER_SCHEMES),
             result_backend=_url(env, "EA_RESULT_BACKEND", _REDIS_SCHEMES),
@@ -136,7 +137,7 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (settings are immutable)."""
-        return replace(self, **changes)
+        return replace(self, **changes)  # type: ignore[arg-type]
 
 
 def get_settings() -> Settings:

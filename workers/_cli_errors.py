@@ -31,10 +31,11 @@ _INSTEAD = {"torch": ("--embedding", "use the default embedding (drop --embeddin
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
 
 
 def _service_errors() -> tuple[type[BaseException], ...]:

@@ -112,7 +112,7 @@ class time_limits:  # noqa: N801 - a context manager, used like a function
                 self._timers.append(timer)
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         with self._lock:
             self._running = False
             if self._soft_fired:  # clear the exception if it was scheduled but not yet delivered
@@ -122,7 +122,6 @@ class time_limits:  # noqa: N801 - a context manager, used like a function
         if exc_type is not None and issubclass(exc_type, _SoftLimit):
             raise SoftTimeLimitExceeded(f"job {self._request.id} ({self.task.name}) ran past its soft time limit "
                                         f"of {self.soft:g} s ({self.names[0]})") from None
-        return False
 
     def _on_soft(self) -> None:
         with self._lock:

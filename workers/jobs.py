@@ -202,7 +202,7 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
 
 
 def _submitted(limit: int, settings: Settings) -> list[tuple[dict[str, str], float]]:
-    rows: list[tuple[bytes, float]] = connect(settings).zrevrange(  # type: ignore[assignment]
+    rows: list[tuple[bytes, float]] = connect(settings).zrevrange(
         _jobs_key(settings), 0, limit - 1, withscores=True)
     return [(json.loads(raw), float(ts)) for raw, ts in rows]
 

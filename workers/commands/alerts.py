@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 import time
 
@@ -26,15 +27,15 @@ def alerts_group() -> None:
 
 
 def _hooks(webhook: tuple[str, ...], secret: str | None, fmt: str, files: tuple[str, ...]) -> list:
-    from alerts import JsonLinesHook, WebhookHook, registered_hooks
+    from alerts import Hook, JsonLinesHook, WebhookHook, registered_hooks
 
-    hooks = {h.name: h for h in registered_hooks()}
+    hooks: dict[str, Hook] = {h.name: h for h in registered_hooks()}
     for url in webhook:
-        hook = WebhookHook(url, secret, format=fmt)
-        hooks[hook.name] = hook
+        sender = WebhookHook(url, secret, format=fmt)  # type: ignore[arg-type]  # a click.Choice of the formats
+        hooks[sender.name] = sender
     for path in files:
-        hook = JsonLinesHook(path)
-        hooks[hook.name] = hook
+        writer = JsonLinesHook(path)
+        hooks[writer.name] = writer
     return list(hooks.values())
 
 
@@ -171,8 +172,8 @@ def hooks_add(name: str, url: str, secret: str | None, fmt: str) -> None:
     from alerts import add_hook
 
     if secret == "-":
-        secret = click.get_text_stream("stdin").readline().strip() or None
-    hook = add_hook(name, url, secret=secret, format=fmt)
+        secret = sys.stdin.readline().strip() or None
+    hook = add_hook(name, url, secret=secret, format=fmt)  # type: ignore[arg-type]  # a click.Choice of the formats
     click.echo(f"{hook.name}: delivering to {hook.url} ({hook.format}, {'signed' if hook.has_secret else 'unsigned'})")
 
 

@@ -42,7 +42,7 @@ def train_graph(self, interactions: str, model: str | None = None, name: str = "
     """
     from recsys.training import train_and_publish
 
-    interactions, valid, test, item_metadata = (
+    interactions, valid, test, item_metadata = (  # type: ignore[assignment]  # interactions is always given
         None if path is None else str(input_path(path, what=what))
         for path, what in ((interactions, "interactions"), (valid, "valid"), (test, "test"),
                            (item_metadata, "item metadata")))

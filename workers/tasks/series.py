@@ -29,14 +29,15 @@ def train_series(self, series: str, name: str, train_until: int | None = None, e
     series = str(input_path(series, what="series"))
     progress = Progress(self)
     result = train_detector(series, name=name, train_until=train_until, embedding=embedding, params=params,
-                            read_options=read_options, series_id=series_id, token=self.request.id,
+                            read_options=read_options or None,  # type: ignore[arg-type]  # a JSON message
+                            series_id=series_id, token=self.request.id,
                             progress=progress)
     progress.flush()
     return result
 
 
 @app.task(name="ea.score_series")
-def score_series(name: str, series_id: str, timestamps: list[Any], values: list[float],
+def score_series(name: str, series_id: str, timestamps: list[Any], values: list[float | None],
                  labels: dict | None = None) -> dict:
     """Score new points of a series causally, learn from them (state kept in Redis), and raise incidents.
 
