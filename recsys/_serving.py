@@ -1,8 +1,8 @@
 """An immutable in-memory snapshot of one published recommendation model version.
 
 The client holds one snapshot and replaces it whole on a new version (an atomic reference swap), so a
-query always sees one consistent version: its index, item ids, popularity and metadata. This module also
-owns the byte format of the precomputed top-N lists (:func:`encode_top` / :func:`decode_top`).
+query always sees one consistent version: its index, item ids, popularity and metadata. The bytes of the
+per-user rows and top-N lists are :mod:`recsys._wire`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from vectorstore import ItemIndex, ModelRegistry
 
 from .exceptions import ModelUnavailable
 
-__all__ = ["TOPN", "ServingModel", "decode_top", "encode_top"]
+__all__ = ["TOPN", "ServingModel"]
 
 #: name of the derived per-version hash of precomputed top-N lists (written by ea.precompute_recommendations)
 TOPN = "topn"
@@ -101,12 +101,4 @@ class ServingModel:
         return {n: [self.metadata[n][int(i)] for i in dense] for n in names}
 
 
-def decode_top(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """Precomputed top-N: ``n`` int32 dense ids followed by ``n`` float32 scores."""
-    n = len(raw) // 8
-    return np.frombuffer(raw, dtype="<i4", count=n).astype(np.int64), np.frombuffer(raw, dtype="<f4", offset=4 * n)
 
-
-def encode_top(ids: np.ndarray, scores: np.ndarray) -> bytes:
-    """Inverse of :func:`decode_top` (used by the precompute task)."""
-    return np.asarray(ids, "<i4").tobytes() + np.asarray(scores, "<f4").tobytes()

@@ -24,7 +24,8 @@ import redis
 
 from vectorstore import ModelRegistry, RedisUnavailable, Settings, VectorStoreError, get_settings
 
-from ._serving import ServingModel, decode_top, encode_top
+from ._serving import ServingModel
+from ._wire import decode_ids, decode_top, decode_vector, encode_top
 from .exceptions import InvalidRequest, ModelUnavailable, UnknownItem, UnknownUser
 from .recommendations import MAX_K, Recommendations, check_id, check_k
 
@@ -231,8 +232,8 @@ class RecommendationClient:
         tops = replies[2] if topn else [None] * len(users)
         out = []
         for user, vec, seen, top in zip(users, vectors, seens, tops):
-            v = np.frombuffer(vec, dtype="<f4") if vec is not None else None
-            s = np.frombuffer(seen, dtype="<i4") if seen is not None else np.empty(0, np.int32)
+            v = decode_vector(vec) if vec is not None else None
+            s = decode_ids(seen)
             if v is not None and self._cache_size:
                 self._remember(model.version, user, v, s)
             out.append((v, s, top))

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from vectorstore import ModelRegistry
 
+from ._wire import decode_ids, decode_vector
 from .exceptions import InvalidParameter, ModelUnavailable
 
 __all__ = ["EntityVectors", "entity_vectors"]
@@ -76,12 +77,12 @@ def entity_vectors(registry: ModelRegistry, name: str, kind: str = "users",
                              how["items"])
     if how["users"] == "user_vectors":
         rows = registry.read_table(name, version, "user_vectors")
-        return EntityVectors(version, list(rows), np.stack([np.frombuffer(v, "<f4") for v in rows.values()]),
+        return EntityVectors(version, list(rows), np.stack([decode_vector(v) for v in rows.values()]),
                              "user_vectors")
     items = registry.load(name, version, parts=[how["history_vectors"]]).arrays[how["history_vectors"]]
     centred = (items - items.mean(axis=0)).astype(np.float32)
     seen = registry.read_table(name, version, "seen")
-    rows = [np.frombuffer(raw, "<i4") for raw in seen.values()]
+    rows = [decode_ids(raw) for raw in seen.values()]
     counts = np.fromiter((r.size for r in rows), np.int64, len(rows))
     indices = np.concatenate(rows) if rows else np.empty(0, np.int32)
     history = sp.csr_matrix((np.ones(indices.size, np.float32), indices, np.r_[0, np.cumsum(counts)]),

@@ -17,7 +17,8 @@ import redis
 
 from vectorstore import ModelRegistry
 
-from ._serving import TOPN, ServingModel, encode_top
+from ._serving import TOPN, ServingModel
+from ._wire import decode_ids, decode_vector, encode_top
 
 __all__ = ["BUILDING_TTL_S", "precompute_top_n"]
 
@@ -54,8 +55,8 @@ def precompute_top_n(registry: ModelRegistry, name: str, version: int | None = N
     tmp = registry.derived_key(name, model.version, f"{TOPN}-building-{job}-{uuid.uuid4().hex[:12]}")
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
-        vectors = np.stack([np.frombuffer(v, "<f4") for v in registry.client.hmget(table, chunk)])
-        seen = [np.frombuffer(s or b"", "<i4") for s in registry.client.hmget(seen_table, chunk)]
+        vectors = np.stack([decode_vector(v) for v in registry.client.hmget(table, chunk)])
+        seen = [decode_ids(s) for s in registry.client.hmget(seen_table, chunk)]
         ids, scores = model.index.query(vectors, k=min(n, model.n_items), exclude=seen,
                                         **model.search.get("recommend", {}))  # as the client asks them
         rows = {}

@@ -41,6 +41,7 @@ from vectorstore import ModelRegistry
 
 from ._files import excerpt, text_format
 from ._indexing import INDEX_PARAMS, build_indexes
+from ._wire import encode_ids, encode_vector
 from .exceptions import InvalidParameter
 from .interactions import Interactions
 from .models import GraphEmbeddings
@@ -125,8 +126,8 @@ def publish_embeddings(
     index = indexes.index
     popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
     user_ids = interactions.user_ids.tolist()
-    user_rows = {uid: users[u].tobytes() for u, uid in enumerate(user_ids)}
-    seen_rows = {uid: matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]].astype("<i4").tobytes()
+    user_rows = {uid: encode_vector(users[u]) for u, uid in enumerate(user_ids)}
+    seen_rows = {uid: encode_ids(matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]])
                  for u, uid in enumerate(user_ids)}
     blobs = {"index": index.to_bytes(), "item_ids": json.dumps(interactions.item_ids.tolist()).encode()}
     arrays = {"item_vectors": items, "item_popularity": popularity}
