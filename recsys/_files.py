@@ -118,5 +118,5 @@ def _open_bytes(path: Path, compression: str | None) -> IO[bytes]:
             archive.close()
             raise InvalidInteractions(f"{path}: a zip archive of {len(members)} files; one table is expected")
         return archive.open(members[0])
-    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "")
+    opener: Any = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "")
     return opener(path, "rb") if opener else open(path, "rb")

@@ -97,8 +97,8 @@ def build_indexes(
         probes["similar"] = Probe(fold_vectors[items], itself)
     settings = {**INDEX_PARAMS, **params}
     index, main = tune_index(item_vectors, probes, space="ip", target=target, k=RECALL_K, **settings)
-    report = {"k": RECALL_K, "target": target, "recall": dict(main["recall"]), "search": dict(main["search"]),
-              "indexes": {"index": main}}
+    report: dict[str, Any] = {"k": RECALL_K, "target": target, "recall": dict(main["recall"]),
+                              "search": dict(main["search"]), "indexes": {"index": main}}
     similar = None
     if similar_vectors is not None and similar_targets is not None:
         similar, sim = tune_index(similar_targets, {"similar": Probe(similar_vectors[items], itself)}, space="ip",

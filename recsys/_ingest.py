@@ -99,9 +99,9 @@ class _Builder:
                 if item_bad[i]:
                     reasons.append(item_why[i].format(kind="item"))
                 if w_bad[i]:
-                    reasons.append(_weight_problem(weight.iloc[i], w[i]))
+                    reasons.append(_weight_problem(weight.iloc[i], w[i]))  # type: ignore[union-attr]
                 if ts_bad is not None and ts_bad[i]:
-                    reasons.append(f"timestamp={excerpt(timestamp.iloc[i])} is not a number or date")
+                    reasons.append(f"timestamp={excerpt(timestamp.iloc[i])} is not a number or date")  # type: ignore[union-attr]
                 self.bad.append(f"{self.unit} {numbers[i]}: {', '.join(reasons)}")
             self.bad_count += int(bad.sum())
         self.rows += n
@@ -151,7 +151,7 @@ def _ids(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         text, inexact = _float_ids(col.to_numpy(dtype=np.float64, na_value=np.nan))
         s = pd.Series(text, index=col.index, dtype=object)
     elif col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) not in ("string", "empty", "integer"):
-        pairs = [_float_id(v) if isinstance(v, float | np.floating) else (v, False) for v in col.to_numpy()]
+        pairs = [_float_id(float(v)) if isinstance(v, float | np.floating) else (v, False) for v in col.to_numpy()]
         s = pd.Series([p[0] for p in pairs], index=col.index, dtype=object)
         inexact = np.fromiter((p[1] for p in pairs), bool, len(pairs))
     else:

@@ -79,13 +79,13 @@ class SymmetricPropagation(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, adj: torch.Tensor, x: torch.Tensor, layers: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, adj: torch.Tensor, x: torch.Tensor, layers: int) -> torch.Tensor:
         ctx.adj = adj
         ctx.layers = layers
         return _layer_mean(adj, x, layers)
 
     @staticmethod
-    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad_out: torch.Tensor):
         return None, _layer_mean(ctx.adj, grad_out.contiguous(), ctx.layers), None
 
 

@@ -226,7 +226,7 @@ class RecommendationClient:
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             cached = [self._cache.get((model.version, u)) for u in users]
             if all(c is not None for c in cached):
-                return [(c[0], c[1], None) for c in cached]
+                return [(c[0], c[1], None) for c in cached if c is not None]
             raise RedisUnavailable(f"cannot fetch user vectors: Redis did not answer ({type(exc).__name__})") from None
         vectors, seens = replies[0], replies[1]
         tops = replies[2] if topn else [None] * len(users)

@@ -82,10 +82,10 @@ def entity_vectors(registry: ModelRegistry, name: str, kind: str = "users",
     items = registry.load(name, version, parts=[how["history_vectors"]]).arrays[how["history_vectors"]]
     centred = (items - items.mean(axis=0)).astype(np.float32)
     seen = registry.read_table(name, version, "seen")
-    rows = [decode_ids(raw) for raw in seen.values()]
-    counts = np.fromiter((r.size for r in rows), np.int64, len(rows))
-    indices = np.concatenate(rows) if rows else np.empty(0, np.int32)
+    histories = [decode_ids(raw) for raw in seen.values()]
+    counts = np.fromiter((r.size for r in histories), np.int64, len(histories))
+    indices = np.concatenate(histories) if histories else np.empty(0, np.int32)
     history = sp.csr_matrix((np.ones(indices.size, np.float32), indices, np.r_[0, np.cumsum(counts)]),
-                            shape=(len(rows), len(items)))
+                            shape=(len(histories), len(items)))
     vectors = np.asarray(history @ centred, dtype=np.float32) / np.maximum(counts, 1)[:, None].astype(np.float32)
     return EntityVectors(version, list(seen), vectors, "history")

@@ -135,7 +135,7 @@ def publish_embeddings(
         blobs["item_metadata"] = json.dumps(item_metadata).encode()
     if embeddings.fold_in_vectors is not None:
         arrays["fold_in_vectors"] = embeddings.fold_in_vectors
-    if indexes.similar is not None:
+    if indexes.similar is not None and embeddings.similar_vectors is not None:
         arrays["similar_vectors"] = embeddings.similar_vectors
         blobs["similar_index"] = indexes.similar.to_bytes()
     fold_part = "fold_in_vectors" if "fold_in_vectors" in arrays else "item_vectors"

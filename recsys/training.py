@@ -10,6 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from vectorstore import ModelRegistry
 
 from ._metadata import read_item_table
@@ -105,7 +107,7 @@ def train_and_publish(
         users_v, items_v = embeddings.scoring_vectors()
         users = sorted(set(held_out.users.tolist()))
         recs, _ = top_k(users_v, items_v, k, exclude=train.user_matrix(), users=users)
-        metrics = ranking_metrics((users, recs), held_out, k, n_items=train.n_items)
+        metrics = ranking_metrics((np.asarray(users), recs), held_out, k, n_items=train.n_items)
         timings["evaluate_s"] = time.perf_counter() - t
 
     t = time.perf_counter()

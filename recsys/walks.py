@@ -218,4 +218,4 @@ def random_walks(
 
 def set_threads(n: int) -> None:
     """Use ``n`` numba threads for the walks (at most numba's pool size)."""
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))  # type: ignore[attr-defined]
