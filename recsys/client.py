@@ -2,17 +2,16 @@
 
 Per request: one pipelined Redis round trip fetches the user's vector, seen items and (when a job has
 precomputed them for this version) the user's top-N; the in-memory hnswlib item index does the rest.
-A new version is picked up without a restart: a pub/sub listener hears the registry's notice and a
-periodic check of the ``active`` pointer covers notices lost while disconnected; the new index is
-loaded beside the old one and swapped in one reference assignment, so queries never fail mid-swap.
+A new version is picked up without a restart (:mod:`recsys._watcher`: a pub/sub listener hears the
+registry's notice and a periodic check of the ``active`` pointer covers notices lost while disconnected);
+the new index is loaded beside the old one and swapped in one reference assignment, so queries never fail
+mid-swap.
 When Redis is down the client still answers what memory allows (similar items, history fold-in,
 popularity, users it has cached) and raises :class:`~vectorstore.RedisUnavailable` for the rest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import threading
 from collections import OrderedDict
@@ -22,11 +21,12 @@ from typing import Any
 import numpy as np
 import redis
 
-from vectorstore import ModelRegistry, RedisUnavailable, Settings, VectorStoreError, get_settings
+from vectorstore import ModelRegistry, RedisUnavailable, Settings, get_settings
 
 from ._serving import ServingModel
+from ._watcher import VersionWatcher
 from ._wire import decode_ids, decode_top, decode_vector, encode_top
-from .exceptions import InvalidRequest, ModelUnavailable, UnknownItem, UnknownUser
+from .exceptions import InvalidRequest, UnknownItem, UnknownUser
 from .recommendations import MAX_K, Recommendations, check_id, check_k
 
 __all__ = ["MAX_K", "RecommendationClient", "Recommendations", "encode_top"]
@@ -72,41 +72,22 @@ class RecommendationClient:
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, str], tuple[np.ndarray | None, np.ndarray]] = OrderedDict()
         self._cache_size = user_cache
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        # Loading a version can take seconds (a million-item index): it has its own lock, so queries
-        # (which only touch _lock, for the user cache) never wait for it.
-        self._load_lock = threading.Lock()
-        self._staged: dict[int, ServingModel] = {}
-        self._topn_ready: set[int] = set()
-        try:
-            self._model: ServingModel = ServingModel.load(self.registry, model)
-        except VectorStoreError as exc:
-            raise ModelUnavailable(f"cannot serve model {model!r}: {exc}") from exc
-        self._check_precomputed()
-        if listen:
-            self._start(self._listen, "ea-client-listen")
-        if refresh_interval > 0:
-            self._refresh_interval = refresh_interval
-            self._start(self._poll, "ea-client-poll")
+        self._watcher = VersionWatcher(self.registry, model, listen=listen, refresh_interval=refresh_interval)
 
     # -- lifecycle --------------------------------------------------------------------------------------
-    def _start(self, target, name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        thread.start()
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-
     def close(self) -> None:
         """Stop the background threads."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=5)
+        self._watcher.close()
 
     def __enter__(self) -> RecommendationClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def _model(self) -> ServingModel:
+        return self._watcher.model
 
     @property
     def model_version(self) -> int:
@@ -118,6 +99,11 @@ class RecommendationClient:
         """The serving version's metadata (algorithm, parameters, metrics, index parameters)."""
         return self._model.meta
 
+    @property
+    def staged_versions(self) -> set[int]:
+        """Versions published but not yet active that this client has loaded ahead (instant activation)."""
+        return self._watcher.staged
+
     def refresh(self) -> bool:
         """Switch to the active version if it differs from the one serving; ``True`` if it switched.
 
@@ -125,24 +111,7 @@ class RecommendationClient:
         serving one. A version that fails to load (corrupt, unsigned) is refused and the current one keeps
         serving.
         """
-        active = self.registry.active_version(self.name)
-        if active is None or active == self._model.version:
-            return False
-        with self._load_lock:
-            if active == self._model.version:
-                return False
-            new = self._staged.pop(active, None)
-            if new is None:
-                try:
-                    new = ServingModel.load(self.registry, self.name, active)
-                except (VectorStoreError, ModelUnavailable) as exc:
-                    log.error("refusing %s v%s, still serving v%s: %s", self.name, active, self._model.version, exc)
-                    return False
-            self._model = new  # the swap: one reference assignment
-            self._staged = {v: m for v, m in self._staged.items() if v > new.version}
-        log.info("%s: now serving v%s", self.name, new.version)
-        self._check_precomputed()
-        return True
+        return self._watcher.refresh()
 
     def preload(self, version: int) -> bool:
         """Load a staged (published, not yet active) version now, so that its activation is instant.
@@ -150,68 +119,7 @@ class RecommendationClient:
         Returns:
             Whether the version is now held ready.
         """
-        if version <= self._model.version:
-            return False
-        with self._load_lock:
-            if version in self._staged:
-                return True
-            try:
-                self._staged[version] = ServingModel.load(self.registry, self.name, version)
-            except (VectorStoreError, ModelUnavailable) as exc:
-                log.warning("cannot preload %s v%s: %s", self.name, version, exc)
-                return False
-        log.info("%s: v%s preloaded, ready to switch", self.name, version)
-        return True
-
-    def _check_precomputed(self) -> None:
-        """Note whether a precompute job has written top-N lists for the serving version."""
-        version = self._model.version
-        if version not in self._topn_ready and self._redis.exists(self._model.topn_key):
-            self._topn_ready.add(version)
-
-    def _safe_refresh(self) -> None:
-        try:
-            self.refresh()
-            self._check_precomputed()
-        except (RedisUnavailable, redis.RedisError) as exc:
-            log.debug("refresh skipped: %s", type(exc).__name__)
-
-    def _on_notice(self, data: bytes) -> None:
-        try:
-            notice = json.loads(data)
-        except ValueError:
-            notice = {}
-        if notice.get("event") == "staged" and int(notice.get("version", 0)) > self._model.version:
-            # Off the listener thread: an activation notice may arrive while this loads.
-            self._start(lambda: self.preload(int(notice["version"])), "ea-client-preload")
-        else:
-            self._safe_refresh()
-
-    def _listen(self) -> None:
-        backoff = 0.1
-        while not self._stop.is_set():
-            pubsub = None
-            try:
-                pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-                pubsub.subscribe(self.registry.channel(self.name))
-                self._safe_refresh()  # notices sent while we were not subscribed are lost: look now
-                backoff = 0.1
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message:
-                        self._on_notice(message["data"])
-            except (redis.RedisError, OSError) as exc:
-                log.debug("listener lost Redis (%s); retrying in %.1fs", type(exc).__name__, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                if pubsub is not None:
-                    with contextlib.suppress(redis.RedisError, OSError):
-                        pubsub.close()
-
-    def _poll(self) -> None:
-        while not self._stop.wait(self._refresh_interval):
-            self._safe_refresh()
+        return self._watcher.preload(version)
 
     # -- per-user data ----------------------------------------------------------------------------------
     def _fetch_users(self, model: ServingModel, users: Sequence[str], topn: bool) -> list[tuple]:
@@ -275,7 +183,7 @@ class RecommendationClient:
         k = check_k(k)
         user = check_id(user, "user")
         model = self._model
-        use_top = exclude is None and include is None and exclude_seen and model.version in self._topn_ready
+        use_top = exclude is None and include is None and exclude_seen and self._watcher.topn_ready(model.version)
         ((vector, seen, top),) = self._fetch_users(model, [user], topn=use_top)
         if vector is None:
             return self._popular(model, user, k, exclude, include, fields, strict)

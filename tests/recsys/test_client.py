@@ -166,9 +166,9 @@ def test_staged_version_is_preloaded_and_activation_switches_at_once(client, pub
     staged = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), tables=tables,
                               meta=old.meta, activate=False)
     deadline = time.monotonic() + 10
-    while staged not in client._staged and time.monotonic() < deadline:
+    while staged not in client.staged_versions and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert staged in client._staged and client.model_version == published.version
+    assert staged in client.staged_versions and client.model_version == published.version
     registry.activate(published.model, staged)
     t0 = time.monotonic()
     while client.model_version != staged and time.monotonic() - t0 < 5:

@@ -1,0 +1,248 @@
+"""Keeping a client's serving model current: activation notices, a periodic check, staged versions preloaded.
+
+A :class:`VersionWatcher` holds the :class:`~recsys._serving.ServingModel` a client answers from and
+replaces it whole when another version becomes active (one reference assignment: queries never see half a
+swap). Three daemon threads drive it:
+
+* the **listener** subscribes to the model's notice channel (``activated``: switch now; ``staged``: load it
+  ahead, so that its activation is instant). A message it cannot read is logged and ignored: a stray
+  ``PUBLISH`` must not end the thread;
+* the **poller** checks the ``active`` pointer every ``refresh_interval`` seconds, since pub/sub drops
+  the notices sent while the connection was down;
+* the **preloader** loads staged versions one at a time, always the newest asked for: a burst of notices
+  starts no thread each.
+
+After ``os.fork()`` the child restarts its threads (a forked process inherits none), so a client created
+before a prefork server forks its workers keeps following new versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+import weakref
+from typing import Any
+
+import redis
+
+from vectorstore import ModelRegistry, RedisUnavailable, VectorStoreError
+
+from ._serving import ServingModel
+from .exceptions import ModelUnavailable
+
+__all__ = ["VersionWatcher"]
+
+log = logging.getLogger(__name__)
+
+_watchers: weakref.WeakSet[VersionWatcher] = weakref.WeakSet()
+
+
+def _restart_after_fork() -> None:
+    for watcher in list(_watchers):
+        watcher._after_fork()
+
+
+os.register_at_fork(after_in_child=_restart_after_fork)
+
+
+class VersionWatcher:
+    """The serving model of ``name``, kept current (see the module docstring).
+
+    Args:
+        registry: where versions are published.
+        name: the model.
+        listen: subscribe to notices (instant swaps).
+        refresh_interval: seconds between checks of the active pointer (0: none).
+
+    Raises:
+        ModelUnavailable: no active version could be loaded (the message says why).
+    """
+
+    def __init__(self, registry: ModelRegistry, name: str, *, listen: bool = True,
+                 refresh_interval: float = 2.0) -> None:
+        self.registry = registry
+        self.name = name
+        self.listen = listen
+        self.refresh_interval = refresh_interval
+        try:
+            self.model: ServingModel = ServingModel.load(registry, name)
+        except VectorStoreError as exc:
+            raise ModelUnavailable(f"cannot serve model {name!r}: {exc}") from exc
+        self._init_runtime()
+        self.check_precomputed()
+        self._start_threads()
+        _watchers.add(self)
+
+    def _init_runtime(self) -> None:
+        """Locks, events and threads: what a fork must make anew."""
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        # Loading a version can take seconds (a million-item index): it has its own lock, so queries never
+        # wait for it.
+        self._load_lock = threading.Lock()
+        self._staged: dict[int, ServingModel] = getattr(self, "_staged", {})
+        self._wanted = 0  # the newest staged version asked for
+        self._topn_ready: set[int] = getattr(self, "_topn_ready", set())
+        self._threads: list[threading.Thread] = []
+        self._refused: set[int] = getattr(self, "_refused", set())
+
+    def _start_threads(self) -> None:
+        if self.listen:
+            self._start(self._listen, "ea-client-listen")
+        if self.refresh_interval > 0:
+            self._start(self._poll, "ea-client-poll")
+        self._start(self._preloader, "ea-client-preload")
+
+    def _start(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _after_fork(self) -> None:
+        if self._stop.is_set():
+            return
+        self._init_runtime()
+        self._start_threads()
+
+    def close(self) -> None:
+        """Stop the background threads."""
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    # -- versions ------------------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Switch to the active version if it differs from the one serving; ``True`` if it switched.
+
+        A version preloaded when it was staged switches at once; otherwise it is loaded now, beside the
+        serving one. A version that fails to load (corrupt, unsigned) is refused and the current one keeps
+        serving (logged once per version, not at every check).
+        """
+        active = self.registry.active_version(self.name)
+        if active is None or active == self.model.version:
+            return False
+        with self._load_lock:
+            if active == self.model.version:
+                return False
+            new = self._staged.pop(active, None)
+            if new is None:
+                try:
+                    new = ServingModel.load(self.registry, self.name, active)
+                except (VectorStoreError, ModelUnavailable) as exc:
+                    level = logging.DEBUG if active in self._refused else logging.ERROR
+                    self._refused.add(active)
+                    log.log(level, "refusing %s v%s, still serving v%s: %s", self.name, active, self.model.version,
+                            exc)
+                    return False
+            self.model = new  # the swap: one reference assignment
+            self._staged = {v: m for v, m in self._staged.items() if v > new.version}
+        log.info("%s: now serving v%s", self.name, new.version)
+        self.check_precomputed()
+        return True
+
+    def preload(self, version: int) -> bool:
+        """Load a staged (published, not yet active) version now, so that its activation is instant.
+
+        Returns:
+            Whether the version is now held ready.
+        """
+        if version <= self.model.version:
+            return False
+        with self._load_lock:
+            if version in self._staged:
+                return True
+            try:
+                self._staged[version] = ServingModel.load(self.registry, self.name, version)
+            except (VectorStoreError, ModelUnavailable) as exc:
+                log.warning("cannot preload %s v%s: %s", self.name, version, exc)
+                return False
+        log.info("%s: v%s preloaded, ready to switch", self.name, version)
+        return True
+
+    @property
+    def staged(self) -> set[int]:
+        """Versions loaded ahead of their activation."""
+        return set(self._staged)
+
+    def check_precomputed(self) -> None:
+        """Note whether a precompute job has written top-N lists for the serving version."""
+        version = self.model.version
+        if version not in self._topn_ready and self.registry.client.exists(self.model.topn_key):
+            self._topn_ready.add(version)
+
+    def topn_ready(self, version: int) -> bool:
+        """Whether precomputed top-N lists exist for ``version``."""
+        return version in self._topn_ready
+
+    # -- threads -------------------------------------------------------------------------------------------
+    def _safe_refresh(self) -> None:
+        try:
+            self.refresh()
+            self.check_precomputed()
+        except (RedisUnavailable, redis.RedisError) as exc:
+            log.debug("refresh skipped: %s", type(exc).__name__)
+
+    def on_notice(self, data: Any) -> None:
+        """Act on one message of the notice channel; never raises (a bad message means "look again")."""
+        notice = _parse_notice(data)
+        if notice is not None and notice[0] == "staged" and notice[1] > self.model.version:
+            self._wanted = max(self._wanted, notice[1])
+            self._wake.set()
+        else:
+            self._safe_refresh()
+
+    def _listen(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            pubsub = None
+            try:
+                pubsub = self.registry.client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(self.registry.channel(self.name))
+                self._safe_refresh()  # notices sent while we were not subscribed are lost: look now
+                backoff = 0.1
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message:
+                        self.on_notice(message.get("data"))
+            except (redis.RedisError, OSError) as exc:
+                log.debug("listener lost Redis (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:  # a bug must not end the thread: swaps would stop for good
+                log.exception("%s: notice listener failed; listening again", self.name)
+                self._stop.wait(backoff)
+            finally:
+                if pubsub is not None:
+                    with contextlib.suppress(redis.RedisError, OSError):
+                        pubsub.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.refresh_interval):
+            self._safe_refresh()
+
+    def _preloader(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            wanted = self._wanted
+            if wanted > self.model.version and not self._stop.is_set():
+                try:
+                    self.preload(wanted)
+                except Exception:  # keep the thread for the next staged version
+                    log.exception("%s: preloading v%s failed", self.name, wanted)
+
+
+def _parse_notice(data: Any) -> tuple[str, int] | None:
+    """``(event, version)`` of a notice, or ``None`` when it is not one this client can read."""
+    try:
+        notice = json.loads(data)
+        event, version = notice["event"], int(notice["version"])
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return None
+    if not isinstance(event, str) or version < 1:
+        return None
+    return event, version

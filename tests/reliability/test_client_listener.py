@@ -1,0 +1,101 @@
+"""The client keeps following new versions (issue 18, item 5): stray notices, notice floods, fork, refusals."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+
+import pytest
+from _reliability import copy_version, wait_for
+
+from recsys.client import RecommendationClient
+from vectorstore import ModelRegistry
+
+
+@pytest.fixture
+def model(trained_model, model_name, settings) -> str:
+    """A model of this test (one version), copied from the session's trained one."""
+    copy_version(ModelRegistry(settings), trained_model, model_name)
+    return model_name
+
+
+def test_stray_messages_do_not_end_the_listener(settings, model):
+    registry = ModelRegistry(settings)
+    channel = registry.channel(model)
+    # Polling off: only the listener can bring the new version.
+    with RecommendationClient(model=model, settings=settings, refresh_interval=0) as client:
+        time.sleep(0.3)  # subscribed
+        for junk in ["[]", "not json", '{"event": 1}', '{"event": "activated", "version": "x"}', "null",
+                     '{"event": "staged", "version": 1e400}', b"\xff\xfe", '{"version": -3}']:
+            registry.client.publish(channel, junk)
+        time.sleep(0.3)
+        new = copy_version(registry, model, model)
+        wait_for(lambda: client.model_version == new, 5, 0.02, "the listener to switch after junk notices")
+        assert client.recommend("u1", k=3).model_version == new
+
+
+def test_a_flood_of_staged_notices_starts_no_threads(settings, model):
+    registry = ModelRegistry(settings)
+    channel = registry.channel(model)
+    with RecommendationClient(model=model, settings=settings, refresh_interval=0) as client:
+        time.sleep(0.3)
+        before = threading.active_count()
+        peak = before
+        for version in range(2, 2002):  # staged versions that do not exist: each preload fails
+            registry.client.publish(channel, f'{{"event": "staged", "version": {version}}}')
+            if version % 100 == 0:
+                peak = max(peak, threading.active_count())
+        time.sleep(1.0)
+        peak = max(peak, threading.active_count())
+        assert peak <= before + 1, f"{peak - before} threads started by 2000 notices"
+        new = copy_version(registry, model, model)  # and it still follows activations
+        wait_for(lambda: client.model_version == new, 10, 0.02, "the switch after a notice flood")
+
+
+def _serve_in_child(client: RecommendationClient, old: int, conn) -> None:
+    conn.send("ready")
+    deadline = time.monotonic() + 15
+    while client.model_version == old and time.monotonic() < deadline:
+        time.sleep(0.02)
+    conn.send(client.recommend("u1", k=3).model_version)
+
+
+@pytest.mark.parametrize("listen", [True, False])
+def test_a_forked_child_follows_new_versions(settings, model, listen):
+    registry = ModelRegistry(settings)
+    with RecommendationClient(model=model, settings=settings, listen=listen,
+                              refresh_interval=0 if listen else 0.2) as client:
+        old = client.model_version
+        parent_end, child_end = multiprocessing.Pipe()
+        child = multiprocessing.get_context("fork").Process(target=_serve_in_child, args=(client, old, child_end))
+        child.start()
+        try:
+            assert parent_end.poll(10) and parent_end.recv() == "ready"
+            time.sleep(0.5)  # the child's threads subscribe
+            new = copy_version(registry, model, model)
+            assert parent_end.poll(20), "the forked child never answered"
+            assert parent_end.recv() == new, "the forked child kept serving the old version"
+        finally:
+            child.join(10)
+            if child.is_alive():
+                child.kill()
+        assert client.model_version == new  # the parent too
+
+
+def test_a_refused_version_is_logged_once(settings, model, caplog):
+    registry = ModelRegistry(settings)
+    old = registry.load(model)
+    with RecommendationClient(model=model, settings=settings, listen=False, refresh_interval=0) as client:
+        new = registry.publish(model, arrays=dict(old.arrays), blobs=dict(old.blobs), meta=old.meta,
+                               activate=False)
+        registry.client.hset(registry._key(model, f"v:{new}", "data"), "index:0", b"garbage")
+        registry.activate(model, new)
+        with caplog.at_level(logging.DEBUG, logger="recsys"):
+            for _ in range(5):
+                assert not client.refresh()
+        refusals = [r for r in caplog.records if "refusing" in r.getMessage()]
+        assert len(refusals) == 5
+        assert [r.levelno for r in refusals].count(logging.ERROR) == 1
+        assert client.recommend("u1", k=3).model_version == old.version
