@@ -1,6 +1,7 @@
 """The Celery application: ``workers.app.app``.
 
-Configured as DESIGN.md says: JSON only (pickle would let anyone who can write to the broker run code),
+Configured as docs/architecture.md says: JSON only (pickle would let anyone who can write to the broker run
+code),
 late acknowledgement with redelivery when a worker dies, one message prefetched at a time, a visibility
 timeout longer than the longest training job, and three queues: ``train`` (torch; run it with
 ``--pool solo`` or threads, since torch and fork do not mix), ``score`` and ``alerts``. Every task derives
