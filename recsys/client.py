@@ -26,8 +26,8 @@ from vectorstore import ModelRegistry, RedisUnavailable, Settings, get_settings
 from ._serving import ServingModel
 from ._watcher import VersionWatcher
 from ._wire import decode_ids, decode_top, decode_vector, encode_top
-from .exceptions import InvalidRequest, UnknownItem, UnknownUser
-from .recommendations import MAX_K, Recommendations, check_id, check_k
+from .exceptions import UnknownItem, UnknownUser
+from .recommendations import MAX_K, Recommendations, check_fields, check_id, check_ids, check_k
 
 __all__ = ["MAX_K", "RecommendationClient", "Recommendations", "encode_top"]
 
@@ -212,7 +212,7 @@ class RecommendationClient:
         Unknown users get popular items (or raise in strict mode), as in :meth:`recommend`.
         """
         k = check_k(k)
-        names = [check_id(u, "user") for u in users]
+        names = check_ids(users, "user")
         if not names:
             return []
         model = self._model
@@ -258,7 +258,7 @@ class RecommendationClient:
         """
         k = check_k(k)
         model = self._model
-        known = self._dense(model, [check_id(i, "item") for i in items], missing_ok=True)
+        known = self._dense(model, check_ids(items, "item"), missing_ok=True)
         if not known:
             return self._popular(model, None, k, None, None, fields, strict=False)
         vector = model.fold_in_vectors[sorted(known)].mean(axis=0)
@@ -277,11 +277,9 @@ class RecommendationClient:
     def _dense(self, model: ServingModel, items: Iterable[Any] | None, missing_ok: bool) -> set[int]:
         if items is None:
             return set()
-        if isinstance(items, str | bytes):
-            raise InvalidRequest("exclude/include must be a collection of item ids, not a single string")
         out = set()
-        for item in items:
-            pos = model.item_pos.get(str(item))
+        for item in check_ids(items, "item"):
+            pos = model.item_pos.get(item)
             if pos is None and not missing_ok:
                 raise UnknownItem(f"item {item!r} is not in model {model.name!r} v{model.version}")
             if pos is not None:
@@ -315,4 +313,4 @@ class RecommendationClient:
         ids = np.asarray(ids, dtype=np.int64)
         return Recommendations(items=model.item_ids[ids].tolist(), scores=np.asarray(scores, dtype=np.float32),
                                model=model.name, model_version=model.version, source=source, user=user,
-                               fields=model.fields(ids, fields))
+                               fields=model.fields(ids, check_fields(fields)))

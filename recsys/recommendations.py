@@ -9,10 +9,12 @@ import numpy as np
 
 from .exceptions import InvalidRequest
 
-__all__ = ["MAX_K", "Recommendations", "check_id", "check_k"]
+__all__ = ["MAX_ID_CHARS", "MAX_K", "Recommendations", "check_fields", "check_id", "check_ids", "check_k"]
 
 #: the largest k a request may ask for
 MAX_K = 10_000
+#: the longest id a request may name (ids are text; longer ones cannot be in a model)
+MAX_ID_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -71,4 +73,42 @@ def check_id(value: Any, what: str) -> str:
     """
     if isinstance(value, bool) or not isinstance(value, str | int | np.integer):
         raise InvalidRequest(f"{what} id must be a str or int, got {type(value).__name__}")
-    return str(value)
+    if isinstance(value, int | np.integer):
+        if abs(int(value)) >= 10**MAX_ID_CHARS:  # str() of a huge int raises ValueError
+            raise InvalidRequest(f"{what} id is an integer of more than {MAX_ID_CHARS} digits")
+        return str(value)
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidRequest(f"{what} id is {len(value)} characters long (at most {MAX_ID_CHARS})")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidRequest(f"{what} id is not valid text (a lone surrogate at position {exc.start})") from None
+    return value
+
+
+def check_ids(values: Any, what: str) -> list[str]:
+    """A sequence of ids (users, items) as str ids; a single str is refused, not read letter by letter.
+
+    Raises:
+        InvalidRequest: ``None``, a str or bytes, something not iterable, or a bad id in it.
+    """
+    if values is None or isinstance(values, str | bytes | dict) or not hasattr(values, "__iter__"):
+        raise InvalidRequest(f"{what} ids must be a collection of ids (a list), got {type(values).__name__}"
+                             + (" (wrap a single id in a list)" if isinstance(values, str) else ""))
+    return [check_id(v, what) for v in values]
+
+
+def check_fields(fields: Any) -> list[str] | None:
+    """Metadata column names asked for: ``None`` or a list of str (a single str is refused).
+
+    Raises:
+        InvalidRequest: another type.
+    """
+    if fields is None:
+        return None
+    if isinstance(fields, str | bytes) or not isinstance(fields, list | tuple):
+        raise InvalidRequest(f"fields must be a list of column names, got {type(fields).__name__}"
+                             + (" (wrap a single name in a list)" if isinstance(fields, str) else ""))
+    if not all(isinstance(f, str) for f in fields):
+        raise InvalidRequest("fields must be column names (str)")
+    return list(fields)
