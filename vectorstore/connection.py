@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import weakref
 
 import redis
 
@@ -26,13 +29,31 @@ def connect(settings: Settings | None = None, *, decode_responses: bool = False)
     """
     settings = settings or get_settings()
     url = resolve_redis_url(settings)
-    return redis.Redis.from_url(
+    client = redis.Redis.from_url(
         url,
         decode_responses=decode_responses,
         socket_timeout=settings.socket_timeout,
         socket_connect_timeout=settings.socket_timeout,
         health_check_interval=30,
     )
+    _pools.add(client.connection_pool)
+    return client
+
+
+# A fork copies a pool's locks as they were: one held by another thread at that moment stays held for good in
+# the child, whose first command then waits 5 s and fails (redis-py's ChildDeadlockedError). The child is
+# single-threaded right after the fork: give each pool new locks there, before any thread uses it.
+_pools: weakref.WeakSet[redis.ConnectionPool] = weakref.WeakSet()
+
+
+def _new_locks_after_fork() -> None:
+    for pool in list(_pools):
+        for name in ("_lock", "_fork_lock"):
+            if hasattr(pool, name):
+                setattr(pool, name, threading.RLock())
+
+
+os.register_at_fork(after_in_child=_new_locks_after_fork)
 
 
 def celery_transport_options(settings: Settings) -> dict[str, object]:
