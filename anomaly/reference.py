@@ -196,7 +196,7 @@ def _band_nearest(ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: 
         if scratch is None or scratch.size < (b - a) * (c1 - c0):
             # One buffer for every block: a fresh multi-megabyte array per block costs more in page faults
             # than the product itself.
-            scratch = np.empty(_BLOCK * int((hi - lo).max() + _BLOCK), np.float32)
+            scratch = np.empty(max(_BLOCK * int((hi - lo).max() + _BLOCK), (b - a) * (c1 - c0)), np.float32)
         sims = np.matmul(aug_q[a:b], aug_ref[c0:c1].T, out=scratch[: (b - a) * (c1 - c0)].reshape(b - a, c1 - c0))
         # Columns every query of the block may use need no mask: only the band's two moving edges do.
         inner0, inner1 = int(lo[a:b].max()), int(hi[a:b].min())

@@ -302,7 +302,9 @@ def _one_blas_thread() -> Any:
 def complete_windows(windows: np.ndarray, missing: np.ndarray, ends: np.ndarray, span: int,
                      max_missing: int) -> np.ndarray:
     """Which windows (ending at indices ``ends`` of ``missing``) may be scored and learned from: no value
-    unknown, no row of a gap longer than ``max_missing``, and at most ``max_missing`` interpolated rows."""
+    unknown, no row of a gap longer than ``max_missing``, at most ``max_missing`` interpolated rows, and
+    not ending at a missing row (its interpolated value needs the row after it, unknown at the time: a
+    whole series read at once must not score a window a stream could not)."""
     miss = np.asarray(missing, bool)
     long_gap = miss.copy()
     if miss.any():
@@ -316,7 +318,7 @@ def complete_windows(windows: np.ndarray, missing: np.ndarray, ends: np.ndarray,
     first = ends - span + 1
     gaps = view(miss, span)[first].sum(axis=1)
     touched = view(long_gap, span)[first].any(axis=1)
-    return (gaps <= max_missing) & ~touched & np.isfinite(windows).all(axis=1)
+    return (gaps <= max_missing) & ~touched & ~miss[ends] & np.isfinite(windows).all(axis=1)
 
 
 def interpolate_gaps(values: np.ndarray) -> np.ndarray:
