@@ -12,6 +12,8 @@ from typing import Any
 import hnswlib
 import numpy as np
 
+from ._mutation import add_items, mark_deleted
+from ._rwlock import ReadWriteLock
 from ._search import exclusions, top_k_columns
 from .exceptions import IntegrityError, InvalidModelData
 
@@ -66,6 +68,8 @@ class ItemIndex:
 
     Build with :meth:`build`; serialise with :meth:`to_bytes` / :meth:`from_bytes`, which carry the
     parameters (including ``ef``, which hnswlib itself does not save) in a JSON header, never pickle.
+    A loaded index changes in place with :meth:`add_items` and :meth:`mark_deleted` (see
+    :mod:`vectorstore._mutation`); queries meanwhile wait only for the change itself.
     """
 
     #: a batch is answered exactly when rows x items is at most this (and the catalogue is small).
@@ -75,9 +79,12 @@ class ItemIndex:
     def __init__(self, index: hnswlib.Index, params: dict[str, Any]) -> None:
         self._index = index
         self.params = params
-        self._vectors: np.ndarray | None = None
-        self._labels: np.ndarray | None = None
+        # The exact-search copy: (vectors, sorted labels, rows in use); replaced in one assignment.
+        self._exact: tuple[np.ndarray, np.ndarray, int] | None = None
         self._span: int | None | bool = False  # not computed yet
+        self._gate = ReadWriteLock()  # queries read; add_items / mark_deleted / resize write
+        self._deleted: set[int] = set()
+        self._dead: np.ndarray | None = None  # columns of the exact copy that are deleted labels
         index.set_ef(int(params["ef"]))
 
     # -- construction ---------------------------------------------------------------------------------
@@ -141,8 +148,7 @@ class ItemIndex:
         index.add_items(stored, labels, num_threads=num_threads)
         out = cls(index, params)
         order = np.argsort(labels, kind="stable")
-        out._vectors = (arr if space != "cosine" else _normalised(arr))[order]
-        out._labels = labels[order]
+        out._exact = ((arr if space != "cosine" else _normalised(arr))[order], labels[order].astype(np.int64), n)
         return out
 
     # -- properties -----------------------------------------------------------------------------------
@@ -180,11 +186,40 @@ class ItemIndex:
         self._index.set_ef(int(ef))
 
     def __len__(self) -> int:
-        return self._index.get_current_count()
+        """Items the index can return (deleted ones not counted)."""
+        return self._index.element_count - len(self._deleted)
+
+    @property
+    def deleted(self) -> int:
+        """Items marked deleted since the index was loaded or built."""
+        return len(self._deleted)
 
     def ids(self) -> np.ndarray:
-        """All ids in the index."""
+        """All ids the index can return (deleted ones left out)."""
+        ids = self._all_ids()
+        return ids[~np.isin(ids, list(self._deleted))] if self._deleted else ids
+
+    def _all_ids(self) -> np.ndarray:
         return np.asarray(self._index.get_ids_list(), dtype=np.int64)
+
+    def add_items(self, vectors: Any, ids: Sequence[int] | np.ndarray) -> None:
+        """Insert vectors under ``ids``, or replace the vector of an id already held (a deleted one comes back).
+
+        Raises:
+            InvalidModelData: wrong dimension, NaN or inf, bad or repeated ids.
+        """
+        arr = as_vectors(vectors)
+        if arr.shape[1] != self.dim:
+            raise InvalidModelData(f"vectors have dimension {arr.shape[1]}, the index has {self.dim}")
+        add_items(self, arr, ids, _normalised(arr) if self.space == "cosine" else arr)
+
+    def mark_deleted(self, ids: Iterable[int]) -> int:
+        """Never return ``ids`` again (until added anew); returns how many were newly deleted.
+
+        Raises:
+            InvalidModelData: an id the index does not hold.
+        """
+        return mark_deleted(self, np.fromiter(ids, np.int64))
 
     def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored vectors for ``ids`` (for cosine space these are normalised)."""
@@ -193,16 +228,30 @@ class ItemIndex:
     def _label_span(self) -> int | None:
         """``max id + 1`` when the ids fit a small boolean table (exclusion filtering), else ``None``."""
         if self._span is False:
-            top = int(self.ids().max()) + 1 if len(self) else 0
+            top = int(self._all_ids().max()) + 1 if len(self) else 0
             self._span = top if top <= 262_144 else None
         return self._span
 
     def _exact_data(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._vectors is None:
-            labels = np.sort(self.ids())
-            self._vectors, self._labels = self.get_vectors(labels.tolist()), labels
-        assert self._labels is not None  # set with the vectors
-        return self._vectors, self._labels
+        """``(vectors, sorted labels)`` for exact search; deleted labels are in it (see :meth:`_dead_columns`)."""
+        cached = self._exact
+        if cached is None:
+            labels = np.sort(self._all_ids())
+            cached = self._exact = (self.get_vectors(labels.tolist()), labels, len(labels))
+        vectors, labels, n = cached
+        return vectors[:n], labels[:n]
+
+    def _dead_columns(self, labels: np.ndarray) -> np.ndarray:
+        """Columns of :meth:`_exact_data`'s ``labels`` that are deleted labels (to mask in exact search)."""
+        dead = self._dead
+        if dead is None or (dead.size and dead[-1] >= len(labels)):
+            gone = np.fromiter(self._deleted, np.int64, len(self._deleted))
+            n = len(labels)
+            dead = np.searchsorted(labels, gone) if gone.size else np.empty(0, np.int64)
+            if gone.size:
+                dead = np.sort(dead[(dead < n) & (labels[np.minimum(dead, max(n - 1, 0))] == gone)])
+            self._dead = dead
+        return dead
 
     # -- queries --------------------------------------------------------------------------------------
     def query(
@@ -238,6 +287,10 @@ class ItemIndex:
         """
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
             raise InvalidModelData(f"k={k!r} must be a positive integer")
+        with self._gate.read():
+            return self._query(vectors, k, exclude, num_threads, exact, ef)
+
+    def _query(self, vectors, k, exclude, num_threads, exact, ef) -> tuple[np.ndarray, np.ndarray]:
         single = np.ndim(vectors) == 1
         q = as_vectors(np.atleast_2d(vectors), name="query")
         if q.shape[1] != self.dim:
@@ -281,7 +334,11 @@ class ItemIndex:
             data = q[sel]
         # hnswlib searches with max(ef, k): asking for more neighbours than ef needs no set_ef (which
         # would race with concurrent queries on the shared index).
-        found, dist = self._index.knn_query(data, k=fetch, num_threads=num_threads)
+        try:
+            found, dist = self._index.knn_query(data, k=fetch, num_threads=num_threads)
+        except RuntimeError:  # too few live items reached (many deleted): exact search answers
+            self._query_exact(q, sel, per_row, k_out, labels, scores)
+            return
         found = found.astype(np.int64)
         sims = self._scores(dist, data[:, : self.dim])
         if not filtered:  # nothing to filter: one vectorised copy
@@ -305,6 +362,7 @@ class ItemIndex:
 
     def _query_exact(self, q, sel, per_row, k_out, labels, scores) -> None:
         vectors, ids = self._exact_data()
+        dead = self._dead_columns(ids)
         n = len(ids)
         dense = ids[0] == 0 and ids[-1] == n - 1  # ids are sorted and unique: 0..n-1 means column = id
         block = max(1, self.EXACT_BUDGET // max(1, n) // 4)
@@ -327,6 +385,8 @@ class ItemIndex:
                     rows_of, cols = rows_of[found], pos[found]
                 inside = (cols >= 0) & (cols < n)
                 sims[rows_of[inside], cols[inside]] = -np.inf
+            if dead.size:
+                sims[:, dead] = -np.inf
             top = top_k_columns(sims, k_out)
             top_s = np.take_along_axis(sims, top, axis=1)
             order = np.argsort(-top_s, axis=1, kind="stable")
@@ -352,11 +412,12 @@ class ItemIndex:
     # -- serialisation --------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The index as bytes: a JSON header (params, including ef) then hnswlib's own file format."""
-        header = json.dumps(self.params, sort_keys=True).encode()
         fd, path = tempfile.mkstemp(suffix=".hnsw")
         os.close(fd)
         try:
-            self._index.save_index(path)
+            with self._gate.read():
+                header = json.dumps(self.params, sort_keys=True).encode()
+                self._index.save_index(path)
             with open(path, "rb") as f:
                 body = f.read()
         finally:
@@ -368,22 +429,28 @@ class ItemIndex:
         """Rebuild an index written by :meth:`to_bytes` (ef set again from the header).
 
         Raises:
-            IntegrityError: not an index blob, or truncated.
+            IntegrityError: not an index blob, truncated, or its header or graph out of range (checked before
+                hnswlib reads it: see :mod:`vectorstore._hnsw_file`).
         """
+        from ._hnsw_file import check_hnsw_body, check_params
+
         if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
             raise IntegrityError("not an ItemIndex blob (bad magic)")
         (hlen,) = struct.unpack_from("<I", data, len(_MAGIC))
         start = len(_MAGIC) + 4
+        if start + hlen > len(data):
+            raise IntegrityError(f"ItemIndex header of {hlen} bytes runs past the blob's {len(data)}")
         try:
-            params = json.loads(data[start : start + hlen])
-        except ValueError as exc:
-            raise IntegrityError(f"ItemIndex header is not valid JSON: {exc}") from None
+            params = check_params(json.loads(data[start : start + hlen]))
+        except (ValueError, RecursionError):
+            raise IntegrityError("ItemIndex header is not valid JSON") from None
         body = memoryview(data)[start + hlen :]
+        augmented = _hnsw_space(params) == "l2" and params["space"] == "ip"
+        check_hnsw_body(body, int(params["dim"]) + int(augmented), int(params["count"]))
         fd, path = tempfile.mkstemp(suffix=".hnsw")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(body)
-            augmented = _hnsw_space(params) == "l2" and params["space"] == "ip"
             index = hnswlib.Index(space=_hnsw_space(params), dim=int(params["dim"]) + int(augmented))
             try:
                 index.load_index(path, max_elements=int(params["count"]))

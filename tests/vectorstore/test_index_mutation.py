@@ -1,0 +1,99 @@
+"""ItemIndex changed in place: items added, updated, deleted (hnswlib add_items / mark_deleted / resize_index),
+with queries running meanwhile."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from vectorstore import InvalidModelData, ItemIndex
+
+
+@pytest.fixture(params=[("ip", "augmented"), ("ip", "native"), ("cosine", "augmented")])
+def index(request):
+    space, mips = request.param
+    vectors = np.random.default_rng(0).standard_normal((1500, 12)).astype(np.float32)
+    return ItemIndex.build(vectors, space=space, mips=mips, M=16, ef=64), vectors
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_deleted_ids_are_never_returned(index, exact):
+    idx, vectors = index
+    query = vectors[7]
+    first, _ = idx.query(query, k=10, exact=exact)
+    assert idx.mark_deleted(first[:3].tolist()) == 3
+    assert idx.mark_deleted(first[:1].tolist()) == 0  # already deleted: skipped
+    again, _ = idx.query(query, k=10, exact=exact)
+    assert not set(first[:3].tolist()) & set(again.tolist()) and len(again) == 10
+    batch, _ = idx.query(np.repeat(query[None, :], 20, axis=0), k=10, exact=exact)
+    assert not set(first[:3].tolist()) & set(batch.ravel().tolist())
+    assert len(idx) == 1497 and idx.deleted == 3 and 7 not in idx.ids()[:0]
+
+
+def test_added_and_updated_items_are_found_and_the_index_grows(index):
+    idx, vectors = index
+    query = vectors[3]
+    idx.add_items(query[None, :] * 1.0, [5000])  # a new id beside its twin
+    ids, _ = idx.query(query, k=2, exact=True)
+    assert set(ids.tolist()) == {3, 5000}
+    graph, _ = idx.query(query, k=2, exact=False)
+    assert set(graph.tolist()) == {3, 5000}
+    idx.mark_deleted([3])
+    idx.add_items(-query[None, :], [3])  # an update brings a deleted id back with its new vector
+    ids, scores = idx.query(query, k=len(idx), exact=True)
+    expected = -1.0 if idx.space == "cosine" else -float(query @ query)
+    assert ids[0] == 5000 and scores[ids.tolist().index(3)] == pytest.approx(expected, rel=1e-4)
+    many = np.random.default_rng(1).standard_normal((3000, 12)).astype(np.float32)
+    idx.add_items(many, np.arange(10_000, 13_000))  # beyond the capacity: resize_index
+    assert len(idx) == 1500 + 1 + 3000
+    every, _ = idx.query(many[0], k=len(idx), exact=True)
+    assert set(range(10_000, 13_000)) <= set(every.tolist())
+    exact, _ = idx.query(many[:20], k=10, exact=True)
+    graph, _ = idx.query(many[:20], k=10, exact=False)
+    assert np.mean([len(set(g) & set(e)) / 10 for g, e in zip(graph, exact)]) > 0.9
+    loaded = ItemIndex.from_bytes(idx.to_bytes())
+    assert len(loaded) == len(idx) and set(loaded.query(many[:20], k=10, exact=False)[0].ravel()) == set(graph.ravel())
+
+
+def test_bad_additions_are_refused_naming_the_problem(index):
+    idx, _ = index
+    with pytest.raises(InvalidModelData, match="dimension 3"):
+        idx.add_items(np.zeros((1, 3), np.float32), [9000])
+    with pytest.raises(InvalidModelData, match="NaN"):
+        idx.add_items(np.full((1, 12), np.nan, np.float32), [9000])
+    with pytest.raises(InvalidModelData, match="unique"):
+        idx.add_items(np.zeros((2, 12), np.float32), [9000, 9000])
+    with pytest.raises(InvalidModelData, match="id 99999 is not in the index"):
+        idx.mark_deleted([99999])
+
+
+def test_queries_run_while_the_index_changes(index):
+    idx, vectors = index
+    rng = np.random.default_rng(2)
+    stop, errors, deleted = threading.Event(), [], set()
+
+    def ask() -> None:
+        while not stop.is_set():
+            try:
+                ids, _ = idx.query(vectors[rng.integers(1500)], k=10)
+                if set(ids.tolist()) & set(list(deleted)[:-1]):  # the newest may race with this query
+                    errors.append("a deleted id was returned")
+            except Exception as exc:  # noqa: BLE001 - any failure fails the test
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for b in range(100):  # grows past the capacity several times
+            idx.add_items(rng.standard_normal((40, 12)).astype(np.float32), np.arange(2000 + 40 * b, 2040 + 40 * b))
+            idx.mark_deleted([b])
+            deleted.add(b)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    assert len(idx) == 1500 + 4000 - 100
