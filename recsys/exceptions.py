@@ -10,7 +10,10 @@
     ├── TrainingError         a model failed while fitting (diverged, produced non-finite vectors...)
     ├── InvalidParameter      a model hyper-parameter or function argument has a value that cannot work
     ├── InvalidRequest        a serving request is malformed (k <= 0 or huge, wrong types)
+    │   └── InvalidFilter     a filter expression does not parse, or names an unknown field or a wrong type
+    ├── InvalidDelta          a catalogue delta is malformed (wrong vector dimension, NaN, bad metadata value)
     └── ModelUnavailable      the serving client has no model version to answer from
+        └── VersionGone       the version being served was deleted from Redis and none other could be loaded
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ __all__ = [
     "TrainingError",
     "InvalidParameter",
     "InvalidRequest",
+    "InvalidFilter",
+    "InvalidDelta",
     "ModelUnavailable",
+    "VersionGone",
 ]
 
 
@@ -61,5 +67,23 @@ class InvalidRequest(RecsysError, ValueError):
     """A serving request is malformed (k out of range, wrong types); nothing was looked up."""
 
 
+class InvalidFilter(InvalidRequest):
+    """A filter expression that cannot be applied: bad syntax, an unknown field, or a value of the wrong type.
+
+    The message names the offending token and its position in the expression (never the whole expression).
+    """
+
+
+class InvalidDelta(RecsysError, ValueError):
+    """A catalogue delta (an upsert, user update or metadata change) is malformed; nothing was written. The
+    message names the item or user and what is wrong (never the values themselves)."""
+
+
 class ModelUnavailable(RecsysError, RuntimeError):
     """The serving client has no model to answer from (none published yet, or it could not be loaded)."""
+
+
+class VersionGone(ModelUnavailable):
+    """The per-user data of the version being served is gone from Redis (deleted while this client served it)
+    and no other version could be loaded: a known user cannot be told from an unknown one, so neither is
+    answered with popular items."""
