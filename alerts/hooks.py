@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vectorstore.connection import celery_transport_options
+from vectorstore.broker import celery_broker_config
 from vectorstore.embedded import resolve_redis_url
 from vectorstore.settings import Settings, get_settings
 
@@ -112,12 +112,12 @@ class CeleryTaskHook(Hook):
 
                 settings = self._settings or get_settings()
                 self._app = Celery("ea-alerts-producer", set_as_current=False)
-                # The service's broker and transport options (one builder for workers.app and this hook),
-                # or the message would land in another queue key.
+                # The service's broker, transport options and queues (one builder for workers.app and this
+                # hook), or the message would land in another queue key (Redis) or its queue be declared
+                # with other arguments and refused (RabbitMQ's quorum queues).
                 self._app.conf.update(
-                    broker_url=settings.broker_url or resolve_redis_url(settings),
-                    broker_transport_options=celery_transport_options(settings), task_serializer="json",
-                    accept_content=["json"], broker_connection_retry_on_startup=True,
+                    **celery_broker_config(settings, settings.broker_url or resolve_redis_url(settings)),
+                    task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True,
                 )
             return self._app
 

@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import _rabbitmq
 import pytest
 import redis
 
@@ -35,7 +36,17 @@ os.environ.pop("EA_SIGNING_KEY", None)
 os.environ.pop("EA_BROKER_URL", None)
 
 
+def pytest_report_header(config):
+    return _rabbitmq.SESSION.header()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for line in _rabbitmq.summary(terminalreporter.stats):
+        terminalreporter.write_line(line, yellow=_rabbitmq.NOT_TESTED in line, bold=True)
+
+
 def pytest_sessionfinish(session, exitstatus):
+    _rabbitmq.SESSION.close()
     try:
         client = redis.Redis.from_url(_url)
         for pattern in (f"{_PREFIX}*", "celery-task-meta-*"):
@@ -87,6 +98,12 @@ def celery_worker():
         shutdown_timeout=30, loglevel="WARNING",
     ) as worker:
         yield worker
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url() -> str:
+    """URL of a RabbitMQ vhost of this session (``_rabbitmq``); the test is skipped, loudly, when none answers."""
+    return _rabbitmq.SESSION.url()
 
 
 @pytest.fixture(scope="session")

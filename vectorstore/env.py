@@ -8,10 +8,11 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .exceptions import ConfigurationError
 
-__all__ = ["env_choice", "env_directory", "env_float", "env_int", "env_url"]
+__all__ = ["env_choice", "env_directory", "env_float", "env_int", "env_switch", "env_url"]
 
 
 def _number(env: dict[str, str], name: str, default: float, minimum: float, kind: type, positive: bool = False):
@@ -59,6 +60,22 @@ def env_choice(env: dict[str, str], name: str, default: str, choices: tuple[str,
     return value
 
 
+def env_switch(env: dict[str, str], name: str) -> bool | None:
+    """``name`` as on/off (``1 true yes on`` / ``0 false no off``, any case), or None when unset.
+
+    Raises:
+        ConfigurationError: another value (the message names the variable).
+    """
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name}={raw!r} must be 1 or 0 (true/false, yes/no, on/off)")
+
+
 def env_url(env: dict[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
     """A URL whose scheme is one of ``schemes``; the error shows it with credentials redacted."""
     value = (env.get(name) or "").strip() or None
@@ -66,10 +83,30 @@ def env_url(env: dict[str, str], name: str, schemes: tuple[str, ...]) -> str | N
         return None
     scheme, sep, rest = value.partition("://")
     if not sep or scheme.lower() not in schemes or not rest:
-        shown = re.sub(r"//[^@/]*@", "//***@", value)
         starts = " or ".join(f"{s}://" for s in schemes)
-        raise ConfigurationError(f"{name}={shown!r} must be a URL starting with {starts}")
+        raise ConfigurationError(f"{name}={_redacted(value)!r} must be a URL starting with {starts}")
+    for one in value.split(";"):  # kombu takes a list of failover URLs separated by ';'
+        parts = urlsplit(one.strip())
+        try:
+            port = parts.port
+        except ValueError:  # not a number, or out of 0..65535
+            port = -1
+        if parts.scheme.lower() not in schemes or port == -1 or (parts.scheme.lower() in ("amqp", "amqps", "pyamqp")
+                                                                  and not parts.hostname):
+            raise ConfigurationError(f"{name}={_redacted(value)!r} is not a valid URL: it needs a host and a port "
+                                     f"number (quote special characters of the user or password with %XX)")
     return value
+
+
+def _redacted(url: str) -> str:
+    """``url`` with everything before the last ``@`` of its authority shown as ``***`` (a password may hold
+    ``/`` or ``@``: never show any part of it)."""
+    if ";" in url:
+        return ";".join(_redacted(one) for one in url.split(";"))
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
+        return url if sep else re.sub(r"[^@]*@", "***@", url, count=1)
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
 
 
 def env_directory(env: dict[str, str], name: str) -> Path | None:

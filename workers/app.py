@@ -4,7 +4,9 @@ Configured as docs/architecture.md says: JSON only (pickle would let anyone who 
 code),
 late acknowledgement with redelivery when a worker dies, one message prefetched at a time, a visibility
 timeout longer than the longest training job, and three queues: ``train`` (torch; run it with
-``--pool solo`` or threads, since torch and fork do not mix), ``score`` and ``alerts``. Every task derives
+``--pool solo`` or threads, since torch and fork do not mix), ``score`` and ``alerts``. The broker is the
+service's Redis, or RabbitMQ with quorum queues and publisher confirms (``EA_BROKER_URL=amqp://...``;
+:mod:`vectorstore.broker`); Redis stays the result backend. Every task derives
 from :class:`workers._task_policy.ServiceTask`: transient Redis and broker errors are retried with backoff,
 and soft and hard time limits hold in every pool.
 """
@@ -14,17 +16,16 @@ from __future__ import annotations
 import logging
 
 from celery import Celery
-from kombu import Queue
 
-from vectorstore.connection import celery_transport_options
+from vectorstore.broker import QUEUES, broker_kind, celery_broker_config
+from vectorstore.connection import celery_transport_options, is_cluster
 from vectorstore.embedded import resolve_redis_url
+from vectorstore.exceptions import ConfigurationError
 from vectorstore.settings import Settings, get_settings
 
 __all__ = ["QUEUES", "app", "celery_config"]
 
 log = logging.getLogger(__name__)
-
-QUEUES = ("train", "score", "alerts")
 
 # Route by task name: training on `train`, scoring on `score`, alert delivery on `alerts`.
 TASK_ROUTES = {
@@ -36,18 +37,25 @@ TASK_ROUTES = {
 
 
 def celery_config(settings: Settings) -> dict:
-    """Celery settings for ``settings`` (the broker and backend default to the service's Redis)."""
+    """Celery settings for ``settings`` (the broker and backend default to the service's Redis; with
+    ``EA_BROKER_URL=amqp://...`` the broker is RabbitMQ: see :mod:`vectorstore.broker`)."""
     redis_url = resolve_redis_url(settings)
-    if settings.train_time_limit and settings.train_time_limit >= settings.visibility_timeout:
+    if is_cluster(settings) and not (settings.broker_url and settings.result_backend):
+        # kombu's Redis transport and Celery's Redis result backend speak no cluster protocol (their
+        # multi-key commands span slots): both stay on a server of their own.
+        raise ConfigurationError("EA_REDIS_URL names a Redis Cluster, which Celery cannot use: set EA_BROKER_URL "
+                                 "(RabbitMQ, or a single Redis) and EA_RESULT_BACKEND (a single Redis)")
+    broker_url = settings.broker_url or redis_url
+    # RabbitMQ has no visibility timeout (its consumer_timeout, set on the server, plays that part).
+    if (broker_kind(broker_url) == "redis" and settings.train_time_limit
+            and settings.train_time_limit >= settings.visibility_timeout):
         log.warning("EA_TRAIN_TIME_LIMIT=%g s is not below EA_VISIBILITY_TIMEOUT=%d s: a training job still running "
                     "when the visibility timeout ends is delivered to a second worker", settings.train_time_limit,
                     settings.visibility_timeout)
-    transport = celery_transport_options(settings)
     return {
-        "broker_url": settings.broker_url or redis_url,
+        **celery_broker_config(settings, broker_url),
         "result_backend": settings.result_backend or redis_url,
-        "broker_transport_options": transport,
-        "result_backend_transport_options": transport,
+        "result_backend_transport_options": celery_transport_options(settings),
         "broker_connection_retry_on_startup": True,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -59,7 +67,6 @@ def celery_config(settings: Settings) -> dict:
         "task_track_started": True,
         "result_extended": True,
         "result_expires": 7 * 24 * 3600,
-        "task_queues": [Queue(name) for name in QUEUES],
         "task_default_queue": "score",
         "task_routes": TASK_ROUTES,
         "worker_hijack_root_logger": False,

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import redis
 from celery import Celery
 
 from vectorstore import ModelRegistry, Settings, get_settings
+from vectorstore.broker import QUEUES, broker_kind
 from workers.app import celery_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,9 +118,30 @@ class Deployment:
         options = {"queue": queue} if queue else {}
         return self.app.send_task(task, kwargs=kwargs, task_id=task_id, **options)
 
+    @property
+    def broker(self) -> str:
+        """``"redis"`` or ``"amqp"``: the broker this deployment's jobs go through."""
+        return broker_kind(self.app.conf.broker_url)
+
+    def ready_messages(self, queue: str) -> int:
+        """Messages waiting in ``queue`` for a worker (not those delivered and unacknowledged)."""
+        with self.app.connection_for_write() as conn:
+            return conn.default_channel.queue_declare(queue=queue, passive=True).message_count
+
+    def delete_queues(self) -> None:
+        """Delete this deployment's queues from its broker (RabbitMQ: they outlive their workers)."""
+        with contextlib.suppress(Exception), self.app.connection_for_write() as conn:
+            for queue in QUEUES:
+                conn.default_channel.queue_delete(queue)
+
     def keys(self, pattern: str = "*") -> list[str]:
         client = self.registry.client
         return sorted(k.decode() for k in client.scan_iter(f"{self.settings.key_prefix}{pattern}", count=1000))
+
+
+#: Parametrizes a test's ``isolated`` deployment over both brokers: ids ``[redis]`` and ``[amqp]`` (the session's
+#: RabbitMQ; skipped, loudly, when none answers).
+on_both_brokers = pytest.mark.parametrize("isolated", ["redis", "amqp"], indirect=True)
 
 
 def make_app(settings: Settings) -> Celery:

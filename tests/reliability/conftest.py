@@ -16,18 +16,30 @@ from vectorstore.embedded import RedisProcess, start_redis_server
 
 
 @pytest.fixture
-def isolated(tmp_path: Path) -> Iterator[Deployment]:
-    """An isolated deployment on the session's Redis, with a 5 s visibility timeout for its workers."""
+def isolated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deployment]:
+    """An isolated deployment on the session's Redis, with a 5 s visibility timeout for its workers.
+
+    Its broker is that Redis, or the session's RabbitMQ when the test is parametrized so
+    (``@on_both_brokers``: ``isolated`` is ``"redis"`` or ``"amqp"``); the queues it used there are deleted
+    afterwards.
+    """
+    broker = getattr(request, "param", "redis")
     base = get_settings()
     prefix = f"{base.key_prefix}r{uuid.uuid4().hex[:8]}:"
     settings = base.with_(key_prefix=prefix, visibility_timeout=5)
     env = {**os.environ, "EA_KEY_PREFIX": prefix, "EA_VISIBILITY_TIMEOUT": "5", "PYTHONUNBUFFERED": "1"}
+    if broker == "amqp":
+        url = request.getfixturevalue("rabbitmq_url")
+        settings = settings.with_(broker_url=url)
+        env["EA_BROKER_URL"] = url
     deployment = Deployment(settings, make_app(settings), env, tmp_path)
     try:
         yield deployment
     finally:
         for worker in deployment.workers:
             worker.kill()
+        if broker == "amqp":
+            deployment.delete_queues()
         with contextlib.suppress(Exception):
             deployment.app.close()
 

@@ -1,9 +1,10 @@
-"""Scale-out: two worker *processes* on one broker (as two hosts would run them) drain a queue of mixed jobs.
+"""Scale-out: two worker *processes* on one broker (as two hosts would run them) drain a queue of mixed jobs,
+on each broker (the Redis one, RabbitMQ with quorum queues).
 
 Each of 20 jobs (``ea.train_selfcheck``, ``ea.precompute_recommendations``, ``ea.train_series`` with the raw
 detector) completes, each model gets exactly one version, the work is shared by both hostnames, and
 SIGKILLing one worker in the middle of the queue loses nothing: its unacknowledged job is redelivered to
-the other after the (short) visibility timeout.
+the other (Redis: after the short visibility timeout; RabbitMQ: at once).
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _reliability import Deployment, copy_version, wait_for
+from _reliability import Deployment, copy_version, on_both_brokers, wait_for
 from celery.result import AsyncResult
 
 from vectorstore import ModelRegistry, Settings
 
 
+@on_both_brokers
 def test_two_workers_share_a_mixed_queue_and_survive_losing_one(
     isolated: Deployment, trained_model: str, settings: Settings, tmp_path: Path
 ) -> None:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _reliability import FAST_NODE2VEC, Deployment, make_app, redis_answers, wait_for
+from _reliability import FAST_NODE2VEC, Deployment, make_app, on_both_brokers, redis_answers, wait_for
 from celery.result import AsyncResult
 
 from vectorstore import ModelRegistry
@@ -84,6 +84,7 @@ def test_soft_time_limit_interrupts_a_job_and_the_worker_goes_on(isolated: Deplo
     assert quick.get(timeout=60)["version"] == 1  # the same worker process runs the next job
 
 
+@on_both_brokers
 def test_hard_time_limit_ends_the_worker_and_the_redelivered_job_fails_at_once(
     isolated: Deployment, model_name: str
 ) -> None:
