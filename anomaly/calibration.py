@@ -89,41 +89,51 @@ class TailCalibrator:
         p = np.ones(d.shape)
         ratio = np.zeros(d.shape)
         typical_at = np.full(d.shape, np.nan)
+        valid = np.flatnonzero(np.isfinite(d))
+        # A reading depends on the valid distances before it, never on the fit: all of them in one go.
+        avg = self._averages(d[valid])
+        reading[valid] = avg
+        # Every reading of the batch after the history (screened ones are marked in `keep` and skipped):
+        # a refit takes the last `history` kept ones before its row, as the running history held them.
+        hist = np.concatenate([self.readings, avg])
+        base = self.readings.size
+        keep: np.ndarray | None = None
         # Fit boundaries inside this batch split it into segments with one fit each.
         cuts = [0, *np.flatnonzero(rows % self.refit == 0).tolist(), d.size]
-        for a, b in zip(cuts[:-1], cuts[1:]):
-            if b <= a:
-                continue
-            if rows[a] % self.refit == 0:
-                self._refit()
-            if self.fit is not None:
-                typical_at[a:b] = self.fit[2]
-            seg = slice(a, b)
-            valid = np.flatnonzero(np.isfinite(d[seg])) + a
-            if valid.size == 0:
-                continue
-            avg = self._averages(d[valid])
-            reading[valid] = avg
-            if self.fit is not None:
+        at = np.searchsorted(valid, cuts).tolist()  # the segments' first readings in `valid` / `avg`
+        with np.errstate(over="ignore"):
+            for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+                if b <= a:
+                    continue
+                va, vb = at[i], at[i + 1]
+                if rows[a] % self.refit == 0:
+                    end = base + va
+                    h = hist[max(0, end - self.history) : end] if keep is None else hist[:end][keep[:end]]
+                    self._refit(h[-self.history :])
+                if self.fit is None:
+                    continue
                 u, beta, typical = self.fit
-                with np.errstate(over="ignore"):
-                    p[valid] = np.minimum(1.0, (1.0 - self.quantile) * np.exp(-(avg - u) / beta))
-                ratio[valid] = avg / typical
-            kept = avg
-            if self.screen is not None and self.fit is not None:
-                odd = (p[valid] <= self.screen[0]) & (ratio[valid] >= self.screen[1])
-                drop = []
-                for j in np.flatnonzero(odd):  # rare rows; one at a time so that batching cannot matter
-                    row = int(rows[valid[j]])
-                    # At most `budget` screened per `history` rows: extremes that keep coming back are this
-                    # series' normal, and are learned.
+                typical_at[a:b] = typical
+                if vb <= va:
+                    continue
+                seg, at_rows = avg[va:vb], valid[va:vb]
+                p_seg = np.minimum(1.0, (1.0 - self.quantile) * np.exp(-(seg - u) / beta))
+                r_seg = seg / typical
+                p[at_rows], ratio[at_rows] = p_seg, r_seg
+                if self.screen is None:
+                    continue
+                for j in np.flatnonzero((p_seg <= self.screen[0]) & (r_seg >= self.screen[1])).tolist():
+                    # Rare rows, one at a time so that batching cannot matter. At most `budget` screened per
+                    # `history` rows: extremes that keep coming back are this series' normal, and are learned.
+                    row = int(rows[at_rows[j]])
                     self.screened = self.screened[self.screened > row - self.history]
                     if self.screened.size < self.budget:
                         self.screened = np.append(self.screened, row)
-                        drop.append(j)
-                if drop:
-                    kept = np.delete(avg, drop)
-            self.readings = np.concatenate([self.readings, kept])[-self.history :]
+                        if keep is None:
+                            keep = np.ones(hist.size, bool)
+                        keep[base + va + j] = False
+        kept = hist if keep is None else hist[keep]
+        self.readings = kept[-self.history :].copy()
         return reading, p, ratio, typical_at
 
     def _averages(self, values: np.ndarray) -> np.ndarray:
@@ -141,8 +151,8 @@ class TailCalibrator:
         self.recent = buf[-(self.averaging - 1) :] if self.averaging > 1 else buf[:0]
         return total / count
 
-    def _refit(self) -> None:
-        h = self.readings
+    def _refit(self, h: np.ndarray) -> None:
+        """Fit the tail of the readings ``h`` (the last ``history`` kept ones)."""
         if h.size < self.min_history:
             return
         ordered = np.sort(h)  # one sort gives the quantile, the median and the excesses' median
@@ -163,6 +173,27 @@ class TailCalibrator:
         self.readings = np.asarray(state["readings"], np.float64)
         self.fit = tuple(state["fit"]) if state.get("fit") else None
         self.screened = np.asarray(state.get("screened", []), np.int64)
+        return self
+
+    def state_parts(self) -> tuple[dict[str, Any], dict[str, bytes]]:
+        """The running state as ``(meta, arrays)``: the fit as JSON-able values, the distances and readings as
+        little-endian bytes (a streamed series saves its state after every batch: a thousand readings as
+        JSON text cost more than scoring a small batch)."""
+        meta = {"fit": list(self.fit) if self.fit else None, "arrays": True}
+        arrays = {"recent": self.recent.astype("<f8").tobytes(), "readings": self.readings.astype("<f8").tobytes(),
+                  "screened": self.screened.astype("<i8").tobytes()}
+        return meta, arrays
+
+    def load_parts(self, meta: dict[str, Any], arrays: dict[str, bytes]) -> TailCalibrator:
+        """Restore :meth:`state_parts` output into this calibrator (same settings); returns it.
+
+        Raises:
+            KeyError: an array is missing.
+        """
+        self.recent = np.frombuffer(arrays["recent"], "<f8").astype(np.float64)
+        self.readings = np.frombuffer(arrays["readings"], "<f8").astype(np.float64)
+        self.screened = np.frombuffer(arrays["screened"], "<i8").astype(np.int64)
+        self.fit = tuple(meta["fit"]) if meta.get("fit") else None
         return self
 
 

@@ -120,6 +120,11 @@ class Reference:
         for cand, cand_rows, is_static in (self._static_candidates(q, rows), self._recent_candidates(q, rows)):
             if cand is None:
                 continue
+            if k == 1:  # the merge below, for one neighbour: a candidate replaces the best only when nearer
+                nearer = cand[:, 0] < best[:, 0]
+                best[nearer, 0], best_row[nearer, 0], best_static[nearer, 0] = cand[nearer, 0], cand_rows[nearer, 0], \
+                    is_static
+                continue
             merged = np.concatenate([best, cand], axis=1)
             merged_rows = np.concatenate([best_row, cand_rows], axis=1)
             merged_static = np.concatenate([best_static, np.full(cand.shape, is_static)], axis=1)
@@ -198,17 +203,25 @@ def _band_nearest(ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: 
             # than the product itself.
             scratch = np.empty(max(_BLOCK * int((hi - lo).max() + _BLOCK), (b - a) * (c1 - c0)), np.float32)
         sims = np.matmul(aug_q[a:b], aug_ref[c0:c1].T, out=scratch[: (b - a) * (c1 - c0)].reshape(b - a, c1 - c0))
-        # Columns every query of the block may use need no mask: only the band's two moving edges do.
-        inner0, inner1 = int(lo[a:b].max()), int(hi[a:b].min())
-        cols = np.arange(c0, c1)
-        for e0, e1 in ((c0, min(inner0, c1)), (max(inner1, inner0, c0), c1)):
-            if e1 > e0:
-                edge = cols[e0 - c0 : e1 - c0]
-                bad = (edge[None, :] < lo[a:b, None]) | (edge[None, :] >= hi[a:b, None])
-                sims[:, e0 - c0 : e1 - c0][bad] = -np.inf
+        # Columns every query of the block may use need no mask: only the band's two moving edges do (left of
+        # the shared middle a column is only ever too old, right of it only too new).
+        lo_b, hi_b = lo[a:b, None] - c0, hi[a:b, None] - c0
+        inner0, inner1 = int(lo_b.max()), int(hi_b.min())
+        cols = np.arange(c1 - c0)[None, :]
+        if inner1 >= inner0:
+            if inner0 > 0:
+                np.copyto(sims[:, :inner0], -np.inf, where=cols[:, :inner0] < lo_b)
+            if inner1 < c1 - c0:
+                np.copyto(sims[:, inner1:], -np.inf, where=cols[:, inner1:] >= hi_b)
+        else:
+            np.copyto(sims, -np.inf, where=(cols < lo_b) | (cols >= hi_b))
         take = min(k, c1 - c0)
-        pick = np.argmax(sims, axis=1)[:, None] if take == 1 else np.argsort(-sims, axis=1, kind="stable")[:, :take]
-        valid = np.isfinite(np.take_along_axis(sims, pick, axis=1))
+        if take == 1:
+            pick = np.argmax(sims, axis=1)[:, None]
+            valid = np.isfinite(sims[np.arange(b - a), pick[:, 0]])[:, None]
+        else:
+            pick = np.argsort(-sims, axis=1, kind="stable")[:, :take]
+            valid = np.isfinite(np.take_along_axis(sims, pick, axis=1))
         d = _exact(q[a:b], ref[c0:c1], pick)
         d[~valid] = np.inf
         out[a:b, :take] = d

@@ -13,7 +13,8 @@ prefix; any other series id starts its own stream, which learns for ``warmup`` r
 Redis keys (under ``EA_KEY_PREFIX``; the model name in braces keeps a model's series in one cluster slot):
 
 ====================================  =========================================================
-``series:{<model>}:<series id>:state``  hash: ``meta`` (JSON), ``values``/``missing``/``times``
+``series:{<model>}:<series id>:state``  hash: ``meta`` (JSON), ``values``/``missing``/``times`` and each
+                                        channel's calibration ``cal<c>_recent``/``_readings``/``_screened``
                                         (little-endian arrays), ``token`` (changes on every write)
 ``series:{<model>}:<series id>:state:lock``  the lock serialising one series' batches
 ====================================  =========================================================
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -165,13 +167,14 @@ def score_points(
     if np.isinf(vals).any():
         bad = np.flatnonzero(np.isinf(vals))[:5].tolist()
         raise InvalidSeries(f"values must be finite or missing; positions {bad} are infinite")
-    ts = pd.to_datetime(pd.Series(timestamps), utc=True, errors="coerce")
+    ts = _read_times(timestamps)
     if ts.isna().any():
         raise InvalidSeries(f"timestamps at positions {np.flatnonzero(ts.isna())[:5].tolist()} cannot be read")
     if (ts.diff().dropna() < pd.Timedelta(0)).any():
         at = int(np.flatnonzero((ts.diff() < pd.Timedelta(0)).to_numpy())[0])
         raise InvalidSeries(f"timestamps of a batch must not go backwards: position {at} ({ts.iloc[at]}) is "
                             f"before position {at - 1} ({ts.iloc[at - 1]})")
+    ns = ts.dt.as_unit("ns").astype("int64").to_numpy()
     registry = registry or ModelRegistry()
     settings = registry.settings
     client = registry.client
@@ -184,7 +187,7 @@ def score_points(
             raise InvalidSeries(f"series {series_id!r}: timestamp {ts.iloc[0]} is not after the last scored one "
                                 f"({pd.Timestamp(int(scorer.times[-1]), tz='UTC')})")
         try:
-            out = scorer.update(vals, ts.dt.as_unit("ns").astype("int64").to_numpy())
+            out = scorer.update(vals, ns)
         except BaseException:
             _forget(settings, name, series_id)  # the scorer may be half-updated; Redis still holds its state
             raise
@@ -193,11 +196,39 @@ def score_points(
         mapping: dict[str, Any] = {"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token}
         client.hset(key, mapping=mapping)
         _remember(settings, name, series_id, version, new_token, scorer)
-    return {"version": version, "position": scorer.position, "timestamps": [t.isoformat() for t in ts],
-            "scores": [None if np.isnan(x) else float(x) for x in out.score],
+    return {"version": version, "position": scorer.position, "timestamps": _iso_utc(ns, ts),
+            "scores": [None if x != x else x for x in out.score.tolist()],  # x != x: NaN, a missing value
             "is_anomaly": out.is_anomaly.astype(int).tolist(), "in_incident": out.in_incident.astype(int).tolist(),
             "threshold": detector.threshold, "warming_up": scorer.position <= scorer.rule.armed_from,
             "explanations": out.explanations}
+
+
+def _read_times(timestamps: list[Any]) -> pd.Series:
+    """Timestamps of a batch as UTC (NaT where one cannot be read).
+
+    Text in ISO 8601 (what the tasks receive) is read as such, each value on its own, so one batch may mix
+    whole and fractional seconds or offsets; anything else, or ISO text pandas refuses, as pandas infers it
+    from the first value.
+    """
+    first = timestamps[0] if len(timestamps) else None
+    if isinstance(first, str) and _ISO_DATE.match(first) and all(isinstance(t, str) for t in timestamps):
+        try:
+            return pd.to_datetime(pd.Series(timestamps, dtype=object), utc=True, format="ISO8601")
+        except (ValueError, OverflowError):
+            pass
+    return pd.to_datetime(pd.Series(timestamps), utc=True, errors="coerce")
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_utc(ns: np.ndarray, ts: pd.Series) -> list[str]:
+    """``ts`` (UTC, ``ns`` its int64 nanoseconds) as ISO 8601 text, as ``pd.Timestamp.isoformat`` writes it;
+    whole seconds (what metric exports hold) in one vectorised step."""
+    if ns.size and not (ns % 1_000_000_000).any():
+        seconds = ns.view("datetime64[ns]").astype("datetime64[s]")
+        return [text + "+00:00" for text in np.datetime_as_string(seconds).tolist()]
+    return [t.isoformat() for t in ts]
 
 
 def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, version: int, detector: KnnDetector,
@@ -214,7 +245,7 @@ def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, versio
         return detector.continuation() if training else detector.new_stream()
     raw: dict[bytes, bytes] = registry.client.hgetall(key)
     meta = json.loads(raw[b"meta"])
-    arrays = {name: raw[name.encode()] for name in ("values", "missing", "times")}
+    arrays = {name.decode(): data for name, data in raw.items() if name not in (b"meta", b"token")}
     same_version = int(meta.get("version", 0)) == version
     try:
         return detector.resume(meta, arrays, continuation=training and same_version)

@@ -216,10 +216,10 @@ class StreamScorer:
     # -- state ---------------------------------------------------------------------------------------------
     def to_state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
         """``(meta, arrays)``: the running state (JSON-able meta, little-endian array bytes) for Redis."""
-        meta = {
+        meta: dict[str, Any] = {
             "position": self.position, "start_row": self.start_row,
             "recent_from": self.recent_from,
-            "last_score": self.last_score, "calibrators": [c.to_state() for c in self.calibrators],
+            "last_score": self.last_score, "calibrators": [],
             "value_range": {"low": _json_float(self.value_range.low), "high": _json_float(self.value_range.high),
                             "seen": self.value_range.seen},
             "rule": {"armed_from": self.rule.armed_from, "last_alert": self.rule.last_alert, "calm": self.rule.calm,
@@ -227,6 +227,10 @@ class StreamScorer:
         }
         arrays = {"values": self.values.astype("<f8").tobytes(), "missing": self.missing.astype("u1").tobytes(),
                   "times": self.times.astype("<i8").tobytes()}
+        for c, cal in enumerate(self.calibrators):
+            cal_meta, cal_arrays = cal.state_parts()
+            meta["calibrators"].append(cal_meta)
+            arrays.update({f"cal{c}_{name}": data for name, data in cal_arrays.items()})
         return meta, arrays
 
     def load_state(self, meta: dict[str, Any], arrays: dict[str, bytes]) -> StreamScorer:
@@ -243,8 +247,11 @@ class StreamScorer:
             self.position, self.start_row = int(meta["position"]), int(meta["start_row"])
             self.recent_from = int(meta["recent_from"])
             self.last_score = float(meta.get("last_score", 0.0))
-            for cal, st in zip(self.calibrators, meta["calibrators"], strict=True):
-                cal.load_state(st)
+            for c, (cal, st) in enumerate(zip(self.calibrators, meta["calibrators"], strict=True)):
+                if st.get("arrays"):
+                    cal.load_parts(st, {name: arrays[f"cal{c}_{name}"] for name in ("recent", "readings", "screened")})
+                else:  # a state saved before the arrays left the JSON part
+                    cal.load_state(st)
             vr = meta["value_range"]
             self.value_range.low = np.nan if vr["low"] is None else float(vr["low"])
             self.value_range.high = np.nan if vr["high"] is None else float(vr["high"])

@@ -4,6 +4,7 @@ a training set large enough for the hnswlib index, every batch size, state round
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from anomaly_synth import TRAIN, clean_series, planted_series
 
@@ -51,3 +52,53 @@ def test_a_training_set_in_the_hnswlib_index_is_searched_alike_in_batch_and_stre
     batch = det.fit_detect(v, 5000)
     assert det.references[0].static_index is not None  # more training windows than are searched exactly
     assert_same(streamed(det, v, 5000, sizes, round_trip=sizes == [100]), batch, 5000)
+
+
+def test_a_state_saved_with_the_calibration_as_json_lists_still_resumes_identically():
+    v = planted_series()
+    det = KnnDetector().fit(v[:TRAIN])
+    scorer = det.continuation()
+    scorer.update(v[TRAIN:2000])
+    meta, arrays = scorer.to_state()
+    assert all(f"cal{c}_readings" in arrays for c in range(len(det.channels)))
+    # The layout before the readings left the JSON part: lists in meta, no calibration arrays.
+    old_meta = {**meta, "calibrators": [cal.to_state() for cal in scorer.calibrators]}
+    old_arrays = {k: b for k, b in arrays.items() if not k.startswith("cal")}
+    old = det.resume(json.loads(json.dumps(old_meta)), old_arrays, continuation=True).update(v[2000:])
+    new = det.resume(json.loads(json.dumps(meta)), arrays, continuation=True).update(v[2000:])
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(old, f), getattr(new, f), err_msg=f)
+
+
+@pytest.mark.parametrize("step", [1000, 100])
+def test_score_points_through_redis_decides_as_batch_whatever_the_batch_size(settings, model_name, step):
+    from anomaly.service import _state_key, score_points, train_detector
+    from vectorstore import ModelRegistry
+
+    v = planted_series()
+    ts = pd.date_range("2026-01-01", periods=v.size, freq="5min", tz="UTC")
+    train_detector(pd.DataFrame({"timestamp": ts[:TRAIN], "value": v[:TRAIN]}), name=model_name, series_id="s")
+    flags, scores = [], []
+    for a in range(TRAIN, v.size, step):
+        out = score_points(model_name, "s", ts[a : a + step].astype(str).tolist(), v[a : a + step].tolist())
+        assert out["timestamps"] == [t.isoformat() for t in ts[a : a + step]]
+        flags += out["is_anomaly"]
+        scores += out["scores"]
+    batch = KnnDetector().fit_detect(v, TRAIN)
+    assert flags == batch.is_anomaly[TRAIN:].astype(int).tolist()
+    np.testing.assert_array_equal(np.array(scores, float), batch.score[TRAIN:])
+    state = ModelRegistry(settings).client.hgetall(_state_key(settings, model_name, "s"))
+    assert b"cal0_readings" in state and b"readings" not in json.loads(state[b"meta"])["calibrators"][0]
+
+
+def test_a_batch_mixing_whole_and_fractional_seconds_is_read(settings, model_name):
+    from anomaly.service import score_points, train_detector
+
+    v = clean_series(n=TRAIN + 3)
+    ts = pd.date_range("2026-01-01", periods=v.size, freq="5min")
+    train_detector(pd.DataFrame({"timestamp": ts[:TRAIN], "value": v[:TRAIN]}), name=model_name, series_id="s")
+    # An export writes fractions only where there are some; pandas' format inference refused the batch.
+    times = ["2026-01-03 18:40:00.5", "2026-01-03 18:45:00", "2026-01-03T18:50:00+00:00"]
+    out = score_points(model_name, "s", times, v[TRAIN:].tolist())
+    assert out["timestamps"] == ["2026-01-03T18:40:00.500000+00:00", "2026-01-03T18:45:00+00:00",
+                                 "2026-01-03T18:50:00+00:00"]
