@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import redis
 
-from vectorstore.connection import connect
+from vectorstore.connection import UNAVAILABLE_ERRORS, connect
 from vectorstore.settings import Settings, get_settings
 
 from .exceptions import AlertError, DeliveryError, HookDisabled, HookError
@@ -161,7 +161,7 @@ class Deliverer:
             while not stop.is_set():
                 try:
                     self.step(block=block)
-                except (redis.ConnectionError, redis.TimeoutError) as exc:  # Redis restarting: wait
+                except UNAVAILABLE_ERRORS as exc:  # Redis restarting, or a cluster failing over: wait
                     log.warning("alert consumer %s: Redis unavailable (%s), retrying", self.consumer, exc)
                     stop.wait(min(5.0, max(block, 0.1)))
         finally:

@@ -210,7 +210,8 @@ def observe(
         "evidence": _jsonable(list(evidence or [])[:MAX_EVIDENCE]),
     }
     state_key = keys.state(kind, str(key))
-    with client.pipeline() as pipe:
+    # transaction=True: a cluster client's pipeline is not a transaction by default (and has no WATCH).
+    with client.pipeline(transaction=True) as pipe:
         while True:
             try:
                 pipe.watch(state_key)

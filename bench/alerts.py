@@ -43,6 +43,7 @@ from alerts import (  # noqa: E402
     outbox_status,
     verify_signature,
 )
+from alerts.keys import AlertKeys  # noqa: E402
 from bench._common import machine, table, write  # noqa: E402
 from vectorstore.connection import connect  # noqa: E402
 from vectorstore.settings import get_settings  # noqa: E402
@@ -220,7 +221,7 @@ def run_scenario(args: argparse.Namespace, how: str) -> dict:
         while receiver.acknowledged() < n and time.monotonic() < deadline:
             if restarted_at is None and receiver.acknowledged() >= 0.3 * n:
                 # Stop c0 mid-delivery: when it holds entries read but not yet acknowledged.
-                outbox, until = f"{settings.key_prefix}alerts:outbox", time.monotonic() + 5
+                outbox, until = AlertKeys(settings.key_prefix).outbox, time.monotonic() + 5
                 while time.monotonic() < until and not client.xpending_range(outbox, "delivery", "-", "+", 1,
                                                                               consumername="c0"):
                     time.sleep(0.001)

@@ -29,6 +29,7 @@ from typing import Any
 import redis
 
 from vectorstore import ModelRegistry, RedisUnavailable, VectorStoreError
+from vectorstore.connection import UNAVAILABLE_ERRORS
 
 from ._serving import ServingModel
 from .exceptions import ModelUnavailable
@@ -208,7 +209,7 @@ class VersionWatcher:
                     message = pubsub.get_message(timeout=0.5)
                     if message:
                         self.on_notice(message.get("data"))
-            except (redis.RedisError, OSError) as exc:
+            except (redis.RedisError, OSError, *UNAVAILABLE_ERRORS) as exc:  # a cluster may be failing over
                 log.debug("listener lost Redis (%s); retrying in %.1fs", type(exc).__name__, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -19,9 +19,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-import redis
 
 from vectorstore import ModelRegistry, RedisUnavailable, Settings, get_settings
+from vectorstore.connection import UNAVAILABLE_ERRORS
 
 from ._serving import ServingModel
 from ._watcher import VersionWatcher
@@ -131,7 +131,7 @@ class RecommendationClient:
             pipe.hmget(model.topn_key, users)
         try:
             replies = pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE_ERRORS as exc:  # on a cluster also a failover under way
             cached = [self._cache.get((model.version, u)) for u in users]
             if all(c is not None for c in cached):
                 return [(c[0], c[1], None) for c in cached if c is not None]

@@ -25,6 +25,8 @@ __all__ = ["BUILDING_TTL_S", "precompute_top_n"]
 #: Seconds a partial top-N list outlives its last write: far longer than one batch takes.
 BUILDING_TTL_S = 3600
 
+_RENAME_PERSIST = "redis.call('RENAME', KEYS[1], KEYS[2]); return redis.call('PERSIST', KEYS[2])"
+
 
 def precompute_top_n(registry: ModelRegistry, name: str, version: int | None = None, *, n: int = 50,
                      batch: int = 2048, attempt: str | None = None,
@@ -89,7 +91,9 @@ def _publish_complete(registry: ModelRegistry, tmp: str, out_key: str, n_users: 
     """Rename the building list into place only when it holds every user; otherwise drop it."""
     if n_users and registry.client.hlen(tmp) == n_users:
         try:
-            registry.client.pipeline().rename(tmp, out_key).persist(out_key).execute()
+            # A script, not MULTI/EXEC: a cluster client refuses RENAME in a pipeline (both keys share the
+            # model's hash tag, so the script runs on one node).
+            registry.client.eval(_RENAME_PERSIST, 2, tmp, out_key)
             return
         except redis.ResponseError:  # dropped by a concurrent cleanup between the check and the rename
             pass

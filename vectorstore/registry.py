@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from .connection import connect, redact_url
+from .connection import UNAVAILABLE_ERRORS, connect, redact_url
 from .exceptions import (
     ChecksumError,
     InvalidModelData,
@@ -69,6 +69,14 @@ if ARGV[3] == '1' and version > active then
 end
 redis.call('PUBLISH', ARGV[4], ARGV[7])
 return 0
+"""
+
+# Switch the active version and announce it in one step. A script, not MULTI/EXEC: a Redis Cluster client
+# refuses PUBLISH inside a transaction (PUBLISH in a script reaches every node's subscribers).
+_ACTIVATE = """
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
 """
 
 
@@ -133,6 +141,7 @@ class ModelRegistry:
         self.settings = settings or get_settings()
         self.client = client if client is not None else connect(self.settings)
         self._commit = self.client.register_script(_COMMIT)
+        self._activate = self.client.register_script(_ACTIVATE)
 
     # -- keys -------------------------------------------------------------------------------------------
     def _key(self, model: str, *parts: object) -> str:
@@ -146,8 +155,9 @@ class ModelRegistry:
     def _redis(self, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            where = redact_url(str(self.client.connection_pool.connection_kwargs.get("host", "redis")))
+        except UNAVAILABLE_ERRORS as exc:  # on a cluster also a failover under way
+            pool = getattr(self.client, "connection_pool", None)  # a cluster client has one pool per node
+            where = redact_url(str(pool.connection_kwargs.get("host", "redis"))) if pool is not None else "the cluster"
             raise RedisUnavailable(f"Redis at {where} did not answer: {type(exc).__name__}") from None
 
     # -- publication ------------------------------------------------------------------------------------
@@ -229,7 +239,7 @@ class ModelRegistry:
                       self._key(model, "versions"), self._key(model, "tokens"), data_key, *table_keys.values()],
                 args=[version, json.dumps(manifest), int(activate), self.channel(model), notice, token or "", staged],
             )
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except UNAVAILABLE_ERRORS as exc:
             log.warning("publish of %s v%s failed (%s); its partial writes expire in %ss",
                         model, version, type(exc).__name__, ttl)
             raise RedisUnavailable(f"publish of {model!r} v{version} failed: Redis did not answer") from None
@@ -467,10 +477,7 @@ class ModelRegistry:
         """
         self.manifest(model, version)  # exists, complete and (with a key) correctly signed
         notice = json.dumps({"model": model, "version": int(version), "event": "activated"})
-        pipe = self.client.pipeline(transaction=True)
-        pipe.set(self._key(model, "active"), int(version))
-        pipe.publish(self.channel(model), notice)
-        self._redis(pipe.execute)
+        self._redis(self._activate, keys=[self._key(model, "active")], args=[int(version), self.channel(model), notice])
         log.info("activated %s v%s", model, version)
 
     def rollback(self, model: str, version: int | None = None) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 from .env import env_directory as _directory
 from .env import env_float as _float
 from .env import env_int as _int
+from .env import env_switch as _switch
 from .env import env_url as _url
 from .exceptions import ConfigurationError
 
@@ -35,6 +36,9 @@ class Settings:
 
     Attributes:
         redis_url: ``EA_REDIS_URL``; ``None`` means the embedded redis-server under ``data_dir``.
+        redis_cluster: ``EA_REDIS_CLUSTER``: ``1`` when ``redis_url`` names a node of a Redis Cluster, ``0`` when
+            it is a single server; unset (``None``): asked of the server at the first connection. On a cluster
+            Celery's broker and result backend must be set apart (``EA_BROKER_URL``, ``EA_RESULT_BACKEND``).
         broker_url: ``EA_BROKER_URL``; Celery's broker, by default the Redis above.
         key_prefix: ``EA_KEY_PREFIX`` (default ``ea:``); every key the service writes starts with it.
         signing_key: ``EA_SIGNING_KEY``; when set, published versions are HMAC-signed and readers refuse
@@ -67,6 +71,7 @@ class Settings:
     """
 
     redis_url: str | None = None
+    redis_cluster: bool | None = None
     broker_url: str | None = None
     key_prefix: str = "ea:"
     signing_key: bytes | None = field(default=None, repr=False)
@@ -109,6 +114,7 @@ class Settings:
             raise ConfigurationError(f"EA_KEY_PREFIX={prefix!r} must not contain spaces")
         values: dict[str, Any] = dict(
             redis_url=_url(env, "EA_REDIS_URL", _REDIS_SCHEMES),
+            redis_cluster=_switch(env, "EA_REDIS_CLUSTER"),
             broker_url=_url(env, "EA_BROKER_URL", _BROKER_SCHEMES),
             result_backend=_url(env, "EA_RESULT_BACKEND", _REDIS_SCHEMES),
             key_prefix=prefix,

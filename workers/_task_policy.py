@@ -32,7 +32,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import celeryd_init
 from kombu.exceptions import OperationalError
 
-from vectorstore.connection import connect
+from vectorstore.connection import UNAVAILABLE_ERRORS, connect
 from vectorstore.exceptions import RedisUnavailable
 from vectorstore.settings import Settings, get_settings
 
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 #: Errors a retry can cure: the connection to Redis or the broker, not the request.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError, redis.exceptions.TryAgainError,
-    RedisUnavailable, OperationalError,
+    RedisUnavailable, OperationalError, *UNAVAILABLE_ERRORS,
 )
 #: Subclasses of the above that no retry cures: wrong credentials or permissions.
 PERMANENT_ERRORS: tuple[type[BaseException], ...] = (

@@ -194,7 +194,7 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
         raise RedisUnavailable(f"cannot submit {task}: {where} did not answer ({type(exc).__name__}); "
                                "the job was not queued") from None
     key = _jobs_key(settings)
-    pipe = client.pipeline()
+    pipe = client.pipeline(transaction=True)
     pipe.zadd(key, {json.dumps({"id": result.id, "task": task}): time.time()})
     pipe.zremrangebyrank(key, 0, -_KEEP_JOBS - 1)
     pipe.execute()

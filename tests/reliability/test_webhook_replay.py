@@ -30,6 +30,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from alerts import AlertSettings, Deliverer, IncidentPolicy, WebhookHook, observe, sign, verify_signature
+from alerts.keys import AlertKeys
 from vectorstore import Settings, connect
 
 #: Quick retries, so that tests of retried deliveries stay short.
@@ -230,7 +231,7 @@ def test_a_sender_ten_minutes_off_the_receivers_clock_delivers_at_once(skew_s: f
     hook = WebhookHook(receiver.url, SECRET)
     stats = Deliverer([hook], settings=alert_settings, client=client, alert_settings=RETRY).drain(20)
     assert stats.dead == 0 and stats.delivered == 2 and len(receiver.processed) == 2, stats
-    assert client.xlen(f"{alert_settings.key_prefix}alerts:dead") == 0
+    assert client.xlen(AlertKeys(alert_settings.key_prefix).dead) == 0
     assert [status for *_, status in receiver.requests] == [401, 200, 200]  # one refusal, then its clock
     assert abs(hook.clock_offset - skew_s) <= CLOCK_TOLERANCE
 
