@@ -12,9 +12,11 @@ declaration with other arguments is refused). :func:`celery_broker_config` is th
   worker. Publishes wait for the broker's confirm, so a job ``ea`` reported as submitted is on disk. An
   unacknowledged job is redelivered as soon as its worker's connection closes (a killed worker); the
   visibility timeout plays no part. Quorum queues refuse global QoS, so the worker's prefetch is per
-  consumer (``worker_detect_quorum_queues``). A job running longer than the server's ``consumer_timeout``
-  (30 min by default) loses its channel and is redelivered: set it above ``EA_TRAIN_TIME_LIMIT`` on the
-  server (docker-compose.yml does). Redis stays the registry and the result backend.
+  consumer (``worker_detect_quorum_queues``). No AMQP heartbeats (a solo-pool job blocks them, and RabbitMQ
+  would drop the connection and deliver the job again). A job running longer than the server's
+  ``consumer_timeout`` (30 min by default) loses its channel and is redelivered: set it above
+  ``EA_TRAIN_TIME_LIMIT`` on the server (docker-compose.yml does); it is also how long the job of a worker
+  host that vanished without closing its connection waits. Redis stays the registry and the result backend.
 """
 
 from __future__ import annotations
@@ -66,4 +68,9 @@ def celery_broker_config(settings: Settings, broker_url: str) -> dict[str, objec
         # Quorum queues refuse global QoS (RabbitMQ answers NOT_IMPLEMENTED): per-consumer prefetch.
         "worker_detect_quorum_queues": True,
         "broker_native_delayed_delivery_queue_type": "quorum",
+        # No AMQP heartbeats: a solo-pool worker (training) runs its job inside the loop that would send them,
+        # so RabbitMQ closed its connection after two missed beats (~2 min), the ack failed and the job ran
+        # again on another worker (measured; celery#3430). A killed worker's socket still closes at once; a
+        # vanished host is caught by the server's consumer_timeout, as the visibility timeout does on Redis.
+        "broker_heartbeat": 0,
     }

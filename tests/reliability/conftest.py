@@ -44,6 +44,14 @@ def isolated(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Deploym
             deployment.app.close()
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_vhost(rabbitmq_url: str) -> str | None:
+    """The name of the session's RabbitMQ vhost, or None when the session could not make one."""
+    import _rabbitmq
+
+    return _rabbitmq.SESSION.vhost
+
+
 @pytest.fixture
 def dedicated_redis(tmp_path: Path) -> Iterator[RedisProcess]:
     """A redis-server of this test only, with AOF on (so a restart keeps the data)."""

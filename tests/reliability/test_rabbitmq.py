@@ -9,6 +9,7 @@ The worker-killing tests run on both brokers (``test_worker_crash.py``, ``test_s
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
@@ -33,6 +34,20 @@ def test_a_delayed_job_waits_in_rabbitmq_not_in_the_worker(isolated: Deployment,
     out = job.get(timeout=60)
     assert time.monotonic() - sent >= 4 and out["version"] == 1
     assert "direct exchange" not in worker.output()
+
+
+@on_rabbitmq
+def test_a_solo_worker_runs_without_amqp_heartbeats(isolated: Deployment, rabbitmq_vhost: str | None) -> None:
+    """A solo-pool worker runs its job in the loop that would send heartbeats: with them, RabbitMQ dropped the
+    connection of a job longer than two beats (~2 min with the server's 60 s), the ack failed and the job ran
+    again on another worker. Every connection of the worker negotiates no heartbeat (timeout 0)."""
+    if rabbitmq_vhost is None:
+        pytest.skip("needs rabbitmqctl and a vhost of the session to list the worker's connections")
+    isolated.start_worker("solo", queues="train", pool="solo")
+    out = subprocess.run(["rabbitmqctl", "list_connections", "-q", "--no-table-headers", "vhost", "name",
+                          "timeout"], capture_output=True, text=True, timeout=60).stdout
+    timeouts = [line.split("\t")[-1] for line in out.splitlines() if line.startswith(f"{rabbitmq_vhost}\t")]
+    assert timeouts and set(timeouts) == {"0"}, out
 
 
 @on_rabbitmq

@@ -23,6 +23,7 @@ def test_rabbitmq_broker_gets_quorum_queues_confirms_and_keeps_redis_for_results
         # A topic exchange: delayed retries go through RabbitMQ's native delayed delivery.
         assert queue.exchange.type == "topic" and queue.routing_key == queue.name
     assert conf["worker_detect_quorum_queues"] is True
+    assert conf["broker_heartbeat"] == 0  # a solo-pool job would miss the beats (test_rabbitmq.py)
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"] and conf["worker_prefetch_multiplier"] == 1
 
 
