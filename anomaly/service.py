@@ -10,14 +10,18 @@ memory and reads the hash again only when another worker has written it since.
 The series a detector was trained on (its id is recorded at training) continues from the training
 prefix; any other series id starts its own stream, which learns for ``warmup`` rows before it can alert.
 
-Redis keys (under ``EA_KEY_PREFIX``; the model name in braces keeps a model's series in one cluster slot):
+Redis keys (under ``EA_KEY_PREFIX``; the braces are a Redis Cluster hash tag: each series of a detector has a
+slot of its own, so a detector's series spread over a cluster's masters, its state and lock together):
 
-====================================  =========================================================
-``series:{<model>}:<series id>:state``  hash: ``meta`` (JSON), ``values``/``missing``/``times`` and each
+======================================  =========================================================
+``series:{<model>:<series id>}:state``  hash: ``meta`` (JSON), ``values``/``missing``/``times`` and each
                                         channel's calibration ``cal<c>_recent``/``_readings``/``_screened``
                                         (little-endian arrays), ``token`` (changes on every write)
-``series:{<model>}:<series id>:state:lock``  the lock serialising one series' batches
-====================================  =========================================================
+``series:{<model>:<series id>}:state:lock``  the lock serialising one series' batches
+======================================  =========================================================
+
+A state written under the former key ``series:{<model>}:<series id>:state`` (one slot per detector) is moved
+to the series' own key by the series' next batch.
 """
 
 from __future__ import annotations
@@ -133,7 +137,27 @@ def load_detector(registry: ModelRegistry, name: str, version: int | None = None
 
 
 def _state_key(settings: Settings, name: str, series_id: str) -> str:
+    return f"{settings.key_prefix}series:{{{name}:{series_id}}}:state"
+
+
+def _former_state_key(settings: Settings, name: str, series_id: str) -> str:
+    """Where a series' state was kept before each series had a slot of its own (all of a detector's in one)."""
     return f"{settings.key_prefix}series:{{{name}}}:{series_id}:state"
+
+
+def _carry_over(registry: ModelRegistry, name: str, series_id: str, key: str) -> Any:
+    """Move a state kept under the former key to ``key`` (under the series' lock); its token, or None.
+
+    Copied field by field, not RENAMEd: on a cluster the two keys are in different slots.
+    """
+    former = _former_state_key(registry.settings, name, series_id)
+    raw = registry.client.hgetall(former)
+    if not raw:
+        return None
+    registry.client.hset(key, mapping=raw)
+    registry.client.delete(former)
+    log.info("stream state of %r on %s moved to its own key", series_id, name)
+    return raw.get(b"token")
 
 
 def score_points(
@@ -182,6 +206,8 @@ def score_points(
     key = _state_key(settings, name, series_id)
     with client.lock(key + ":lock", timeout=60, blocking_timeout=30):
         token = client.hget(key, "token")
+        if token is None:
+            token = _carry_over(registry, name, series_id, key)
         scorer = _scorer(registry, key, name, series_id, version, detector, token)
         if scorer.times.size and scorer.times[-1] != np.iinfo(np.int64).min and ts.iloc[0].value <= scorer.times[-1]:
             raise InvalidSeries(f"series {series_id!r}: timestamp {ts.iloc[0]} is not after the last scored one "
@@ -272,5 +298,6 @@ def reset_stream(name: str, series_id: str, settings: Settings | None = None) ->
     """Forget the stream state of one series (its next batch starts a new stream, or for the training
     series, continues right after the training prefix)."""
     settings = settings or get_settings()
-    ModelRegistry(settings).client.delete(_state_key(settings, name, series_id))
+    ModelRegistry(settings).client.delete(_state_key(settings, name, series_id),
+                                          _former_state_key(settings, name, series_id))
     _forget(settings, name, series_id)

@@ -74,6 +74,29 @@ def redis_state(settings, model: str, series_id: str) -> dict:
     return ModelRegistry(settings).client.hgetall(_state_key(settings, model, series_id))
 
 
+def test_a_state_under_the_former_key_is_carried_over_and_series_have_slots_of_their_own(series_csv, model_name,
+                                                                                           settings):
+    from redis.cluster import key_slot
+
+    from anomaly.service import _former_state_key, _state_key
+
+    train_detector(str(series_csv), name=model_name, train_until=TRAIN)
+    score_points(model_name, "web-1", ["2026-02-01 00:00", "2026-02-01 00:05"], [1.0, 1.1])
+    # As a worker of the former layout left it: the state under {model}, nothing under the series' own key.
+    client = ModelRegistry(settings).client
+    state = client.hgetall(_state_key(settings, model_name, "web-1"))
+    client.delete(_state_key(settings, model_name, "web-1"))
+    client.hset(_former_state_key(settings, model_name, "web-1"), mapping=state)
+    from anomaly import service
+
+    service._live.clear()  # another worker: nothing of this stream in memory
+    out = score_points(model_name, "web-1", ["2026-02-01 00:10"], [1.2])
+    assert out["position"] == json.loads(state[b"meta"])["position"] + 1  # continued, not started again
+    assert not client.exists(_former_state_key(settings, model_name, "web-1"))
+    slots = {key_slot(_state_key(settings, model_name, f"web-{i}").encode()) for i in range(20)}
+    assert len(slots) > 10  # a detector's series spread over a cluster's slots
+
+
 def test_lasting_level_shift_is_one_incident(celery_worker, series_csv, model_name, settings):
     train_detector(str(series_csv), name=model_name, train_until=TRAIN, series_id="cpu-9")
     values = clean_series(n=3500)
