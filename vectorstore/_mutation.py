@@ -56,9 +56,10 @@ def add_items(index: Any, arr: np.ndarray, ids: Any, exact_rows: np.ndarray) -> 
         radius2 = float(index.params["mips_radius"]) ** 2
         over = int((norms2 > radius2 * (1 + 1e-6)).sum())
         if over:
+            level = logging.DEBUG if index.params.get("over_radius") else logging.WARNING  # once per index
             index.params["over_radius"] = int(index.params.get("over_radius", 0)) + over
-            log.warning("%d added vector(s) are longer than the index's radius: ranked a little low until the "
-                        "next build", over)
+            log.log(level, "%d added vector(s) are longer than the index's radius: ranked a little low until the "
+                    "next build", over)
         extra = np.sqrt(np.maximum(radius2 - norms2, 0.0)).astype(np.float32)[:, None]
         stored = np.ascontiguousarray(np.hstack([arr, extra]))
     with index._gate.write():

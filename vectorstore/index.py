@@ -232,14 +232,14 @@ class ItemIndex:
             self._span = top if top <= 262_144 else None
         return self._span
 
-    def _exact_data(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(vectors, sorted labels)`` for exact search; deleted labels are in it (see :meth:`_dead_columns`)."""
+    def _exact_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(vectors, sorted labels, columns of labels deleted since)`` for exact search (mask those columns)."""
         cached = self._exact
-        if cached is None:
-            labels = np.sort(self._all_ids())
+        if cached is None:  # hnswlib returns no vector of a deleted label: the copy holds the live ones
+            labels = np.sort(self.ids())
             cached = self._exact = (self.get_vectors(labels.tolist()), labels, len(labels))
         vectors, labels, n = cached
-        return vectors[:n], labels[:n]
+        return vectors[:n], labels[:n], self._dead_columns(labels[:n])
 
     def _dead_columns(self, labels: np.ndarray) -> np.ndarray:
         """Columns of :meth:`_exact_data`'s ``labels`` that are deleted labels (to mask in exact search)."""
@@ -361,8 +361,7 @@ class ItemIndex:
             labels[r, :m], scores[r, :m] = row_l[:m], row_s[:m]
 
     def _query_exact(self, q, sel, per_row, k_out, labels, scores) -> None:
-        vectors, ids = self._exact_data()
-        dead = self._dead_columns(ids)
+        vectors, ids, dead = self._exact_data()
         n = len(ids)
         dense = ids[0] == 0 and ids[-1] == n - 1  # ids are sorted and unique: 0..n-1 means column = id
         block = max(1, self.EXACT_BUDGET // max(1, n) // 4)

@@ -97,3 +97,11 @@ def test_queries_run_while_the_index_changes(index):
             t.join()
     assert not errors, errors[:3]
     assert len(idx) == 1500 + 4000 - 100
+
+
+def test_a_loaded_index_with_deletions_answers_exactly(index):
+    idx, vectors = index
+    loaded = ItemIndex.from_bytes(idx.to_bytes())  # no exact copy yet: made after the deletion
+    loaded.mark_deleted([0, 1])
+    ids, _ = loaded.query(vectors[0], k=20, exact=True)
+    assert len(ids) == 20 and not {0, 1} & set(ids.tolist())
