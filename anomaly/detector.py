@@ -214,7 +214,7 @@ class KnnDetector:
         self._prefix = scorer.update(v, ts)
         for ch, ref in zip(self.channels, refs):
             vectors, rows = self._training_windows(ch, scaled, np.isnan(v))
-            ref.recent_vectors, ref.recent_rows = np.zeros((0, ref.dim), np.float32), np.zeros(0, np.int64)
+            ref.clear_recent()
             ref.set_static(vectors, rows, own=True)
         scorer.recent_from = n
         self.references = refs
@@ -297,7 +297,7 @@ class KnnDetector:
         self._check_fitted()
         if not continuation:
             return self.new_stream().load_state(meta, arrays)
-        scorer = StreamScorer(self, [self._shared(ref) for ref in self.references], start_row=self.n_train,
+        scorer = StreamScorer(self, [ref.shared(own=True) for ref in self.references], start_row=self.n_train,
                               armed_from=self.n_train, recent_from=self.n_train,
                               training=(self.training_values, self.training_times))
         return scorer.load_state(meta, arrays)
@@ -318,13 +318,6 @@ class KnnDetector:
         assert head is not None  # fit scored the prefix
         arrays = {f: np.concatenate([getattr(head, f), getattr(rest, f)]) for f in SCORED_ARRAYS}
         return Scored(**arrays, explanations=rest.explanations)
-
-    def _shared(self, ref: Reference) -> Reference:
-        """A reference with the same training windows and no recent ones (each scorer owns its recent part)."""
-        out = Reference(ref.dim, delay=ref.delay, memory=ref.memory, stride=ref.stride, k=ref.k, ef=ref.ef)
-        out.static_index, out.static_vectors, out.static_rows = ref.static_index, ref.static_vectors, ref.static_rows
-        out.static_own = True
-        return out
 
     # -- persistence ---------------------------------------------------------------------------------------
     def to_parts(self) -> tuple[dict[str, np.ndarray], dict[str, bytes], dict[str, Any]]:

@@ -60,8 +60,20 @@ class Reference:
         self.static_vectors = np.zeros((0, dim), np.float32)
         self.static_rows = np.zeros(0, np.int64)
         self.static_own = True
-        self.recent_vectors = np.zeros((0, dim), np.float32)
-        self.recent_rows = np.zeros(0, np.int64)
+        #: the training windows' main direction: graph queries go in its order (see _static_candidates)
+        self.static_axis: np.ndarray | None = None
+        self._static_aug = _augmented(self.static_vectors)
+        self._recent = _RecentWindows(dim)
+
+    @property
+    def recent_vectors(self) -> np.ndarray:
+        """The recent windows' embeddings, oldest first (a read-only view)."""
+        return self._recent.aug[:, :-1]
+
+    @property
+    def recent_rows(self) -> np.ndarray:
+        """The recent windows' end rows, increasing (a read-only view)."""
+        return self._recent.rows
 
     # -- contents ------------------------------------------------------------------------------------------
     def set_static(self, vectors: np.ndarray, rows: np.ndarray, *, own: bool = True,
@@ -76,14 +88,21 @@ class Reference:
         if index is None and vectors.shape[0] > EXACT_MAX:
             index = ItemIndex.build(vectors, space="l2", M=16, ef_construction=100, ef=self.ef, num_threads=1)
         self.static_index = index if vectors.shape[0] > EXACT_MAX else None
+        self.static_axis = _main_axis(vectors) if self.static_index is not None else None
+        self._static_aug = _augmented(vectors) if self.static_index is None else _augmented(vectors[:0])
 
-    def foreign(self) -> Reference:
-        """A copy sharing the training windows as another series' past (for a new series id): no recent
-        windows, and no trivial-match exclusion against the training rows."""
+    def shared(self, *, own: bool) -> Reference:
+        """A reference with the same training windows and no recent ones (each scorer owns its recent part);
+        ``own``: the windows are the past of the series it scores, else another series' (a new series id: no
+        trivial-match exclusion against the training rows)."""
         ref = Reference(self.dim, delay=self.delay, memory=self.memory, stride=self.stride, k=self.k, ef=self.ef)
         ref.static_index, ref.static_vectors, ref.static_rows = self.static_index, self.static_vectors, self.static_rows
-        ref.static_own = False
+        ref.static_axis, ref.static_own, ref._static_aug = self.static_axis, own, self._static_aug
         return ref
+
+    def foreign(self) -> Reference:
+        """A copy sharing the training windows as another series' past (for a new series id)."""
+        return self.shared(own=False)
 
     def add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
         """Remember the windows ending at ``rows`` (increasing, after every row added before); they become
@@ -91,14 +110,15 @@ class Reference:
         rows = np.asarray(rows, np.int64)
         keep = rows % self.stride == 0
         if keep.any():
-            self.recent_vectors = np.concatenate([self.recent_vectors, np.asarray(vectors, np.float32)[keep]])
-            self.recent_rows = np.concatenate([self.recent_rows, rows[keep]])
+            self._recent.append(_augmented(np.asarray(vectors, np.float32)[keep]), rows[keep])
 
     def forget_before(self, next_row: int) -> None:
         """Drop recent windows that no row from ``next_row`` on can use."""
-        cut = int(np.searchsorted(self.recent_rows, next_row - self.delay - self.memory, side="right"))
-        if cut:
-            self.recent_vectors, self.recent_rows = self.recent_vectors[cut:], self.recent_rows[cut:]
+        self._recent.drop(int(np.searchsorted(self.recent_rows, next_row - self.delay - self.memory, side="right")))
+
+    def clear_recent(self) -> None:
+        """Forget every recent window."""
+        self._recent = _RecentWindows(self.dim)
 
     # -- distances -----------------------------------------------------------------------------------------
     def distances(self, queries: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,7 +164,7 @@ class Reference:
         # yet (they overlap it, or are its own recent past); another series' training windows always are.
         hi_row = rows - self.delay if self.static_own else np.full(rows.shape, np.iinfo(np.int64).max)
         if n_static <= EXACT_MAX or self.static_index is None:
-            return (*_band_nearest(self.static_vectors, self.static_rows, q, None, hi_row, self.k), True)
+            return (*_band_nearest(self._static_aug, self.static_rows, q, None, hi_row, self.k), True)
         banned = np.zeros(rows.shape[0], np.int64)
         if self.static_own:
             banned = np.minimum(np.clip(self.static_rows[-1] - hi_row, 0, None), n_static)
@@ -153,6 +173,11 @@ class Reference:
         out_rows = np.full((rows.shape[0], self.k), -1, np.int64)
         for f in np.unique(fetch):
             sel = np.flatnonzero(fetch == f)
+            if self.static_axis is not None and sel.size > 1:
+                # Each graph search is on its own (the same answer in any order), but searches of similar
+                # windows walk the same nodes: in the order of their main coordinate, a search finds most
+                # of the graph it needs still in the CPU cache (a quarter faster on a 20,000-window index).
+                sel = sel[np.argsort(q[sel] @ self.static_axis, kind="stable")]
             ids, _ = self.static_index.query(q[sel], k=int(f), exact=False)
             ids = np.atleast_2d(ids)
             cand_rows = np.where(ids >= 0, self.static_rows[np.maximum(ids, 0)], -1)
@@ -168,26 +193,67 @@ class Reference:
     def _recent_candidates(self, q: np.ndarray, rows: np.ndarray):
         if self.recent_rows.shape[0] == 0:
             return None, None, False
-        dist, found = _band_nearest(self.recent_vectors, self.recent_rows, q, rows - self.delay - self.memory,
+        dist, found = _band_nearest(self._recent.aug, self.recent_rows, q, rows - self.delay - self.memory,
                                     rows - self.delay, self.k)
         return dist, found, False
 
 
-def _band_nearest(ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: np.ndarray | None,
+class _RecentWindows:
+    """Recent windows (as :func:`_augmented` rows) and their end rows, oldest first, in buffers that grow by
+    doubling: appending a window copies no other, and the oldest leave by moving the start."""
+
+    def __init__(self, dim: int) -> None:
+        self._aug = np.empty((64, dim + 1), np.float32)
+        self._rows = np.empty(64, np.int64)
+        self._start = self._end = 0
+
+    @property
+    def aug(self) -> np.ndarray:
+        return self._aug[self._start : self._end]
+
+    @property
+    def rows(self) -> np.ndarray:
+        return self._rows[self._start : self._end]
+
+    def append(self, aug: np.ndarray, rows: np.ndarray) -> None:
+        live, m = self._end - self._start, rows.shape[0]
+        if self._end + m > self._rows.shape[0]:
+            size = max(self._rows.shape[0], 2 * (live + m))
+            new_aug, new_rows = np.empty((size, self._aug.shape[1]), np.float32), np.empty(size, np.int64)
+            new_aug[:live], new_rows[:live] = self.aug, self.rows
+            self._aug, self._rows, self._start, self._end = new_aug, new_rows, 0, live
+        self._aug[self._end : self._end + m], self._rows[self._end : self._end + m] = aug, rows
+        self._end += m
+
+    def drop(self, count: int) -> None:
+        self._start = min(self._start + count, self._end)
+
+
+def _augmented(vectors: np.ndarray) -> np.ndarray:
+    """``[v, -|v|^2 / 2]`` per row (float32): the nearest by squared distance is the largest product with
+    ``[q, 1]`` (see :func:`_band_nearest`)."""
+    out = np.empty((vectors.shape[0], vectors.shape[1] + 1), np.float32)
+    out[:, :-1], out[:, -1] = vectors, -0.5 * np.einsum("ij,ij->i", vectors, vectors)
+    return out
+
+
+def _band_nearest(aug_ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: np.ndarray | None,
                   hi_row: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``k`` nearest of each query among the references with ``lo_row < row <= hi_row`` (rows sorted).
+    """Exact ``k`` nearest of each query among the references (:func:`_augmented` rows ``aug_ref``) with
+    ``lo_row < row <= hi_row`` (rows sorted).
 
     Candidates come from a float32 matrix product over blocks of queries whose eligible bands overlap (only
     the band edges are masked per query); the chosen ones are measured again exactly in float64.
     Returns distances (inf where fewer than ``k``) and the candidates' rows (-1 there).
     """
+    ref = aug_ref[:, :-1]
     n = q.shape[0]
     out = np.full((n, k), np.inf)
     out_rows = np.full((n, k), -1, np.int64)
     hi = np.searchsorted(ref_rows, hi_row, side="right")
     lo = np.zeros(n, np.int64) if lo_row is None else np.searchsorted(ref_rows, lo_row, side="right")
     # Nearest by squared distance = largest q.r - |r|^2 / 2: one product of [q, 1] with [r, -|r|^2 / 2].
-    aug_ref = scratch = None
+    scratch = None
     aug_q = np.empty((n, q.shape[1] + 1), np.float32)
     aug_q[:, :-1], aug_q[:, -1] = q, 1.0
     for a in range(0, n, _BLOCK):
@@ -195,9 +261,6 @@ def _band_nearest(ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: 
         c0, c1 = int(lo[a:b].min()), int(hi[a:b].max())
         if c1 <= c0:
             continue
-        if aug_ref is None:
-            aug_ref = np.empty((ref.shape[0], ref.shape[1] + 1), np.float32)
-            aug_ref[:, :-1], aug_ref[:, -1] = ref, -0.5 * np.einsum("ij,ij->i", ref, ref)
         if scratch is None or scratch.size < (b - a) * (c1 - c0):
             # One buffer for every block: a fresh multi-megabyte array per block costs more in page faults
             # than the product itself.
@@ -227,6 +290,13 @@ def _band_nearest(ref: np.ndarray, ref_rows: np.ndarray, q: np.ndarray, lo_row: 
         out[a:b, :take] = d
         out_rows[a:b, :take] = np.where(valid, ref_rows[c0:c1][pick], -1)
     return out, out_rows
+
+
+def _main_axis(vectors: np.ndarray) -> np.ndarray:
+    """The direction along which ``vectors`` spread most (their first principal axis), float32."""
+    centred = vectors.astype(np.float64) - vectors.mean(axis=0)
+    _, axes = np.linalg.eigh(centred.T @ centred)
+    return np.ascontiguousarray(axes[:, -1], dtype=np.float32)
 
 
 def _exact(q: np.ndarray, ref: np.ndarray, ids: np.ndarray) -> np.ndarray:

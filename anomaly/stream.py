@@ -272,8 +272,7 @@ class StreamScorer:
         s = self.model.settings
         scaled = self.model.scaler.transform(self.values)
         for ch, ref in zip(self.model.channels, self.references):
-            ref.recent_vectors = np.zeros((0, ref.dim), np.float32)
-            ref.recent_rows = np.zeros(0, np.int64)
+            ref.clear_recent()
             if self.values.size < ch.span:
                 continue
             ends = np.arange(ch.span - 1, self.values.size)
