@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vectorstore.broker import celery_broker_config
-from vectorstore.embedded import resolve_redis_url
+from vectorstore.connection import celery_broker_url
 from vectorstore.settings import Settings, get_settings
 
 from .exceptions import HookError
@@ -116,7 +116,7 @@ class CeleryTaskHook(Hook):
                 # hook), or the message would land in another queue key (Redis) or its queue be declared
                 # with other arguments and refused (RabbitMQ's quorum queues).
                 self._app.conf.update(
-                    **celery_broker_config(settings, settings.broker_url or resolve_redis_url(settings)),
+                    **celery_broker_config(settings, celery_broker_url(settings)),
                     task_serializer="json", accept_content=["json"], broker_connection_retry_on_startup=True,
                 )
             return self._app

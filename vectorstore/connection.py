@@ -17,7 +17,8 @@ from .embedded import resolve_redis_url
 from .exceptions import ConfigurationError
 from .settings import Settings, get_settings
 
-__all__ = ["UNAVAILABLE_ERRORS", "celery_transport_options", "connect", "is_cluster", "redact_url"]
+__all__ = ["UNAVAILABLE_ERRORS", "celery_broker_url", "celery_transport_options", "connect", "is_cluster",
+           "redact_url"]
 
 #: Redis errors that mean "no answer now, ask again soon": a lost connection or a timeout, and on a cluster a
 #: failover under way (the slot's master is down and no replica has taken over yet, or a slot is moving).
@@ -129,6 +130,21 @@ def _new_locks_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_new_locks_after_fork)
+
+
+def celery_broker_url(settings: Settings) -> str:
+    """Celery's broker: ``EA_BROKER_URL``, else the service's Redis, unless that is a cluster.
+
+    Raises:
+        ConfigurationError: the service's Redis is a cluster and ``EA_BROKER_URL`` is unset (kombu's Redis
+            transport speaks no cluster protocol: its commands span slots).
+    """
+    if settings.broker_url:
+        return settings.broker_url
+    if is_cluster(settings):
+        raise ConfigurationError("EA_REDIS_URL names a Redis Cluster, which Celery cannot use as its broker: set "
+                                 "EA_BROKER_URL (RabbitMQ, or a single Redis)")
+    return resolve_redis_url(settings)
 
 
 def celery_transport_options(settings: Settings) -> dict[str, object]:

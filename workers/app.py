@@ -18,7 +18,7 @@ import logging
 from celery import Celery
 
 from vectorstore.broker import QUEUES, broker_kind, celery_broker_config
-from vectorstore.connection import celery_transport_options, is_cluster
+from vectorstore.connection import celery_broker_url, celery_transport_options, is_cluster
 from vectorstore.embedded import resolve_redis_url
 from vectorstore.exceptions import ConfigurationError
 from vectorstore.settings import Settings, get_settings
@@ -40,12 +40,11 @@ def celery_config(settings: Settings) -> dict:
     """Celery settings for ``settings`` (the broker and backend default to the service's Redis; with
     ``EA_BROKER_URL=amqp://...`` the broker is RabbitMQ: see :mod:`vectorstore.broker`)."""
     redis_url = resolve_redis_url(settings)
-    if is_cluster(settings) and not (settings.broker_url and settings.result_backend):
-        # kombu's Redis transport and Celery's Redis result backend speak no cluster protocol (their
-        # multi-key commands span slots): both stay on a server of their own.
-        raise ConfigurationError("EA_REDIS_URL names a Redis Cluster, which Celery cannot use: set EA_BROKER_URL "
-                                 "(RabbitMQ, or a single Redis) and EA_RESULT_BACKEND (a single Redis)")
-    broker_url = settings.broker_url or redis_url
+    broker_url = celery_broker_url(settings)
+    if not settings.result_backend and is_cluster(settings):
+        # Celery's Redis result backend speaks no cluster protocol (its commands span slots).
+        raise ConfigurationError("EA_REDIS_URL names a Redis Cluster, which Celery cannot use as its result "
+                                 "backend: set EA_RESULT_BACKEND (a single Redis)")
     # RabbitMQ has no visibility timeout (its consumer_timeout, set on the server, plays that part).
     if (broker_kind(broker_url) == "redis" and settings.train_time_limit
             and settings.train_time_limit >= settings.visibility_timeout):

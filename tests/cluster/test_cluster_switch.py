@@ -8,6 +8,8 @@ import os
 import pytest
 from redis.cluster import RedisCluster, key_slot
 
+from alerts import CeleryTaskHook, send_test
+from alerts.exceptions import HookError
 from alerts.keys import AlertKeys
 from vectorstore import ConfigurationError, ModelRegistry, Settings
 from vectorstore.connection import connect, is_cluster
@@ -49,6 +51,10 @@ def test_celery_is_not_pointed_at_the_cluster():
         celery_config(on_cluster.with_(result_backend=None))
     config = celery_config(on_cluster)
     assert config["broker_url"] == on_cluster.broker_url and config["result_backend"] == on_cluster.result_backend
+    # The alert hook that sends Celery tasks neither: the delivery fails (and is retried by the outbox).
+    hook = CeleryTaskHook("tests.nowhere", settings=on_cluster.with_(broker_url=None))
+    with pytest.raises(HookError, match="ConfigurationError"):
+        hook.deliver(send_test(settings=on_cluster))
 
 
 def test_keys_that_change_together_share_a_slot(settings):
