@@ -7,11 +7,13 @@ fixtures (the cluster's ``redis_url``, ``redis_client``, environment) override t
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
 
+from _pytest.assertion.rewrite import rewrite_asserts
 from _pytest.fixtures import FixtureFunctionDefinition
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -25,10 +27,14 @@ def load(relative: str) -> Any:
         sys.path.append(folder)
     name = "cluster__" + "__".join(Path(relative).with_suffix("").parts)
     spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    spec.loader.exec_module(module)
+    # With pytest's assertion rewriting, as pytest imports test modules: a failure shows the values compared.
+    source = path.read_bytes()
+    tree = ast.parse(source, filename=str(path))
+    rewrite_asserts(tree, source, str(path))
+    exec(compile(tree, str(path), "exec"), module.__dict__)  # noqa: S102 - a test file of this repository
     return module
 
 
