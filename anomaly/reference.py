@@ -89,7 +89,7 @@ class Reference:
             index = ItemIndex.build(vectors, space="l2", M=16, ef_construction=100, ef=self.ef, num_threads=1)
         self.static_index = index if vectors.shape[0] > EXACT_MAX else None
         self.static_axis = _main_axis(vectors) if self.static_index is not None else None
-        self._static_aug = _augmented(vectors) if self.static_index is None else _augmented(vectors[:0])
+        self._static_aug = _augmented(vectors)
 
     def shared(self, *, own: bool) -> Reference:
         """A reference with the same training windows and no recent ones (each scorer owns its recent part);
@@ -171,7 +171,15 @@ class Reference:
         fetch = np.minimum(n_static, self.k + banned)
         out = np.full((rows.shape[0], self.k), np.inf)
         out_rows = np.full((rows.shape[0], self.k), -1, np.int64)
-        for f in np.unique(fetch):
+        # A graph search asked for more neighbours than its beam (the first `delay` rows after the prefix,
+        # whose newest training windows are not references yet) widens its beam to all of them: hundreds of
+        # neighbours to throw most away. Those few rows are searched exactly, which is cheaper and exact.
+        wide = fetch > max(self.ef, self.k)
+        if wide.any():
+            sel = np.flatnonzero(wide)
+            out[sel], out_rows[sel] = _band_nearest(self._static_aug, self.static_rows, q[sel], None, hi_row[sel],
+                                                    self.k)
+        for f in np.unique(fetch[~wide]):
             sel = np.flatnonzero(fetch == f)
             if self.static_axis is not None and sel.size > 1:
                 # Each graph search is on its own (the same answer in any order), but searches of similar
