@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # install falls back to the public index alone. A GPU machine: `make TORCH_INDEX=https://download.pytorch.org/whl/cu128`
 # (or `TORCH_INDEX=` for PyPI's default build).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
-EXTRAS ?= train,dev,bench
+EXTRAS ?= train,dev,bench,milvus
 # The serving install (`pip install -c constraints.txt .`, no extras) that `make check-slim` tests.
 SLIM_VENV ?= .venv-slim
 SLIM_STAMP := $(SLIM_VENV)/.installed

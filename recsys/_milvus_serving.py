@@ -19,7 +19,8 @@ import numpy as np
 from vectorstore import MilvusRefused, Settings
 from vectorstore.milvus import Hits, MilvusStore
 
-from .exceptions import InvalidRequest
+from .exceptions import InvalidFilter
+from .filters import fields_of, parse_filter
 from .recommendations import Recommendations
 
 __all__ = ["MilvusIndex", "milvus_recommendations"]
@@ -41,19 +42,35 @@ class MilvusIndex:
         self.params = dict(spec.get("index", {}))
         self.ef = 200
 
+    def check_filter(self, expression: str | None) -> str:
+        """``expression`` (``""`` for none) once it parses (:func:`recsys.filters.parse_filter`: the grammar the
+        hnswlib path evaluates, a subset of Milvus') and names only fields of the collection.
+
+        Raises:
+            InvalidFilter: it does not parse, or names an unknown field.
+        """
+        if expression is None:
+            return ""
+        unknown = sorted(fields_of(parse_filter(expression)) - set(self.field_names))
+        if unknown:
+            raise InvalidFilter(f"filter names unknown field(s) {unknown}; the collection has {self.field_names}")
+        return expression
+
     def search(self, vector: np.ndarray, k: int, *, exclude: Iterable[int] = (), allowed: Iterable[int] | None = None,
                filter: str | None = None, fields: Sequence[str] = ()) -> Hits:
         """One query: the ``k`` best items passing ``filter``, not in ``exclude``, in ``allowed`` if given.
 
         Raises:
-            InvalidRequest: Milvus refused the filter (e.g. an unknown field).
+            InvalidFilter: a bad filter (see :meth:`check_filter`), or one Milvus refused (e.g. a string
+                compared with a number field).
         """
+        expression = self.check_filter(filter)
         try:
-            return self.store.search(self.collection, vector, k, filter=filter or "", exclude=[list(exclude)],
+            return self.store.search(self.collection, vector, k, filter=expression, exclude=[list(exclude)],
                                      allowed=None if allowed is None else sorted(allowed), output_fields=fields,
                                      ef=self.ef)[0]
         except MilvusRefused as exc:
-            raise InvalidRequest(f"filter {filter!r}: {exc}") from None
+            raise InvalidFilter(f"Milvus refused the filter: {exc}") from None
 
     def query(self, vectors: Any, k: int = 10, *, exclude: Any = None, num_threads: int = 1, exact: bool | None = None,
               ef: int | None = None, filter: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -70,9 +87,13 @@ class MilvusIndex:
             per_row = list(exclude)
         else:
             per_row = [exclude] * len(rows)
-        hits = self.store.search(self.collection, rows, k, filter=filter or "",
-                                 exclude=[np.asarray(list(e), dtype=np.int64).tolist() for e in per_row],
-                                 ef=max(self.ef, ef or 0))
+        expression = self.check_filter(filter)
+        try:
+            hits = self.store.search(self.collection, rows, k, filter=expression,
+                                     exclude=[np.asarray(list(e), dtype=np.int64).tolist() for e in per_row],
+                                     ef=max(self.ef, ef or 0))
+        except MilvusRefused as exc:
+            raise InvalidFilter(f"Milvus refused the filter: {exc}") from None
         ids = np.full((len(rows), k), -1, dtype=np.int64)
         scores = np.full((len(rows), k), np.nan, dtype=np.float32)
         for row, hit in enumerate(hits):

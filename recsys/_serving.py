@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from vectorstore import ItemIndex, ModelRegistry
 
-from .exceptions import ModelUnavailable
+from .exceptions import InvalidRequest, ModelUnavailable
+
+if TYPE_CHECKING:
+    from ._milvus_serving import MilvusIndex
 
 __all__ = ["TOPN", "ServingModel"]
 
@@ -33,15 +36,19 @@ class ServingModel:
     ``index``). ``search`` holds what each path's queries pass to ``ItemIndex.query`` to reach the recall
     measured at publication (a wider ef, or exact search, for a path that needs it). A version published
     before these existed serves every path from ``item_vectors`` and ``index``.
+
+    A version published with ``index_backend="milvus"`` has ``milvus`` set: ``index`` and ``similar_index``
+    are that :class:`~recsys._milvus_serving.MilvusIndex`, the item metadata stays in the collection (read as
+    its ``output_fields``), and of the item vectors only the fold-in ones are held in memory.
     """
 
     name: str
     version: int
-    index: ItemIndex
+    index: ItemIndex | MilvusIndex
     item_vectors: np.ndarray
     fold_in_vectors: np.ndarray
     similar_vectors: np.ndarray
-    similar_index: ItemIndex
+    similar_index: ItemIndex | MilvusIndex
     search: dict[str, dict[str, Any]]  # per path ("recommend", "history", "similar"): ItemIndex.query arguments
     item_ids: np.ndarray
     item_pos: dict[str, int]
@@ -52,6 +59,7 @@ class ServingModel:
     vectors_key: str  # the Redis hashes a request reads, named once per version instead of per request
     seen_key: str
     topn_key: str
+    milvus: MilvusIndex | None = None  # the version's Milvus collection (index_backend="milvus")
 
     @classmethod
     def load(cls, registry: ModelRegistry, name: str, version: int | None = None) -> ServingModel:
@@ -61,12 +69,24 @@ class ServingModel:
             ModelUnavailable: it is not a recommendation model.
             vectorstore errors: missing, corrupt (checksum) or unsigned versions.
         """
-        mv = registry.load(name, version)
+        manifest = registry.manifest(name, version)
+        spec = manifest.get("meta", {}).get("milvus")
+        if spec:  # the index and the metadata live in Milvus: load the rest, and only one set of item vectors
+            keep = {"item_ids", "item_popularity",
+                    "fold_in_vectors" if "fold_in_vectors" in manifest["parts"] else "item_vectors"}
+            mv = registry.load(name, int(manifest["version"]), [p for p in manifest["parts"] if p in keep])
+        else:
+            mv = registry.load(name, version)
         if mv.meta.get("kind") != "recsys":
             raise ModelUnavailable(f"{name!r} v{mv.version} is a {mv.meta.get('kind')!r} model, not recsys")
-        index = ItemIndex.from_bytes(mv.blobs["index"])
+        milvus = None
+        if spec:
+            from ._milvus_serving import MilvusIndex  # imports pymilvus: an hnswlib deployment never does
+
+            milvus = MilvusIndex(registry.settings, spec)
+        index: ItemIndex | MilvusIndex = milvus or ItemIndex.from_bytes(mv.blobs["index"])
         similar_index = ItemIndex.from_bytes(mv.blobs["similar_index"]) if "similar_index" in mv.blobs else index
-        items = mv.arrays["item_vectors"]
+        items = mv.arrays["item_vectors"] if "item_vectors" in mv.arrays else mv.arrays["fold_in_vectors"]
         fold_in = mv.arrays.get("fold_in_vectors", items)
         item_ids = np.asarray(json.loads(mv.blobs["item_ids"]), dtype=object)
         popularity = mv.arrays["item_popularity"]
@@ -82,6 +102,7 @@ class ServingModel:
             vectors_key=registry.table_key(name, mv.version, "user_vectors"),
             seen_key=registry.table_key(name, mv.version, "seen"),
             topn_key=registry.derived_key(name, mv.version, TOPN, register=False),
+            milvus=milvus,
         )
 
     @property
@@ -90,15 +111,24 @@ class ServingModel:
 
     def fields(self, dense: np.ndarray, names: list[str] | None) -> dict[str, list]:
         """Metadata columns ``names`` for dense item ids (``None`` where unknown)."""
+        names = self.check_fields(names)
         if not names:
             return {}
-        missing = [n for n in names if n not in self.metadata]
-        if missing:
-            from .exceptions import InvalidRequest
-
-            raise InvalidRequest(f"unknown field(s) {missing}; model {self.name!r} v{self.version} has "
-                                 f"{sorted(self.metadata)}")
+        if self.milvus is not None:
+            return self.milvus.fields(dense, names)
         return {n: [self.metadata[n][int(i)] for i in dense] for n in names}
+
+    def check_fields(self, names: list[str] | None) -> list[str]:
+        """``names`` (or ``[]``), each a metadata column of this version.
+
+        Raises:
+            InvalidRequest: an unknown field (the message lists the version's fields).
+        """
+        known = self.milvus.field_names if self.milvus is not None else sorted(self.metadata)
+        missing = [n for n in names or [] if n not in known]
+        if missing:
+            raise InvalidRequest(f"unknown field(s) {missing}; model {self.name!r} v{self.version} has {known}")
+        return list(names or [])
 
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from vectorstore import ModelRegistry, RedisUnavailable, Settings, get_settings
 from vectorstore.connection import UNAVAILABLE_ERRORS
 
+from ._milvus_serving import milvus_recommendations
 from ._serving import ServingModel
 from ._watcher import VersionWatcher
 from ._wire import decode_ids, decode_top, decode_vector, encode_top
@@ -165,6 +166,7 @@ class RecommendationClient:
         include: Iterable[str] | None = None,
         fields: list[str] | None = None,
         strict: bool | None = None,
+        filter: str | None = None,
     ) -> Recommendations:
         """Top-``k`` items for ``user``.
 
@@ -174,6 +176,8 @@ class RecommendationClient:
             fields: item metadata columns to return with the items (e.g. ``["title"]``).
             strict: unknown user -> :class:`UnknownUser` (default: the client's ``strict``); otherwise
                 the most popular items, marked ``source="popularity"``.
+            filter: a boolean expression over item metadata (a subset of Milvus' syntax); on a version
+                published with ``index_backend="milvus"`` it is Milvus' own ``filter``.
 
         Raises:
             InvalidRequest: bad ``k``, user id type or field name.
@@ -184,6 +188,7 @@ class RecommendationClient:
         user = check_id(user, "user")
         model = self._model
         use_top = exclude is None and include is None and exclude_seen and self._watcher.topn_ready(model.version)
+        use_top = use_top and not (filter is not None and model.milvus is not None)  # Milvus filters, not the list
         ((vector, seen, top),) = self._fetch_users(model, [user], topn=use_top)
         if vector is None:
             return self._popular(model, user, k, exclude, include, fields, strict)
@@ -195,6 +200,10 @@ class RecommendationClient:
         extra = self._dense(model, exclude, missing_ok=True)
         if extra:
             banned = np.concatenate([banned, np.fromiter(extra, np.int64, len(extra))])
+        if model.milvus is not None:  # one Milvus search filters and returns the fields (output_fields)
+            listed = self._dense(model, include, missing_ok=True) if include is not None else None
+            return milvus_recommendations(model, model.milvus, vector, k, exclude=banned, allowed=listed,
+                                          filter=filter, fields=fields, user=user)
         if include is not None:
             allowed = self._dense(model, include, missing_ok=True) - set(banned.tolist())
             ids, scores = self._rank_subset(model, vector, allowed, k)

@@ -24,6 +24,11 @@ seen               table    external user id -> int32 dense ids of the user's tr
 :func:`recsys.entities.entity_vectors` reads: ``{"users": "user_vectors" | "history", "history_vectors":
 part, "items": part}``) and ``ann_recall`` (:func:`recsys._indexing.build_indexes`: recall@10 of
 every path against exact search, measured on 500 sampled users and items at publication, >= 0.99).
+
+With ``index_backend="milvus"`` no hnswlib index is built: ``item_vectors``, the item ids and the metadata
+also go into a Milvus collection of the version (:mod:`vectorstore.milvus`; ``meta["milvus"]`` names it,
+``meta["index"]`` says ``{"backend": "milvus", ...}``), which the client searches. A model's own similarity
+vectors are then not published: similar items are an item's fold-in vector's neighbours in the collection.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from vectorstore import ModelRegistry
+from vectorstore.milvus import MilvusItems
 
 from ._files import excerpt, text_format
 from ._indexing import INDEX_PARAMS, build_indexes
@@ -46,7 +52,10 @@ from .exceptions import InvalidParameter
 from .interactions import Interactions
 from .models import GraphEmbeddings
 
-__all__ = ["INDEX_PARAMS", "item_metadata_columns", "publish_embeddings"]
+__all__ = ["INDEX_BACKENDS", "INDEX_PARAMS", "item_metadata_columns", "publish_embeddings"]
+
+#: where a version's item index lives: in the serving process (hnswlib, the default) or in Milvus
+INDEX_BACKENDS = ("hnswlib", "milvus")
 
 log = logging.getLogger(__name__)
 
@@ -102,18 +111,24 @@ def publish_embeddings(
     extra_meta: Mapping[str, Any] | None = None,
     token: str | None = None,
     activate: bool = True,
+    index_backend: str = "hnswlib",
 ) -> int:
     """Publish trained embeddings in the serving format and (by default) activate them.
 
     With ``activate=False`` the version is staged: clients preload it, and
-    :meth:`~vectorstore.ModelRegistry.activate` switches them at once.
+    :meth:`~vectorstore.ModelRegistry.activate` switches them at once. ``index_backend="milvus"`` writes
+    the items into a Milvus collection instead of building an hnswlib index (``EA_MILVUS_URI``).
 
     Returns:
         The new version (or the version already committed under ``token``).
 
     Raises:
-        InvalidParameter: embeddings do not match the interactions' sizes.
+        InvalidParameter: embeddings do not match the interactions' sizes, or an unknown ``index_backend``.
+        vectorstore.ConfigurationError: Milvus asked for and ``EA_MILVUS_URI`` unset (or pymilvus missing).
+        vectorstore.MilvusUnavailable: Milvus did not answer; nothing was published.
     """
+    if index_backend not in INDEX_BACKENDS:
+        raise InvalidParameter(f"index_backend={index_backend!r}: must be one of {', '.join(INDEX_BACKENDS)}")
     users, items = embeddings.scoring_vectors()
     if users.shape[0] != interactions.n_users or items.shape[0] != interactions.n_items:
         raise InvalidParameter(
@@ -122,20 +137,23 @@ def publish_embeddings(
         )
     matrix = interactions.user_matrix()
     fold = embeddings.fold_in_vectors if embeddings.fold_in_vectors is not None else items
-    indexes = build_indexes(matrix, users, items, fold, embeddings.similar_vectors, embeddings.similar_targets)
-    index = indexes.index
+    milvus = index_backend == "milvus"
+    indexes = None if milvus else build_indexes(matrix, users, items, fold, embeddings.similar_vectors,
+                                                embeddings.similar_targets)
     popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
     user_ids = interactions.user_ids.tolist()
     user_rows = {uid: encode_vector(users[u]) for u, uid in enumerate(user_ids)}
     seen_rows = {uid: encode_ids(matrix.indices[matrix.indptr[u] : matrix.indptr[u + 1]])
                  for u, uid in enumerate(user_ids)}
-    blobs = {"index": index.to_bytes(), "item_ids": json.dumps(interactions.item_ids.tolist()).encode()}
+    blobs = {"item_ids": json.dumps(interactions.item_ids.tolist()).encode()}
+    if indexes is not None:
+        blobs["index"] = indexes.index.to_bytes()
     arrays = {"item_vectors": items, "item_popularity": popularity}
     if item_metadata:
         blobs["item_metadata"] = json.dumps(item_metadata).encode()
     if embeddings.fold_in_vectors is not None:
         arrays["fold_in_vectors"] = embeddings.fold_in_vectors
-    if indexes.similar is not None and embeddings.similar_vectors is not None:
+    if indexes is not None and indexes.similar is not None and embeddings.similar_vectors is not None:
         arrays["similar_vectors"] = embeddings.similar_vectors
         blobs["similar_index"] = indexes.similar.to_bytes()
     fold_part = "fold_in_vectors" if "fold_in_vectors" in arrays else "item_vectors"
@@ -152,9 +170,9 @@ def publish_embeddings(
         "n_interactions": len(interactions),
         "params": embeddings.params,
         "metrics": dict(metrics or {}),
-        "index": index.params,
-        "similar_index": indexes.similar.params if indexes.similar is not None else None,
-        "ann_recall": indexes.report,
+        "index": indexes.index.params if indexes is not None else {"backend": "milvus"},
+        "similar_index": indexes.similar.params if indexes is not None and indexes.similar is not None else None,
+        "ann_recall": indexes.report if indexes is not None else {},
         "paths": embeddings.paths(),
         "outliers": outliers,
         "fields": sorted(item_metadata) if item_metadata else [],
@@ -168,6 +186,7 @@ def publish_embeddings(
         meta=meta,
         token=token,
         activate=activate,
+        milvus_items=MilvusItems(items, interactions.item_ids.tolist(), dict(item_metadata or {})) if milvus else None,
     )
     log.info("published %s v%s: %d users, %d items, %s", name, version, interactions.n_users,
              interactions.n_items, algorithm)

@@ -15,10 +15,11 @@ import numpy as np
 from vectorstore import ModelRegistry
 
 from ._metadata import read_item_table
+from .exceptions import InvalidParameter
 from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
 from .models import DEFAULT_MODEL, ProgressCallback, make_model
-from .publish import item_metadata_columns, publish_embeddings
+from .publish import INDEX_BACKENDS, item_metadata_columns, publish_embeddings
 
 __all__ = ["TrainingResult", "train_and_publish"]
 
@@ -57,6 +58,7 @@ def train_and_publish(
     progress: ProgressCallback | None = None,
     token: str | None = None,
     read_options: dict[str, Any] | None = None,
+    index_backend: str = "hnswlib",
 ) -> TrainingResult:
     """Read, train, evaluate (on ``test``, else ``valid``, when given) and publish a graph model.
 
@@ -72,6 +74,8 @@ def train_and_publish(
         k: metric cut-off.
         token: idempotency token (the job id): a redelivered job does not publish twice.
         read_options: keywords of :meth:`Interactions.read` for every file read (``columns``, ``encoding``).
+        index_backend: ``"hnswlib"`` (in the serving process) or ``"milvus"`` (a Milvus collection per
+            version, ``EA_MILVUS_URI``): see :func:`recsys.publish.publish_embeddings`.
 
     Raises:
         InvalidInteractions: bad input; nothing trained or published.
@@ -92,6 +96,8 @@ def train_and_publish(
     metadata = item_metadata_columns(read_item_table(item_metadata), train.item_ids) if item_metadata else None
     algorithm = algorithm or DEFAULT_MODEL
     model = make_model(algorithm, **dict(params or {}))  # bad parameters fail before any training
+    if index_backend not in INDEX_BACKENDS:
+        raise InvalidParameter(f"index_backend={index_backend!r}: must be one of {', '.join(INDEX_BACKENDS)}")
     timings["read_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -114,7 +120,7 @@ def train_and_publish(
     if progress:
         progress({"stage": "publish", "done": 0, "total": 1})
     version = publish_embeddings(registry, name, train, embeddings, algorithm=algorithm, metrics=metrics,
-                                 item_metadata=metadata, token=token,
+                                 item_metadata=metadata, token=token, index_backend=index_backend,
                                  extra_meta={"trained_on": interactions if isinstance(interactions, str) else None,
                                              "timings": timings})
     timings["publish_s"] = time.perf_counter() - t

@@ -18,7 +18,8 @@ ALLOWED = {"vectorstore": set(), "recsys": {"vectorstore"}, "anomaly": {"vectors
 
 PUBLIC = {
     "vectorstore": ["ChecksumError", "ConfigurationError", "EmbeddedRedis", "EmbeddedRedisError", "InputNotAllowed",
-                    "IntegrityError", "InvalidModelData", "ItemIndex", "ModelNotFound", "ModelRegistry",
+                    "IntegrityError", "InvalidModelData", "ItemIndex", "MilvusRefused", "MilvusUnavailable",
+                    "ModelNotFound", "ModelRegistry",
                     "ModelVersion", "RedisUnavailable", "SPACES", "Settings", "SignatureError", "VectorStoreError",
                     "VersionInfo", "VersionNotFound", "connect", "get_settings", "redact_url", "resolve_redis_url",
                     "start_redis_server"],

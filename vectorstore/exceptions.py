@@ -12,7 +12,9 @@
     ├── IntegrityError          a stored version does not match its manifest
     │   ├── ChecksumError       a part's sha256 differs (corruption, truncation)
     │   └── SignatureError      the manifest's HMAC is missing or wrong
-    └── EmbeddedRedisError      the embedded redis-server could not be started
+    ├── EmbeddedRedisError      the embedded redis-server could not be started
+    ├── MilvusUnavailable       Milvus (EA_MILVUS_URI) did not answer
+    └── MilvusRefused           Milvus answered but refused the request (e.g. a filter on an unknown field)
 """
 
 from __future__ import annotations
@@ -61,3 +63,12 @@ class SignatureError(IntegrityError):
 
 class EmbeddedRedisError(VectorStoreError, RuntimeError):
     """The embedded redis-server could not be started or reached."""
+
+
+class MilvusUnavailable(VectorStoreError, ConnectionError):
+    """The Milvus at ``EA_MILVUS_URI`` did not answer; the operation was not carried out."""
+
+
+class MilvusRefused(VectorStoreError, ValueError):
+    """Milvus answered but refused the request (a filter naming an unknown field, a malformed expression, a
+    missing collection); the message carries Milvus' reason."""

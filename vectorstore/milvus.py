@@ -217,11 +217,17 @@ class MilvusStore:
         log.info("Milvus alias %s -> %s", alias, collection)
 
     def alias_target(self, alias: str) -> str | None:
-        """The collection ``alias`` points at, or ``None`` when there is no such alias."""
-        try:
-            return str(self._call("describe_alias", lambda: self.client.describe_alias(alias))["collection_name"])
-        except MilvusRefused:
-            return None
+        """The collection ``alias`` points at, or ``None`` when there is no such alias.
+
+        Asked of the collections named like the alias's versions (``<alias>_v<n>``): ``describe_alias`` of a
+        missing alias is an error that pymilvus logs with its traceback, and a first version has none yet.
+        """
+        for name in self.collections():
+            if name.startswith(f"{alias}_v"):
+                reply = self._call("list_aliases", lambda n=name: self.client.list_aliases(n))
+                if alias in (reply.get("aliases") or []):
+                    return name
+        return None
 
     def drop(self, spec: Mapping[str, Any]) -> None:
         """Drop a version's collection (nothing when it is already gone)."""

@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import redis
@@ -40,6 +40,9 @@ from .exceptions import (
     VersionNotFound,
 )
 from .settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from .milvus import MilvusItems
 
 __all__ = ["ModelRegistry", "ModelVersion", "VersionInfo"]
 
@@ -171,6 +174,7 @@ class ModelRegistry:
         meta: Mapping[str, Any] | None = None,
         activate: bool = True,
         token: str | None = None,
+        milvus_items: MilvusItems | None = None,
     ) -> int:
         """Write a new immutable version of ``model`` and (by default) make it the active one.
 
@@ -185,6 +189,9 @@ class ModelRegistry:
                 :meth:`activate` switches to it later.
             token: an idempotency token (e.g. the Celery job id): if a version was already committed with
                 it, nothing new is committed and that version is returned.
+            milvus_items: items written into a Milvus collection of this version before the commit
+                (:mod:`vectorstore.milvus`; its spec goes into ``meta["milvus"]``); activation and rollback
+                move the model's Milvus alias, deletion drops the collection.
 
         Returns:
             The new version number.
@@ -213,6 +220,10 @@ class ModelRegistry:
             raise InvalidModelData(f"meta is not JSON-serialisable: {exc}") from None
 
         version = int(self._redis(self.client.incr, self._key(model, "seq")))
+        if milvus_items is not None:
+            from .milvus import publish_collection  # imports pymilvus: only for models that ask for Milvus
+
+            meta["milvus"] = publish_collection(self.settings, model, version, milvus_items)
         data_key = self._key(model, f"v:{version}", "data")
         table_keys = {name: self._key(model, f"v:{version}", f"t:{name}") for name in tables}
         manifest = {
@@ -248,8 +259,11 @@ class ModelRegistry:
         # earlier one: its data must not be deleted.
         if activated < 0 and -int(activated) != version:
             self._redis(self.client.delete, data_key, *table_keys.values())
+            self._follow_milvus(meta, drop=True)
             log.info("%s: token %s was already published as v%s; nothing new committed", model, token, -activated)
             return -int(activated)
+        if activated > 0:
+            self._follow_milvus(meta, strict=False)
         self._redis(self.client.sadd, f"{self.settings.key_prefix}models", model)
         log.info("published %s v%s (%d parts, %.1f MB)%s", model, version, len(parts),
                  sum(len(v) for v in payload.values()) / 1e6, " and activated it" if activated > 0 else "")
@@ -475,7 +489,8 @@ class ModelRegistry:
         Raises:
             VersionNotFound: the version is not complete or was collected.
         """
-        self.manifest(model, version)  # exists, complete and (with a key) correctly signed
+        manifest = self.manifest(model, version)  # exists, complete and (with a key) correctly signed
+        self._follow_milvus(manifest.get("meta", {}))  # the Milvus alias first: if it fails, nothing switched
         notice = json.dumps({"model": model, "version": int(version), "event": "activated"})
         self._redis(self._activate, keys=[self._key(model, "active")], args=[int(version), self.channel(model), notice])
         log.info("activated %s v%s", model, version)
@@ -531,6 +546,8 @@ class ModelRegistry:
     def _drop(self, model: str, version: int) -> None:
         raw = self._redis(self.client.get, self._key(model, f"v:{version}", "manifest"))
         tables = list(json.loads(raw).get("tables", {})) if raw else []
+        if raw:
+            self._follow_milvus(json.loads(raw).get("meta", {}), drop=True)
         derived_set = self._key(model, f"v:{version}", "derived")
         derived = self.derived_keys(model, version)
         pipe = self.client.pipeline(transaction=True)
@@ -538,6 +555,17 @@ class ModelRegistry:
         pipe.delete(self._key(model, f"v:{version}", "manifest"), self._key(model, f"v:{version}", "data"),
                     derived_set, *derived, *[self._key(model, f"v:{version}", f"t:{t}") for t in tables])
         self._redis(pipe.execute)
+
+    def _follow_milvus(self, meta: Mapping[str, Any], *, strict: bool = True, drop: bool = False) -> None:
+        """Move the model's Milvus alias to (or, with ``drop``, drop) the collection of a version's ``meta``."""
+        if not isinstance(meta, Mapping) or not meta.get("milvus"):
+            return  # an hnswlib version: pymilvus is never imported
+        from . import milvus
+
+        if drop:
+            milvus.drop_collection(self.settings, meta)
+        else:
+            milvus.follow_activation(self.settings, meta, strict=strict)
 
     def collect_garbage(self, model: str) -> list[int]:
         """Delete all but the newest ``keep_versions`` versions (never the active one).

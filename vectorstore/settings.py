@@ -24,6 +24,7 @@ _MB = 1024 * 1024
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 # Celery brokers this project is tested with (Redis, RabbitMQ) and the ones kombu also speaks.
 _BROKER_SCHEMES = (*_REDIS_SCHEMES, "amqp", "amqps", "pyamqp", "sentinel", "sqs")
+_MILVUS_SCHEMES = ("http", "https", "tcp", "unix")
 
 
 def _default_data_dir() -> Path:
@@ -68,6 +69,10 @@ class Settings:
             0 turns a limit off.
         task_soft_time_limit, task_time_limit: ``EA_TASK_SOFT_TIME_LIMIT`` / ``EA_TASK_TIME_LIMIT`` seconds
             (default 1800 / 1900): the same for every other job (scoring, precomputation, alert delivery).
+        milvus_uri: ``EA_MILVUS_URI`` (default unset): the Milvus that models published with
+            ``index_backend="milvus"`` keep their items in: ``http://host:19530`` (Milvus standalone or a
+            milvus-lite server) or a local milvus-lite data path ending in ``.db`` (embedded: one process at
+            a time).
     """
 
     redis_url: str | None = None
@@ -90,6 +95,7 @@ class Settings:
     train_time_limit: float = 4 * 3600.0 + 600
     task_soft_time_limit: float = 1800.0
     task_time_limit: float = 1900.0
+    milvus_uri: str | None = None
 
     def __post_init__(self) -> None:
         if self.keep_versions < 1:
@@ -133,6 +139,7 @@ class Settings:
             train_time_limit=_float(env, "EA_TRAIN_TIME_LIMIT", 4 * 3600.0 + 600, 0.0),
             task_soft_time_limit=_float(env, "EA_TASK_SOFT_TIME_LIMIT", 1800.0, 0.0),
             task_time_limit=_float(env, "EA_TASK_TIME_LIMIT", 1900.0, 0.0),
+            milvus_uri=_milvus_uri(env),
         )
         for soft, hard in (("EA_TRAIN_SOFT_TIME_LIMIT", "EA_TRAIN_TIME_LIMIT"),
                            ("EA_TASK_SOFT_TIME_LIMIT", "EA_TASK_TIME_LIMIT")):
@@ -144,6 +151,20 @@ class Settings:
     def with_(self, **changes: object) -> Settings:
         """A copy with some fields changed (settings are immutable)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _milvus_uri(env: dict[str, str]) -> str | None:
+    """``EA_MILVUS_URI``: an http(s)/tcp URL, or a milvus-lite data path (made absolute: workers and clients
+    started elsewhere must name the same one)."""
+    value = (env.get("EA_MILVUS_URI") or "").strip()
+    if not value:
+        return None
+    if "://" in value:
+        return _url(env, "EA_MILVUS_URI", _MILVUS_SCHEMES)
+    if not value.endswith(".db"):
+        raise ConfigurationError(f"EA_MILVUS_URI={value!r} must be a URL (http://host:19530) or a milvus-lite "
+                                 "data path ending in .db")
+    return str(Path(value).expanduser().absolute())
 
 
 def get_settings() -> Settings:

@@ -264,7 +264,7 @@ def input_path(path: str | os.PathLike[str], what: str, *, check: bool = True) -
 def train_graph(interactions: str, *, model: str | None = None, name: str = "default", params: dict | None = None,
                 valid: str | None = None, test: str | None = None, item_metadata: str | None = None,
                 precompute: int = 0, read_options: dict | None = None, check_paths: bool = True,
-                settings: Settings | None = None) -> JobHandle:
+                settings: Settings | None = None, index_backend: str = "hnswlib") -> JobHandle:
     """Submit ``ea.train_graph``: train a graph model on an interaction file and publish it as ``name``.
 
     Args:
@@ -278,6 +278,8 @@ def train_graph(interactions: str, *, model: str | None = None, name: str = "def
             file's names of user, item, weight, timestamp) and ``encoding``.
         check_paths: paths are made absolute and checked on this machine before the job is queued; False:
             they are absolute paths on the workers' file system (see :func:`input_path`).
+        index_backend: ``"hnswlib"`` (default) or ``"milvus"``: the version's items go into a Milvus collection
+            (the workers' ``EA_MILVUS_URI``) that clients search.
 
     Raises:
         FileNotFoundError, PermissionError, ValueError: a path is missing, unreadable or relative; nothing
@@ -287,7 +289,8 @@ def train_graph(interactions: str, *, model: str | None = None, name: str = "def
              for key, value in (("interactions", interactions), ("valid", valid), ("test", test),
                                 ("item_metadata", item_metadata)) if value is not None}
     return submit("ea.train_graph", settings=settings, **{"valid": None, "test": None, "item_metadata": None, **paths},
-                  model=model, name=name, params=params or {}, precompute=precompute, read_options=read_options or {})
+                  model=model, name=name, params=params or {}, precompute=precompute, read_options=read_options or {},
+                  index_backend=index_backend)
 
 
 def train_series(series: str, *, name: str, train_until: int | None = None, embedding: str | None = None,

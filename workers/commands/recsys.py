@@ -48,11 +48,13 @@ def _read_options(user_col: str | None, item_col: str | None, weight_col: str | 
 @click.option("--item-metadata", default=None, help="CSV with an `item` column (title, category...).")
 @click.option("--param", "params", multiple=True, help="Model parameter KEY=VALUE (repeatable), e.g. dim=64.")
 @click.option("--precompute", type=int, default=0, help="Then precompute every user's top-N (N).")
+@click.option("--index-backend", type=click.Choice(["hnswlib", "milvus"]), default="hnswlib", show_default=True,
+              help="Where the item index lives: in the serving process, or a Milvus collection (EA_MILVUS_URI).")
 @click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
 @_interaction_flags
 @WORKER_PATHS
-def train_graph(interactions, algorithm, name, valid, test, item_metadata, params, precompute, wait, user_col,
-                item_col, weight_col, timestamp_col, encoding, worker_paths) -> None:
+def train_graph(interactions, algorithm, name, valid, test, item_metadata, params, precompute, index_backend, wait,
+                user_col, item_col, weight_col, timestamp_col, encoding, worker_paths) -> None:
     """Train a graph model (spectral, LightGCN or Node2Vec) on an interaction file and publish it as NAME.
 
     Paths are made absolute and checked here before the job is queued (--worker-paths: they name files on
@@ -63,7 +65,7 @@ def train_graph(interactions, algorithm, name, valid, test, item_metadata, param
     handle = jobs.train_graph(interactions, model=algorithm, name=name, params=parse_params(params), valid=valid,
                               test=test, item_metadata=item_metadata, precompute=precompute,
                               read_options=_read_options(user_col, item_col, weight_col, timestamp_col, encoding),
-                              check_paths=not worker_paths)
+                              check_paths=not worker_paths, index_backend=index_backend)
     click.echo(f"submitted {handle.id} (follow it with `ea jobs {handle.id} --wait`)")
     if wait:
         click.echo(json.dumps(handle.wait(show_progress=True)))

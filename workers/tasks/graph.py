@@ -19,10 +19,11 @@ log = logging.getLogger(__name__)
 def train_graph(self, interactions: str, model: str | None = None, name: str = "default",
                 params: dict | None = None, valid: str | None = None, test: str | None = None,
                 item_metadata: str | None = None, k: int = 20, precompute: int = 0,
-                read_options: dict | None = None) -> dict:
+                read_options: dict | None = None, index_backend: str = "hnswlib") -> dict:
     """Train a graph model on interactions read by reference (a path the worker can read) and publish it.
 
     ``model`` is a key of ``recsys.models.MODELS``; None trains ``recsys.models.DEFAULT_MODEL``.
+    ``index_backend``: ``"hnswlib"`` or ``"milvus"`` (``recsys.publish.publish_embeddings``).
     ``read_options``: keywords of ``recsys.Interactions.read`` (``columns``, ``encoding``). Under
     ``EA_DATA_ROOT`` every path must lie inside it (``vectorstore.inputs.input_path``), else the job fails
     with ``InputNotAllowed`` before any file is opened.
@@ -42,7 +43,7 @@ def train_graph(self, interactions: str, model: str | None = None, name: str = "
     progress = Progress(self)
     result = train_and_publish(interactions, algorithm=model, name=name, params=params, valid=valid, test=test,
                                item_metadata=item_metadata, k=k, progress=progress, token=self.request.id,
-                               read_options=read_options)
+                               read_options=read_options, index_backend=index_backend)
     progress.flush()
     if precompute:
         precompute_recommendations.delay(name=name, version=result.version, n=precompute)
