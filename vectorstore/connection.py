@@ -71,8 +71,10 @@ def is_cluster(settings: Settings | None = None) -> bool:
     url = settings.redis_url
     known = _detected.get(url)
     if known is None:
-        probe = redis.Redis.from_url(url, socket_timeout=settings.socket_timeout,
-                                     socket_connect_timeout=settings.socket_timeout)
+        # A short probe: a server that hangs must not hold up every connect() for the whole socket timeout
+        # (set EA_REDIS_CLUSTER to skip the probe).
+        wait = min(settings.socket_timeout, 1.0)
+        probe = redis.Redis.from_url(url, socket_timeout=wait, socket_connect_timeout=wait)
         try:
             known = bool(probe.info("cluster").get("cluster_enabled"))
         except redis.ResponseError:  # INFO refused (an ACL without it): only the switch can say
