@@ -101,6 +101,19 @@ class MilvusIndex:
             scores[row, : len(hit.ids)] = hit.scores
         return (ids[0], scores[0]) if single else (ids, scores)
 
+    def passing(self, expression: str, candidates: np.ndarray) -> np.ndarray:
+        """The dense ids of ``candidates`` (in their order) whose items pass ``expression``: one Milvus query.
+
+        Raises:
+            InvalidFilter: a bad filter (see :meth:`check_filter`), or one Milvus refused.
+        """
+        expression = self.check_filter(expression)
+        try:
+            found = self.store.fetch(self.collection, candidates.tolist(), ["pos"], filter=expression)["pos"]
+        except MilvusRefused as exc:
+            raise InvalidFilter(f"Milvus refused the filter: {exc}") from None
+        return candidates[np.asarray([p is not None for p in found], dtype=bool)] if len(candidates) else candidates
+
     def fields(self, dense: np.ndarray, names: list[str]) -> dict[str, list]:
         """Metadata ``names`` of dense item ids (``None`` where unknown), read from the collection."""
         return self.store.fetch(self.collection, [int(i) for i in dense], names)

@@ -276,13 +276,16 @@ class MilvusStore:
                             fields={n: [h["entity"].get(n) for h in hits] for n in fields}))
         return out
 
-    def fetch(self, collection: str, positions: Sequence[int], output_fields: Sequence[str]) -> dict[str, list]:
-        """Fields ``output_fields`` of the items at dense ids ``positions`` (in that order; ``None`` when absent)."""
+    def fetch(self, collection: str, positions: Sequence[int], output_fields: Sequence[str], *,
+              filter: str = "") -> dict[str, list]:
+        """Fields ``output_fields`` of the items at dense ids ``positions`` (in that order; ``None`` when absent,
+        or when the item does not pass ``filter``)."""
         wanted = [int(p) for p in positions]
         if not wanted or not output_fields:
             return {n: [None] * len(wanted) for n in output_fields}
+        expression = f"pos in [{','.join(map(str, wanted))}]" + (f" and ({filter})" if filter else "")
         rows = self._call("query", lambda: self.client.query(
-            collection, filter=f"pos in [{','.join(map(str, wanted))}]", output_fields=["pos", *output_fields]))
+            collection, filter=expression, output_fields=["pos", *output_fields], limit=len(wanted)))
         by_pos = {int(r["pos"]): r for r in rows}
         return {n: [by_pos.get(p, {}).get(n) for p in wanted] for n in output_fields}
 
