@@ -191,14 +191,13 @@ def score_points(
     if np.isinf(vals).any():
         bad = np.flatnonzero(np.isinf(vals))[:5].tolist()
         raise InvalidSeries(f"values must be finite or missing; positions {bad} are infinite")
-    ts = _read_times(timestamps)
-    if ts.isna().any():
-        raise InvalidSeries(f"timestamps at positions {np.flatnonzero(ts.isna())[:5].tolist()} cannot be read")
-    if (ts.diff().dropna() < pd.Timedelta(0)).any():
-        at = int(np.flatnonzero((ts.diff() < pd.Timedelta(0)).to_numpy())[0])
-        raise InvalidSeries(f"timestamps of a batch must not go backwards: position {at} ({ts.iloc[at]}) is "
-                            f"before position {at - 1} ({ts.iloc[at - 1]})")
-    ns = ts.dt.as_unit("ns").astype("int64").to_numpy()
+    ns = _read_times(timestamps)
+    if (ns == _NAT).any():
+        raise InvalidSeries(f"timestamps at positions {np.flatnonzero(ns == _NAT)[:5].tolist()} cannot be read")
+    if (np.diff(ns) < 0).any():
+        at = int(np.flatnonzero(np.diff(ns) < 0)[0]) + 1
+        raise InvalidSeries(f"timestamps of a batch must not go backwards: position {at} ({_utc(ns[at])}) is "
+                            f"before position {at - 1} ({_utc(ns[at - 1])})")
     registry = registry or ModelRegistry()
     settings = registry.settings
     client = registry.client
@@ -209,9 +208,9 @@ def score_points(
         if token is None:
             token = _carry_over(registry, name, series_id, key)
         scorer = _scorer(registry, key, name, series_id, version, detector, token)
-        if scorer.times.size and scorer.times[-1] != np.iinfo(np.int64).min and ts.iloc[0].value <= scorer.times[-1]:
-            raise InvalidSeries(f"series {series_id!r}: timestamp {ts.iloc[0]} is not after the last scored one "
-                                f"({pd.Timestamp(int(scorer.times[-1]), tz='UTC')})")
+        if scorer.times.size and scorer.times[-1] != _NAT and ns.size and ns[0] <= scorer.times[-1]:
+            raise InvalidSeries(f"series {series_id!r}: timestamp {_utc(ns[0])} is not after the last scored one "
+                                f"({_utc(scorer.times[-1])})")
         try:
             out = scorer.update(vals, ns)
         except BaseException:
@@ -222,15 +221,15 @@ def score_points(
         mapping: dict[str, Any] = {"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token}
         client.hset(key, mapping=mapping)
         _remember(settings, name, series_id, version, new_token, scorer)
-    return {"version": version, "position": scorer.position, "timestamps": _iso_utc(ns, ts),
+    return {"version": version, "position": scorer.position, "timestamps": _iso_utc(ns),
             "scores": [None if x != x else x for x in out.score.tolist()],  # x != x: NaN, a missing value
             "is_anomaly": out.is_anomaly.astype(int).tolist(), "in_incident": out.in_incident.astype(int).tolist(),
             "threshold": detector.threshold, "warming_up": scorer.position <= scorer.rule.armed_from,
             "explanations": out.explanations}
 
 
-def _read_times(timestamps: list[Any]) -> pd.Series:
-    """Timestamps of a batch as UTC (NaT where one cannot be read).
+def _read_times(timestamps: list[Any]) -> np.ndarray:
+    """Timestamps of a batch as int64 UTC nanoseconds (:data:`_NAT` where one cannot be read).
 
     Text in ISO 8601 (what the tasks receive) is read as such, each value on its own, so one batch may mix
     whole and fractional seconds or offsets; anything else, or ISO text pandas refuses, as pandas infers it
@@ -239,22 +238,27 @@ def _read_times(timestamps: list[Any]) -> pd.Series:
     first = timestamps[0] if len(timestamps) else None
     if isinstance(first, str) and _ISO_DATE.match(first) and all(isinstance(t, str) for t in timestamps):
         try:
-            return pd.to_datetime(pd.Series(timestamps, dtype=object), utc=True, format="ISO8601")
+            return pd.to_datetime(np.array(timestamps, dtype=object), utc=True, format="ISO8601").as_unit("ns").asi8
         except (ValueError, OverflowError):
             pass
-    return pd.to_datetime(pd.Series(timestamps), utc=True, errors="coerce")
+    return pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps), utc=True, errors="coerce")).as_unit("ns").asi8
 
 
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_NAT = np.iinfo(np.int64).min
 
 
-def _iso_utc(ns: np.ndarray, ts: pd.Series) -> list[str]:
-    """``ts`` (UTC, ``ns`` its int64 nanoseconds) as ISO 8601 text, as ``pd.Timestamp.isoformat`` writes it;
-    whole seconds (what metric exports hold) in one vectorised step."""
+def _utc(ns: int) -> pd.Timestamp:
+    return pd.Timestamp(int(ns), tz="UTC")
+
+
+def _iso_utc(ns: np.ndarray) -> list[str]:
+    """UTC nanoseconds as ISO 8601 text, as ``pd.Timestamp.isoformat`` writes it; whole seconds (what metric
+    exports hold) in one vectorised step."""
     if ns.size and not (ns % 1_000_000_000).any():
         seconds = ns.view("datetime64[ns]").astype("datetime64[s]")
         return [text + "+00:00" for text in np.datetime_as_string(seconds).tolist()]
-    return [t.isoformat() for t in ts]
+    return [t.isoformat() for t in pd.to_datetime(ns, utc=True)]
 
 
 def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, version: int, detector: KnnDetector,
