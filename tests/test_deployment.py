@@ -114,6 +114,32 @@ def test_the_redis_service_command_requires_its_password(compose, tmp_path):
         proc.wait(timeout=10)
 
 
+def test_the_rabbitmq_profile_waits_longer_than_a_training_job_and_requires_its_password(compose, tmp_path):
+    """The `rabbitmq` profile: off by default, on 127.0.0.1, consumer_timeout above the longest training job
+    (the service's default EA_TRAIN_TIME_LIMIT), and its command (run by sh with a stand-in entrypoint) refuses
+    to start without EA_RABBITMQ_PASSWORD."""
+    from vectorstore import Settings
+
+    service = compose["services"]["rabbitmq"]
+    assert service["profiles"] == ["rabbitmq"]
+    assert all(port.startswith("${EA_RABBITMQ_BIND:-127.0.0.1}:") for port in service["ports"])
+    erl_args = service["environment"]["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
+    timeout_ms = int(re.search(r"consumer_timeout (\d+)", erl_args)[1])
+    assert timeout_ms / 1000 > Settings().train_time_limit
+    assert compose["x-ea-env"]["EA_BROKER_URL"] == "${EA_BROKER_URL:-}"
+    entrypoint = tmp_path / "docker-entrypoint.sh"
+    entrypoint.write_text("#!/bin/sh\necho started \"$@\"\n")
+    entrypoint.chmod(0o755)
+    script = service["command"][-1].replace("$$", "$")
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    refused = subprocess.run(["sh", "-c", script], env={**env, "RABBITMQ_DEFAULT_PASS": ""}, capture_output=True,
+                             text=True)
+    assert refused.returncode == 1 and "EA_RABBITMQ_PASSWORD" in refused.stderr
+    started = subprocess.run(["sh", "-c", script], env={**env, "RABBITMQ_DEFAULT_PASS": "pw"}, capture_output=True,
+                             text=True)
+    assert started.returncode == 0 and started.stdout.strip() == "started rabbitmq-server"
+
+
 def _dockerfile_env() -> dict[str, str]:
     text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     env = {}
