@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# `make bench-NAME` runs bench/NAME.py (registry, recsys, anomaly, serving, alerts, load).
+# `make bench-NAME` runs bench/NAME.py (registry, recsys, anomaly, serving, alerts, load, cluster, ...).
 bench-%: $(STAMP)
 	$(PY) bench/$*.py
 
