@@ -22,6 +22,7 @@ and noisy: compare the ratio column (cluster / single) of one run, and the CPU t
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import threading
@@ -172,6 +173,7 @@ def main() -> None:
     finally:
         cluster.stop()
         single.stop()
+        shutil.rmtree(folder, ignore_errors=True)
     # The best of the rounds: the one least disturbed by the rest of the machine.
     lower_is_better = ("publish_s", "load_s", "client_cpu_ms_1", "client_cpu_ms_4", "server_cpu_ms_1",
                        "server_cpu_ms_4", "idle_cpu_pct")
