@@ -175,7 +175,7 @@ class StreamScorer:
                 complete = complete_windows(win, all_missing, ends, span, s["max_missing"])
                 end_rows = self.buffer_start + ends
                 if complete.any():
-                    emb = ch.embedder.embed(win[complete])
+                    emb = ch.embedder.embed(win if complete.all() else win[complete])  # no copy when all are
                     # Added before the query: a window only becomes a reference `delay` (>= 1) rows after its
                     # own, which the reference's row rule enforces whatever the batch holds.
                     learn = end_rows[complete] >= self.recent_from
