@@ -8,6 +8,8 @@ from .embedded import EmbeddedRedis, resolve_redis_url, start_redis_server
 from .exceptions import (
     ChecksumError,
     ConfigurationError,
+    CorruptManifest,
+    CorruptRow,
     EmbeddedRedisError,
     InputNotAllowed,
     IntegrityError,
@@ -15,6 +17,9 @@ from .exceptions import (
     MilvusRefused,
     MilvusUnavailable,
     ModelNotFound,
+    RedisAuthFailed,
+    RedisFull,
+    RedisRefused,
     RedisUnavailable,
     SignatureError,
     VectorStoreError,
@@ -22,12 +27,15 @@ from .exceptions import (
 )
 from .index import SPACES, ItemIndex
 from .registry import ModelRegistry, ModelVersion, VersionInfo
+from .rows import RowSeal
 from .settings import Settings, get_settings
 
 __all__ = [
     "SPACES",
     "ChecksumError",
     "ConfigurationError",
+    "CorruptManifest",
+    "CorruptRow",
     "EmbeddedRedis",
     "EmbeddedRedisError",
     "InputNotAllowed",
@@ -38,7 +46,11 @@ __all__ = [
     "MilvusUnavailable",
     "ModelNotFound",
     "ModelRegistry",
+    "RowSeal",
     "ModelVersion",
+    "RedisAuthFailed",
+    "RedisFull",
+    "RedisRefused",
     "RedisUnavailable",
     "Settings",
     "SignatureError",

@@ -18,7 +18,6 @@ manifest, which exists only for complete versions, so they never see a half-writ
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -29,16 +28,23 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import redis
 
+from ._manifest import DTYPES, parse_manifest, sign
 from .connection import UNAVAILABLE_ERRORS, connect, redact_url
 from .exceptions import (
     ChecksumError,
+    CorruptManifest,
+    IntegrityError,
     InvalidModelData,
     ModelNotFound,
+    RedisAuthFailed,
+    RedisFull,
+    RedisRefused,
     RedisUnavailable,
-    SignatureError,
     VectorStoreError,
     VersionNotFound,
 )
+from .leases import Leases
+from .rows import TAG_BYTES, RowSeal
 from .settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -49,7 +55,7 @@ __all__ = ["ModelRegistry", "ModelVersion", "VersionInfo"]
 log = logging.getLogger(__name__)
 
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
-_DTYPES = {"float32", "float64", "int32", "int64", "uint32", "uint8", "int8", "bool"}
+_DTYPES = DTYPES
 
 # Activate a version only if it is newer than the active one: two concurrent publications of the same
 # model thus end with the higher version active, whatever order their commits arrive in. A publication
@@ -82,6 +88,17 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 
+# The next version number: one more than the counter, and than every version stored or active, so that a lost
+# (or garbage) counter never hands out a number again (which would overwrite a stored version's data).
+_NEXT_VERSION = """
+local seq = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local newest = tonumber(redis.call('ZREVRANGE', KEYS[2], 0, 0)[1] or '0') or 0
+local active = tonumber(redis.call('GET', KEYS[3]) or '0') or 0
+local version = math.max(seq, newest, active) + 1
+redis.call('SET', KEYS[1], version)
+return version
+"""
+
 
 @dataclass(frozen=True)
 class VersionInfo:
@@ -94,6 +111,7 @@ class VersionInfo:
     nbytes: int
     parts: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None  # why the version cannot be read (a corrupt manifest), else None
 
 
 @dataclass(frozen=True)
@@ -124,11 +142,6 @@ def _check_name(what: str, name: str) -> str:
     return name
 
 
-def _canonical(manifest: Mapping[str, Any]) -> bytes:
-    body = {k: v for k, v in manifest.items() if k != "signature"}
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-
-
 class ModelRegistry:
     """Publish, activate, list, load and roll back model versions in Redis.
 
@@ -144,6 +157,7 @@ class ModelRegistry:
         self.settings = settings or get_settings()
         self.client = client if client is not None else connect(self.settings)
         self._commit = self.client.register_script(_COMMIT)
+        self._next_version = self.client.register_script(_NEXT_VERSION)
         self._activate = self.client.register_script(_ACTIVATE)
 
     # -- keys -------------------------------------------------------------------------------------------
@@ -158,10 +172,32 @@ class ModelRegistry:
     def _redis(self, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except UNAVAILABLE_ERRORS as exc:  # on a cluster also a failover under way
-            pool = getattr(self.client, "connection_pool", None)  # a cluster client has one pool per node
-            where = redact_url(str(pool.connection_kwargs.get("host", "redis"))) if pool is not None else "the cluster"
-            raise RedisUnavailable(f"Redis at {where} did not answer: {type(exc).__name__}") from None
+        except (redis.RedisError, *UNAVAILABLE_ERRORS) as exc:
+            raise self.typed_error(exc) from None
+
+    def _where(self) -> str:
+        pool = getattr(self.client, "connection_pool", None)  # a cluster client has one pool per node
+        return redact_url(str(pool.connection_kwargs.get("host", "redis"))) if pool is not None else "the cluster"
+
+    def typed_error(self, exc: Exception, doing: str = "") -> Exception:
+        """The typed error for a Redis failure: refused (memory, credentials, read-only) is told apart from
+        did not answer; messages name the reason, never the command (its arguments may be binary data)."""
+        where = f"Redis at {self._where()}"
+        doing = f"{doing}: " if doing else ""
+        if isinstance(exc, redis.AuthenticationError | redis.exceptions.NoPermissionError):
+            return RedisAuthFailed(f"{doing}{where} refused the credentials or permission ({type(exc).__name__})")
+        if isinstance(exc, redis.exceptions.OutOfMemoryError):
+            return RedisFull(f"{doing}{where} is out of memory (maxmemory reached, policy noeviction): "
+                             "free memory or raise maxmemory")
+        if isinstance(exc, redis.exceptions.ReadOnlyError):
+            return RedisRefused(f"{doing}{where} is a read-only replica")
+        if isinstance(exc, UNAVAILABLE_ERRORS):  # on a cluster also a failover under way
+            return RedisUnavailable(f"{doing}{where} did not answer: {type(exc).__name__}")
+        if isinstance(exc, redis.ResponseError):
+            # redis-py prefixes a pipeline's error with the command and its arguments: keep Redis's reason only.
+            reason = str(exc).rsplit("caused error: ", 1)[-1][:120]
+            return RedisRefused(f"{doing}{where} refused the command: {reason!r}")
+        return RedisUnavailable(f"{doing}{where} failed: {type(exc).__name__}")
 
     # -- publication ------------------------------------------------------------------------------------
     def publish(
@@ -219,7 +255,8 @@ class ModelRegistry:
         except (TypeError, ValueError) as exc:
             raise InvalidModelData(f"meta is not JSON-serialisable: {exc}") from None
 
-        version = int(self._redis(self.client.incr, self._key(model, "seq")))
+        version = int(self._redis(self._next_version, keys=[self._key(model, "seq"), self._key(model, "versions"),
+                                                            self._key(model, "active")]))
         if milvus_items is not None:
             from .milvus import publish_collection  # imports pymilvus: only for models that ask for Milvus
 
@@ -235,6 +272,8 @@ class ModelRegistry:
             "meta": meta,
         }
         if self.settings.signing_key:
+            manifest["row_tag"] = TAG_BYTES
+            tables = {name: self._seal_rows(model, version, name, rows) for name, rows in tables.items()}
             manifest["signature"] = self._sign(manifest)
         ttl = self.settings.publish_ttl
         try:
@@ -251,9 +290,21 @@ class ModelRegistry:
                 args=[version, json.dumps(manifest), int(activate), self.channel(model), notice, token or "", staged],
             )
         except UNAVAILABLE_ERRORS as exc:
+            if isinstance(exc, redis.AuthenticationError):
+                raise self.typed_error(exc, f"publish of {model!r} v{version} failed") from None
             log.warning("publish of %s v%s failed (%s); its partial writes expire in %ss",
                         model, version, type(exc).__name__, ttl)
             raise RedisUnavailable(f"publish of {model!r} v{version} failed: Redis did not answer") from None
+        except redis.RedisError as exc:
+            # Refused (out of memory, permissions): Redis still answers, so remove what this publication
+            # staged now rather than leave it holding memory until it expires (blocking the next publication).
+            error = self.typed_error(exc, f"publish of {model!r} v{version} failed")
+            try:
+                self.client.delete(data_key, *table_keys.values())
+                log.warning("%s; its partial writes were removed", error)
+            except redis.RedisError:
+                log.warning("%s; its partial writes expire in %ss", error, ttl)
+            raise error from None
         # redis-py retries a command whose connection dropped: if the commit ran but its reply was lost,
         # the retry finds this publication's own token and answers -version. That is our commit, not an
         # earlier one: its data must not be deleted.
@@ -327,7 +378,26 @@ class ModelRegistry:
 
     def _sign(self, manifest: Mapping[str, Any]) -> str:
         assert self.settings.signing_key
-        return hmac.new(self.settings.signing_key, _canonical(manifest), hashlib.sha256).hexdigest()
+        return sign(self.settings.signing_key, manifest)
+
+    def _seal_rows(self, model: str, version: int, table: str, rows: Mapping[str, bytes]) -> dict[str, bytes]:
+        seal = RowSeal(self.settings.signing_key, model, version, f"t:{table}", tagged=True)
+        return {key: seal.seal(key, value) for key, value in rows.items()}
+
+    def row_seal(self, model: str, version: int, name: str, *, derived: bool = False,
+                 manifest: Mapping[str, Any] | None = None) -> RowSeal:
+        """The :class:`~vectorstore.rows.RowSeal` of a version's table ``name`` (or, with ``derived``, of the
+        data derived from it under :meth:`derived_key` ``name``): readers open rows with it, writers of derived
+        data seal them. ``manifest``: the version's (verified) manifest, when the caller has it already.
+
+        Raises:
+            as :meth:`manifest`.
+        """
+        if manifest is None:
+            manifest = self.manifest(model, version)
+        table = f"x:{_check_name('derived', name)}" if derived else f"t:{_check_name('table', name)}"
+        return RowSeal(self.settings.signing_key, model, int(version), table,
+                       tagged=manifest.get("row_tag") == TAG_BYTES)
 
     # -- reading ----------------------------------------------------------------------------------------
     def version_for_token(self, model: str, token: str) -> int | None:
@@ -343,7 +413,12 @@ class ModelRegistry:
     def active_version(self, model: str) -> int | None:
         """The active version of ``model``, or ``None`` if it has none."""
         raw = self._redis(self.client.get, self._key(_check_name("model", model), "active"))
-        return int(raw) if raw else None
+        if not raw:
+            return None
+        try:
+            return int(raw)
+        except ValueError:
+            raise CorruptManifest(f"the active pointer of {model!r} is not a version number") from None
 
     def manifest(self, model: str, version: int | None = None) -> dict[str, Any]:
         """The manifest of ``version`` (default: active) with its signature verified when a key is set.
@@ -359,20 +434,10 @@ class ModelRegistry:
                 raise ModelNotFound(f"model {model!r} has no active version")
         raw = self._redis(self.client.get, self._key(model, f"v:{int(version)}", "manifest"))
         if raw is None:
-            if not self._redis(self.client.exists, self._key(model, "seq")):
+            if not self._redis(self.client.exists, self._key(model, "seq"), self._key(model, "versions")):
                 raise ModelNotFound(f"model {model!r} does not exist")
             raise VersionNotFound(f"model {model!r} has no version {version}")
-        try:
-            manifest = json.loads(raw)
-        except ValueError:
-            raise ChecksumError(f"manifest of {model!r} v{version} is not valid JSON") from None
-        if self.settings.signing_key:
-            signature = manifest.get("signature")
-            if not signature:
-                raise SignatureError(f"{model!r} v{version} is unsigned and EA_SIGNING_KEY is set")
-            if not hmac.compare_digest(signature, self._sign(manifest)):
-                raise SignatureError(f"{model!r} v{version}: manifest signature does not verify")
-        return manifest
+        return parse_manifest(raw, model, int(version), self.settings.signing_key)
 
     def versions(self, model: str) -> list[VersionInfo]:
         """Stored versions of ``model``, newest first.
@@ -381,20 +446,34 @@ class ModelRegistry:
             ModelNotFound: the model was never published.
         """
         _check_name("model", model)
-        numbers = self._redis(self.client.zrevrange, self._key(model, "versions"), 0, -1)
+        numbers = self._version_numbers(model)
         if not numbers and not self._redis(self.client.exists, self._key(model, "seq")):
             raise ModelNotFound(f"model {model!r} does not exist")
         active = self.active_version(model)
-        keys = [self._key(model, f"v:{int(n)}", "manifest") for n in numbers]
+        keys = [self._key(model, f"v:{n}", "manifest") for n in numbers]
         raws = self._redis(self.client.mget, keys) if keys else []
         out = []
-        for raw in raws:
+        for number, raw in zip(numbers, raws):
             if raw is None:
                 continue
-            m = json.loads(raw)
-            nbytes = sum(p.get("nbytes", 0) for p in m["parts"].values())
-            out.append(VersionInfo(model, m["version"], m["created_at"], m["version"] == active, nbytes,
+            try:
+                m = parse_manifest(raw, model, number, self.settings.signing_key)
+            except IntegrityError as exc:  # listed, so that an operator sees it and can roll back past it
+                out.append(VersionInfo(model, number, 0.0, number == active, 0, (), {}, problem=str(exc)))
+                continue
+            nbytes = sum(p["nbytes"] for p in m["parts"].values())
+            out.append(VersionInfo(model, number, m["created_at"], number == active, nbytes,
                                    tuple(m["parts"]) + tuple(m.get("tables", {})), m.get("meta", {})))
+        return out
+
+    def _version_numbers(self, model: str) -> list[int]:
+        """Stored version numbers, newest first (a member that is not a number is skipped, with a warning)."""
+        out = []
+        for raw in self._redis(self.client.zrevrange, self._key(model, "versions"), 0, -1):
+            try:
+                out.append(int(raw))
+            except ValueError:
+                log.warning("%s: the versions set holds a member that is not a version number", model)
         return out
 
     def load(self, model: str, version: int | None = None, parts: Iterable[str] | None = None) -> ModelVersion:
@@ -453,7 +532,9 @@ class ModelRegistry:
         """Values of ``keys`` in a per-key table of a version (``None`` for a missing key), one round trip."""
         if not keys:
             return []
-        return self._redis(self.client.hmget, self.table_key(model, version, table), list(keys))
+        seal = self.row_seal(model, version, table)
+        raws = self._redis(self.client.hmget, self.table_key(model, version, table), list(keys))
+        return [None if raw is None else seal.open(key, raw) for key, raw in zip(keys, raws)]
 
     def table_key(self, model: str, version: int, table: str) -> str:
         """The Redis hash holding a version's per-key table (for readers that batch their own commands)."""
@@ -465,12 +546,15 @@ class ModelRegistry:
         Raises:
             InvalidModelData: the version has no such table.
         """
-        spec = self.manifest(model, version).get("tables", {}).get(table)
+        manifest = self.manifest(model, version)
+        spec = manifest.get("tables", {}).get(table)
         if spec is None:
             raise InvalidModelData(f"{model!r} v{version} has no table {table!r}")
+        seal = self.row_seal(model, version, table, manifest=manifest)
         raw = self._redis(self.client.hgetall, self.table_key(model, version, table))
         # An empty table is stored as one placeholder field "_".
-        return {k.decode(): v for k, v in raw.items() if not (k == b"_" and spec["rows"] == 0)}
+        rows = {k.decode(): v for k, v in raw.items() if not (k == b"_" and spec["rows"] == 0)}
+        return {key: seal.open(key, value) for key, value in rows.items()}
 
     def verify_table(self, model: str, version: int, table: str) -> None:
         """Check a whole table against its sha256 (reads all of it; for audits and tests).
@@ -506,7 +590,8 @@ class ModelRegistry:
         """
         if version is None:
             active = self.active_version(model)
-            older = [v.version for v in self.versions(model) if active is None or v.version < active]
+            older = [v.version for v in self.versions(model)
+                     if (active is None or v.version < active) and v.problem is None]
             if not older:
                 raise VersionNotFound(f"model {model!r} has no version older than v{active} to roll back to")
             version = older[0]
@@ -545,7 +630,11 @@ class ModelRegistry:
 
     def _drop(self, model: str, version: int) -> None:
         raw = self._redis(self.client.get, self._key(model, f"v:{version}", "manifest"))
-        tables = list(json.loads(raw).get("tables", {})) if raw else []
+        try:
+            tables = [str(t) for t in json.loads(raw).get("tables", {})] if raw else []
+        except (ValueError, AttributeError):  # a corrupt manifest: its tables cannot be named (they expire never)
+            log.warning("%s v%s: corrupt manifest; its per-key tables are not deleted", model, version)
+            tables = []
         if raw:
             self._follow_milvus(json.loads(raw).get("meta", {}), drop=True)
         derived_set = self._key(model, f"v:{version}", "derived")
@@ -567,16 +656,22 @@ class ModelRegistry:
         else:
             milvus.follow_activation(self.settings, meta, strict=strict)
 
+    def leases(self, model: str) -> Leases:
+        """The leases clients hold on versions of ``model`` they serve (see :mod:`vectorstore.leases`)."""
+        return Leases(self.client, self._key(_check_name("model", model), "leases"), self._redis)
+
     def collect_garbage(self, model: str) -> list[int]:
-        """Delete all but the newest ``keep_versions`` versions (never the active one).
+        """Delete all but the newest ``keep_versions`` versions, never the active one nor one a client holds a
+        live lease on (it is serving it, or has loaded it ahead).
 
         Returns:
             The versions deleted.
         """
         keep = self.settings.keep_versions
-        numbers = [int(n) for n in self._redis(self.client.zrevrange, self._key(model, "versions"), 0, -1)]
+        numbers = self._version_numbers(model)
         active = self.active_version(model)
-        dropped = [n for n in numbers[keep:] if n != active]
+        leased = self.leases(model).leased()
+        dropped = [n for n in numbers[keep:] if n != active and n not in leased]
         for n in dropped:
             self._drop(model, n)
         if dropped:

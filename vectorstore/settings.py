@@ -57,6 +57,12 @@ class Settings:
             are accepted (tests that kill workers use a few seconds); a redelivered job that had already
             published returns its version (publication token), so a too-short value costs work, not data.
         socket_timeout: ``EA_SOCKET_TIMEOUT`` seconds (default 5) for Redis commands.
+        request_timeout: ``EA_REQUEST_TIMEOUT`` seconds (default 1) a serving client waits for Redis per
+            request; past it Redis counts as not answering and the client's circuit breaker opens (cached users
+            are answered from memory at once, the others refused at once, until Redis answers again).
+        lease_ttl: ``EA_LEASE_TTL`` seconds (default 60): a serving client's lease on the versions it serves,
+            renewed every third of it; version cleanup never deletes a leased version. A client that dies
+            without releasing its lease holds it this long.
         result_backend: ``EA_RESULT_BACKEND``; where Celery keeps job states and results (default: the
             Redis above; e.g. the broker's Redis when the registry lives elsewhere).
         task_max_retries: ``EA_TASK_MAX_RETRIES`` (default 5): a job that meets a transient Redis or broker
@@ -87,6 +93,8 @@ class Settings:
     data_root: Path | None = None
     visibility_timeout: int = 6 * 3600
     socket_timeout: float = 5.0
+    request_timeout: float = 1.0
+    lease_ttl: float = 60.0
     result_backend: str | None = None
     task_max_retries: int = 5
     task_retry_backoff: int = 2
@@ -132,6 +140,8 @@ class Settings:
             data_root=_directory(env, "EA_DATA_ROOT"),
             visibility_timeout=_int(env, "EA_VISIBILITY_TIMEOUT", 6 * 3600, 1),
             socket_timeout=_float(env, "EA_SOCKET_TIMEOUT", 5.0, 0.0, positive=True),
+            request_timeout=_float(env, "EA_REQUEST_TIMEOUT", 1.0, 0.0, positive=True),
+            lease_ttl=_float(env, "EA_LEASE_TTL", 60.0, 1.0),
             task_max_retries=_int(env, "EA_TASK_MAX_RETRIES", 5, 0),
             task_retry_backoff=_int(env, "EA_TASK_RETRY_BACKOFF", 2, 1),
             task_retry_backoff_max=_int(env, "EA_TASK_RETRY_BACKOFF_MAX", 60, 1),

@@ -188,7 +188,10 @@ def models(ctx: click.Context, name: str | None, verify: bool, as_json: bool) ->
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.created_at))
         mark = "*" if info.active else " "
         status = ""
-        if verify:
+        if info.problem:  # its manifest cannot be read: listed, so that a rollback can go past it
+            status = f"  CORRUPT ({info.problem})"
+            corrupt.append(info.version)
+        elif verify:
             try:
                 loaded = registry.load(name, info.version)
                 for table in loaded.tables:
@@ -207,7 +210,7 @@ def models(ctx: click.Context, name: str | None, verify: bool, as_json: bool) ->
         click.echo(f"{mark} v{info.version}  {when}  {info.nbytes / 1e6:8.2f} MB  parts: {', '.join(info.parts)}"
                    f"{status}{_recall_note(info.meta)}")
     if corrupt:
-        click.echo(f"error: ChecksumError: {name} version(s) {corrupt} fail their integrity check; they are refused "
+        click.echo(f"error: IntegrityError: {name} version(s) {corrupt} fail their integrity check; they are refused "
                    f"by readers (`ea rollback {name} --version N` activates a good one)", err=True)
         ctx.exit(2)
 

@@ -39,7 +39,7 @@ from kombu import Connection
 from recsys.client import RecommendationClient
 from recsys.exceptions import ModelUnavailable
 from recsys.training import train_and_publish
-from vectorstore import ModelRegistry, RedisUnavailable, Settings, SignatureError, start_redis_server
+from vectorstore import ModelRegistry, RedisAuthFailed, RedisUnavailable, Settings, SignatureError, start_redis_server
 from vectorstore.embedded import RedisProcess, find_redis_server
 from workers.app import app
 from workers.cli import main as cli
@@ -189,7 +189,7 @@ def test_credentials_never_appear_in_errors_logs_or_cli_output(acl_redis, tmp_pa
     seen: list[str] = []
     caplog.set_level(logging.DEBUG)
     settings = Settings(redis_url=wrong, key_prefix="relx:", data_dir=tmp_path, socket_timeout=2.0)
-    with pytest.raises(RedisUnavailable) as err:
+    with pytest.raises(RedisAuthFailed) as err:  # told apart from "did not answer" (issue 18, item 6)
         ModelRegistry(settings).active_version("shop")
     seen += [str(err.value), repr(err.value)]
     with pytest.raises(ModelUnavailable) as err2:

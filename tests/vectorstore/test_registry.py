@@ -138,14 +138,26 @@ def test_rollback(registry, model_name):
     assert registry.load(model_name).blobs["x"] == b"2"
 
 
-def test_older_commit_never_overrides_newer_active(registry, model_name, redis_client):
+def test_older_commit_never_overrides_newer_active(registry, model_name):
     registry.publish(model_name, blobs={"x": b"1"})
-    # Simulate the other order: version 3 committed first, then a straggling version 2.
-    redis_client.set(registry._key(model_name, "seq"), 2)
+    # The other order: version 2 is handed out first but its writes stall until version 3 has committed.
+    writing, release = threading.Event(), threading.Event()
+
+    class Straggler(ModelRegistry):
+        def _write_hash(self, key, mapping, ttl):
+            writing.set()
+            release.wait(30)
+            super()._write_hash(key, mapping, ttl)
+
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault(
+        "v2", Straggler(registry.settings).publish(model_name, blobs={"x": b"2"})))
+    thread.start()
+    assert writing.wait(30)
     v3 = registry.publish(model_name, blobs={"x": b"3"})
-    redis_client.set(registry._key(model_name, "seq"), 1)
-    v2 = registry.publish(model_name, blobs={"x": b"2"})
-    assert (v2, v3) == (2, 3)
+    release.set()
+    thread.join(30)
+    assert (result["v2"], v3) == (2, 3)
     assert registry.active_version(model_name) == 3
 
 
