@@ -12,11 +12,11 @@ each; a `category` column of 10 values) is published three times, differing only
 Each answers the same `--queries` users through `RecommendationClient.recommend(k=10)`, unfiltered and with
 `filter='category == 3'`; recall@10 is against exact search over all items (seen items excluded; with the
 filter, over the category's items); the embedded engine is also asked with ef 1000. Milvus standalone (C++
-Knowhere, `docker compose --profile milvus`) is not measured here: no Docker on this machine. milvus-lite is
-pure Python (FAISS HNSW under a Python gRPC server), so its latencies are an upper bound of what the Milvus
-path costs, not Milvus' own.
+Knowhere, `docker compose --profile milvus`; `--milvus-uri` adds it) is not measured here: no Docker on this
+machine. milvus-lite is pure Python (FAISS HNSW under a Python gRPC server), so its latencies are an upper
+bound of what the Milvus path costs, not Milvus' own.
 
-    python bench/milvus.py [--items 20000] [--queries 300]
+    python bench/milvus.py [--items 20000] [--queries 300] [--milvus-uri http://localhost:19530]
 """
 
 from __future__ import annotations
@@ -112,6 +112,8 @@ def main() -> None:
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/14")
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--queries", type=int, default=300)
+    ap.add_argument("--milvus-uri", default=None,
+                    help="also measure this Milvus (e.g. http://localhost:19530 of `docker compose --profile milvus`)")
     a = ap.parse_args()
     inter, emb, metadata = model(a.items)
     rng = np.random.default_rng(1)
@@ -138,6 +140,9 @@ def main() -> None:
             time.sleep(0.2)
         run("milvus-lite (server)", base.with_(key_prefix=base.key_prefix + "s:", milvus_uri=f"http://127.0.0.1:{port}"),
             "milvus", inter, emb, metadata, users, truths, rows)
+        if a.milvus_uri:
+            run(f"Milvus at {a.milvus_uri}", base.with_(key_prefix=base.key_prefix + "m:", milvus_uri=a.milvus_uri),
+                "milvus", inter, emb, metadata, users, truths, rows)
     finally:
         server.terminate()
         server.wait(timeout=30)
