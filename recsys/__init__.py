@@ -9,8 +9,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from .catalogue import CatalogueWriter
 from .client import RecommendationClient, Recommendations
 from .exceptions import (
+    InvalidDelta,
+    InvalidFilter,
     InvalidInteractions,
     InvalidParameter,
     InvalidRequest,
@@ -19,10 +22,12 @@ from .exceptions import (
     TrainingError,
     UnknownItem,
     UnknownUser,
+    VersionGone,
 )
 from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
 from .models import GraphEmbeddings, GraphModel, ProgressCallback, make_model
+from .similarity import SimilarUsers
 
 __all__ = [
     "Interactions",
@@ -41,9 +46,14 @@ __all__ = [
     "TrainingError",
     "InvalidParameter",
     "InvalidRequest",
+    "InvalidFilter",
     "ModelUnavailable",
+    "VersionGone",
     "RecommendationClient",
     "Recommendations",
+    "CatalogueWriter",
+    "InvalidDelta",
+    "SimilarUsers",
 ]
 
 _LAZY = {"Node2Vec": "recsys.node2vec", "LightGCN": "recsys.lightgcn"}

@@ -1,8 +1,9 @@
-"""An immutable in-memory snapshot of one published recommendation model version.
+"""An in-memory snapshot of one published recommendation model version.
 
 The client holds one snapshot and replaces it whole on a new version (an atomic reference swap), so a
-query always sees one consistent version: its index, item ids, popularity and metadata. The bytes of the
-per-user rows and top-N lists are :mod:`recsys._wire`'s.
+query always sees one consistent version: its index, item ids, popularity and metadata. Between versions
+only the version's deltas change it, in place (:mod:`recsys._delta_apply`). The bytes of the per-user rows
+and top-N lists are :mod:`recsys._wire`'s.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ __all__ = ["TOPN", "ServingModel"]
 TOPN = "topn"
 
 
-@dataclass(frozen=True)
+@dataclass
 class ServingModel:
     """One model version loaded for serving.
 
@@ -60,6 +61,9 @@ class ServingModel:
     seen_key: str
     topn_key: str
     milvus: MilvusIndex | None = None  # the version's Milvus collection (index_backend="milvus")
+    # The version's delta log as applied (recsys._delta_follow.DeltaFollower), set by the watcher. Deltas
+    # change the item arrays and indexes in place (recsys._delta_apply); everything else stays as loaded.
+    live: Any = None
 
     @classmethod
     def load(cls, registry: ModelRegistry, name: str, version: int | None = None) -> ServingModel:

@@ -5,10 +5,11 @@ replaces it whole when another version becomes active (one reference assignment:
 swap). Three daemon threads drive it:
 
 * the **listener** subscribes to the model's notice channel (``activated``: switch now; ``staged``: load it
-  ahead, so that its activation is instant). A message it cannot read is logged and ignored: a stray
-  ``PUBLISH`` must not end the thread;
-* the **poller** checks the ``active`` pointer every ``refresh_interval`` seconds, since pub/sub drops
-  the notices sent while the connection was down;
+  ahead, so that its activation is instant; ``delta``: apply the serving version's new delta log entries,
+  :mod:`recsys._delta_follow`). A message it cannot read is logged and ignored: a stray ``PUBLISH`` must
+  not end the thread;
+* the **poller** checks the ``active`` pointer (and the delta log) every ``refresh_interval`` seconds,
+  since pub/sub drops the notices sent while the connection was down;
 * the **preloader** loads staged versions one at a time, always the newest asked for: a burst of notices
   starts no thread each.
 
@@ -31,12 +32,16 @@ import redis
 from vectorstore import ModelRegistry, RedisUnavailable, VectorStoreError
 from vectorstore.connection import UNAVAILABLE_ERRORS
 
+from ._delta_follow import DeltaFollower
 from ._serving import ServingModel
 from .exceptions import ModelUnavailable
 
 __all__ = ["VersionWatcher"]
 
 log = logging.getLogger(__name__)
+
+#: notices read from the channel before acting on them (a burst of deltas is caught up once)
+NOTICE_BURST = 1000
 
 _watchers: weakref.WeakSet[VersionWatcher] = weakref.WeakSet()
 
@@ -69,7 +74,7 @@ class VersionWatcher:
         self.listen = listen
         self.refresh_interval = refresh_interval
         try:
-            self.model: ServingModel = ServingModel.load(registry, name)
+            self.model: ServingModel = self._load(None)
         except VectorStoreError as exc:
             raise ModelUnavailable(f"cannot serve model {name!r}: {exc}") from exc
         self._init_runtime()
@@ -132,7 +137,7 @@ class VersionWatcher:
             new = self._staged.pop(active, None)
             if new is None:
                 try:
-                    new = ServingModel.load(self.registry, self.name, active)
+                    new = self._load(active)
                 except (VectorStoreError, ModelUnavailable) as exc:
                     level = logging.DEBUG if active in self._refused else logging.ERROR
                     self._refused.add(active)
@@ -157,12 +162,27 @@ class VersionWatcher:
             if version in self._staged:
                 return True
             try:
-                self._staged[version] = ServingModel.load(self.registry, self.name, version)
+                self._staged[version] = self._load(version)
             except (VectorStoreError, ModelUnavailable) as exc:
                 log.warning("cannot preload %s v%s: %s", self.name, version, exc)
                 return False
         log.info("%s: v%s preloaded, ready to switch", self.name, version)
         return True
+
+    def _load(self, version: int | None) -> ServingModel:
+        """Load a version with its delta log replayed (a log Redis cannot give now is caught up later)."""
+        model = ServingModel.load(self.registry, self.name, version)
+        follower = DeltaFollower(self.registry, model)
+        try:
+            follower.catch_up()
+        except (RedisUnavailable, redis.RedisError) as exc:
+            log.warning("%s v%s: delta log not replayed yet (%s)", self.name, model.version, type(exc).__name__)
+        return model
+
+    def catch_up(self) -> int:
+        """Apply the serving version's delta log entries not applied yet; returns how many."""
+        live = self.model.live
+        return live.catch_up() if live is not None else 0
 
     @property
     def staged(self) -> set[int]:
@@ -183,14 +203,37 @@ class VersionWatcher:
     def _safe_refresh(self) -> None:
         try:
             self.refresh()
+            self.catch_up()
             self.check_precomputed()
         except (RedisUnavailable, redis.RedisError) as exc:
             log.debug("refresh skipped: %s", type(exc).__name__)
 
+    def on_notices(self, burst: list[Any]) -> None:
+        """Act on notices read together: the serving version's delta log is caught up once for all of them."""
+        deltas = []
+        for data in burst:
+            notice = _parse_notice(data)
+            if notice is not None and notice[0] == "delta":
+                deltas.append(data)
+            else:
+                self.on_notice(data)
+        if deltas:
+            self.on_notice(deltas[-1])  # the newest: catching up with it applies every earlier one
+
     def on_notice(self, data: Any) -> None:
         """Act on one message of the notice channel; never raises (a bad message means "look again")."""
         notice = _parse_notice(data)
-        if notice is not None and notice[0] == "staged" and notice[1] > self.model.version:
+        if notice is not None and notice[0] == "delta" and notice[1] == self.model.version:
+            live = self.model.live
+            if live is None or live.seen_id(_notice_entry(data)):
+                return
+            try:
+                live.catch_up()
+            except (RedisUnavailable, redis.RedisError) as exc:
+                log.debug("delta catch-up skipped: %s", type(exc).__name__)
+        elif notice is not None and notice[0] == "delta":
+            return  # a delta of a version not served here (old, or staged: replayed when it loads)
+        elif notice is not None and notice[0] == "staged" and notice[1] > self.model.version:
             self._wanted = max(self._wanted, notice[1])
             self._wake.set()
         else:
@@ -208,7 +251,11 @@ class VersionWatcher:
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
                     if message:
-                        self.on_notice(message.get("data"))
+                        # A burst (a stream of deltas): read what is buffered, then act once per kind.
+                        burst = [message.get("data")]
+                        while len(burst) < NOTICE_BURST and (more := pubsub.get_message(timeout=0)):
+                            burst.append(more.get("data"))
+                        self.on_notices(burst)
             except (redis.RedisError, OSError, *UNAVAILABLE_ERRORS) as exc:  # a cluster may be failing over
                 log.debug("listener lost Redis (%s); retrying in %.1fs", type(exc).__name__, backoff)
                 self._stop.wait(backoff)
@@ -235,6 +282,15 @@ class VersionWatcher:
                     self.preload(wanted)
                 except Exception:  # keep the thread for the next staged version
                     log.exception("%s: preloading v%s failed", self.name, wanted)
+
+
+def _notice_entry(data: Any) -> str | None:
+    """The log entry a ``delta`` notice announces (its stream id), if it names one."""
+    try:
+        entry = json.loads(data).get("id")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return entry if isinstance(entry, str) else None
 
 
 def _parse_notice(data: Any) -> tuple[str, int] | None:

@@ -130,6 +130,9 @@ class RecommendationClient:
         pipe.hmget(model.seen_key, users)
         if topn:
             pipe.hmget(model.topn_key, users)
+        live = model.live if model.live is not None and model.live.users_updated else None
+        if live is not None:  # rows rewritten by user-update deltas (recsys.deltas) win over the published ones
+            pipe.hmget(live.users_key, users)
         try:
             replies = pipe.execute()
         except UNAVAILABLE_ERRORS as exc:  # on a cluster also a failover under way
@@ -139,10 +142,13 @@ class RecommendationClient:
             raise RedisUnavailable(f"cannot fetch user vectors: Redis did not answer ({type(exc).__name__})") from None
         vectors, seens = replies[0], replies[1]
         tops = replies[2] if topn else [None] * len(users)
+        updated = replies[-1] if live is not None else [None] * len(users)
         out = []
-        for user, vec, seen, top in zip(users, vectors, seens, tops):
+        for user, vec, seen, top, row in zip(users, vectors, seens, tops, updated):
             v = decode_vector(vec) if vec is not None else None
             s = decode_ids(seen)
+            if live is not None and row is not None and (fresh := live.user_row(user, row)) is not None:
+                v, s, top = fresh[0], fresh[1], None  # a precomputed list predates the update
             if v is not None and self._cache_size:
                 self._remember(model.version, user, v, s)
             out.append((v, s, top))
@@ -194,6 +200,8 @@ class RecommendationClient:
             return self._popular(model, user, k, exclude, include, fields, strict)
         if top is not None:
             ids, scores = decode_top(top)
+            if model.live is not None:  # deleted items out, items upserted since the precompute scored in
+                ids, scores = model.live.adjust_top(ids, scores, vector, seen) or (ids[:0], scores[:0])
             if len(ids) >= k:
                 return self._result(model, ids[:k], scores[:k], "precomputed", user, fields)
         banned = seen.astype(np.int64) if exclude_seen else np.empty(0, np.int64)

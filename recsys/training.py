@@ -15,6 +15,8 @@ import numpy as np
 from vectorstore import ModelRegistry
 
 from ._metadata import read_item_table
+from .catalogue import carry_over
+from .deltas import recorded
 from .exceptions import InvalidParameter
 from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
@@ -59,6 +61,7 @@ def train_and_publish(
     token: str | None = None,
     read_options: dict[str, Any] | None = None,
     index_backend: str = "hnswlib",
+    deltas: bool = True,
 ) -> TrainingResult:
     """Read, train, evaluate (on ``test``, else ``valid``, when given) and publish a graph model.
 
@@ -76,6 +79,10 @@ def train_and_publish(
         read_options: keywords of :meth:`Interactions.read` for every file read (``columns``, ``encoding``).
         index_backend: ``"hnswlib"`` (in the serving process) or ``"milvus"`` (a Milvus collection per
             version, ``EA_MILVUS_URI``): see :func:`recsys.publish.publish_embeddings`.
+        deltas: learn from the delta log of ``name``'s active version (:func:`recsys.deltas.recorded`): its
+            users' interactions are added to the training input and its deleted items left out, its field
+            updates applied to the item metadata; the new version starts with an empty log (deltas written
+            while it trained are carried over: :func:`recsys.catalogue.carry_over`).
 
     Raises:
         InvalidInteractions: bad input; nothing trained or published.
@@ -91,9 +98,14 @@ def train_and_publish(
     t = time.perf_counter()
     read_options = read_options or {}
     train = interactions if isinstance(interactions, Interactions) else Interactions.read(interactions, **read_options)
+    learned = recorded(registry, name) if deltas else None
+    if learned is not None:
+        train = learned.merged(train)
     valid_i = _aligned(train, valid, read_options)
     test_i = _aligned(train, test, read_options)
     metadata = item_metadata_columns(read_item_table(item_metadata), train.item_ids) if item_metadata else None
+    if learned is not None:
+        metadata = learned.merged_metadata(metadata, train.item_ids)
     algorithm = algorithm or DEFAULT_MODEL
     model = make_model(algorithm, **dict(params or {}))  # bad parameters fail before any training
     if index_backend not in INDEX_BACKENDS:
@@ -122,7 +134,11 @@ def train_and_publish(
     version = publish_embeddings(registry, name, train, embeddings, algorithm=algorithm, metrics=metrics,
                                  item_metadata=metadata, token=token, index_backend=index_backend,
                                  extra_meta={"trained_on": interactions if isinstance(interactions, str) else None,
-                                             "timings": timings})
+                                             "timings": timings,
+                                             **({"deltas": learned.summary()} if learned and learned.version else {})})
+    if learned is not None and learned.version and registry.active_version(name) == version != learned.version:
+        # deltas written while this version trained are in the old log: carried over, so none is lost
+        carry_over(registry, name, learned.version, learned.last_id, version)
     timings["publish_s"] = time.perf_counter() - t
     return TrainingResult(name, version, algorithm, metrics, timings, train.n_users, train.n_items,
                           embeddings.history)

@@ -26,8 +26,8 @@ from ._progress_view import ProgressView
 from .app import app
 from .exceptions import JobFailed, JobTimeout, UnknownJob
 
-__all__ = ["JobHandle", "JobRecord", "get_job", "input_path", "list_jobs", "score_series", "submit", "train_graph",
-           "train_series"]
+__all__ = ["JobHandle", "JobRecord", "delete_items", "get_job", "input_path", "list_jobs", "score_series", "submit",
+           "train_graph", "train_series", "update_metadata", "update_users", "upsert_items"]
 
 _FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
 _KEEP_JOBS = 1000
@@ -320,6 +320,39 @@ def score_series(name: str, series_id: str, timestamps: list[Any], values: list[
     """
     return submit("ea.score_series", settings=settings, name=name, series_id=series_id,
                   timestamps=[_text_time(t) for t in timestamps], values=list(values), labels=labels)
+
+
+def upsert_items(name: str, items: list[dict[str, Any]], *, settings: Settings | None = None) -> JobHandle:
+    """Submit ``ea.catalogue_upsert_items``: add items to ``name``'s active version or replace their vectors
+    (``recsys.catalogue.CatalogueWriter.upsert_items``: ``{"id", "vector"}`` or ``{"id", "users"}``, optional
+    ``"metadata"``; vectors as lists of numbers). The job id is the write's idempotency token."""
+    return submit("ea.catalogue_upsert_items", settings=settings, name=name, items=[_plain(i) for i in items])
+
+
+def delete_items(name: str, items: list[str], *, settings: Settings | None = None) -> JobHandle:
+    """Submit ``ea.catalogue_delete_items``: no client recommends ``items`` from then on."""
+    return submit("ea.catalogue_delete_items", settings=settings, name=name, items=[str(i) for i in items])
+
+
+def update_users(name: str, interactions: Mapping[str, list[str]], *,
+                 weights: Mapping[str, list[float]] | None = None, settings: Settings | None = None) -> JobHandle:
+    """Submit ``ea.catalogue_update_users``: users' new interactions (``{user: [item, ...]}``) fold into their
+    vectors and seen items now, and into the next training."""
+    return submit("ea.catalogue_update_users", settings=settings, name=name,
+                  interactions={str(u): [str(i) for i in v] for u, v in interactions.items()},
+                  weights={str(u): list(w) for u, w in weights.items()} if weights else None)
+
+
+def update_metadata(name: str, items: Mapping[str, Mapping[str, Any]], *,
+                    settings: Settings | None = None) -> JobHandle:
+    """Submit ``ea.catalogue_update_metadata``: set item fields (``{item: {field: value}}``)."""
+    return submit("ea.catalogue_update_metadata", settings=settings, name=name,
+                  items={str(i): dict(v) for i, v in items.items()})
+
+
+def _plain(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An item spec as JSON carries it (numpy vectors as lists)."""
+    return {k: v.tolist() if hasattr(v, "tolist") else v for k, v in item.items()}
 
 
 def _text_time(t: Any) -> Any:

@@ -23,7 +23,7 @@ WORKER_PATHS = click.option("--worker-paths", is_flag=True, help="The paths are 
                             "file system: not checked here (by default they are made absolute and checked).")
 
 
-def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+def parse_params(pairs: tuple[str, ...], hint: str = "--param") -> dict[str, Any]:
     """``--param KEY=VALUE`` pairs as a dict (values read as JSON when they are, else as text).
 
     Raises:
@@ -33,7 +33,7 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--param")
+            raise click.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint=hint)
         try:
             out[key] = json.loads(value)
         except ValueError:

@@ -1,0 +1,237 @@
+"""Deltas on the active version: the delta log's format (its one owner) and the writer.
+
+Between two trainings a catalogue changes: items are added, changed or sold out, users act, fields change.
+A :class:`CatalogueWriter` records each change as one entry of the version's delta log; every client
+applies it within about a second (the writer's notice on the model's channel, the same path as version
+swaps), and a client started later replays the log when it loads the version. The next full training
+reads the log (:func:`recorded`): its users' interactions are added to the training input and its deleted
+items left out, so the new version, which starts with an empty log, learns what the deltas said.
+
+Keys (per version; derived keys, deleted with it, under ``<prefix>model:{M}:v:{N}:x:``):
+
+==============  =======  ========================================================================
+key             type     content
+==============  =======  ========================================================================
+``deltas``      STREAM   the log: one entry per write, fields ``body`` (JSON, below) and ``tag``
+``delta_users`` HASH     user -> the user's row as updated (vector and seen items, see below)
+``delta_tokens`` HASH    idempotency token -> the entry it wrote
+==============  =======  ========================================================================
+
+An entry's ``body`` is ``{"op", "model", "version", "uid", "at", ...}`` with, per ``op``:
+
+* ``upsert_items``: ``"items": [{"id", "vector", "fold_in"?, "metadata"?, "popularity"?}]``;
+* ``delete_items``: ``"items": [id, ...]``;
+* ``update_users``: ``"users": [{"id", "items": [id, ...], "weights": [w, ...]}]`` (the interactions;
+  the resulting row is in ``delta_users``);
+* ``update_metadata``: ``"items": {id: {field: value}}``.
+
+A version published with ``EA_SIGNING_KEY`` (its rows tagged, :meth:`vectorstore.ModelRegistry.row_seal`)
+signs its deltas the same way: ``tag`` is the hex :class:`~vectorstore.RowSeal` tag of the body (derived
+table ``deltas``, row ``delta``; the body names its model, version and a unique ``uid``), and a reader with
+the key refuses an entry whose tag is missing or wrong. A ``delta_users`` row is ``<u4 d> || d <f4 vector ||
+<i4 seen ids``, sealed like the version's own user rows (derived table ``delta_users``, row the user id).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import redis
+
+from vectorstore import CorruptRow, ModelRegistry, RowSeal, SignatureError
+
+from ._wire import IDS, VECTOR
+from .interactions import Interactions
+
+__all__ = ["DELTAS", "DELTA_TOKENS", "DELTA_USERS", "OPS", "Entry", "Recorded", "decode_user_row", "delta_seals",
+           "encode_user_row", "read_log", "recorded", "sign_body"]
+
+log = logging.getLogger(__name__)
+
+DELTAS = "deltas"
+DELTA_USERS = "delta_users"
+DELTA_TOKENS = "delta_tokens"
+OPS = ("upsert_items", "delete_items", "update_users", "update_metadata")
+#: entries read per round trip when a log is replayed
+READ_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One verified log entry: its stream id and body."""
+
+    id: str
+    body: dict[str, Any]
+
+
+def delta_seals(registry: ModelRegistry, model: str, version: int) -> tuple[RowSeal, RowSeal]:
+    """The seals of a version's log entries and of its rewritten user rows (tagged when its rows are).
+
+    Raises:
+        as :meth:`vectorstore.ModelRegistry.manifest` (no such version, a bad signature).
+    """
+    manifest = registry.manifest(model, version)
+    return (registry.row_seal(model, version, DELTAS, derived=True, manifest=manifest),
+            registry.row_seal(model, version, DELTA_USERS, derived=True, manifest=manifest))
+
+
+def sign_body(seal: RowSeal, body: bytes) -> str:
+    """The hex tag of an entry's body ('' for a version whose rows are not tagged)."""
+    return seal.seal("delta", body)[len(body):].hex() if seal.tagged else ""
+
+
+def _verify(seal: RowSeal, body: bytes, tag: bytes, checks: bool) -> None:
+    if not seal.tagged:
+        return
+    if tag:
+        seal.open("delta", body + bytes.fromhex(tag.decode()))
+    elif checks:
+        raise SignatureError(f"{seal.where}: an entry has no signature and EA_SIGNING_KEY is set")
+
+
+def encode_user_row(seal: RowSeal, user: str, vector: np.ndarray, seen: np.ndarray) -> bytes:
+    """A ``delta_users`` row, sealed."""
+    vector = np.ascontiguousarray(vector, dtype=VECTOR)
+    return seal.seal(user, struct.pack("<I", vector.size) + vector.tobytes()
+                     + np.ascontiguousarray(seen, dtype=IDS).tobytes())
+
+
+def decode_user_row(seal: RowSeal, user: str, raw: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """``(vector, seen dense ids)`` of a ``delta_users`` row.
+
+    Raises:
+        SignatureError: a signing key is set and the row's tag does not verify.
+        CorruptRow: too short for its parts.
+    """
+    body = seal.open(user, raw)
+    (d,) = struct.unpack_from("<I", body)
+    if len(body) < 4 + 4 * d or (len(body) - 4 - 4 * d) % 4:
+        raise CorruptRow(f"{seal.where}: row {user[:64]!r} is {len(body)} bytes, not a vector of {d} and ids")
+    return np.frombuffer(body, dtype=VECTOR, count=d, offset=4), np.frombuffer(body, dtype=IDS, offset=4 + 4 * d)
+
+
+def read_log(registry: ModelRegistry, model: str, version: int, after: str = "0-0", *,
+             seal: RowSeal | None = None) -> Iterator[Entry]:
+    """The verified entries of a version's log newer than stream id ``after``, oldest first.
+
+    An entry that fails its signature (or is not JSON, or names another model or version) is logged at
+    ERROR and comes as ``{"op": "refused"}``: it is never applied. ``seal``: :func:`delta_seals`' first.
+    """
+    seal = seal or delta_seals(registry, model, version)[0]
+    key = registry.derived_key(model, version, DELTAS, register=False)
+    start = f"({after}"
+    while True:
+        rows = registry.client.xrange(key, min=start, max="+", count=READ_BATCH)
+        for raw_id, fields in rows:
+            entry_id = raw_id.decode()
+            body, tag = fields.get(b"body", b""), fields.get(b"tag", b"")
+            try:
+                _verify(seal, body, tag, registry.settings.signing_key is not None)
+                parsed = json.loads(body)
+                if parsed.get("model") != model or int(parsed.get("version", -1)) != version:
+                    raise SignatureError(f"entry names {parsed.get('model')!r} v{parsed.get('version')}")
+            except (SignatureError, ValueError, TypeError, AttributeError) as exc:
+                log.error("%s v%s: delta %s refused: %s", model, version, entry_id, exc)
+                yield Entry(entry_id, {"op": "refused"})
+                continue
+            yield Entry(entry_id, parsed)
+        if len(rows) < READ_BATCH:
+            return
+        start = f"({rows[-1][0].decode()}"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a version's delta log recorded, for the next training (:func:`recorded`).
+
+    Attributes:
+        version: the version whose log this is (``None``: no active version).
+        interactions: ``(user, item, weight, time)`` of every user update, oldest first.
+        deleted: items deleted (and not upserted again since).
+        metadata: ``{item: {field: value}}`` as the updates left them (upserts' fields included).
+        last_id: the newest entry read (a training records it: later entries are carried over).
+    """
+
+    version: int | None
+    interactions: list[tuple[str, str, float, float]]
+    deleted: set[str]
+    metadata: dict[str, dict[str, Any]]
+    last_id: str
+
+    def summary(self) -> dict[str, Any]:
+        """What a training took from the log (recorded in the new version's meta as ``deltas``)."""
+        return {"version": self.version, "through": self.last_id, "interactions": len(self.interactions),
+                "deleted": len(self.deleted), "metadata": len(self.metadata)}
+
+    def merged(self, train: Interactions) -> Interactions:
+        """``train`` with the recorded interactions added and the deleted items' interactions left out."""
+        if not self.interactions and not self.deleted:
+            return train
+        frame = train.to_frame()
+        if self.interactions:
+            extra = pd.DataFrame(self.interactions, columns=["user", "item", "weight", "timestamp"])
+            if "timestamp" not in frame.columns:
+                extra = extra.drop(columns="timestamp")
+            frame = pd.concat([frame, extra], ignore_index=True)
+        if self.deleted:
+            frame = frame[~frame["item"].isin(self.deleted)]
+        log.info("training on v%s's deltas too: %d interactions added, %d items deleted", self.version,
+                 len(self.interactions), len(self.deleted))
+        return Interactions.from_frame(frame.reset_index(drop=True))
+
+    def merged_metadata(self, metadata: dict[str, list] | None, item_ids: np.ndarray) -> dict[str, list] | None:
+        """Item metadata columns (aligned to ``item_ids``) with the recorded field updates applied."""
+        if not self.metadata:
+            return metadata
+        out = {k: list(v) for k, v in (metadata or {}).items()}
+        pos = {str(i): n for n, i in enumerate(item_ids)}
+        for item, values in self.metadata.items():
+            if item not in pos:
+                continue
+            for name, value in values.items():
+                out.setdefault(name, [None] * len(item_ids))[pos[item]] = value
+        return out
+
+
+def recorded(registry: ModelRegistry, model: str, version: int | None = None) -> Recorded:
+    """Read the delta log of ``version`` (default: the active one) of ``model`` for a training.
+
+    Raises:
+        RedisUnavailable: Redis did not answer.
+    """
+    version = version if version is not None else registry.active_version(model)
+    interactions: list[tuple[str, str, float, float]] = []
+    deleted: set[str] = set()
+    metadata: dict[str, dict[str, Any]] = {}
+    last = "0-0"
+    if version is None:
+        return Recorded(None, interactions, deleted, metadata, last)
+    try:
+        entries = list(read_log(registry, model, version))
+    except redis.ResponseError:  # not a stream: nothing recorded
+        entries = []
+    for entry in entries:
+        body, last = entry.body, entry.id
+        if body["op"] == "update_users":
+            for user in body["users"]:
+                weights = user.get("weights") or [1.0] * len(user["items"])
+                at = float(body.get("at", 0.0))
+                interactions += [(str(user["id"]), str(i), float(w), at) for i, w in zip(user["items"], weights)]
+        elif body["op"] == "delete_items":
+            deleted.update(str(i) for i in body["items"])
+        elif body["op"] == "upsert_items":
+            for item in body["items"]:
+                deleted.discard(str(item["id"]))
+                if item.get("metadata"):
+                    metadata.setdefault(str(item["id"]), {}).update(item["metadata"])
+        elif body["op"] == "update_metadata":
+            for item, values in body["items"].items():
+                metadata.setdefault(str(item), {}).update(values)
+    return Recorded(version, interactions, deleted, metadata, last)
