@@ -33,6 +33,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import machine, table, write  # noqa: E402
+from bench._deltas import HEADERS as DELTA_HEADERS  # noqa: E402
+from bench._deltas import delta_rows  # noqa: E402
 from recsys import GraphEmbeddings, Interactions, RecommendationClient  # noqa: E402
 from recsys.publish import publish_embeddings  # noqa: E402
 from recsys.training import train_and_publish  # noqa: E402
@@ -218,10 +220,14 @@ def main() -> None:
     ap.add_argument("--skip-ml1m", action="store_true")
     ap.add_argument("--varied-items", type=int, default=100_000)
     ap.add_argument("--skip-varied", action="store_true")
+    ap.add_argument("--deltas-only", action="store_true", help="Only the delta-stream rows.")
+    ap.add_argument("--delta-rate", type=int, default=1000, help="Deltas per second of the delta-stream rows.")
+    ap.add_argument("--delta-writers", type=int, default=4, help="Writer processes sharing the delta stream.")
     a = ap.parse_args()
     settings = Settings(redis_url=a.redis_url, key_prefix="eabench-serving:", keep_versions=2)
     registry = ModelRegistry(settings)
     rows: list = []
+    deltas: list = []  # delta-stream rows (bench/_deltas.py)
 
     if not a.skip_ml1m:
         params = {"dim": 64} if a.algorithm == "node2vec" else {"dim": 64, "epochs": 30}
@@ -238,14 +244,20 @@ def main() -> None:
                                     meta=mv.meta, activate=activate)
 
         with RecommendationClient(model="ml1m", settings=settings, refresh_interval=1.0) as client:
-            measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
+            if not a.deltas_only:
+                measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
+            deltas += delta_rows(f"ml-1m ({a.algorithm})", client, a.queries, rate=a.delta_rate,
+                                 writers=a.delta_writers)
     if not a.skip_synthetic:
         t = time.perf_counter()
         publish = synthetic_model(registry, "synthetic", a.items)
         publish()
         print(f"built and published the {a.items:,}-item model in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         with RecommendationClient(model="synthetic", settings=settings, refresh_interval=1.0) as client:
-            measure(f"synthetic {a.items // 1000}k x 64", client, publish, a.queries, rows)
+            if not a.deltas_only:
+                measure(f"synthetic {a.items // 1000}k x 64", client, publish, a.queries, rows)
+            deltas += delta_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries, rate=a.delta_rate,
+                                 writers=a.delta_writers)
     for key in registry.client.scan_iter("eabench-serving:*"):
         registry.client.delete(key)
     headers = ["model", "items", "M", "ef", "floor p50 ms", "recommend p50 ms", "p50 ratio", "floor p99 ms",
@@ -254,6 +266,9 @@ def main() -> None:
                "ANN recall@10", "swap errors", "preload s", "switch s"]
     text = (f"Serving ({machine()}; floor = one pipelined Redis round trip + raw hnswlib knn_query)\n\n"
             + table(headers, rows))
+    text += ("\n\nA stream of deltas (recsys.CatalogueWriter in another process) while 4 threads call recommend(k=10), "
+             "against the same queries without deltas (floor) in the same run; visible = from the delta's log entry "
+             "to the client applying it\n\n" + table(DELTA_HEADERS, deltas))
     print(text, flush=True)  # before the varied-norm table, which takes minutes more
     if not a.skip_varied:
         varied = (f"\n\nInner product on {a.varied_items:,} clustered 64-d items with norms 0.3-3x, 500 queries "
