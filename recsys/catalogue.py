@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 import uuid
@@ -41,6 +40,10 @@ from vectorstore import (
 )
 
 from ._delta_apply import Catalogue
+from ._delta_checks import delta_ids as _ids
+from ._delta_checks import field_values as _metadata
+from ._delta_checks import positive as _positive
+from ._delta_checks import vector as _vector
 from ._wire import decode_ids, decode_vector
 from .deltas import (
     DELTA_TOKENS,
@@ -53,7 +56,7 @@ from .deltas import (
     sign_body,
 )
 from .exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
-from .recommendations import check_id, check_ids
+from .recommendations import check_id
 
 __all__ = ["CatalogueWriter", "DeltaReceipt"]
 
@@ -411,77 +414,3 @@ def _missing(model: str, state: _Version, item: str) -> str:
     pos = state.catalogue.pos.get(item)
     why = "deleted from" if pos is not None and pos in state.catalogue.deleted else "not in"
     return f"item {item!r} is {why} model {model!r} v{state.version}"
-
-
-def _ids(values: Any, what: str) -> list[str]:
-    try:
-        return list(dict.fromkeys(check_ids(values, what)))
-    except ValueError as exc:
-        raise InvalidDelta(str(exc)) from None
-
-
-def _positive(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
-
-
-def _vector(value: Any, dim: int, what: str) -> list[float]:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidDelta(f"{what} is not a list of numbers") from None
-    if arr.ndim != 1 or arr.shape[0] != dim:
-        raise InvalidDelta(f"{what} has dimension {arr.shape[0] if arr.ndim == 1 else arr.shape}; the model has {dim}")
-    if not np.isfinite(arr).all():
-        raise InvalidDelta(f"{what} holds NaN or inf (first at position {int(np.flatnonzero(~np.isfinite(arr))[0])})")
-    return arr.astype(np.float32).tolist()
-
-
-def _metadata(item: str, values: Any) -> dict[str, Any]:
-    if not isinstance(values, Mapping):
-        raise InvalidDelta(f"metadata of item {item!r} must be {{field: value}}, got {type(values).__name__}")
-    for name, value in values.items():
-        if not isinstance(name, str) or not name:
-            raise InvalidDelta(f"metadata of item {item!r}: field names are non-empty str, got {name!r}")
-        ok = value is None or isinstance(value, str | bool | int) or (isinstance(value, float) and math.isfinite(value))
-        if not ok:
-            raise InvalidDelta(f"metadata of item {item!r}: field {name!r} must be a str, finite number, bool or "
-                               f"None, got {type(value).__name__}")
-    return dict(values)
-
-
-def carry_over(registry: ModelRegistry, model: str, old: int, after: str, new: int) -> int:
-    """Write to version ``new`` the deltas of version ``old`` logged after entry ``after`` (those a training
-    did not read: written while it trained). Deletions, field updates and user interactions are checked
-    against the new version (items it does not hold are left out); item vectors belong to the old model's
-    space and are not carried (log: a warning).
-
-    Returns:
-        How many entries were carried.
-    """
-    writer = CatalogueWriter(model, settings=registry.settings, version=new)
-    carried = 0
-    for entry in read_log(registry, model, old, after):
-        body, op = entry.body, entry.body.get("op")
-        state = writer._current()
-        if op == "delete_items":
-            items = [i for i in body["items"] if state.catalogue.live(str(i)) is not None]
-            if items:
-                writer.delete_items(items, token=f"carry:{old}:{entry.id}")
-        elif op == "update_metadata":
-            values = {i: v for i, v in body["items"].items() if state.catalogue.live(str(i)) is not None}
-            if values:
-                writer.update_metadata(values, token=f"carry:{old}:{entry.id}")
-        elif op == "update_users":
-            users = {u["id"]: [i for i in u["items"] if state.catalogue.live(str(i)) is not None]
-                     for u in body["users"]}
-            users = {u: items for u, items in users.items() if items}
-            if users:
-                writer.update_users(users, token=f"carry:{old}:{entry.id}")
-        elif op == "upsert_items":
-            log.warning("%s: v%s's upsert %s (items %s) is not carried to v%s: its vectors are the old model's",
-                        model, old, entry.id, [i["id"] for i in body["items"]][:5], new)
-            continue
-        else:
-            continue
-        carried += 1
-    return carried

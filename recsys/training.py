@@ -14,8 +14,8 @@ import numpy as np
 
 from vectorstore import ModelRegistry
 
+from ._delta_carry import carry_over
 from ._metadata import read_item_table
-from .catalogue import carry_over
 from .deltas import recorded
 from .exceptions import InvalidParameter
 from .interactions import Interactions
@@ -82,7 +82,7 @@ def train_and_publish(
         deltas: learn from the delta log of ``name``'s active version (:func:`recsys.deltas.recorded`): its
             users' interactions are added to the training input and its deleted items left out, its field
             updates applied to the item metadata; the new version starts with an empty log (deltas written
-            while it trained are carried over: :func:`recsys.catalogue.carry_over`).
+            while it trained are carried over: :func:`recsys._delta_carry.carry_over`).
 
     Raises:
         InvalidInteractions: bad input; nothing trained or published.

@@ -222,3 +222,21 @@ def test_signed_deltas_tampered_are_refused(communities, model_name, settings):
         registry.client.hset(users, "u1", planted)
         assert client._model.live.user_row("u0", planted) is not None
         assert client._model.live.user_row("u1", planted) is None
+
+
+def test_deltas_written_while_training_are_carried_to_the_new_version(client, writer, published, communities,
+                                                                       fast_node2vec, settings):
+    from recsys._delta_carry import carry_over
+
+    registry = ModelRegistry(settings)
+    writer.delete_items(["i22"])
+    writer.update_users({"mid-training": ["i1", "i4"]})
+    writer.upsert_items([{"id": "old-space", "users": ["u1"]}])
+    new = train_and_publish(communities["train"], algorithm="node2vec", name=published.model, params=fast_node2vec,
+                            deltas=False)  # as if it read the log before these were written
+    wait_for(lambda: client.model_version == new.version)
+    assert "i22" in client._model.item_pos
+    assert carry_over(registry, published.model, published.version, "0-0", new.version) == 2
+    wait_for(lambda: "i22" not in client._model.item_pos)
+    wait_for(lambda: client.recommend("mid-training", k=3).source == "index")
+    assert "old-space" not in client._model.item_pos  # its vector belonged to the old model
