@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import uuid
 from collections import OrderedDict
@@ -40,6 +39,8 @@ import pandas as pd
 
 from vectorstore import ModelRegistry, Settings, get_settings
 
+from ._timestamps import NAT as _NAT
+from ._timestamps import iso_utc, read_utc_ns
 from .detector import DEFAULT_EMBEDDING, KnnDetector
 from .exceptions import InvalidParameter, InvalidSeries, NotFitted
 from .series import ReadOptions, read_one_series
@@ -191,7 +192,7 @@ def score_points(
     if np.isinf(vals).any():
         bad = np.flatnonzero(np.isinf(vals))[:5].tolist()
         raise InvalidSeries(f"values must be finite or missing; positions {bad} are infinite")
-    ns = _read_times(timestamps)
+    ns = read_utc_ns(timestamps)
     if (ns == _NAT).any():
         raise InvalidSeries(f"timestamps at positions {np.flatnonzero(ns == _NAT)[:5].tolist()} cannot be read")
     if (np.diff(ns) < 0).any():
@@ -221,44 +222,15 @@ def score_points(
         mapping: dict[str, Any] = {"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token}
         client.hset(key, mapping=mapping)
         _remember(settings, name, series_id, version, new_token, scorer)
-    return {"version": version, "position": scorer.position, "timestamps": _iso_utc(ns),
+    return {"version": version, "position": scorer.position, "timestamps": iso_utc(ns),
             "scores": [None if x != x else x for x in out.score.tolist()],  # x != x: NaN, a missing value
             "is_anomaly": out.is_anomaly.astype(int).tolist(), "in_incident": out.in_incident.astype(int).tolist(),
             "threshold": detector.threshold, "warming_up": scorer.position <= scorer.rule.armed_from,
             "explanations": out.explanations}
 
 
-def _read_times(timestamps: list[Any]) -> np.ndarray:
-    """Timestamps of a batch as int64 UTC nanoseconds (:data:`_NAT` where one cannot be read).
-
-    Text in ISO 8601 (what the tasks receive) is read as such, each value on its own, so one batch may mix
-    whole and fractional seconds or offsets; anything else, or ISO text pandas refuses, as pandas infers it
-    from the first value.
-    """
-    first = timestamps[0] if len(timestamps) else None
-    if isinstance(first, str) and _ISO_DATE.match(first) and all(isinstance(t, str) for t in timestamps):
-        try:
-            return pd.to_datetime(np.array(timestamps, dtype=object), utc=True, format="ISO8601").as_unit("ns").asi8
-        except (ValueError, OverflowError):
-            pass
-    return pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps), utc=True, errors="coerce")).as_unit("ns").asi8
-
-
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_NAT = np.iinfo(np.int64).min
-
-
 def _utc(ns: int) -> pd.Timestamp:
     return pd.Timestamp(int(ns), tz="UTC")
-
-
-def _iso_utc(ns: np.ndarray) -> list[str]:
-    """UTC nanoseconds as ISO 8601 text, as ``pd.Timestamp.isoformat`` writes it; whole seconds (what metric
-    exports hold) in one vectorised step."""
-    if ns.size and not (ns % 1_000_000_000).any():
-        seconds = ns.view("datetime64[ns]").astype("datetime64[s]")
-        return [text + "+00:00" for text in np.datetime_as_string(seconds).tolist()]
-    return [t.isoformat() for t in pd.to_datetime(ns, utc=True)]
 
 
 def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, version: int, detector: KnnDetector,

@@ -102,3 +102,20 @@ def test_a_batch_mixing_whole_and_fractional_seconds_is_read(settings, model_nam
     out = score_points(model_name, "s", times, v[TRAIN:].tolist())
     assert out["timestamps"] == ["2026-01-03T18:40:00.500000+00:00", "2026-01-03T18:45:00+00:00",
                                  "2026-01-03T18:50:00+00:00"]
+
+
+def test_score_points_reads_the_fixed_width_forms_exports_write_and_refuses_impossible_dates(settings, model_name):
+    from anomaly.exceptions import InvalidSeries
+    from anomaly.service import score_points, train_detector
+
+    v = clean_series(n=TRAIN + 6)
+    ts = pd.date_range("2026-01-01", periods=v.size, freq="5min")
+    train_detector(pd.DataFrame({"timestamp": ts[:TRAIN], "value": v[:TRAIN]}), name=model_name, series_id="s")
+    with pytest.raises(InvalidSeries, match=r"positions \[1\] cannot be read"):
+        score_points(model_name, "s", ["2026-01-03 18:40:00", "2026-02-29 18:45:00"], v[TRAIN : TRAIN + 2].tolist())
+    forms = [["2026-01-03 18:40:00", "2026-01-03 18:45:00"], ["2026-01-03T18:50:00Z", "2026-01-03T18:55:00Z"],
+             ["2026-01-04 00:30:00+05:30", "2026-01-03 14:05:00-05:00"]]
+    out = [score_points(model_name, "s", times, v[TRAIN + 2 * i : TRAIN + 2 * i + 2].tolist())["timestamps"]
+           for i, times in enumerate(forms)]
+    assert out == [[f"2026-01-03T{t}+00:00" for t in pair] for pair in
+                   (("18:40:00", "18:45:00"), ("18:50:00", "18:55:00"), ("19:00:00", "19:05:00"))]
