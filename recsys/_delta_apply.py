@@ -214,8 +214,9 @@ def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) ->
                 similar.mark_deleted(gone)
         for i in gone.tolist():
             model.item_pos.pop(str(model.item_ids[i]), None)
-    if change.fields:
+    if change.fields or touched:
         model.metadata = catalogue.metadata
+        model.metadata_revision += 1  # filters' allowed sets (recsys._filtering) are computed again
     if touched:
         # Popular items without the deleted, new ones after the rest (their popularity is what deltas gave
         # them; the order by it is refreshed by the next training): O(items), no sort.

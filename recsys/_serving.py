@@ -64,6 +64,7 @@ class ServingModel:
     # The version's delta log as applied (recsys._delta_follow.DeltaFollower), set by the watcher. Deltas
     # change the item arrays and indexes in place (recsys._delta_apply); everything else stays as loaded.
     live: Any = None
+    metadata_revision: int = 0  # bumped by each delta that changes ``metadata`` in place
 
     @classmethod
     def load(cls, registry: ModelRegistry, name: str, version: int | None = None) -> ServingModel:

@@ -131,6 +131,9 @@ def test_folded_in_items_and_users(client, writer):
     writer.update_metadata({"i5": {"title": "Renamed", "stock": 0}})
     wait_for(lambda: field_of(client, "i5", "title") == "Renamed")
     assert field_of(client, "i5", "stock") == 0
+    assert client.recommend("u2", k=5, filter="stock == 0", exclude_seen=False).items == ["i5"]
+    writer.update_metadata({"i5": {"stock": 2}})  # a filter's allowed items follow the change
+    wait_for(lambda: not client.recommend("u2", k=5, filter="stock == 0", exclude_seen=False).items)
 
 
 def test_a_client_started_later_replays_the_log(client, writer, published, settings):
