@@ -32,10 +32,11 @@ def read_utc_ns(timestamps: list[Any]) -> np.ndarray:
     infers it from the first value.
     """
     first = timestamps[0] if len(timestamps) else None
-    if isinstance(first, str) and _ISO_DATE.match(first) and all(isinstance(t, str) for t in timestamps):
+    if isinstance(first, str) and _ISO_DATE.match(first):
         fast = _fixed_width(timestamps)
         if fast is not None:
             return fast
+    if isinstance(first, str) and _ISO_DATE.match(first) and all(isinstance(t, str) for t in timestamps):
         try:
             return pd.to_datetime(np.array(timestamps, dtype=object), utc=True, format="ISO8601").as_unit("ns").asi8
         except (ValueError, OverflowError):
@@ -61,7 +62,7 @@ def _fixed_width(timestamps: list[str]) -> np.ndarray | None:
         return None
     try:
         text = "".join(timestamps).encode("ascii")
-    except UnicodeEncodeError:
+    except (TypeError, UnicodeEncodeError):  # a value that is not text, or not ASCII
         return None
     if len(text) != width * len(timestamps):
         return None  # not all the same width
