@@ -68,13 +68,13 @@ def _fixed_width(timestamps: list[str]) -> np.ndarray | None:
         return None  # not all the same width
     b = np.frombuffer(text, np.uint8).reshape(-1, width)
     seps = b[:, [4, 7, 13, 16]]
-    if not ((seps == np.array([45, 45, 58, 58], np.uint8)).all() and np.isin(b[:, 10], (84, 32)).all()):
+    if not ((seps == np.array([45, 45, 58, 58], np.uint8)).all() and ((b[:, 10] == 84) | (b[:, 10] == 32)).all()):
         return None  # "-", "-", ":", ":" and "T" or " "
     digits = b[:, _DIGITS].astype(np.int64) - 48
     if width == 20 and not (b[:, 19] == 90).all():  # "Z"
         return None
     if width == 25:
-        if not (np.isin(b[:, 19], (43, 45)).all() and (b[:, 22] == 58).all()):  # "+" or "-", ":"
+        if not (((b[:, 19] == 43) | (b[:, 19] == 45)).all() and (b[:, 22] == 58).all()):  # "+" or "-", ":"
             return None
         off = b[:, [20, 21, 23, 24]].astype(np.int64) - 48
         if ((off < 0) | (off > 9)).any():

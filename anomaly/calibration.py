@@ -101,6 +101,9 @@ class TailCalibrator:
         # Fit boundaries inside this batch split it into segments with one fit each.
         cuts = [0, *np.flatnonzero(rows % self.refit == 0).tolist(), d.size]
         at = np.searchsorted(valid, cuts).tolist()  # the segments' first readings in `valid` / `avg`
+        # Each reading's fit (NaN: none yet); the tail probabilities are computed for all at the end (each
+        # value on its own, so the same as segment by segment), the rare screened ones also on the way.
+        fit_at = np.full((3, avg.size), np.nan)
         with np.errstate(over="ignore"):
             for i, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
                 if b <= a:
@@ -116,22 +119,28 @@ class TailCalibrator:
                 typical_at[a:b] = typical
                 if vb <= va:
                     continue
-                seg, at_rows = avg[va:vb], valid[va:vb]
-                p_seg = np.minimum(1.0, (1.0 - self.quantile) * np.exp(-(seg - u) / beta))
-                r_seg = seg / typical
-                p[at_rows], ratio[at_rows] = p_seg, r_seg
+                fit_at[:, va:vb] = np.array(self.fit)[:, None]
                 if self.screen is None:
                     continue
-                for j in np.flatnonzero((p_seg <= self.screen[0]) & (r_seg >= self.screen[1])).tolist():
+                seg = avg[va:vb]
+                large = np.flatnonzero(seg / typical >= self.screen[1])
+                if large.size == 0:
+                    continue
+                p_large = np.minimum(1.0, (1.0 - self.quantile) * np.exp(-(seg[large] - u) / beta))
+                for j in large[p_large <= self.screen[0]].tolist():
                     # Rare rows, one at a time so that batching cannot matter. At most `budget` screened per
                     # `history` rows: extremes that keep coming back are this series' normal, and are learned.
-                    row = int(rows[at_rows[j]])
+                    row = int(rows[valid[va + j]])
                     self.screened = self.screened[self.screened > row - self.history]
                     if self.screened.size < self.budget:
                         self.screened = np.append(self.screened, row)
                         if keep is None:
                             keep = np.ones(hist.size, bool)
                         keep[base + va + j] = False
+            fitted = np.flatnonzero(~np.isnan(fit_at[0]))
+            u_f, beta_f, typical_f = fit_at[:, fitted]
+            p[valid[fitted]] = np.minimum(1.0, (1.0 - self.quantile) * np.exp(-(avg[fitted] - u_f) / beta_f))
+            ratio[valid[fitted]] = avg[fitted] / typical_f
         kept = hist if keep is None else hist[keep]
         self.readings = kept[-self.history :].copy()
         return reading, p, ratio, typical_at
