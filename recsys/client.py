@@ -22,13 +22,17 @@ import numpy as np
 
 from vectorstore import ModelRegistry, RedisUnavailable, Settings, get_settings
 from vectorstore.connection import UNAVAILABLE_ERRORS
+from vectorstore.filtered import AllowedIds
+from vectorstore.filtered import search as search_allowed
 
+from ._filtering import FilterCache
 from ._milvus_serving import milvus_recommendations
 from ._serving import ServingModel
 from ._watcher import VersionWatcher
 from ._wire import decode_ids, decode_top, decode_vector, encode_top
 from .exceptions import UnknownItem, UnknownUser
 from .recommendations import MAX_K, Recommendations, check_fields, check_id, check_ids, check_k
+from .similarity import Similarity, SimilarUsers, check_metric
 
 __all__ = ["MAX_K", "RecommendationClient", "Recommendations", "encode_top"]
 
@@ -74,6 +78,8 @@ class RecommendationClient:
         self._cache: OrderedDict[tuple[int, str], tuple[np.ndarray | None, np.ndarray]] = OrderedDict()
         self._cache_size = user_cache
         self._watcher = VersionWatcher(self.registry, model, listen=listen, refresh_interval=refresh_interval)
+        self._filters = FilterCache()  # filter expression -> allowed items, per metadata state
+        self._similarity = Similarity()  # similar_users' and cosine similar_items' vectors, per version
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -193,15 +199,19 @@ class RecommendationClient:
         k = check_k(k)
         user = check_id(user, "user")
         model = self._model
+        passing = self._allowed(model, filter)  # a bad expression fails before any lookup
         use_top = exclude is None and include is None and exclude_seen and self._watcher.topn_ready(model.version)
         use_top = use_top and not (filter is not None and model.milvus is not None)  # Milvus filters, not the list
         ((vector, seen, top),) = self._fetch_users(model, [user], topn=use_top)
         if vector is None:
-            return self._popular(model, user, k, exclude, include, fields, strict)
+            return self._popular(model, user, k, exclude, include, fields, strict, passing=passing, expression=filter)
         if top is not None:
             ids, scores = decode_top(top)
             if model.live is not None:  # deleted items out, items upserted since the precompute scored in
                 ids, scores = model.live.adjust_top(ids, scores, vector, seen) or (ids[:0], scores[:0])
+            if passing is not None:  # the list serves a filter when k of its items pass it; else the index does
+                keep = np.isin(ids, passing.ids)
+                ids, scores = ids[keep], scores[keep]
             if len(ids) >= k:
                 return self._result(model, ids[:k], scores[:k], "precomputed", user, fields)
         banned = seen.astype(np.int64) if exclude_seen else np.empty(0, np.int64)
@@ -213,78 +223,137 @@ class RecommendationClient:
             return milvus_recommendations(model, model.milvus, vector, k, exclude=banned, allowed=listed,
                                           filter=filter, fields=fields, user=user)
         if include is not None:
-            allowed = self._dense(model, include, missing_ok=True) - set(banned.tolist())
-            ids, scores = self._rank_subset(model, vector, allowed, k)
+            listed = self._dense(model, include, missing_ok=True) - set(banned.tolist())
+            ids, scores = self._rank_subset(model, vector, {i for i in listed if passing is None or i in passing}, k)
         else:
-            ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=banned if banned.size else None,
-                                            **model.search.get("recommend", {}))
+            ids, scores = self._search(model, "recommend", vector, k, banned if banned.size else None, passing)
             keep = ids >= 0
             ids, scores = ids[keep], scores[keep]
         return self._result(model, ids, scores, "index", user, fields)
 
     def recommend_many(self, users: Sequence[str | int], k: int = 10, *, exclude_seen: bool = True,
-                       fields: list[str] | None = None) -> list[Recommendations]:
+                       fields: list[str] | None = None, filter: str | None = None) -> list[Recommendations]:
         """Top-``k`` for many users: one round trip and one batched index query.
 
-        Unknown users get popular items (or raise in strict mode), as in :meth:`recommend`.
+        Unknown users get popular items (or raise in strict mode), as in :meth:`recommend`; ``filter`` is
+        :meth:`recommend`'s.
         """
         k = check_k(k)
         names = check_ids(users, "user")
+        model = self._model
+        allowed = self._allowed(model, filter)
         if not names:
             return []
-        model = self._model
         rows = self._fetch_users(model, names, topn=False)
         known = [i for i, (v, _, _) in enumerate(rows) if v is not None]
         out: list[Recommendations | None] = [None] * len(names)
         if known:
             vectors = np.stack([rows[i][0] for i in known])
             excl = [rows[i][1] if exclude_seen else () for i in known]
-            ids, scores = model.index.query(vectors, k=min(k, model.n_items), exclude=excl if exclude_seen else None,
-                                            num_threads=1, **model.search.get("recommend", {}))
+            ids, scores = self._search(model, "recommend", vectors, k, excl if exclude_seen else None, allowed,
+                                       num_threads=1, expression=filter)
             for row, i in enumerate(known):
                 keep = ids[row] >= 0
                 out[i] = self._result(model, ids[row][keep], scores[row][keep], "index", names[i], fields)
         for i, rec in enumerate(out):
             if rec is None:
-                out[i] = self._popular(model, names[i], k, None, None, fields, None)
+                out[i] = self._popular(model, names[i], k, None, None, fields, None, passing=allowed,
+                                       expression=filter)
         return out  # type: ignore[return-value]
 
-    def similar_items(self, item: str | int, k: int = 10, *, fields: list[str] | None = None) -> Recommendations:
+    def similar_items(self, item: str | int, k: int = 10, *, fields: list[str] | None = None,
+                      metric: str = "ip", filter: str | None = None) -> Recommendations:
         """The ``k`` items most similar to ``item`` by the model's own similarity vectors (from memory; works
-        without Redis). Scores are the model's similarity (e.g. Node2Vec: skip-gram's log-odds that an
-        item occurs near ``item``, plus its prior), not comparable across models.
+        without Redis).
+
+        Args:
+            metric: ``"ip"`` (default): the model's similarity, its raw inner product (e.g. Node2Vec:
+                skip-gram's log-odds that an item occurs near ``item``, plus its prior), not comparable
+                across models, and led by popular items, whose vectors are long; ``"cosine"``: the same
+                vectors compared by direction only (exact search), scores in [-1, 1].
+            filter: only items passing this expression on item metadata (see :meth:`recommend`).
 
         Raises:
             UnknownItem: the model does not know ``item``.
+            InvalidRequest: another ``metric``; InvalidFilter: a bad ``filter``.
         """
         k = check_k(k)
+        metric = check_metric(metric)
         model = self._model
+        allowed = self._allowed(model, filter)
         pos = self._dense_one(model, check_id(item, "item"))
-        ids, scores = model.similar_index.query(model.similar_vectors[pos], k=min(k, model.n_items - 1) or 1,
-                                                exclude=[pos], **model.search.get("similar", {}))
+        if metric == "cosine":
+            ids, scores = self._similarity.items_cosine(model, pos, k, allowed)
+            return self._result(model, ids, scores, "similar", None, fields)
+        ids, scores = self._search(model, "similar", model.similar_vectors[pos], min(k, model.n_items - 1) or 1,
+                                   [pos], allowed, index=model.similar_index, expression=filter)
         keep = ids >= 0
         return self._result(model, ids[keep], scores[keep], "similar", None, fields)
 
     def recommend_for_history(self, items: Iterable[str | int], k: int = 10, *,
-                              fields: list[str] | None = None) -> Recommendations:
+                              fields: list[str] | None = None, filter: str | None = None) -> Recommendations:
         """Recommendations for a user the model has never seen, folded in from the items they used.
 
         The user's vector is the mean of the known items' fold-in vectors (the model's own, e.g. Node2Vec's
         item input vectors; else its item vectors); the history is excluded. Unknown item ids are ignored;
-        with none known, popular items are returned (``source="popularity"``). Needs no Redis.
+        with none known, popular items are returned (``source="popularity"``). Needs no Redis. ``filter``
+        is :meth:`recommend`'s.
         """
         k = check_k(k)
         model = self._model
+        allowed = self._allowed(model, filter)
         known = self._dense(model, check_ids(items, "item"), missing_ok=True)
         if not known:
-            return self._popular(model, None, k, None, None, fields, strict=False)
+            return self._popular(model, None, k, None, None, fields, strict=False, passing=allowed,
+                                 expression=filter)
         vector = model.fold_in_vectors[sorted(known)].mean(axis=0)
-        ids, scores = model.index.query(vector, k=min(k, model.n_items), exclude=known,
-                                        **model.search.get("history", {}))
+        ids, scores = self._search(model, "history", vector, k, known, allowed, expression=filter)
         keep = ids >= 0
         return self._result(model, ids[keep], scores[keep], "history", None, fields)
 
+    def similar_users(self, user: str | int, k: int = 10, *, metric: str = "cosine") -> SimilarUsers:
+        """The ``k`` users most similar to ``user``, by the vectors the model compares users by
+        (:func:`recsys.entities.entity_vectors`), by cosine (default) or raw inner product (``"ip"``, led by
+        users with long vectors). Exact search over every user of the version, whose vectors are read from
+        Redis on the first call per version.
+
+        Raises:
+            UnknownUser: the version does not know ``user``.
+            InvalidRequest: bad ``k``, user id or ``metric``.
+            RedisUnavailable: Redis is down on the first call for this version.
+        """
+        k = check_k(k)
+        user = check_id(user, "user")
+        metric = check_metric(metric)
+        model = self._model
+        users, scores = self._similarity.users(self.registry, model, user, k, metric)
+        return SimilarUsers(users=users, scores=scores, model=model.name, model_version=model.version, user=user,
+                            metric=metric)
+
     # -- helpers ----------------------------------------------------------------------------------------
+    def _allowed(self, model: ServingModel, expression: str | None) -> AllowedIds | None:
+        """The items ``expression`` allows (``None``: no filter, or a backend that evaluates it itself).
+
+        Raises:
+            InvalidFilter: a bad expression.
+        """
+        if expression is None or getattr(model, "milvus", None) is not None:
+            return None
+        return self._filters.allowed(model, expression)
+
+    @staticmethod
+    def _search(model: ServingModel, path: str, vectors: Any, k: int, exclude: Any, allowed: AllowedIds | None, *,
+                index: Any = None, expression: str | None = None, **extra: Any) -> tuple[np.ndarray, np.ndarray]:
+        """A path's index query with its search arguments; with ``allowed``, filtered inside the search."""
+        index = model.index if index is None else index
+        args = {**model.search.get(path, {}), **extra}
+        if allowed is not None:
+            return search_allowed(index, vectors, k, allowed, exclude=exclude, ef=args.get("ef"),
+                                  exact=args.get("exact"))
+        if expression is not None and getattr(model, "milvus", None) is not None:
+            args["filter"] = expression  # Milvus evaluates the same expression itself
+        return index.query(vectors, k=min(k, model.n_items), exclude=exclude, **args)
+
     def _dense_one(self, model: ServingModel, item: str) -> int:
         try:
             return model.item_pos[item]
@@ -313,7 +382,8 @@ class RecommendationClient:
         order = np.argsort(-scores, kind="stable")[:k]
         return cand[order], scores[order]
 
-    def _popular(self, model, user, k, exclude, include, fields, strict) -> Recommendations:
+    def _popular(self, model, user, k, exclude, include, fields, strict, *, passing: AllowedIds | None = None,
+                 expression: str | None = None) -> Recommendations:
         if (self.strict if strict is None else strict) and user is not None:
             raise UnknownUser(f"user {user!r} is not in model {model.name!r} v{model.version}")
         order = model.popular
@@ -321,6 +391,10 @@ class RecommendationClient:
         allowed = self._dense(model, include, missing_ok=True) if include is not None else None
         if banned or allowed is not None:
             order = np.array([i for i in order if i not in banned and (allowed is None or i in allowed)], np.int64)
+        if passing is not None:
+            order = order[np.isin(order, passing.ids)]
+        if expression is not None and model.milvus is not None:  # Milvus evaluates the filter on the most popular
+            order = model.milvus.passing(expression, order[: max(100 * k, 10_000)])
         ids = order[:k]
         return self._result(model, ids, model.popularity[ids], "popularity", user, fields)
 

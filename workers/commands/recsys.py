@@ -143,13 +143,15 @@ def _print(recs, as_json: bool) -> None:
 @click.option("--model", "name", default="default", show_default=True)
 @click.option("--field", "fields", multiple=True, help="Item metadata to show (repeatable), e.g. title.")
 @click.option("--strict", is_flag=True, help="Fail for unknown users instead of popular items.")
+@click.option("--filter", "expression", default=None,
+              help="Only items whose metadata pass EXPR, e.g. 'genre == \"Comedy\" and year >= 1990'.")
 @click.option("--json", "as_json", is_flag=True)
-def recommend(user, k, name, fields, strict, as_json) -> None:
+def recommend(user, k, name, fields, strict, expression, as_json) -> None:
     """Recommend K items for USER from the active version of a model."""
     from recsys.client import RecommendationClient
 
     with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
-        _print(client.recommend(user, k=k, fields=list(fields) or None, strict=strict), as_json)
+        _print(client.recommend(user, k=k, fields=list(fields) or None, strict=strict, filter=expression), as_json)
 
 
 @click.command()
@@ -157,13 +159,17 @@ def recommend(user, k, name, fields, strict, as_json) -> None:
 @click.option("--k", type=int, default=10, show_default=True)
 @click.option("--model", "name", default="default", show_default=True)
 @click.option("--field", "fields", multiple=True)
+@click.option("--metric", type=click.Choice(["ip", "cosine"]), default="ip", show_default=True,
+              help="The model's inner product, or cosine (by direction only: popular items do not lead).")
+@click.option("--filter", "expression", default=None, help="Only items whose metadata pass EXPR.")
 @click.option("--json", "as_json", is_flag=True)
-def similar(item, k, name, fields, as_json) -> None:
+def similar(item, k, name, fields, metric, expression, as_json) -> None:
     """The K items most similar to ITEM."""
     from recsys.client import RecommendationClient
 
     with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
-        _print(client.similar_items(item, k=k, fields=list(fields) or None), as_json)
+        _print(client.similar_items(item, k=k, fields=list(fields) or None, metric=metric, filter=expression),
+               as_json)
 
 
 COMMANDS = [train, eval_group, recommend, similar]
