@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import machine, table, write  # noqa: E402
 from bench._deltas import HEADERS as DELTA_HEADERS  # noqa: E402
 from bench._deltas import delta_rows  # noqa: E402
+from bench._filtered import HEADERS as FILTERED_HEADERS  # noqa: E402
+from bench._filtered import bucket_metadata, filtered_rows  # noqa: E402
 from recsys import GraphEmbeddings, Interactions, RecommendationClient  # noqa: E402
 from recsys.publish import publish_embeddings  # noqa: E402
 from recsys.training import train_and_publish  # noqa: E402
@@ -118,7 +121,7 @@ def swap_under_load(client: RecommendationClient, stage) -> tuple[int, float, fl
     time.sleep(1.0)
     new_version = stage()  # publication (index build included) is not part of the switch
     t0 = time.perf_counter()
-    while new_version not in client._staged and time.perf_counter() - t0 < 300:
+    while new_version not in client.staged_versions and time.perf_counter() - t0 < 300:
         time.sleep(0.005)
     preload = time.perf_counter() - t0
     client.registry.activate(client.name, new_version)
@@ -150,7 +153,8 @@ def synthetic_model(registry: ModelRegistry, name: str, n_items: int, dim: int =
     emb = GraphEmbeddings(users, items[item_order], "ip", params={"synthetic": True})
 
     def publish(activate: bool = True) -> int:
-        return publish_embeddings(registry, name, inter, emb, algorithm="synthetic", activate=activate)
+        return publish_embeddings(registry, name, inter, emb, algorithm="synthetic", activate=activate,
+                                  item_metadata=bucket_metadata(inter.item_ids))
 
     return publish
 
@@ -220,20 +224,26 @@ def main() -> None:
     ap.add_argument("--skip-ml1m", action="store_true")
     ap.add_argument("--varied-items", type=int, default=100_000)
     ap.add_argument("--skip-varied", action="store_true")
+    ap.add_argument("--filtered-only", action="store_true", help="Only the filtered-query rows.")
+    ap.add_argument("--key-prefix", default="eabench-serving:", help="Redis key prefix (one per concurrent run).")
     ap.add_argument("--deltas-only", action="store_true", help="Only the delta-stream rows.")
     ap.add_argument("--delta-rate", type=int, default=1000, help="Deltas per second of the delta-stream rows.")
     ap.add_argument("--delta-writers", type=int, default=4, help="Writer processes sharing the delta stream.")
     a = ap.parse_args()
-    settings = Settings(redis_url=a.redis_url, key_prefix="eabench-serving:", keep_versions=2)
+    settings = Settings(redis_url=a.redis_url, key_prefix=a.key_prefix, keep_versions=2)
     registry = ModelRegistry(settings)
     rows: list = []
+    filtered: list = []  # filtered-query rows (bench/_filtered.py)
     deltas: list = []  # delta-stream rows (bench/_deltas.py)
 
     if not a.skip_ml1m:
         params = {"dim": 64} if a.algorithm == "node2vec" else {"dim": 64, "epochs": 30}
         t = time.perf_counter()
+        items_csv = Path(tempfile.mkdtemp()) / "items.csv"  # every item's filter bucket (bench/_filtered.py)
+        ml1m_items = Interactions.read(str(DATA / "train.txt")).item_ids
+        pd.DataFrame({"item": ml1m_items, **bucket_metadata(ml1m_items)}).to_csv(items_csv, index=False)
         train_and_publish(str(DATA / "train.txt"), algorithm=a.algorithm, name="ml1m", params=params,
-                          registry=registry)
+                          registry=registry, item_metadata=str(items_csv))
         print(f"trained ml-1m {a.algorithm} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         mv = registry.load("ml1m")
 
@@ -244,21 +254,27 @@ def main() -> None:
                                     meta=mv.meta, activate=activate)
 
         with RecommendationClient(model="ml1m", settings=settings, refresh_interval=1.0) as client:
-            if not a.deltas_only:
+            if not (a.filtered_only or a.deltas_only):
                 measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
-            deltas += delta_rows(f"ml-1m ({a.algorithm})", client, a.queries, rate=a.delta_rate,
-                                 writers=a.delta_writers)
+            if not a.deltas_only:
+                filtered += filtered_rows(f"ml-1m ({a.algorithm})", client, a.queries)
+            if not a.filtered_only:
+                deltas += delta_rows(f"ml-1m ({a.algorithm})", client, a.queries, rate=a.delta_rate,
+                                     writers=a.delta_writers)
     if not a.skip_synthetic:
         t = time.perf_counter()
         publish = synthetic_model(registry, "synthetic", a.items)
         publish()
         print(f"built and published the {a.items:,}-item model in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         with RecommendationClient(model="synthetic", settings=settings, refresh_interval=1.0) as client:
-            if not a.deltas_only:
+            if not (a.filtered_only or a.deltas_only):
                 measure(f"synthetic {a.items // 1000}k x 64", client, publish, a.queries, rows)
-            deltas += delta_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries, rate=a.delta_rate,
-                                 writers=a.delta_writers)
-    for key in registry.client.scan_iter("eabench-serving:*"):
+            if not a.deltas_only:
+                filtered += filtered_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries)
+            if not a.filtered_only:
+                deltas += delta_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries, rate=a.delta_rate,
+                                     writers=a.delta_writers)
+    for key in registry.client.scan_iter(f"{a.key_prefix}*"):
         registry.client.delete(key)
     headers = ["model", "items", "M", "ef", "floor p50 ms", "recommend p50 ms", "p50 ratio", "floor p99 ms",
                "recommend p99 ms", "p99 ratio", "floor p50 ms (4 thr)", "p50 ms (4 thr)", "p50 ratio (4 thr)",
@@ -266,6 +282,9 @@ def main() -> None:
                "ANN recall@10", "swap errors", "preload s", "switch s"]
     text = (f"Serving ({machine()}; floor = one pipelined Redis round trip + raw hnswlib knn_query)\n\n"
             + table(headers, rows))
+    text += ("\n\nFiltered queries (recommend k=10 with filter 'bucket < S', S% of the items allowed) against the "
+             "unfiltered query of the same users in the same run; recall@10 against exact search over the allowed "
+             "items\n\n" + table(FILTERED_HEADERS, filtered))
     text += ("\n\nA stream of deltas (recsys.CatalogueWriter in another process) while 4 threads call recommend(k=10), "
              "against the same queries without deltas (floor) in the same run; visible = from the delta's log entry "
              "to the client applying it\n\n" + table(DELTA_HEADERS, deltas))
