@@ -254,7 +254,11 @@ def run_worker(method: str, dataset: str, seed: int = 0, budget: float | None = 
             raise SystemExit(f"unknown method {method}")
         seconds = time.perf_counter() - t
         result = {**_evaluate(train, DATA / test_rel, u, v), "seconds": seconds, **extra}
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["peak_mb"] = usage.ru_maxrss / 1024
+    # CPU seconds of the whole worker process (read, fit, publish, evaluate): on a shared machine the wall
+    # time says more about the neighbours than about the method.
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime
     return result
 
 
@@ -361,7 +365,8 @@ def main() -> None:
                 raw = {f"{d}/{m}": v for (d, m), v in results.items()}
                 (RESULTS_DIR / "recsys.json").write_text(json.dumps(raw, indent=1, default=str))
                 print(f"  recall@{K}={r[f'recall@{K}']:.4f} ndcg@{K}={r[f'ndcg@{K}']:.4f} "
-                      f"time={r['seconds']:.2f}s peak={r['peak_mb']:.0f}MB", flush=True)
+                      f"time={r['seconds']:.2f}s process_cpu={r.get('cpu_s', float('nan')):.1f}s "
+                      f"peak={r['peak_mb']:.0f}MB", flush=True)
 
     _drop_keys(prefix)
     headers = ["dataset", "method", f"Recall@{K}", f"NDCG@{K}", "wall s", "peak RSS MB",

@@ -211,6 +211,7 @@ def test_valid_in_other_id_space_is_aligned(data):
         {"batch_size": 0}, {"eval_every": 0}, {"patience": 0}, {"init": "xavier"}, {"threads": 0},
         {"time_budget_s": -1}, {"reject_positives": "yes"}, {"learning_rate": 0.01}, {"plateau_decay": 2.0},
         {"plateau_decay": 0}, {"holdout": 0.9}, {"holdout_min": 0}, {"eval_users": 0}, {"refit_epochs": -1},
+        {"init_filter": -1.0}, {"batch_size": -5},
     ],
 )
 def test_bad_params_raise_invalid_parameter(params):
@@ -262,3 +263,53 @@ def test_without_valid_it_carves_one_stops_on_a_plateau_and_refits_on_everything
     # no clock was involved: the same fit again gives the same vectors
     again = make_model("lightgcn", epochs=500, eval_every=1, patience=2, refit_epochs=2, **FAST).fit(train)
     np.testing.assert_array_equal(emb.user_vectors, again.user_vectors)
+
+
+# -- the default recipe: spectral start, full-batch BPR ------------------------------------------------
+
+
+def test_full_batch_bpr_gradient_equals_autograd_with_repeated_negatives():
+    from recsys._lightgcn_ops import bpr_gradient
+
+    r, n_users = tiny_graph()
+    r.sort_indices()
+    negatives = np.random.default_rng(0).integers(0, r.shape[1], r.nnz)  # repeats within a user's row
+    final = torch.randn(n_users + r.shape[1], 4, generator=torch.Generator().manual_seed(0))
+    loss, grad = bpr_gradient(final, r.indptr, r.indices, negatives)
+
+    x = final.clone().requires_grad_()
+    users = torch.from_numpy(np.repeat(np.arange(n_users), np.diff(r.indptr)))
+    pos = torch.from_numpy(r.indices.astype(np.int64) + n_users)
+    neg = torch.from_numpy(negatives + n_users)
+    ref = torch.nn.functional.softplus(-(x[users] * (x[pos] - x[neg])).sum(dim=1)).mean()
+    ref.backward()
+    assert loss == pytest.approx(float(ref.detach()), rel=1e-6)
+    torch.testing.assert_close(grad, x.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_spectral_start_propagates_to_the_spectral_filter(data):
+    """Before any step, LightGCN's scores are U S^2 V^T of the normalised interaction matrix."""
+    train, _ = data
+    emb = make_model("lightgcn", init="spectral", dim=8, epochs=1, lr=1e-12, holdout=0, threads=1).fit(train)
+    r = normalized_adjacency(train.user_matrix())[: train.n_users, train.n_users:].toarray().astype(np.float64)
+    u, s, vt = np.linalg.svd(r, full_matrices=False)
+    expected = (u[:, :8] * s[:8] ** 2) @ vt[:8]
+    scores = emb.user_vectors.astype(np.float64) @ emb.item_vectors.T.astype(np.float64)
+    ratio = float((scores * expected).sum() / (expected * expected).sum())  # the start's overall scale
+    np.testing.assert_allclose(scores, ratio * expected, atol=1e-4 * np.abs(ratio * expected).max())
+
+
+def test_default_recipe_carves_stops_and_beats_popularity():
+    train_df, held_df = planted(per_user=12)
+    train = Interactions.from_frame(train_df)
+    held = train.align(Interactions.from_frame(held_df))
+    emb = make_model("lightgcn", threads=1).fit(train)  # the defaults: spectral start, full-batch BPR
+    done = emb.history[-1]
+    assert done["validation"] == "carved" and done["stopped"] == "converged"
+    truth = held.user_matrix()
+    items, _ = top_k(emb.user_vectors, emb.item_vectors, 5, exclude=train.user_matrix())
+    recall = ranking_metrics((np.arange(train.n_users), items), truth, 5)["recall@5"]
+    popularity = np.asarray(train.user_matrix().sum(axis=0), dtype=np.float32).reshape(-1, 1)
+    pop_items, _ = top_k(np.ones((train.n_users, 1), np.float32), popularity, 5, exclude=train.user_matrix())
+    pop_recall = ranking_metrics((np.arange(train.n_users), pop_items), truth, 5)["recall@5"]
+    assert recall > 0.5 > 2 * pop_recall
