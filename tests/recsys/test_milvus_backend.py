@@ -82,6 +82,14 @@ def test_a_milvus_version_serves_filtered_recommendations_with_output_fields(com
             client.recommend(user, k=3, filter="nosuchfield == 1")
         with pytest.raises(InvalidFilter):
             client.recommend(user, k=3, filter="community == ")
+        # recommend_many and similar_items pass the same expression to Milvus.
+        many = client.recommend_many([user, "u5"], k=4, filter="community == 0", fields=["community"])
+        assert [r.fields["community"] for r in many] == [[0] * 4, [0] * 4]
+        assert set(client.similar_items("i1", k=4, filter="community == 0", fields=["community"])
+                   .fields["community"]) == {0}
+        # An unknown user gets the most popular items that pass the filter (Milvus evaluates it).
+        popular = client.recommend("nobody", k=3, filter="community == 1", fields=["community"])
+        assert popular.source == "popularity" and popular.fields["community"] == [1] * 3
 
 
 def test_the_alias_follows_activation_rollback_and_deletion(communities, model_name, milvus_settings):
