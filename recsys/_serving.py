@@ -14,9 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vectorstore import ItemIndex, ModelRegistry
+from vectorstore import (
+    CorruptManifest,
+    IntegrityError,
+    ItemIndex,
+    ModelRegistry,
+    ModelVersion,
+    RowSeal,
+    VectorStoreError,
+)
 
-from .exceptions import InvalidRequest, ModelUnavailable
+from .exceptions import InvalidRequest, ModelUnavailable, RecsysError
 
 if TYPE_CHECKING:
     from ._milvus_serving import MilvusIndex
@@ -65,6 +73,12 @@ class ServingModel:
     # change the item arrays and indexes in place (recsys._delta_apply); everything else stays as loaded.
     live: Any = None
     metadata_revision: int = 0  # bumped by each delta that changes ``metadata`` in place
+    # How a request opens the version's rows (their signatures checked with EA_SIGNING_KEY: vectorstore.rows),
+    # and the sizes it checks them against (recsys._wire).
+    vector_seal: RowSeal | None = None
+    seen_seal: RowSeal | None = None
+    topn_seal: RowSeal | None = None
+    dim: int | None = None
 
     @classmethod
     def load(cls, registry: ModelRegistry, name: str, version: int | None = None) -> ServingModel:
@@ -72,8 +86,19 @@ class ServingModel:
 
         Raises:
             ModelUnavailable: it is not a recommendation model.
-            vectorstore errors: missing, corrupt (checksum) or unsigned versions.
+            vectorstore errors: missing, corrupt (checksum, or parts that pass it but do not decode: a
+                deployment without signing) or unsigned versions.
         """
+        try:
+            return cls._load(registry, name, version)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            if isinstance(exc, VectorStoreError | RecsysError):
+                raise
+            raise CorruptManifest(f"{name!r} v{version or 'active'}: a part does not decode "
+                                  f"({type(exc).__name__})") from None
+
+    @classmethod
+    def _load(cls, registry: ModelRegistry, name: str, version: int | None) -> ServingModel:
         manifest = registry.manifest(name, version)
         spec = manifest.get("meta", {}).get("milvus")
         if spec:  # the index and the metadata live in Milvus: load the rest, and only one set of item vectors
@@ -89,13 +114,18 @@ class ServingModel:
             from ._milvus_serving import MilvusIndex  # imports pymilvus: an hnswlib deployment never does
 
             milvus = MilvusIndex(registry.settings, spec)
-        index: ItemIndex | MilvusIndex = milvus or ItemIndex.from_bytes(mv.blobs["index"])
-        similar_index = ItemIndex.from_bytes(mv.blobs["similar_index"]) if "similar_index" in mv.blobs else index
+        index: ItemIndex | MilvusIndex = milvus or _index(mv, "index")
+        similar_index = _index(mv, "similar_index") if "similar_index" in mv.blobs else index
         items = mv.arrays["item_vectors"] if "item_vectors" in mv.arrays else mv.arrays["fold_in_vectors"]
         fold_in = mv.arrays.get("fold_in_vectors", items)
         item_ids = np.asarray(json.loads(mv.blobs["item_ids"]), dtype=object)
         popularity = mv.arrays["item_popularity"]
         metadata = json.loads(mv.blobs["item_metadata"]) if "item_metadata" in mv.blobs else {}
+        if int(manifest["version"]) != mv.version:  # the active version moved between the two reads
+            manifest = registry.manifest(name, mv.version)
+        dim = mv.meta.get("dim", items.shape[1] if items.ndim == 2 else None)
+        if not isinstance(dim, int) or len(item_ids) != len(popularity):
+            raise CorruptManifest(f"{name!r} v{mv.version}: its dim or item ids do not match its arrays")
         return cls(
             name=name, version=mv.version, index=index, item_vectors=items,
             fold_in_vectors=fold_in, similar_vectors=mv.arrays.get("similar_vectors", fold_in),
@@ -108,6 +138,9 @@ class ServingModel:
             seen_key=registry.table_key(name, mv.version, "seen"),
             topn_key=registry.derived_key(name, mv.version, TOPN, register=False),
             milvus=milvus,
+            vector_seal=registry.row_seal(name, mv.version, "user_vectors", manifest=manifest),
+            seen_seal=registry.row_seal(name, mv.version, "seen", manifest=manifest),
+            topn_seal=registry.row_seal(name, mv.version, TOPN, derived=True, manifest=manifest), dim=dim,
         )
 
     @property
@@ -136,4 +169,9 @@ class ServingModel:
         return list(names or [])
 
 
-
+def _index(mv: ModelVersion, part: str) -> ItemIndex:
+    """An index part of a version; a blob that passes its checksum but is no index names the version."""
+    try:
+        return ItemIndex.from_bytes(mv.blobs[part])
+    except IntegrityError as exc:
+        raise IntegrityError(f"{mv.model!r} v{mv.version}: part {part!r}: {exc}") from None

@@ -33,6 +33,7 @@ from vectorstore import ModelRegistry, RedisUnavailable, VectorStoreError
 from vectorstore.connection import UNAVAILABLE_ERRORS
 
 from ._delta_follow import DeltaFollower
+from ._lease import LeaseKeeper
 from ._serving import ServingModel
 from .exceptions import ModelUnavailable
 
@@ -73,6 +74,8 @@ class VersionWatcher:
         self.name = name
         self.listen = listen
         self.refresh_interval = refresh_interval
+        # Leases on the versions held: cleanup never deletes one while this client serves it (recsys._lease).
+        self._leases = LeaseKeeper(registry, name, registry.settings.lease_ttl)
         try:
             self.model: ServingModel = self._load(None)
         except VectorStoreError as exc:
@@ -110,6 +113,7 @@ class VersionWatcher:
     def _after_fork(self) -> None:
         if self._stop.is_set():
             return
+        self._leases.after_fork()
         self._init_runtime()
         self._start_threads()
 
@@ -119,6 +123,7 @@ class VersionWatcher:
         self._wake.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        self._leases.release()
 
     # -- versions ------------------------------------------------------------------------------------------
     def refresh(self) -> bool:
@@ -143,9 +148,11 @@ class VersionWatcher:
                     self._refused.add(active)
                     log.log(level, "refusing %s v%s, still serving v%s: %s", self.name, active, self.model.version,
                             exc)
+                    self._leases.hold(self.held_versions())  # the lease taken to load it is given up
                     return False
             self.model = new  # the swap: one reference assignment
             self._staged = {v: m for v, m in self._staged.items() if v > new.version}
+            self._leases.hold(self.held_versions())  # the previous version's lease is given up
         log.info("%s: now serving v%s", self.name, new.version)
         self.check_precomputed()
         return True
@@ -165,12 +172,23 @@ class VersionWatcher:
                 self._staged[version] = self._load(version)
             except (VectorStoreError, ModelUnavailable) as exc:
                 log.warning("cannot preload %s v%s: %s", self.name, version, exc)
+                self._leases.hold(self.held_versions())
                 return False
         log.info("%s: v%s preloaded, ready to switch", self.name, version)
         return True
 
+    def held_versions(self) -> set[int]:
+        """The versions this client holds: the one serving and those loaded ahead."""
+        model = getattr(self, "model", None)
+        return ({model.version} if model is not None else set()) | set(getattr(self, "_staged", {}))
+
     def _load(self, version: int | None) -> ServingModel:
-        """Load a version with its delta log replayed (a log Redis cannot give now is caught up later)."""
+        """Lease a version (default: the active one), then load it with its delta log replayed (a log Redis
+        cannot give now is caught up later)."""
+        if version is None:
+            version = self.registry.active_version(self.name)
+        if version is not None:
+            self._leases.hold(self.held_versions() | {version})
         model = ServingModel.load(self.registry, self.name, version)
         follower = DeltaFollower(self.registry, model)
         try:
@@ -205,6 +223,7 @@ class VersionWatcher:
             self.refresh()
             self.catch_up()
             self.check_precomputed()
+            self._leases.renew_if_due(self.held_versions())
         except (RedisUnavailable, redis.RedisError) as exc:
             log.debug("refresh skipped: %s", type(exc).__name__)
 
@@ -256,6 +275,7 @@ class VersionWatcher:
                         while len(burst) < NOTICE_BURST and (more := pubsub.get_message(timeout=0)):
                             burst.append(more.get("data"))
                         self.on_notices(burst)
+                    self._leases.renew_if_due(self.held_versions())
             except (redis.RedisError, OSError, *UNAVAILABLE_ERRORS) as exc:  # a cluster may be failing over
                 log.debug("listener lost Redis (%s); retrying in %.1fs", type(exc).__name__, backoff)
                 self._stop.wait(backoff)

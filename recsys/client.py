@@ -7,30 +7,36 @@ registry's notice and a periodic check of the ``active`` pointer covers notices 
 the new index is loaded beside the old one and swapped in one reference assignment, so queries never fail
 mid-swap.
 When Redis is down the client still answers what memory allows (similar items, history fold-in,
-popularity, users it has cached) and raises :class:`~vectorstore.RedisUnavailable` for the rest.
+popularity, users it has cached) and raises :class:`~vectorstore.RedisUnavailable` for the rest; a Redis
+that hangs costs one ``EA_REQUEST_TIMEOUT``, then a circuit breaker (:mod:`recsys._breaker`) answers
+from memory at once until Redis answers again. Rows are opened through the version's row seals (signatures
+checked with ``EA_SIGNING_KEY``) and their sizes checked: a bad row is logged and not served.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+import redis
 
-from vectorstore import ModelRegistry, RedisUnavailable, Settings, get_settings
+from vectorstore import IntegrityError, ModelRegistry, RedisUnavailable, Settings, connect, get_settings
 from vectorstore.connection import UNAVAILABLE_ERRORS
 from vectorstore.filtered import AllowedIds
 from vectorstore.filtered import search as search_allowed
 
+from ._breaker import CircuitBreaker
 from ._filtering import FilterCache
 from ._milvus_serving import milvus_recommendations
 from ._serving import ServingModel
 from ._watcher import VersionWatcher
 from ._wire import decode_ids, decode_top, decode_vector, encode_top
-from .exceptions import UnknownItem, UnknownUser
+from .exceptions import UnknownItem, UnknownUser, VersionGone
 from .recommendations import MAX_K, Recommendations, check_fields, check_id, check_ids, check_k
 from .similarity import Similarity, SimilarUsers, check_metric
 
@@ -74,6 +80,10 @@ class RecommendationClient:
         self.strict = strict
         self.registry = ModelRegistry(settings)
         self._redis = self.registry.client
+        # Per-request reads wait EA_REQUEST_TIMEOUT, not the socket timeout loads need; a Redis that stops
+        # answering opens the breaker, so cached users are answered at once (recsys._breaker).
+        self._requests = connect(settings.with_(socket_timeout=settings.request_timeout))
+        self._breaker = CircuitBreaker()
         self._lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, str], tuple[np.ndarray | None, np.ndarray]] = OrderedDict()
         self._cache_size = user_cache
@@ -83,8 +93,9 @@ class RecommendationClient:
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def close(self) -> None:
-        """Stop the background threads."""
+        """Stop the background threads (and give up this client's leases)."""
         self._watcher.close()
+        self._requests.close()
 
     def __enter__(self) -> RecommendationClient:
         return self
@@ -129,9 +140,16 @@ class RecommendationClient:
         return self._watcher.preload(version)
 
     # -- per-user data ----------------------------------------------------------------------------------
-    def _fetch_users(self, model: ServingModel, users: Sequence[str], topn: bool) -> list[tuple]:
-        """``(vector or None, seen, precomputed or None)`` per user: one pipelined round trip."""
-        pipe = self._redis.pipeline(transaction=False)
+    def _fetch_users(self, model: ServingModel, users: Sequence[str], topn: bool, strict: bool = False) -> list[tuple]:
+        """``(vector or None, seen, precomputed or None)`` per user: one pipelined round trip.
+
+        A row that fails its signature or is malformed is logged and not served (the user is answered as
+        unknown; ``strict``: the typed error is raised). Raises :class:`VersionGone` when the version's rows
+        are gone from Redis (a user it lacks may be one it knew).
+        """
+        if not self._breaker.allow():
+            return self._cached(model, users, "Redis did not answer lately (circuit open)")
+        pipe = self._requests.pipeline(transaction=False)
         pipe.hmget(model.vectors_key, users)
         pipe.hmget(model.seen_key, users)
         if topn:
@@ -139,26 +157,77 @@ class RecommendationClient:
         live = model.live if model.live is not None and model.live.users_updated else None
         if live is not None:  # rows rewritten by user-update deltas (recsys.deltas) win over the published ones
             pipe.hmget(live.users_key, users)
+        started = time.monotonic()
         try:
             replies = pipe.execute()
-        except UNAVAILABLE_ERRORS as exc:  # on a cluster also a failover under way
-            cached = [self._cache.get((model.version, u)) for u in users]
-            if all(c is not None for c in cached):
-                return [(c[0], c[1], None) for c in cached if c is not None]
-            raise RedisUnavailable(f"cannot fetch user vectors: Redis did not answer ({type(exc).__name__})") from None
+        except (redis.RedisError, *UNAVAILABLE_ERRORS) as exc:  # on a cluster also a failover under way
+            error = self.registry.typed_error(exc, "cannot fetch user rows")
+            if not isinstance(error, RedisUnavailable):  # refused (credentials, memory): not an outage
+                raise error from None
+            # Only a slow failure (a hung server, a lost network) opens the breaker: a refused connection
+            # costs nothing, and the next request may already reach a promoted replica.
+            if time.monotonic() - started >= self.settings.request_timeout / 2:
+                self._breaker.failure()
+            return self._cached(model, users, f"Redis did not answer ({type(exc).__name__})")
+        self._breaker.success()
         vectors, seens = replies[0], replies[1]
         tops = replies[2] if topn else [None] * len(users)
         updated = replies[-1] if live is not None else [None] * len(users)
         out = []
         for user, vec, seen, top, row in zip(users, vectors, seens, tops, updated):
-            v = decode_vector(vec) if vec is not None else None
-            s = decode_ids(seen)
+            try:
+                v, s, top = self._open_rows(model, user, vec, seen, top)
+            except IntegrityError as exc:
+                if strict:
+                    raise
+                log.error("%s v%s: user %r not served from their rows: %s", model.name, model.version, user[:64], exc)
+                v, s, top = None, np.empty(0, np.int32), None
             if live is not None and row is not None and (fresh := live.user_row(user, row)) is not None:
                 v, s, top = fresh[0], fresh[1], None  # a precomputed list predates the update
             if v is not None and self._cache_size:
                 self._remember(model.version, user, v, s)
             out.append((v, s, top))
+        if any(row[0] is None for row in out) and not self._rows_exist(model):
+            switched = self._watcher.refresh()
+            now = f"now serving v{self._model.version}: ask again" if switched else "no other version could be loaded"
+            raise VersionGone(f"{model.name!r} v{model.version}: its per-user rows are gone from Redis; {now}")
         return out
+
+    @staticmethod
+    def _open_rows(model: ServingModel, user: str, vec: bytes | None, seen: bytes | None,
+                   top: bytes | None) -> tuple[np.ndarray | None, np.ndarray, bytes | None]:
+        """A user's stored rows opened (signatures checked with a signing key) and decoded (sizes checked)."""
+        if vec is None:
+            return None, np.empty(0, np.int32), None
+        opened = model.vector_seal.open(user, vec) if model.vector_seal is not None else vec
+        vector = decode_vector(opened, model.dim)
+        if seen is None and model.seen_seal is not None and model.seen_seal.tagged:
+            raise IntegrityError(f"{model.name!r} v{model.version}: user {user[:64]!r} has a vector but no seen row")
+        if seen is not None and model.seen_seal is not None:
+            seen = model.seen_seal.open(user, seen)
+        ids = decode_ids(seen, model.n_items)
+        if top is not None and model.topn_seal is not None:
+            try:  # a bad precomputed list is not served: the index answers instead
+                top = model.topn_seal.open(user, top)
+                decode_top(top, model.n_items)
+            except IntegrityError as exc:
+                log.error("%s v%s: precomputed list of %r not served: %s", model.name, model.version, user[:64], exc)
+                top = None
+        return vector, ids, top
+
+    def _rows_exist(self, model: ServingModel) -> bool:
+        """Whether the version's per-user rows are still in Redis (``True`` when Redis cannot say)."""
+        try:
+            return bool(self._requests.exists(model.vectors_key))
+        except (redis.RedisError, *UNAVAILABLE_ERRORS):
+            return True
+
+    def _cached(self, model: ServingModel, users: Sequence[str], why: str) -> list[tuple]:
+        """Rows of cached users when Redis cannot be asked; :class:`RedisUnavailable` if one is not cached."""
+        cached = [self._cache.get((model.version, u)) for u in users]
+        if all(c is not None for c in cached):
+            return [(c[0], c[1], None) for c in cached if c is not None]
+        raise RedisUnavailable(f"cannot fetch user vectors: {why}")
 
     def _remember(self, version: int, user: str, vector: np.ndarray, seen: np.ndarray) -> None:
         with self._lock:
@@ -202,11 +271,12 @@ class RecommendationClient:
         passing = self._allowed(model, filter)  # a bad expression fails before any lookup
         use_top = exclude is None and include is None and exclude_seen and self._watcher.topn_ready(model.version)
         use_top = use_top and not (filter is not None and model.milvus is not None)  # Milvus filters, not the list
-        ((vector, seen, top),) = self._fetch_users(model, [user], topn=use_top)
+        ((vector, seen, top),) = self._fetch_users(model, [user], topn=use_top,
+                                                   strict=self.strict if strict is None else strict)
         if vector is None:
             return self._popular(model, user, k, exclude, include, fields, strict, passing=passing, expression=filter)
         if top is not None:
-            ids, scores = decode_top(top)
+            ids, scores = decode_top(top, model.n_items)
             if model.live is not None:  # deleted items out, items upserted since the precompute scored in
                 ids, scores = model.live.adjust_top(ids, scores, vector, seen) or (ids[:0], scores[:0])
             if passing is not None:  # the list serves a filter when k of its items pass it; else the index does
@@ -244,7 +314,7 @@ class RecommendationClient:
         allowed = self._allowed(model, filter)
         if not names:
             return []
-        rows = self._fetch_users(model, names, topn=False)
+        rows = self._fetch_users(model, names, topn=False, strict=self.strict)
         known = [i for i, (v, _, _) in enumerate(rows) if v is not None]
         out: list[Recommendations | None] = [None] * len(names)
         if known:

@@ -77,12 +77,12 @@ def entity_vectors(registry: ModelRegistry, name: str, kind: str = "users",
                              how["items"])
     if how["users"] == "user_vectors":
         rows = registry.read_table(name, version, "user_vectors")
-        return EntityVectors(version, list(rows), np.stack([decode_vector(v) for v in rows.values()]),
+        return EntityVectors(version, list(rows), np.stack([decode_vector(v, meta.get("dim")) for v in rows.values()]),
                              "user_vectors")
     items = registry.load(name, version, parts=[how["history_vectors"]]).arrays[how["history_vectors"]]
     centred = (items - items.mean(axis=0)).astype(np.float32)
     seen = registry.read_table(name, version, "seen")
-    histories = [decode_ids(raw) for raw in seen.values()]
+    histories = [decode_ids(raw, len(items)) for raw in seen.values()]
     counts = np.fromiter((r.size for r in histories), np.int64, len(histories))
     indices = np.concatenate(histories) if histories else np.empty(0, np.int32)
     history = sp.csr_matrix((np.ones(indices.size, np.float32), indices, np.r_[0, np.cumsum(counts)]),

@@ -44,6 +44,7 @@ def precompute_top_n(registry: ModelRegistry, name: str, version: int | None = N
 
     Raises:
         RuntimeError: another run removed this run's partial list (run it again).
+        vectorstore.SignatureError, vectorstore.CorruptRow: a user's row fails its signature or is malformed.
         recsys.exceptions.ModelUnavailable: no such model or version.
     """
     model = ServingModel.load(registry, name, version)
@@ -55,16 +56,23 @@ def precompute_top_n(registry: ModelRegistry, name: str, version: int | None = N
     # written to, so an attempt killed mid-way leaves nothing behind for long.
     job = (attempt or "local").replace("-", "")[:32]
     tmp = registry.derived_key(name, model.version, f"{TOPN}-building-{job}-{uuid.uuid4().hex[:12]}")
+    vector_seal, seen_seal = model.vector_seal, model.seen_seal
+    assert vector_seal is not None and seen_seal is not None  # set by ServingModel.load
+    # Lists are signed like the rows they come from (a reader checks them with EA_SIGNING_KEY), and only
+    # from rows whose signatures verify: a planted vector must not come back as a signed list.
+    top_seal = registry.row_seal(name, model.version, TOPN, derived=True)
     for start in range(0, len(users), batch):
         chunk = users[start : start + batch]
-        vectors = np.stack([decode_vector(v) for v in registry.client.hmget(table, chunk)])
-        seen = [decode_ids(s) for s in registry.client.hmget(seen_table, chunk)]
+        vectors = np.stack([decode_vector(vector_seal.open(u, v), model.dim)
+                            for u, v in zip(chunk, registry.client.hmget(table, chunk))])
+        seen = [decode_ids(None if s is None else seen_seal.open(u, s), model.n_items)
+                for u, s in zip(chunk, registry.client.hmget(seen_table, chunk))]
         ids, scores = model.index.query(vectors, k=min(n, model.n_items), exclude=seen,
                                         **model.search.get("recommend", {}))  # as the client asks them
         rows = {}
         for u, row_ids, row_scores in zip(chunk, ids, scores):
             keep = row_ids >= 0
-            rows[u] = encode_top(row_ids[keep], row_scores[keep])
+            rows[u] = top_seal.seal(u, encode_top(row_ids[keep], row_scores[keep]))
         registry.client.pipeline(transaction=False).hset(tmp, mapping=rows).expire(tmp, BUILDING_TTL_S).execute()
         if progress is not None:
             progress({"stage": "precompute", "done": min(start + batch, len(users)), "total": len(users)})

@@ -36,17 +36,18 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from vectorstore import ModelRegistry
+from vectorstore.inputs import plain_header
 from vectorstore.milvus import MilvusItems
 
-from ._files import excerpt, text_format
+from ._files import excerpt
 from ._indexing import INDEX_PARAMS, build_indexes
+from ._metadata import read_item_table
 from ._wire import encode_ids, encode_vector
 from .exceptions import InvalidParameter
 from .interactions import Interactions
@@ -66,37 +67,24 @@ def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray
     Items missing from the table get ``None``; extra rows are ignored.
 
     Raises:
-        InvalidParameter: no ``item`` column, or repeated items.
+        InvalidParameter: no ``item`` column (the columns are listed only when they are plainly a header), or
+            repeated items (by a short excerpt); a path is read by :func:`recsys._metadata.read_item_table`,
+            which quotes nothing of a file that is not plainly a table.
     """
     if table is None:
         return None
-    df = _read_table(Path(table)) if isinstance(table, str) else table.copy()
+    df = read_item_table(table) if isinstance(table, str) else table.copy()
     if "item" not in df.columns:
-        found = ", ".join(excerpt(c, 24) for c in list(df.columns)[:12])
-        raise InvalidParameter(f"item metadata {table if isinstance(table, str) else ''} needs an 'item' column, "
-                               f"found {found}")
+        found = (", ".join(excerpt(c, 24) for c in list(df.columns)[:12]) if plain_header(df.columns)
+                 else "no plain header (not quoted)")
+        raise InvalidParameter(f"item metadata needs an 'item' column, found {found}")
     df["item"] = df["item"].astype(str)
     if df["item"].duplicated().any():
-        dup = df.loc[df["item"].duplicated(), "item"].head(3).tolist()
+        dup = ", ".join(excerpt(v) for v in df.loc[df["item"].duplicated(), "item"].head(3))
         raise InvalidParameter(f"item metadata repeats items {dup}")
     aligned = df.set_index("item").reindex(pd.Index(item_ids, dtype=str))
     aligned = aligned.astype(object).where(aligned.notna(), None)
     return {str(col): aligned[col].tolist() for col in aligned.columns}
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    """An item table (CSV, compressed or not, UTF-8 or else latin-1), refused with a message naming the file."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no item metadata file at {path}")
-    fmt = text_format(path)
-    try:
-        try:
-            return pd.read_csv(path, dtype={"item": str}, **fmt.pandas())
-        except UnicodeDecodeError:
-            log.warning("%s is not UTF-8: read as %s", path, fmt.fallback().encoding)
-            return pd.read_csv(path, dtype={"item": str}, **fmt.fallback().pandas())
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, EOFError) as exc:
-        raise InvalidParameter(f"item metadata {path}: not a readable CSV table ({type(exc).__name__})") from None
 
 
 def publish_embeddings(

@@ -403,7 +403,10 @@ class ModelRegistry:
     def version_for_token(self, model: str, token: str) -> int | None:
         """The version committed with publication ``token``, if any (see :meth:`publish`)."""
         raw = self._redis(self.client.hget, self._key(_check_name("model", model), "tokens"), token)
-        return int(raw) if raw else None
+        try:
+            return int(raw) if raw else None
+        except ValueError:
+            raise CorruptManifest(f"{model!r}: publication token {token[:40]!r} maps to no version number") from None
 
     def models(self) -> list[str]:
         """Names of all models ever published under this prefix (sorted)."""

@@ -18,6 +18,7 @@ import os
 import uuid
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from _reliability import community_frame, wait_for
@@ -26,6 +27,7 @@ from anomaly.exceptions import InvalidSeries
 from anomaly.series import read_series
 from recsys import Interactions
 from recsys.exceptions import InvalidInteractions, InvalidParameter
+from recsys.publish import item_metadata_columns
 from recsys.training import train_and_publish
 from vectorstore import ConfigurationError, InputNotAllowed, ModelNotFound, ModelRegistry, Settings
 from vectorstore.inputs import input_path
@@ -74,6 +76,9 @@ def test_no_reader_quotes_a_file_that_is_not_its_format(case: str, tmp_path: Pat
         with pytest.raises((InvalidInteractions, InvalidSeries)) as err:
             read(path)
         errors.append(str(err.value))
+    with pytest.raises((InvalidInteractions, InvalidParameter)) as err:  # the public aligner reads paths too
+        item_metadata_columns(str(path), np.array(["i1", "i2"], dtype=object))
+    errors.append(str(err.value))
     train = tmp_path / "train.csv"
     community_frame(users=20, items=12).to_csv(train, index=False)
     registry = ModelRegistry(settings)
