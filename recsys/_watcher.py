@@ -97,6 +97,7 @@ class VersionWatcher:
         self._topn_ready: set[int] = getattr(self, "_topn_ready", set())
         self._threads: list[threading.Thread] = []
         self._refused: set[int] = getattr(self, "_refused", set())
+        self._last_problem = ""
 
     def _start_threads(self) -> None:
         if self.listen:
@@ -226,6 +227,11 @@ class VersionWatcher:
             self._leases.renew_if_due(self.held_versions())
         except (RedisUnavailable, redis.RedisError) as exc:
             log.debug("refresh skipped: %s", type(exc).__name__)
+        except VectorStoreError as exc:  # refused (credentials, memory) or a corrupt pointer: said once, kept on
+            level = logging.DEBUG if str(exc) == self._last_problem else logging.WARNING
+            self._last_problem = str(exc)
+            log.log(level, "%s: cannot check for new versions (%s: %s); still serving v%s", self.name,
+                    type(exc).__name__, exc, self.model.version)
 
     def on_notices(self, burst: list[Any]) -> None:
         """Act on notices read together: the serving version's delta log is caught up once for all of them."""
@@ -290,7 +296,10 @@ class VersionWatcher:
 
     def _poll(self) -> None:
         while not self._stop.wait(self.refresh_interval):
-            self._safe_refresh()
+            try:
+                self._safe_refresh()
+            except Exception:  # a bug must not end the thread: new versions would never be seen
+                log.exception("%s: version check failed; checking again", self.name)
 
     def _preloader(self) -> None:
         while not self._stop.is_set():

@@ -62,10 +62,10 @@ _DTYPES = DTYPES
 # token (a job id) commits at most once: a redelivered job finds its version instead of adding another.
 _COMMIT = """
 if ARGV[6] ~= '' then
-  local done = redis.call('HGET', KEYS[4], ARGV[6])
-  if done then return -tonumber(done) end
+  local done = tonumber(redis.call('HGET', KEYS[4], ARGV[6]) or '')  -- garbage: as if not committed
+  if done then return -done end
 end
-local active = tonumber(redis.call('GET', KEYS[1]) or '0')
+local active = tonumber(redis.call('GET', KEYS[1]) or '0') or 0  -- a garbage pointer counts as none
 local version = tonumber(ARGV[1])
 for i = 5, #KEYS do redis.call('PERSIST', KEYS[i]) end
 redis.call('SET', KEYS[2], ARGV[2])

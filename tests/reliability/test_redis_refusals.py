@@ -255,3 +255,18 @@ def test_parts_that_pass_a_recomputed_checksum_but_do_not_decode_are_refused(par
         assert client.recommend("u1", k=3).source == "index"
     with pytest.raises(ModelUnavailable, match=f"v{bad}"):
         RecommendationClient(settings=settings, model=model_name, listen=False, refresh_interval=0)
+
+
+def test_a_garbage_active_pointer_does_not_stop_the_client_following_versions(trained_model: str,
+                                                                              model_name: str, caplog) -> None:
+    settings = get_settings().with_(signing_key=None)
+    registry = ModelRegistry(settings)
+    first = copy_version(registry, trained_model, model_name)
+    with RecommendationClient(settings=settings, model=model_name, listen=False, refresh_interval=0.1) as client:
+        registry.client.set(registry._key(model_name, "active"), "not a version")
+        time.sleep(0.6)  # several checks meet the garbage
+        assert client.recommend("u1", k=3).model_version == first
+        second = copy_version(registry, trained_model, model_name)  # the pointer is a version again
+        wait_for(lambda: client.model_version == second, 15, what="the client to follow the next version")
+    warnings = [r for r in caplog.records if "cannot check for new versions" in r.getMessage()]
+    assert len(warnings) == 1, "the same problem is logged at WARNING once, not at every check"
