@@ -8,6 +8,7 @@ redelivered job (a worker killed mid-way) drops its earlier attempt's partial li
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import redis
 
-from vectorstore import ModelRegistry
+from vectorstore import ModelRegistry, RedisUnavailable
 
 from ._serving import TOPN, ServingModel
 from ._wire import decode_ids, decode_vector, encode_top
@@ -73,7 +74,15 @@ def precompute_top_n(registry: ModelRegistry, name: str, version: int | None = N
         for u, row_ids, row_scores in zip(chunk, ids, scores):
             keep = row_ids >= 0
             rows[u] = top_seal.seal(u, encode_top(row_ids[keep], row_scores[keep]))
-        registry.client.pipeline(transaction=False).hset(tmp, mapping=rows).expire(tmp, BUILDING_TTL_S).execute()
+        try:
+            registry.client.pipeline(transaction=False).hset(tmp, mapping=rows).expire(tmp, BUILDING_TTL_S).execute()
+        except redis.RedisError as exc:
+            # Typed, without the command's binary arguments; a refused write (Redis full) drops the partial list.
+            error = registry.typed_error(exc, f"precompute of {name!r} v{model.version}")
+            if not isinstance(error, RedisUnavailable):
+                with contextlib.suppress(redis.RedisError):
+                    registry.client.delete(tmp)
+            raise error from None
         if progress is not None:
             progress({"stage": "precompute", "done": min(start + batch, len(users)), "total": len(users)})
     if attempt:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import redis
 from _reliability import ROOT, copy_version, wait_for
 from click.testing import CliRunner
 
@@ -270,3 +271,27 @@ def test_a_garbage_active_pointer_does_not_stop_the_client_following_versions(tr
         wait_for(lambda: client.model_version == second, 15, what="the client to follow the next version")
     warnings = [r for r in caplog.records if "cannot check for new versions" in r.getMessage()]
     assert len(warnings) == 1, "the same problem is logged at WARNING once, not at every check"
+
+
+def test_a_precompute_at_maxmemory_is_typed_and_leaves_no_partial_list(small_redis: RedisProcess, trained_model: str,
+                                                                       tmp_path: Path) -> None:
+    from recsys.precompute import precompute_top_n
+
+    registry = ModelRegistry(_settings(small_redis.url, tmp_path))
+    source = ModelRegistry(get_settings().with_(signing_key=None))
+    version = copy_version(registry, trained_model, "shop", reader=source)
+    filler = 0
+    for size in (256 * 1024, 32 * 1024):  # fill Redis to its maxmemory, then leave 32 KB: the lists need ~50 KB
+        with contextlib.suppress(redis.exceptions.OutOfMemoryError):
+            while True:
+                registry.client.set(f"full:filler:{filler}", b"x" * size)
+                filler += 1
+        filler -= 1
+        registry.client.delete(f"full:filler:{filler}")
+    with pytest.raises(RedisFull) as err:
+        precompute_top_n(registry, "shop", n=50, batch=16)
+    assert str(err.value).isprintable() and "\\x" not in str(err.value), str(err.value)
+    assert "precompute of" in str(err.value)  # refused while writing the lists, not before
+    assert [k for k in registry.client.scan_iter("full:model:*x:topn*")] == []
+    registry.client.delete(*[f"full:filler:{i}" for i in range(filler)])
+    assert precompute_top_n(registry, "shop", n=20)["version"] == version
