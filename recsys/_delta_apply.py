@@ -12,7 +12,6 @@ the index before its id leaves the id map.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vectorstore import InvalidModelData, ItemIndex
+from vectorstore import ItemIndex
 
 if TYPE_CHECKING:
     from ._serving import ServingModel
@@ -29,8 +28,6 @@ __all__ = ["Catalogue", "Change", "Rows", "apply_to_model"]
 
 log = logging.getLogger(__name__)
 
-#: items added to an index per hold of its write lock
-ADD_CHUNK = 8
 #: neighbours whose rows a new item borrows in a space its delta does not give (a model's own similarity)
 BORROW = 3
 
@@ -197,23 +194,17 @@ def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) ->
         model.fold_in_vectors = catalogue.fold_in.view()
         model.popularity = catalogue.popularity.view()
         model.metadata = catalogue.metadata
-        for start in range(0, live.size, ADD_CHUNK):  # the write lock held briefly: queries go on between
-            chunk = live[start : start + ADD_CHUNK]
-            index.add_items(model.item_vectors[chunk], chunk)
-        if similar is not index:
-            _borrow_similar(model, index, similar, catalogue, live)
-        else:
-            model.similar_vectors = model.fold_in_vectors
-        for i in live.tolist():
-            model.item_pos[str(model.item_ids[i])] = i
-    if gone.size:
-        with contextlib.suppress(InvalidModelData):  # an item added and deleted in one batch is not in it
-            index.mark_deleted(gone)
-        if similar is not index:
-            with contextlib.suppress(InvalidModelData):  # a new item without similarity rows is not in it
-                similar.mark_deleted(gone)
-        for i in gone.tolist():
-            model.item_pos.pop(str(model.item_ids[i]), None)
+    if touched:  # the whole batch in one change per index (one add_items call, then the deletions)
+        index.change(model.item_vectors[live] if live.size else None, live, gone)
+    if touched and similar is not index:
+        targets, with_rows = _borrow_similar(model, index, similar, catalogue, live) if live.size else (None, live)
+        similar.change(targets, with_rows, gone)  # a new item without similarity rows is not in it
+    elif live.size:
+        model.similar_vectors = model.fold_in_vectors
+    for i in live.tolist():
+        model.item_pos[str(model.item_ids[i])] = i
+    for i in gone.tolist():
+        model.item_pos.pop(str(model.item_ids[i]), None)
     if change.fields or touched:
         model.metadata = catalogue.metadata
         model.metadata_revision += 1  # filters' allowed sets (recsys._filtering) are computed again
@@ -221,22 +212,23 @@ def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) ->
         # Popular items without the deleted, new ones after the rest (their popularity is what deltas gave
         # them; the order by it is refreshed by the next training): O(items), no sort.
         order = model.popular
-        fresh = live[~np.isin(live, order)]
+        fresh = live[~np.isin(live, order, kind="table")] if live.size else live
         order = np.concatenate([order, fresh]) if fresh.size else order
-        model.popular = order[~np.isin(order, gone)] if gone.size else order
+        model.popular = order[~np.isin(order, gone, kind="table")] if gone.size else order
 
 
 def _borrow_similar(model: ServingModel, index: ItemIndex, similar: ItemIndex, catalogue: Catalogue,
-                    ids: np.ndarray) -> None:
+                    ids: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
     """A model with its own similarity space: a new item borrows its nearest items' rows there.
 
     Its similarity vector (its query) and target (what others' queries meet) are the means of those of the
     :data:`BORROW` published items nearest to it by the scoring vectors (an updated published item keeps
-    its own rows).
+    its own rows). Returns the targets to add to ``similar`` and their ids (``None`` and none: nothing new).
     """
     if catalogue.similar is None:
         catalogue.similar = Rows(model.similar_vectors)
     rows, published = catalogue.similar, catalogue.published
+    added, targets = [], []
     for i in ids.tolist():
         if i < published or i < rows.n:
             continue
@@ -244,7 +236,10 @@ def _borrow_similar(model: ServingModel, index: ItemIndex, similar: ItemIndex, c
         near = near[(near >= 0) & (near < published)][:BORROW]
         if not near.size:
             continue
-        target = similar.get_vectors(near.tolist()).mean(axis=0)
+        targets.append(similar.get_vectors(near.tolist()).mean(axis=0))
         rows.put(i, model.similar_vectors[near].mean(axis=0))
-        model.similar_vectors = rows.view()
-        similar.add_items(target[None, :], [i])
+        added.append(i)
+    if not added:
+        return None, np.empty(0, np.int64)
+    model.similar_vectors = rows.view()
+    return np.stack(targets), np.asarray(added, np.int64)

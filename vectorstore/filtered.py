@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ._mutation import ALIAS_BASE
 from ._search import exclusions, top_k_columns
 from .exceptions import InvalidModelData
 from .index import ItemIndex, as_vectors
@@ -153,7 +154,7 @@ def _span(index: ItemIndex) -> int:
     count = index._index.element_count
     cached = _spans.get(index)
     if cached is None or cached[0] != count:
-        cached = (count, int(np.max(index._index.get_ids_list())) + 1 if count else 0)
+        cached = (count, int(np.max(index._all_ids())) + 1 if count else 0)
         _spans[index] = cached
     return cached[1]
 
@@ -165,11 +166,18 @@ def _graph_row(index: ItemIndex, q: np.ndarray, r: int, banned: np.ndarray, k_ou
     if index._augmented:  # the graph holds augmented vectors; the query's extra coordinate is 0
         data = np.hstack([data, np.zeros((1, 1), np.float32)])
     fetch = max(k_out + int(banned.size), ef)
+    owners = index._owners
+    if len(owners):  # fresh nodes of ids whose vector changed are tested as those ids
+        inner = test
+
+        def test(label: int) -> bool:
+            return inner(int(owners[label - ALIAS_BASE]) if label >= ALIAS_BASE else label)
+
     try:
         found, dist = index._index.knn_query(data, k=fetch, num_threads=1, filter=test)
     except RuntimeError:  # fewer than ``fetch`` reachable allowed nodes: exact search answers it
         return False
-    row_l = found[0].astype(np.int64)
+    row_l = index._ids_of(found[0].astype(np.int64))
     row_s = index._scores(dist, data[:, : index.dim])[0]
     if banned.size:
         keep = ~np.isin(row_l, banned)

@@ -12,7 +12,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from ._mutation import add_items, mark_deleted
+from ._mutation import ALIAS_BASE, add_items, change, mark_deleted
 from ._rwlock import ReadWriteLock
 from ._search import exclusions, top_k_columns
 from .exceptions import IntegrityError, InvalidModelData
@@ -68,8 +68,8 @@ class ItemIndex:
 
     Build with :meth:`build`; serialise with :meth:`to_bytes` / :meth:`from_bytes`, which carry the
     parameters (including ``ef``, which hnswlib itself does not save) in a JSON header, never pickle.
-    A loaded index changes in place with :meth:`add_items` and :meth:`mark_deleted` (see
-    :mod:`vectorstore._mutation`); queries meanwhile wait only for the change itself.
+    A loaded index changes in place with :meth:`add_items`, :meth:`mark_deleted` and :meth:`change` (both
+    at once; see :mod:`vectorstore._mutation`); queries meanwhile wait only for the change itself.
     """
 
     #: a batch is answered exactly when rows x items is at most this (and the catalogue is small).
@@ -84,6 +84,9 @@ class ItemIndex:
         self._span: int | None | bool = False  # not computed yet
         self._gate = ReadWriteLock()  # queries read; add_items / mark_deleted / resize write
         self._deleted: set[int] = set()
+        # ids whose vector changed live in fresh nodes (see vectorstore._mutation): id -> label, label - base -> id
+        self._alias: dict[int, int] = {}
+        self._owners = np.empty(0, np.int64)
         self._dead: np.ndarray | None = None  # columns of the exact copy that are deleted labels
         index.set_ef(int(params["ef"]))
 
@@ -187,7 +190,7 @@ class ItemIndex:
 
     def __len__(self) -> int:
         """Items the index can return (deleted ones not counted)."""
-        return self._index.element_count - len(self._deleted)
+        return self._index.element_count - len(self._deleted) - len(self._owners)
 
     @property
     def deleted(self) -> int:
@@ -200,7 +203,22 @@ class ItemIndex:
         return ids[~np.isin(ids, list(self._deleted))] if self._deleted else ids
 
     def _all_ids(self) -> np.ndarray:
-        return np.asarray(self._index.get_ids_list(), dtype=np.int64)
+        labels = np.asarray(self._index.get_ids_list(), dtype=np.int64)
+        if not len(self._owners):
+            return labels
+        # a changed id's old nodes and its current one are one id
+        return np.unique(self._ids_of(labels))
+
+    def _ids_of(self, labels: np.ndarray) -> np.ndarray:
+        """Graph labels as ids (fresh nodes of changed ids mapped back; -1 stays -1)."""
+        owners = self._owners
+        if not len(owners):
+            return labels
+        moved = labels >= ALIAS_BASE
+        if moved.any():
+            labels = labels.copy()
+            labels[moved] = owners[labels[moved] - ALIAS_BASE]
+        return labels
 
     def add_items(self, vectors: Any, ids: Sequence[int] | np.ndarray) -> None:
         """Insert vectors under ``ids``, or replace the vector of an id already held (a deleted one comes back).
@@ -213,6 +231,23 @@ class ItemIndex:
             raise InvalidModelData(f"vectors have dimension {arr.shape[1]}, the index has {self.dim}")
         add_items(self, arr, ids, _normalised(arr) if self.space == "cosine" else arr)
 
+    def change(self, vectors: Any, ids: Sequence[int] | np.ndarray, deleted: Iterable[int] = ()) -> int:
+        """:meth:`add_items` of ``vectors`` under ``ids`` (none: ``vectors`` is ``None``), then
+        :meth:`mark_deleted` of ``deleted`` (ids the index does not hold are skipped), as one change: queries
+        wait once, for the whole batch. Returns how many ids were newly deleted.
+
+        Raises:
+            InvalidModelData: wrong dimension, NaN or inf, bad or repeated ids.
+        """
+        if vectors is None or not len(ids):
+            arr = np.empty((0, self.dim), np.float32)
+        else:
+            arr = as_vectors(vectors)
+            if arr.shape[1] != self.dim:
+                raise InvalidModelData(f"vectors have dimension {arr.shape[1]}, the index has {self.dim}")
+        return change(self, arr, np.asarray(ids, dtype=np.int64), _normalised(arr) if self.space == "cosine" else arr,
+                      np.fromiter(deleted, np.int64))
+
     def mark_deleted(self, ids: Iterable[int]) -> int:
         """Never return ``ids`` again (until added anew); returns how many were newly deleted.
 
@@ -223,7 +258,9 @@ class ItemIndex:
 
     def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
         """Stored vectors for ``ids`` (for cosine space these are normalised)."""
-        return np.asarray(self._index.get_items(list(ids)), dtype=np.float32)[:, : self.dim]
+        alias = self._alias
+        labels = [alias.get(int(i), int(i)) for i in ids] if alias else list(ids)
+        return np.asarray(self._index.get_items(labels), dtype=np.float32)[:, : self.dim]
 
     def _label_span(self) -> int | None:
         """``max id + 1`` when the ids fit a small boolean table (exclusion filtering), else ``None``."""
@@ -339,7 +376,7 @@ class ItemIndex:
         except RuntimeError:  # too few live items reached (many deleted): exact search answers
             self._query_exact(q, sel, per_row, k_out, labels, scores)
             return
-        found = found.astype(np.int64)
+        found = self._ids_of(found.astype(np.int64))
         sims = self._scores(dist, data[:, : self.dim])
         if not filtered:  # nothing to filter: one vectorised copy
             m = min(k_out, found.shape[1])
@@ -410,7 +447,14 @@ class ItemIndex:
 
     # -- serialisation --------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """The index as bytes: a JSON header (params, including ef) then hnswlib's own file format."""
+        """The index as bytes: a JSON header (params, including ef) then hnswlib's own file format.
+
+        Raises:
+            InvalidModelData: vectors were replaced in place (their old nodes are still in the graph, marked
+                deleted, which :meth:`from_bytes` refuses): build the index anew.
+        """
+        if len(self._owners):
+            raise InvalidModelData(f"{len(self._owners)} vectors were replaced in place: build the index anew")
         fd, path = tempfile.mkstemp(suffix=".hnsw")
         os.close(fd)
         try:

@@ -40,11 +40,6 @@ def test_added_and_updated_items_are_found_and_the_index_grows(index):
     assert set(ids.tolist()) == {3, 5000}
     graph, _ = idx.query(query, k=2, exact=False)
     assert set(graph.tolist()) == {3, 5000}
-    idx.mark_deleted([3])
-    idx.add_items(-query[None, :], [3])  # an update brings a deleted id back with its new vector
-    ids, scores = idx.query(query, k=len(idx), exact=True)
-    expected = -1.0 if idx.space == "cosine" else -float(query @ query)
-    assert ids[0] == 5000 and scores[ids.tolist().index(3)] == pytest.approx(expected, rel=1e-4)
     many = np.random.default_rng(1).standard_normal((3000, 12)).astype(np.float32)
     idx.add_items(many, np.arange(10_000, 13_000))  # beyond the capacity: resize_index
     assert len(idx) == 1500 + 1 + 3000
@@ -55,6 +50,39 @@ def test_added_and_updated_items_are_found_and_the_index_grows(index):
     assert np.mean([len(set(g) & set(e)) / 10 for g, e in zip(graph, exact)]) > 0.9
     loaded = ItemIndex.from_bytes(idx.to_bytes())
     assert len(loaded) == len(idx) and set(loaded.query(many[:20], k=10, exact=False)[0].ravel()) == set(graph.ravel())
+    idx.mark_deleted([3])
+    idx.add_items(-query[None, :], [3])  # an update brings a deleted id back with its new vector
+    for exact in (True, False):
+        ids, scores = idx.query(query, k=len(idx), exact=exact)
+        expected = -1.0 if idx.space == "cosine" else -float(query @ query)
+        assert ids[0] == 5000 and scores[ids.tolist().index(3)] == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(InvalidModelData, match="replaced in place"):
+        idx.to_bytes()
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_changed_vector_replaces_the_old_one_everywhere(index, exact, monkeypatch):
+    """A new vector for a live id: found by it, never by the old one, counted once, read back as the new one."""
+    from vectorstore import filtered
+
+    monkeypatch.setattr(filtered, "EXACT_ALLOWED", 0)  # filtered queries by hnswlib's filter unless exact
+    monkeypatch.setattr(filtered, "EXACT_PRODUCT", 0)
+    idx, vectors = index
+    moved = vectors[40] * 0 + vectors[900]  # item 40 takes item 900's direction
+    for _ in range(3):  # changed again and again
+        idx.add_items(moved[None, :], [40])
+    assert len(idx) == 1500 and idx.ids().size == 1500 and 40 in idx.ids().tolist()
+    near_900 = idx.query(vectors[900], k=3, exact=exact)[0].tolist()
+    assert 40 in near_900 and 900 in near_900
+    assert 40 not in idx.query(vectors[40], k=5, exact=exact)[0].tolist()
+    unit = moved / np.linalg.norm(moved) if idx.space == "cosine" else moved
+    assert np.allclose(idx.get_vectors([40])[0], unit, atol=1e-5)
+    batch = idx.query(np.stack([vectors[900]] * 20), k=3, exact=exact)[0]
+    assert all(40 in row for row in batch.tolist())
+    even = filtered.search(idx, vectors[900], 3, filtered.AllowedIds(np.arange(0, 1500, 2)), exact=exact)[0].tolist()
+    assert 40 in even and all(i % 2 == 0 for i in even)
+    assert idx.mark_deleted([40]) == 1 and 40 not in idx.query(vectors[900], k=10, exact=exact)[0].tolist()
+    assert len(idx) == 1499
 
 
 def test_bad_additions_are_refused_naming_the_problem(index):
@@ -105,3 +133,19 @@ def test_a_loaded_index_with_deletions_answers_exactly(index):
     loaded.mark_deleted([0, 1])
     ids, _ = loaded.query(vectors[0], k=20, exact=True)
     assert len(ids) == 20 and not {0, 1} & set(ids.tolist())
+
+
+@pytest.mark.parametrize("exact", [False, True])
+def test_one_change_adds_updates_and_deletes_together(index, exact):
+    idx, vectors = index
+    query = vectors[11]
+    first, _ = idx.query(query, k=5, exact=exact)
+    new = np.stack([query, vectors[20] + 0.01]).astype(np.float32)
+    # 9000 is new, 20 gets a new vector; the first two neighbours go; 7777 is not held (skipped)
+    assert idx.change(new, [9000, 20], [*first[:2].tolist(), 7777]) == 2
+    ids, _ = idx.query(query, k=5, exact=exact)
+    assert 9000 in ids.tolist() and not set(first[:2].tolist()) & set(ids.tolist())
+    assert len(idx) == 1500 + 1 - 2 and idx.deleted == 2
+    assert idx.change(None, [], [9000]) == 1 and 9000 not in idx.query(query, k=5, exact=exact)[0].tolist()
+    with pytest.raises(InvalidModelData, match="dimension"):
+        idx.change(np.ones((1, 3), np.float32), [1])
