@@ -52,6 +52,10 @@ class DeltaFollower:
         self._seals = delta_seals(registry, model.name, model.version)
         self.applied = 0
         self.refused = 0
+        #: user -> :attr:`users_revision` when a delta last rewrote the user's row (similar_users patches its
+        #: copy of the users' vectors from it)
+        self.user_revisions: dict[str, int] = {}
+        self.users_revision = 0
         self._lock = threading.Lock()
         self._supported = isinstance(model.index, ItemIndex)
         model.live = self
@@ -96,6 +100,9 @@ class DeltaFollower:
             batch = Change()
             for entry in entries:
                 batch.merge(self._apply(entry.id, entry.body))
+            for user in batch.users:  # the user's mark first: a reader seeing the revision finds the user
+                self.user_revisions[user] = self.users_revision + 1
+                self.users_revision += 1
             if self._supported:
                 apply_to_model(self.model, self.catalogue, batch)
             elif batch.upserted or batch.deleted:

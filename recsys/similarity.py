@@ -13,6 +13,9 @@
 
 Both caches are keyed on what they were built from (the version; for items also the catalogue's size and
 deleted count, which deltas change), so a swapped version or a changed catalogue is rebuilt on the next call.
+Users rewritten by deltas (``CatalogueWriter.update_users``) are patched into the users' copy on the next call
+(their rows read again: the query user and every neighbour are compared by their vectors as updated; a user
+a delta created joins them).
 """
 
 from __future__ import annotations
@@ -85,11 +88,28 @@ def _top(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Users:
-    def __init__(self, ids: list[str], vectors: np.ndarray) -> None:
+    def __init__(self, ids: list[str], vectors: np.ndarray, source: str) -> None:
         self.ids = np.asarray(ids, dtype=object)
         self.pos = {u: i for i, u in enumerate(ids)}
         self.raw = np.ascontiguousarray(vectors, dtype=np.float32)
         self.unit = _normalised(self.raw)
+        self.source = source  # what a user's vector is (recsys.entities): 'user_vectors' or 'history'
+        self.history: np.ndarray | None = None  # for 'history': the centred item rows users' means are taken over
+        self.revision = 0  # the follower's users_revision patched in
+
+    def patch(self, rows: dict[str, np.ndarray]) -> None:
+        """Set the users' vectors (new users appended): arrays replaced whole, the id map last (it only grows),
+        so a reader that finds a user finds its row."""
+        raw, ids, pos = self.raw.copy(), list(self.ids), dict(self.pos)
+        new = [u for u in rows if u not in pos]
+        if new:
+            pos.update((u, len(ids) + n) for n, u in enumerate(new))
+            ids += new
+            raw = np.vstack([raw, np.zeros((len(new), raw.shape[1]), np.float32)])
+        for user, vector in rows.items():
+            raw[pos[user]] = vector
+        self.raw, self.unit, self.ids = raw, _normalised(raw), np.asarray(ids, dtype=object)
+        self.pos = pos
 
 
 class Similarity:
@@ -110,6 +130,9 @@ class Similarity:
             vectorstore errors: Redis down on the first call for this version.
         """
         table = self._user_table(registry, model)
+        live = getattr(model, "live", None)
+        if live is not None and live.users_revision > table.revision:
+            table = self._patch_users(registry, model, table, live)
         me = table.pos.get(user)
         if me is None:
             raise UnknownUser(f"user {user!r} is not in model {model.name!r} v{model.version}")
@@ -129,9 +152,42 @@ class Similarity:
             if cached is not None and cached[0] == key:
                 return cached[1]
             found = entity_vectors(registry, model.name, "users", model.version)
-            table = _Users(found.ids, found.vectors)
+            table = _Users(found.ids, found.vectors, found.source)
             self._users = (key, table)
             return table
+
+    def _patch_users(self, registry: ModelRegistry, model: Any, table: _Users, live: Any) -> _Users:
+        """``table`` with the users deltas rewrote since it was read (or last patched) patched in."""
+        with self._lock:
+            revision = live.users_revision
+            if revision <= table.revision:
+                return table
+            changed = [u for u, r in dict(live.user_revisions).items() if r > table.revision]
+            raws = registry.client.hmget(live.users_key, changed) if changed else []
+            rows: dict[str, np.ndarray] = {}
+            for user, raw in zip(changed, raws):
+                decoded = live.user_row(user, raw) if raw is not None else None
+                if decoded is not None:
+                    rows[user] = self._user_vector(registry, model, table, *decoded)
+            if rows:
+                table.patch(rows)
+            table.revision = revision
+            return table
+
+    @staticmethod
+    def _user_vector(registry: ModelRegistry, model: Any, table: _Users, vector: np.ndarray,
+                     seen: np.ndarray) -> np.ndarray:
+        """A rewritten user's vector as :func:`recsys.entities.entity_vectors` reads the published ones."""
+        if table.source != "history":
+            return vector
+        if table.history is None:  # as entity_vectors centres them: each row minus the mean row
+            meta = registry.manifest(model.name, model.version)["meta"]
+            part = meta.get("outliers", {}).get("history_vectors", "item_vectors")
+            rows = np.asarray(registry.load(model.name, model.version, parts=[part]).arrays[part], np.float32)
+            table.history = (rows - rows.mean(axis=0)).astype(np.float32)
+        items = table.history
+        seen = seen[(seen >= 0) & (seen < len(items))]  # items added by deltas have no published row
+        return items[seen].mean(axis=0) if seen.size else np.zeros(items.shape[1], np.float32)
 
     # -- items ----------------------------------------------------------------------------------------
     def items_cosine(self, model: Any, pos: int, k: int,

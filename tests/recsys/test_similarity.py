@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import InvalidRequest, UnknownItem, UnknownUser
+from recsys import CatalogueWriter, InvalidRequest, UnknownItem, UnknownUser
 from recsys.client import RecommendationClient
 from recsys.interactions import Interactions
 from recsys.models import GraphEmbeddings
@@ -83,3 +85,31 @@ def test_cosine_finds_the_neighbours_that_popularity_hides_from_the_inner_produc
     cluster = {f"i{j}" for j in range(1, per)}
     assert sum(i in cluster for i in by_ip.items) <= 1
     assert set(by_cos.items) == cluster
+
+
+def test_similar_users_sees_users_updated_by_deltas(published, settings):
+    """u0 (community 0) takes in many items of community 1: as the query user its neighbours become community
+    1's, and as a neighbour it is scored by its new vector (the two directions agree)."""
+    with RecommendationClient(model=published.model, settings=settings, refresh_interval=0) as client:
+        before = client.similar_users("u0", k=10)
+        assert np.mean([int(v[1:]) % 3 == 0 for v in before.users]) > 0.5
+        CatalogueWriter(published.model, settings=settings).update_users(
+            {"u0": [f"i{j}" for j in range(1, 60, 3)], "newcomer": [f"i{j}" for j in range(2, 60, 3)]})
+        deadline = time.monotonic() + 5  # the client applies the delta when it hears the writer's notice
+        while True:
+            try:
+                client.similar_users("newcomer", k=1)
+                break
+            except UnknownUser:
+                assert time.monotonic() < deadline, "the user delta never reached similar_users"
+                time.sleep(0.02)
+        after = client.similar_users("u0", k=10)
+        assert np.mean([int(v[1:]) % 3 == 1 for v in after.users if v != "newcomer"]) > 0.5
+        everyone = client.similar_users("u4", k=5000)  # u4 is of community 1: u0 is now near it
+        score = dict(zip(everyone.users, everyone.scores.tolist()))
+        mine = client.similar_users("u0", k=5000)
+        back = dict(zip(mine.users, mine.scores.tolist()))
+        assert score["u0"] == pytest.approx(back["u4"], abs=1e-5)
+        assert "newcomer" in score
+        near_new = client.similar_users("newcomer", k=10).users
+        assert np.mean([int(v[1:]) % 3 == 2 for v in near_new if v[0] == "u" and v != "u0"]) > 0.5
