@@ -22,6 +22,7 @@ from .exceptions import (
     TrainingError,
     UnknownItem,
     UnknownUser,
+    UnsupportedDelta,
     VersionGone,
 )
 from .interactions import Interactions
@@ -53,6 +54,7 @@ __all__ = [
     "Recommendations",
     "CatalogueWriter",
     "InvalidDelta",
+    "UnsupportedDelta",
     "SimilarUsers",
 ]
 

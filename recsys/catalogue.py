@@ -8,6 +8,10 @@
     writer.update_users({"u1": ["sku-9", "sku-4"]})     # vector folded in, seen items extended
     writer.update_metadata({"sku-9": {"in_stock": False}})
 
+A version whose items are a Milvus collection (``index_backend="milvus"``) takes user updates only: item
+upserts, deletions and field updates raise :class:`~recsys.exceptions.UnsupportedDelta` (its searches run in
+Milvus, which these deltas do not change).
+
 Each call checks its input against the version as its log leaves it, then appends one entry to the log
 and notifies clients in one Redis script (:mod:`recsys.deltas` has the format). A write with a ``token``
 that was already written returns the first write's receipt (Celery redeliveries write once). A write aimed
@@ -55,7 +59,7 @@ from .deltas import (
     read_log,
     sign_body,
 )
-from .exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
+from .exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser, UnsupportedDelta
 from .recommendations import check_id
 
 __all__ = ["CatalogueWriter", "DeltaReceipt"]
@@ -105,6 +109,7 @@ class _Version:
     tokens: str
     users: str
     cosine: bool  # scoring vectors (items' and users') are stored L2-normalised
+    milvus: bool  # its items are a Milvus collection: item deltas are refused (UnsupportedDelta)
     seals: tuple[RowSeal, RowSeal, RowSeal, RowSeal]  # log entries, rewritten users, published vectors, seen
 
     def scoring(self, vector: Any) -> np.ndarray:
@@ -159,7 +164,7 @@ class CatalogueWriter:
         vectors, seen = (self.registry.row_seal(self.name, number, table, manifest=manifest)
                          for table in ("user_vectors", "seen"))
         return _Version(number, catalogue, stream, tokens, users, cosine=manifest["meta"].get("space") == "cosine",
-                        seals=(entries, rewritten, vectors, seen))
+                        milvus=bool(manifest["meta"].get("milvus")), seals=(entries, rewritten, vectors, seen))
 
     def _current(self, refresh: bool = True) -> _Version:
         """The version written to, its catalogue caught up with its log (``refresh=False``: as last seen; the
@@ -195,6 +200,10 @@ class CatalogueWriter:
             done = _answered(self.registry.client.hget, state.tokens, token) if token else None
             if done is not None:  # written before (a redelivered job): checking it again could only fail
                 return DeltaReceipt(self.name, state.version, done.decode(), op, 0, duplicate=True)
+            if state.milvus and op != "update_users":
+                raise UnsupportedDelta(f"{op}: model {self.name!r} v{state.version} keeps its items in a Milvus "
+                                       "collection, which deltas do not change yet; nothing was written (user "
+                                       "updates are taken; item changes wait for the next training)")
             try:
                 payload, count, rows = build(state)
             except (UnknownItem, UnknownUser):

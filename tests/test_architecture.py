@@ -29,7 +29,7 @@ PUBLIC = {
                "InvalidParameter", "InvalidRequest", "LightGCN", "ModelUnavailable", "Node2Vec", "ProgressCallback",
                "RecommendationClient", "Recommendations", "RecsysError", "SimilarUsers",
                "CatalogueWriter", "InvalidDelta", "TrainingError", "UnknownItem",
-               "UnknownUser", "VersionGone", "make_model", "ranking_metrics", "top_k"],
+               "UnknownUser", "UnsupportedDelta", "VersionGone", "make_model", "ranking_metrics", "top_k"],
     "anomaly": ["AnomalyError", "DEFAULT_EMBEDDING", "DetectResult", "EMBEDDINGS", "Embedder", "InvalidParameter",
                 "InvalidSeries", "KnnDetector", "NotFitted", "PaaContext", "RawWindow", "ReadOptions",
                 "RecurrentEmbedder", "Scored", "Series", "SeriesTooShort", "StreamScorer", "THRESHOLD",

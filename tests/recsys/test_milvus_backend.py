@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("pymilvus", reason="the milvus extra is not installed (pip install -e .[milvus])")
 
-from recsys import ModelUnavailable, RecommendationClient  # noqa: E402
+from recsys import CatalogueWriter, ModelUnavailable, RecommendationClient, UnsupportedDelta  # noqa: E402
 from recsys.exceptions import InvalidFilter  # noqa: E402
 from recsys.training import train_and_publish  # noqa: E402
 from vectorstore import ConfigurationError, MilvusUnavailable, ModelRegistry  # noqa: E402
@@ -90,6 +90,16 @@ def test_a_milvus_version_serves_filtered_recommendations_with_output_fields(com
         # An unknown user gets the most popular items that pass the filter (Milvus evaluates it).
         popular = client.recommend("nobody", k=3, filter="community == 1", fields=["community"])
         assert popular.source == "popularity" and popular.fields["community"] == [1] * 3
+        # Item deltas are refused with a typed error (Milvus would still return the items); user updates go.
+        writer = CatalogueWriter(model_name, settings=milvus_settings)
+        for write in (lambda: writer.delete_items([recs.items[0]]),
+                      lambda: writer.upsert_items([{"id": "new", "vector": items[0]}]),
+                      lambda: writer.update_metadata({"i0": {"community": 2}})):
+            with pytest.raises(UnsupportedDelta, match="Milvus collection"):
+                write()
+        assert not registry.client.exists(registry.derived_key(model_name, version, "deltas", register=False))
+        assert writer.update_users({user: ["i0"]}).count == 1
+        assert recs.items[0] in client.recommend(user, k=5, filter="community == 2").items
 
 
 def test_the_alias_follows_activation_rollback_and_deletion(communities, model_name, milvus_settings):
