@@ -21,6 +21,7 @@ only: the service's scoring (``workers``) feeds it.
 from .delivery import Deliverer, DeliveryStats, backoff_delay
 from .exceptions import (
     AlertError,
+    CorruptRecord,
     DeadLetterNotFound,
     DeliveryError,
     HookDisabled,
@@ -47,8 +48,8 @@ from .shared import SharedHook, add_hook, remove_hook, shared_hooks
 from .webhook import WebhookHook, alertmanager_body, sign, verify_signature
 
 __all__ = [
-    "AlertError", "AlertSettings", "InvalidAlertSetting", "get_alert_settings", "CallableHook", "CeleryTaskHook",
-    "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
+    "AlertError", "AlertSettings", "CorruptRecord", "InvalidAlertSetting", "get_alert_settings", "CallableHook",
+    "CeleryTaskHook", "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
     "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "HookNotFound", "Incident",
     "IncidentPolicy", "JsonLinesHook", "Notification", "SharedHook", "WebhookHook", "add_hook",
     "alertmanager_body", "backoff_delay", "dead_letters", "disabled_hooks", "enable_hook", "forget", "observe",

@@ -8,7 +8,8 @@
     │   └── DeliveryError       permanent failure (a 4xx, a bad payload): dead-lettered, not retried
     │       └── HookDisabled    the endpoint is gone (HTTP 410): the hook is disabled until re-enabled
     ├── DeadLetterNotFound      ``retry`` was given a dead-letter id that does not exist
-    └── HookNotFound            no hook of that name is registered in Redis
+    ├── HookNotFound            no hook of that name is registered in Redis
+    └── CorruptRecord           a record read from Redis (outbox entry, incident, hook) holds garbage
 
 Every class also derives from the matching builtin (``ValueError``, ``RuntimeError``, ``LookupError``).
 """
@@ -16,7 +17,7 @@ Every class also derives from the matching builtin (``ValueError``, ``RuntimeErr
 from __future__ import annotations
 
 __all__ = ["AlertError", "InvalidAlertSetting", "HookError", "DeliveryError", "HookDisabled", "DeadLetterNotFound",
-           "HookNotFound"]
+           "HookNotFound", "CorruptRecord"]
 
 
 class AlertError(Exception):
@@ -57,3 +58,9 @@ class DeadLetterNotFound(AlertError, LookupError):
 
 class HookNotFound(AlertError, LookupError):
     """No hook of that name is registered in Redis (``ea alerts hooks`` lists them)."""
+
+
+class CorruptRecord(AlertError, ValueError):
+    """A record read from Redis (an outbox entry, an incident or its state, a hook) is not what this package
+    writes: a field is missing or of the wrong type. The message names the record and the field, never the
+    content. Consumers skip or dead-letter such a record and go on."""

@@ -23,7 +23,7 @@ from typing import Any
 from .detect import DetectResult, detect_file
 from .detector import DEFAULT_EMBEDDING, EMBEDDINGS, KnnDetector
 from .embedders import Embedder, PaaContext, RawWindow, RecurrentEmbedder
-from .exceptions import AnomalyError, InvalidParameter, InvalidSeries, NotFitted, SeriesTooShort
+from .exceptions import AnomalyError, CorruptState, InvalidParameter, InvalidSeries, NotFitted, SeriesTooShort
 from .outliers import knn_outliers
 from .rules import THRESHOLD
 from .series import ReadOptions, Series, read_one_series, read_series
@@ -35,6 +35,7 @@ __all__ = [
     "EMBEDDINGS",
     "THRESHOLD",
     "AnomalyError",
+    "CorruptState",
     "DetectResult",
     "Embedder",
     "InvalidParameter",

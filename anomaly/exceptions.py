@@ -6,7 +6,8 @@
     ├── InvalidSeries           input series unreadable (no such column, no value at all, unparseable times)
     │   └── SeriesTooShort      fewer rows than the model needs (the message names the minimum)
     ├── InvalidParameter        a constructor or function argument has a value that cannot work
-    └── NotFitted               a detector or encoder used before ``fit`` (or loaded from bad parts)
+    ├── NotFitted               a detector or encoder used before ``fit`` (or loaded from bad parts)
+    └── CorruptState            a series' stream state in Redis holds garbage (names the key and the field)
 
 Every class also derives from the matching builtin (``ValueError``, ``RuntimeError``) so callers that
 do not know this package can still catch them.
@@ -14,7 +15,7 @@ do not know this package can still catch them.
 
 from __future__ import annotations
 
-__all__ = ["AnomalyError", "InvalidSeries", "SeriesTooShort", "InvalidParameter", "NotFitted"]
+__all__ = ["AnomalyError", "InvalidSeries", "SeriesTooShort", "InvalidParameter", "NotFitted", "CorruptState"]
 
 
 class AnomalyError(Exception):
@@ -35,3 +36,8 @@ class InvalidParameter(AnomalyError, ValueError):
 
 class NotFitted(AnomalyError, RuntimeError):
     """The model was used before it was fitted."""
+
+
+class CorruptState(AnomalyError, ValueError):
+    """A series' stream state read from Redis is not what :meth:`StreamScorer.to_state` writes (a field is
+    missing, truncated or not of its type). The message names the key and the field, never the content."""

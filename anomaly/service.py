@@ -42,7 +42,7 @@ from vectorstore import ModelRegistry, Settings, get_settings
 from ._timestamps import NAT as _NAT
 from ._timestamps import iso_utc, read_utc_ns
 from .detector import DEFAULT_EMBEDDING, KnnDetector
-from .exceptions import InvalidParameter, InvalidSeries, NotFitted
+from .exceptions import CorruptState, InvalidParameter, InvalidSeries, NotFitted
 from .series import ReadOptions, read_one_series
 from .stream import StreamScorer
 
@@ -240,21 +240,54 @@ def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, versio
     live_key = (registry.settings.key_prefix, name, series_id)
     with _cache_lock:
         live = _live.get(live_key)
-    if live and token is not None and live[0] == version and live[1] == bytes(token).decode():
+    if live and token is not None and live[0] == version and live[1] == bytes(token).decode(errors="replace"):
         return live[2]
     training = series_id == getattr(detector, "series_id", None)
     if token is None:
         return detector.continuation() if training else detector.new_stream()
-    raw: dict[bytes, bytes] = registry.client.hgetall(key)
-    meta = json.loads(raw[b"meta"])
-    arrays = {name.decode(): data for name, data in raw.items() if name not in (b"meta", b"token")}
-    same_version = int(meta.get("version", 0)) == version
     try:
-        return detector.resume(meta, arrays, continuation=training and same_version)
+        meta, arrays = _read_state(registry.client.hgetall(key))
+        return detector.resume(meta, arrays, continuation=training and meta.get("version", 0) == version)
+    except CorruptState as exc:
+        # Refusing the series' batches would leave it unscored until someone resets it by hand; the state is
+        # what the stream learned, so losing it costs a warm-up (the training series continues right after
+        # its prefix), not data. Loud, so that whoever can write garbage into Redis is noticed.
+        log.error("stream state of series %r of %s at %s is corrupt (%s): the series restarts from the "
+                  "detector's training state", series_id, name, key, exc)
     except InvalidParameter:
         log.warning("stream state of %r does not fit %s v%d (another layout): the series starts a new stream",
                     series_id, name, version)
-        return detector.new_stream()
+    return detector.continuation() if training else detector.new_stream()
+
+
+def _read_state(raw: dict[bytes, bytes]) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """``(meta, arrays)`` of a state hash as :func:`score_points` writes it.
+
+    Raises:
+        CorruptState: the hash lacks a field, ``meta`` is not a JSON object with an int ``version``, or an
+            array's byte length is not a whole number of its items (names the field, never its content).
+    """
+    if b"meta" not in raw:
+        raise CorruptState("field 'meta' is missing")
+    try:
+        meta = json.loads(raw[b"meta"])
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
+        raise CorruptState("field 'meta' is not JSON") from None
+    if not isinstance(meta, dict) or type(meta.get("version", 0)) is not int:
+        raise CorruptState("field 'meta' is not a JSON object with an integer version")
+    arrays: dict[str, bytes] = {}
+    for field, data in raw.items():
+        if field in (b"meta", b"token"):
+            continue
+        name = field.decode("ascii", errors="replace")[:40]
+        size = 1 if name == "missing" else 8
+        if len(data) % size:
+            raise CorruptState(f"field {name!r} holds {len(data)} bytes, not whole {size}-byte items")
+        arrays[name] = data
+    for name in ("values", "missing", "times"):
+        if name not in arrays:
+            raise CorruptState(f"field {name!r} is missing")
+    return meta, arrays
 
 
 def _remember(settings: Settings, name: str, series_id: str, version: int, token: str, scorer: StreamScorer) -> None:

@@ -18,13 +18,14 @@ outage never alerts by itself.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from .calibration import TailCalibrator
-from .exceptions import InvalidParameter, InvalidSeries
+from .exceptions import CorruptState, InvalidParameter, InvalidSeries
 from .explain import explain_row
 from .reference import Reference
 from .rules import THRESHOLD, AlertRule, ValueRange, channel_score
@@ -239,32 +240,55 @@ class StreamScorer:
         the values are read back and every channel's recent windows rebuilt from them.
 
         Raises:
-            InvalidParameter: the parts do not fit together.
+            InvalidParameter: the parts were written for another layout (another number of channels).
+            CorruptState: a part is missing, truncated or not of its type (the message names it, never
+                its content).
         """
+        cals = meta.get("calibrators") if isinstance(meta, dict) else None
+        if not isinstance(cals, list) or not all(isinstance(st, dict) for st in cals):
+            raise CorruptState("stream state part 'meta.calibrators' is missing or not a list of objects")
+        if len(cals) != len(self.calibrators):
+            raise InvalidParameter(f"stream state has {len(cals)} calibrations for {len(self.calibrators)} channels")
+        part = "values"
         try:
             self.values = np.frombuffer(arrays["values"], "<f8").astype(np.float64)
+            part = "missing"
             self.missing = np.frombuffer(arrays["missing"], "u1").astype(bool)
+            part = "times"
             self.times = np.frombuffer(arrays["times"], "<i8").astype(np.int64)
-            self.position, self.start_row = int(meta["position"]), int(meta["start_row"])
-            self.recent_from = int(meta["recent_from"])
+            part = "meta.position"
+            self.position, self.start_row = _count(meta["position"]), _count(meta["start_row"])
+            part = "meta.recent_from"
+            self.recent_from = _count(meta["recent_from"])
+            part = "meta.last_score"
             self.last_score = float(meta.get("last_score", 0.0))
             for c, (cal, st) in enumerate(zip(self.calibrators, meta["calibrators"], strict=True)):
+                part = f"cal{c}"
                 if st.get("arrays"):
                     cal.load_parts(st, {name: arrays[f"cal{c}_{name}"] for name in ("recent", "readings", "screened")})
                 else:  # a state saved before the arrays left the JSON part
                     cal.load_state(st)
+                if cal.fit is not None and not (len(cal.fit) == 3 and all(math.isfinite(x) for x in cal.fit)):
+                    raise ValueError("fit")
+            part = "meta.value_range"
             vr = meta["value_range"]
             self.value_range.low = np.nan if vr["low"] is None else float(vr["low"])
             self.value_range.high = np.nan if vr["high"] is None else float(vr["high"])
-            self.value_range.seen = int(vr["seen"])
+            self.value_range.seen = _count(vr["seen"])
+            part = "meta.rule"
             rule = meta["rule"]
-            self.rule.armed_from, self.rule.last_alert = int(rule["armed_from"]), rule["last_alert"]
-            self.rule.calm = [None if c is None else int(c) for c in rule["calm"]]
+            last = rule["last_alert"]
+            self.rule.armed_from = _count(rule["armed_from"])
+            self.rule.last_alert = None if last is None else _count(last)
+            self.rule.calm = [None if c is None else _count(c) for c in rule["calm"]]
             self.rule.open = bool(rule.get("open", False))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidParameter(f"stream state does not fit this detector: {exc}") from None
-        if not (self.values.size == self.missing.size == self.times.size):
-            raise InvalidParameter("stream state arrays have different lengths")
+            part = "values"
+            if not (self.values.size == self.missing.size == self.times.size) or self.values.size > self.position:
+                raise ValueError("lengths")
+            if np.isinf(self.values).any() or (np.diff(self.times) < 0).any():
+                raise ValueError("content")
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError):
+            raise CorruptState(f"stream state part {part!r} is missing, truncated or not of its type") from None
         self._relearn()
         return self
 
@@ -348,6 +372,13 @@ def _rising(score: np.ndarray, before: float) -> np.ndarray:
     """Rows where the score reaches the threshold from below."""
     prev = np.concatenate([[before], score[:-1]])
     return (score >= THRESHOLD) & (prev < THRESHOLD)
+
+
+def _count(value: Any) -> int:
+    """A row number or count read back from a state: a non-negative int (a bool or float is garbage)."""
+    if type(value) is not int or value < 0:
+        raise ValueError("not a count")
+    return value
 
 
 def _json_float(x: float) -> float | None:
