@@ -212,9 +212,16 @@ def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) ->
         # Popular items without the deleted, new ones after the rest (their popularity is what deltas gave
         # them; the order by it is refreshed by the next training): O(items), no sort.
         order = model.popular
-        fresh = live[~np.isin(live, order, kind="table")] if live.size else live
-        order = np.concatenate([order, fresh]) if fresh.size else order
-        model.popular = order[~np.isin(order, gone, kind="table")] if gone.size else order
+        if live.size:
+            listed = np.zeros(max(int(live.max()) + 1, 1), bool)  # which of the batch's ids the order holds
+            listed[order[order < listed.size]] = True
+            fresh = live[~listed[live]]
+            order = np.concatenate([order, fresh]) if fresh.size else order
+        if gone.size:
+            dropped = np.zeros(max(int(order.max()) + 1, 1) if order.size else 1, bool)
+            dropped[gone[gone < dropped.size]] = True
+            order = order[~dropped[order]]
+        model.popular = order
 
 
 def _borrow_similar(model: ServingModel, index: ItemIndex, similar: ItemIndex, catalogue: Catalogue,

@@ -38,6 +38,8 @@ from .exceptions import InvalidModelData
 
 __all__ = ["ALIAS_BASE", "add_items", "change", "mark_deleted"]
 
+#: the largest id span an exclusion table is made for (ItemIndex._label_span)
+SPAN_LIMIT = 262_144
 #: labels of fresh nodes for ids whose vector changed start here (ids stay below it)
 ALIAS_BASE = 1 << 40
 
@@ -51,7 +53,7 @@ def _labels(ids: Any, n: int | None = None) -> np.ndarray:
                                f"{labels.shape} dtype {labels.dtype}")
     if labels.size and labels.min() < 0:
         raise InvalidModelData(f"ids must be >= 0, got {int(labels.min())}")
-    if np.unique(labels).size != labels.size:
+    if labels.size > 1 and np.unique(labels).size != labels.size:
         raise InvalidModelData("ids must be unique")
     return labels.astype(np.int64)
 
@@ -88,7 +90,9 @@ def change(index: Any, arr: np.ndarray, ids: Any, exact_rows: np.ndarray, delete
             index._deleted.difference_update(labels.tolist())
             index.params["count"] = int(hnsw.element_count)
             _update_exact(index, labels, exact_rows)
-            index._span = False
+            if isinstance(index._span, int) and not isinstance(index._span, bool):  # grown in place: no id scan
+                top = max(index._span, int(labels.max()) + 1)
+                index._span = top if top <= SPAN_LIMIT else None
             index._dead = None
         done = _delete(index, gone)[0] if gone.size else 0
     return done

@@ -12,7 +12,7 @@ from typing import Any
 import hnswlib
 import numpy as np
 
-from ._mutation import ALIAS_BASE, add_items, change, mark_deleted
+from ._mutation import ALIAS_BASE, SPAN_LIMIT, add_items, change, mark_deleted
 from ._rwlock import ReadWriteLock
 from ._search import exclusions, top_k_columns
 from .exceptions import IntegrityError, InvalidModelData
@@ -266,7 +266,7 @@ class ItemIndex:
         """``max id + 1`` when the ids fit a small boolean table (exclusion filtering), else ``None``."""
         if self._span is False:
             top = int(self._all_ids().max()) + 1 if len(self) else 0
-            self._span = top if top <= 262_144 else None
+            self._span = top if top <= SPAN_LIMIT else None
         return self._span
 
     def _exact_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
