@@ -37,7 +37,8 @@ import redis
 from vectorstore.connection import UNAVAILABLE_ERRORS, connect
 from vectorstore.settings import Settings, get_settings
 
-from .exceptions import AlertError, DeliveryError, HookDisabled, HookError
+from ._records import parse_json
+from .exceptions import AlertError, CorruptRecord, DeliveryError, HookDisabled, HookError
 from .hooks import Hook
 from .incidents import Notification
 from .keys import GROUP, AlertKeys
@@ -183,7 +184,7 @@ class Deliverer:
             self._refresh_hooks()  # a hook added while this consumer waited gets what it read
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
-                self._handle(entry_id, fields)
+                self._handle_safely(entry_id, fields)
                 handled += 1
         return handled
 
@@ -223,7 +224,7 @@ class Deliverer:
                     continue
                 log.warning("alert consumer %s re-claimed %s", self.consumer, _s(entry_id))
                 self.stats.reclaimed += 1
-                self._handle(entry_id, fields)
+                self._handle_safely(entry_id, fields)
                 handled += 1
             if start in (b"0-0", "0-0") or not entries:
                 return handled
@@ -237,19 +238,32 @@ class Deliverer:
             if not found:  # finished meanwhile (or requeued elsewhere): nothing left to do
                 self.client.zrem(self.keys.retry, entry_id)
                 continue
-            self._handle(entry_id, found[0][1])
+            self._handle_safely(entry_id, found[0][1])
         return len(due)
 
     # --- one entry ------------------------------------------------------------------------------------
 
+    def _handle_safely(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
+        """:meth:`_handle`, but an entry that breaks it (garbage in a record it reads) is dead-lettered with
+        the reason, so that one entry never stops the consumer; Redis being away still propagates."""
+        try:
+            self._handle(entry_id, fields)
+        except UNAVAILABLE_ERRORS:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, redis.ResponseError) as exc:
+            reason = str(exc) if isinstance(exc, CorruptRecord) else f"{type(exc).__name__} while delivering"
+            log.error("alert outbox entry %s could not be handled (%s): moved to dead letters", _s(entry_id), reason)
+            self._finish(entry_id, dead=[("*", fields.get(b"n", b""), f"malformed: {reason}", 0)])
+
     def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
             note = Notification.from_json(fields[b"n"])
-        except (KeyError, ValueError, TypeError) as exc:
-            log.error("alert outbox entry %s is malformed (%s): moved to dead letters", _s(entry_id), exc)
-            self._finish(entry_id, dead=[("*", fields.get(b"n", b""), f"malformed: {exc}", 0)])
+            only = _only_hooks(fields)
+        except (KeyError, CorruptRecord) as exc:
+            reason = str(exc) if isinstance(exc, CorruptRecord) else "field 'n' is missing"
+            log.error("alert outbox entry %s is malformed (%s): moved to dead letters", _s(entry_id), reason)
+            self._finish(entry_id, dead=[("*", fields.get(b"n", b""), f"malformed: {reason}", 0)])
             return
-        only = set(json.loads(fields[b"hooks"])) if b"hooks" in fields else None
         targets = [h for h in self.hooks if only is None or h.name in only]
         record_key = self.keys.delivery(note.id)
         pipe = self.client.pipeline(transaction=False)
@@ -272,7 +286,7 @@ class Deliverer:
         finished = False
         for i, hook in enumerate(todo):
             if hook.name in disabled:
-                self._dead(entry_id, note, hook, f"hook {hook.name} is disabled", int(record.get(f"{hook.name}#n", 0)))
+                self._dead(entry_id, note, hook, f"hook {hook.name} is disabled", _attempts(record, hook.name))
                 continue
             try:
                 hook.deliver(note)
@@ -281,12 +295,12 @@ class Deliverer:
                 self.client.hset(self.keys.disabled, hook.name,
                                  json.dumps({"reason": str(exc), "at": time.time(), "status": exc.status}))
                 disabled.add(hook.name)
-                self._dead(entry_id, note, hook, str(exc), int(record.get(f"{hook.name}#n", 0)) + 1)
+                self._dead(entry_id, note, hook, str(exc), _attempts(record, hook.name) + 1)
             except DeliveryError as exc:
                 log.warning("alert %s to %s failed for good: %s", note.id, hook.name, exc)
-                self._dead(entry_id, note, hook, str(exc), int(record.get(f"{hook.name}#n", 0)) + 1)
+                self._dead(entry_id, note, hook, str(exc), _attempts(record, hook.name) + 1)
             except Exception as exc:  # HookError, or a hook that broke its contract: retry
-                attempts = self.client.hincrby(record_key, f"{hook.name}#n", 1)
+                attempts = self._count_attempt(record_key, hook.name, _attempts(record, hook.name))
                 self.client.expire(record_key, RECORD_TTL)
                 reason = str(exc) if isinstance(exc, HookError) else f"{type(exc).__name__}: {exc}"
                 if attempts >= self.max_attempts:
@@ -311,6 +325,16 @@ class Deliverer:
             pipe.execute()
         elif not finished:
             self._finish(entry_id)
+
+    def _count_attempt(self, record_key: str, hook: str, before: int) -> int:
+        """Count one more failed attempt of ``hook`` in the delivery record; a count that holds garbage is
+        replaced (HINCRBY refuses it) by the attempts known to this consumer plus one."""
+        try:
+            return int(self.client.hincrby(record_key, f"{hook}#n", 1))
+        except redis.ResponseError:
+            log.warning("delivery record %s: attempts of %s held garbage; counted again", record_key, hook)
+            self.client.hset(record_key, f"{hook}#n", before + 1)
+            return before + 1
 
     def _ok(self, note: Notification, hook: Hook, finish: bytes | None = None) -> None:
         pipe = self.client.pipeline(transaction=True)
@@ -373,7 +397,27 @@ def ensure_group(client: redis.Redis, keys: AlertKeys) -> None:
 
 
 def _s(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
+def _only_hooks(fields: dict[bytes, bytes]) -> set[str] | None:
+    """The hooks an entry is for (a requeued dead letter: its one hook), or None for all of them.
+
+    Raises:
+        CorruptRecord: field ``hooks`` is not a JSON list of names.
+    """
+    if b"hooks" not in fields:
+        return None
+    names = parse_json(fields[b"hooks"], "outbox field 'hooks'")
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CorruptRecord("outbox field 'hooks' is not a list of hook names")
+    return set(names)
+
+
+def _attempts(record: dict[str, str], hook: str) -> int:
+    """Failed attempts of ``hook`` in a delivery record (garbage counts as none)."""
+    value = record.get(f"{hook}#n", "0")
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else 0
 
 
 def _b(value: bytes | str) -> bytes:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -37,9 +38,12 @@ import redis
 from vectorstore.connection import connect
 from vectorstore.settings import Settings, get_settings
 
-from .exceptions import InvalidAlertSetting
+from ._records import check_notification, check_state, parse_json
+from .exceptions import CorruptRecord, InvalidAlertSetting
 from .keys import AlertKeys
 from .settings import AlertSettings, get_alert_settings
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Incident", "IncidentPolicy", "Notification", "forget", "observe", "open_incidents"]
 
@@ -146,11 +150,22 @@ class Notification:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Notification:
+        """The notification of :meth:`to_dict` output.
+
+        Raises:
+            CorruptRecord: a field is missing or of the wrong type (the message names it).
+        """
+        check_notification(data)
         return cls(data["id"], data["state"], Incident.from_dict(data["incident"]), float(data["created_at_ts"]))
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Notification:
-        return cls.from_dict(json.loads(raw))
+        """The notification of :meth:`to_json` output.
+
+        Raises:
+            CorruptRecord: not JSON, or a field is missing or of the wrong type.
+        """
+        return cls.from_dict(parse_json(raw, "notification"))
 
 
 def observe(
@@ -216,7 +231,7 @@ def observe(
             try:
                 pipe.watch(state_key)
                 raw = pipe.get(state_key)
-                state = json.loads(raw) if raw else {}
+                state = _read_state(raw, state_key)
                 new_state, changes = _advance(state, points, threshold, policy, context)
                 now = time.time()
                 notes = [Notification(f"{inc['id']}:{st}", st, Incident.from_dict(inc), now) for st, inc in changes]
@@ -242,8 +257,8 @@ def open_incidents(
     """Incidents currently firing, optionally only those of one group, oldest first."""
     settings = settings or get_settings()
     client = client or connect(settings)
-    raw = client.hvals(AlertKeys(settings.key_prefix).open)
-    found = [Notification.from_json(r).incident for r in raw]
+    raw = client.hgetall(AlertKeys(settings.key_prefix).open)
+    found = [note.incident for note in _readable(raw).values()]
     if group_key is not None:
         found = [i for i in found if i.group_key == group_key]
     return sorted(found, key=lambda i: i.start)
@@ -256,13 +271,37 @@ def forget(key: str, *, kind: Kind = "series", settings: Settings | None = None,
     settings = settings or get_settings()
     client = client or connect(settings)
     keys = AlertKeys(settings.key_prefix)
-    firing = [iid for iid, raw in client.hgetall(keys.open).items()
-              if Notification.from_json(raw).incident.key == key and Notification.from_json(raw).incident.kind == kind]
+    firing = [iid for iid, note in _readable(client.hgetall(keys.open)).items()
+              if note.incident.key == key and note.incident.kind == kind]
     with client.pipeline(transaction=True) as pipe:
         pipe.delete(keys.state(kind, key))
         if firing:
             pipe.hdel(keys.open, *firing)
         pipe.execute()
+
+
+def _read_state(raw: bytes | None, state_key: str) -> dict[str, Any]:
+    """The incident state of a key; a corrupt one is logged and started afresh (its hysteresis is lost, not
+    the scores: refusing it would fail every later batch of the key)."""
+    if not raw:
+        return {}
+    try:
+        return check_state(parse_json(raw, f"incident state {state_key}"), state_key)
+    except CorruptRecord as exc:
+        log.error("%s: the key's incidents start afresh", exc)
+        return {}
+
+
+def _readable(raw: Mapping[bytes, bytes]) -> dict[bytes, Notification]:
+    """The firing notifications of the open-incidents hash, leaving out (with a warning) those that hold
+    garbage."""
+    found = {}
+    for iid, value in raw.items():
+        try:
+            found[iid] = Notification.from_json(value)
+        except CorruptRecord as exc:
+            log.warning("open incident %s skipped: %s", iid.decode(errors="replace")[:80], exc)
+    return found
 
 
 # --- the state machine (pure) -------------------------------------------------------------------------

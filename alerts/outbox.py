@@ -7,6 +7,8 @@ These are the functions behind ``ea alerts dead|retry|hooks|enable|status|tail|t
 from __future__ import annotations
 
 import json
+import logging
+import math
 import threading
 import time
 import uuid
@@ -20,9 +22,12 @@ import redis
 from vectorstore.connection import connect
 from vectorstore.settings import Settings, get_settings
 
-from .exceptions import DeadLetterNotFound
+from ._records import parse_json
+from .exceptions import CorruptRecord, DeadLetterNotFound
 from .incidents import Incident, Notification
 from .keys import GROUP, AlertKeys
+
+log = logging.getLogger(__name__)
 
 __all__ = ["DeadLetter", "Delivered", "dead_letters", "disabled_hooks", "enable_hook", "outbox_status",
            "requeue", "send_test", "tail"]
@@ -117,7 +122,14 @@ def send_test(key: str = "ea-test", *, settings: Settings | None = None,
 def disabled_hooks(*, settings: Settings | None = None, client: redis.Redis | None = None) -> dict[str, dict]:
     """Hooks disabled because their endpoint answered 410: name -> ``{"reason", "at", "status"}``."""
     keys, client = _ctx(settings, client)
-    return {k.decode(): json.loads(v) for k, v in client.hgetall(keys.disabled).items()}
+    found = {}
+    for k, v in client.hgetall(keys.disabled).items():
+        try:
+            mark = parse_json(v, "disabled-hook mark")
+            found[_text(k)] = mark if isinstance(mark, dict) else {"reason": "unreadable mark"}
+        except CorruptRecord:
+            found[_text(k)] = {"reason": "unreadable mark"}  # still disabled: HDEL via enable_hook clears it
+    return found
 
 
 def enable_hook(name: str, *, settings: Settings | None = None, client: redis.Redis | None = None) -> bool:
@@ -151,25 +163,48 @@ def tail(*, last: int = 10, block: float = 1.0, stop: threading.Event | None = N
     recent = client.xrevrange(keys.delivered, count=max(1, last))
     start = recent[0][0] if recent else b"0-0"
     for entry_id, fields in reversed(recent[:last]):
-        yield _delivered(entry_id, fields)
+        if (done := _delivered(entry_id, fields)) is not None:
+            yield done
     while stop is None or not stop.is_set():
         reply = client.xread({keys.delivered: start}, block=int(block * 1000), count=100)
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
                 start = entry_id
-                yield _delivered(entry_id, fields)
+                if (done := _delivered(entry_id, fields)) is not None:
+                    yield done
 
 
 def _dead(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
-    raw = fields.get(b"n", b"").decode()
+    """A dead letter as listed; its fields are read leniently (a dead letter is kept to be looked at, garbage
+    and all: a notification that cannot be read is None, a count or time that cannot be read is 0)."""
+    raw = fields.get(b"n", b"").decode(errors="replace")
     try:
         note: Notification | None = Notification.from_json(raw)
-    except (ValueError, KeyError, TypeError):
+    except CorruptRecord:
         note = None
-    return DeadLetter(entry_id.decode(), fields.get(b"hook", b"*").decode(), fields.get(b"error", b"").decode(),
-                      int(fields.get(b"attempts", 0)), float(fields.get(b"at", time.time())), note, raw)
+    return DeadLetter(entry_id.decode(), _text(fields.get(b"hook", b"*")), _text(fields.get(b"error", b"")),
+                      int(_number(fields.get(b"attempts"))), _number(fields.get(b"at")), note, raw)
 
 
-def _delivered(entry_id: bytes, fields: dict[bytes, bytes]) -> Delivered:
-    return Delivered(entry_id.decode(), fields[b"hook"].decode(), float(fields[b"at"]),
-                     Notification.from_json(fields[b"n"]))
+def _delivered(entry_id: bytes, fields: dict[bytes, bytes]) -> Delivered | None:
+    """A delivered-log entry, or None (with a warning) when it holds garbage."""
+    try:
+        return Delivered(entry_id.decode(), _text(fields[b"hook"]), _number(fields[b"at"]),
+                         Notification.from_json(fields[b"n"]))
+    except (KeyError, CorruptRecord) as exc:
+        log.warning("delivered-log entry %s skipped: %s", entry_id.decode(), exc if isinstance(exc, CorruptRecord)
+                    else "a field is missing")
+        return None
+
+
+def _text(value: bytes) -> str:
+    return value.decode(errors="replace")[:500]
+
+
+def _number(value: bytes | None) -> float:
+    """A finite number written by this package, else 0.0."""
+    try:
+        x = float(value) if value is not None else 0.0
+    except ValueError:
+        return 0.0
+    return x if math.isfinite(x) else 0.0

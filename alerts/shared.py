@@ -14,6 +14,8 @@ does).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -24,11 +26,14 @@ import redis
 from vectorstore.connection import redact_url
 from vectorstore.settings import Settings
 
-from .exceptions import HookNotFound, InvalidAlertSetting
+from ._records import parse_json
+from .exceptions import CorruptRecord, HookNotFound, InvalidAlertSetting
 from .hooks import Hook
 from .keys import AlertKeys
 from .outbox import _ctx
 from .webhook import WebhookHook
+
+log = logging.getLogger(__name__)
 
 __all__ = ["SharedHook", "add_hook", "load_shared_hooks", "remove_hook", "shared_hooks", "shared_hooks_version"]
 
@@ -94,10 +99,16 @@ def remove_hook(name: str, *, settings: Settings | None = None, client: redis.Re
 
 
 def shared_hooks(*, settings: Settings | None = None, client: redis.Redis | None = None) -> list[SharedHook]:
-    """The hooks registered in Redis, by name, secrets left out."""
+    """The hooks registered in Redis, by name, secrets left out; a record that holds garbage is left out with
+    a warning naming it (``ea alerts hooks remove NAME`` deletes it)."""
     keys, client = _ctx(settings, client)
-    raw = client.hgetall(keys.hooks)
-    return [_listed(name.decode(), json.loads(spec)) for name, spec in sorted(raw.items())]
+    listed = []
+    for name, raw in sorted(client.hgetall(keys.hooks).items()):
+        try:
+            listed.append(_listed(_hook_name(name), _spec(raw)))
+        except CorruptRecord as exc:
+            log.warning("shared alert hook %s skipped: %s", name.decode(errors="replace")[:64], exc)
+    return listed
 
 
 def shared_hooks_version(client: redis.Redis, keys: AlertKeys) -> bytes | None:
@@ -111,12 +122,35 @@ def load_shared_hooks(client: redis.Redis, keys: AlertKeys) -> dict[str, Hook]:
     hooks: dict[str, Hook] = {}
     for name, raw in client.hgetall(keys.hooks).items():
         try:
-            spec = json.loads(raw)
-            hooks[name.decode()] = WebhookHook(spec["url"], spec.get("secret"), format=spec.get("format", "native"),
-                                               name=name.decode())
-        except (ValueError, KeyError, TypeError):
-            continue
+            spec = _spec(raw)
+            hooks[_hook_name(name)] = WebhookHook(spec["url"], spec.get("secret"), format=spec.get("format", "native"),
+                                                  name=_hook_name(name))
+        except (ValueError, KeyError, TypeError) as exc:  # CorruptRecord is a ValueError
+            why = exc if isinstance(exc, CorruptRecord) else "its webhook cannot be built"
+            log.warning("shared alert hook %s skipped: %s", name.decode(errors="replace")[:64], why)
     return hooks
+
+
+def _hook_name(raw: bytes) -> str:
+    name = raw.decode(errors="replace")
+    if not _NAME.fullmatch(name):
+        raise CorruptRecord("hook name is not 1-64 letters, digits or _.:@-")
+    return name
+
+
+def _spec(raw: bytes) -> dict:
+    """A hook's spec as :func:`add_hook` writes it, or CorruptRecord naming the bad field."""
+    spec = parse_json(raw, "hook record")
+    if not isinstance(spec, dict):
+        raise CorruptRecord("hook record is not a JSON object")
+    if not isinstance(spec.get("url"), str) or spec.get("format", "native") not in ("native", "alertmanager"):
+        raise CorruptRecord("hook record: field 'url' or 'format' is missing or of the wrong type")
+    if spec.get("secret") is not None and not isinstance(spec["secret"], str):
+        raise CorruptRecord("hook record: field 'secret' is not text")
+    added = spec.get("added_at", 0.0)
+    if not isinstance(added, int | float) or isinstance(added, bool) or not math.isfinite(added):
+        raise CorruptRecord("hook record: field 'added_at' is not a finite number")
+    return spec
 
 
 def _listed(name: str, spec: dict) -> SharedHook:

@@ -8,6 +8,7 @@ Submitted jobs are also recorded in a Redis sorted set so that ``ea jobs`` can l
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ from vectorstore.connection import connect, redact_url
 from vectorstore.exceptions import RedisUnavailable
 from vectorstore.settings import Settings, get_settings
 
+from ._job_records import job_entry as _entry
+from ._job_records import progress_report as _report
 from ._progress_view import ProgressView
 from .app import app
 from .exceptions import JobFailed, JobTimeout, UnknownJob
@@ -31,6 +34,7 @@ __all__ = ["JobHandle", "JobRecord", "delete_items", "get_job", "input_path", "l
 
 _FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
 _KEEP_JOBS = 1000
+log = logging.getLogger(__name__)
 
 
 def _jobs_key(settings: Settings) -> str:
@@ -159,7 +163,10 @@ class JobHandle:
             settings = get_settings()
             self._client = client = self._client or connect(settings)
         raw = client.lrange(progress_log_key(settings.key_prefix, self.id), 0, -1)
-        return [json.loads(r) for r in raw]
+        reports = [_report(r) for r in raw]
+        if None in reports:  # garbage written into Redis: progress is informative, the rest still shows
+            log.warning("job %s: %d progress report(s) that are not reports skipped", self.id, reports.count(None))
+        return [r for r in reports if r is not None]
 
     def revoke(self) -> None:
         """Ask workers not to run (or to stop) this job."""
@@ -204,7 +211,11 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
 def _submitted(limit: int, settings: Settings) -> list[tuple[dict[str, str], float]]:
     rows: list[tuple[bytes, float]] = connect(settings).zrevrange(
         _jobs_key(settings), 0, limit - 1, withscores=True)
-    return [(json.loads(raw), float(ts)) for raw, ts in rows]
+    found = [(entry, float(ts)) for raw, ts in rows if (entry := _entry(raw)) is not None]
+    if len(found) < len(rows):
+        log.warning("%d job record(s) that are not job records skipped (in %s)", len(rows) - len(found),
+                    _jobs_key(settings))
+    return found
 
 
 def list_jobs(limit: int = 20, settings: Settings | None = None) -> list[JobRecord]:

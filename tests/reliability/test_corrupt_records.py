@@ -7,14 +7,31 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from alerts import (
+    CallableHook,
+    Deliverer,
+    IncidentPolicy,
+    add_hook,
+    dead_letters,
+    disabled_hooks,
+    forget,
+    observe,
+    open_incidents,
+    send_test,
+    tail,
+)
+from alerts.keys import AlertKeys
 from anomaly import CorruptState, StreamScorer
 from anomaly.service import score_points, train_detector
 from vectorstore import ModelRegistry
+from workers.commands.alerts import alerts_group
 
 TRAIN = 600
 STEP = 100
@@ -54,7 +71,7 @@ def _meta(redis_client, key: str) -> dict:
 GARBAGE = {
     "truncated values": lambda meta: {"values": b"\x00" * 7},
     "truncated calibration readings": lambda meta: {"cal0_readings": b"\x01\x02\x03"},
-    "meta not JSON": lambda meta: {"meta": b"\xff\xfe{garbage"},
+    "meta not JSON": lambda meta: {"meta": b"\xff\xfe{junk"},
     "meta a JSON list": lambda meta: {"meta": b"[1, 2]"},
     "meta empty object": lambda meta: {"meta": b"{}"},
     "non-numeric position": lambda meta: {"meta": json.dumps({**meta, "position": "abc"})},
@@ -81,7 +98,7 @@ def test_a_corrupt_stream_state_restarts_the_series_loudly(detector_model, setti
         out = _batch(name, series, frame, TRAIN + STEP)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and repr(series) in errors[0].getMessage() and key in errors[0].getMessage()
-    assert "garbage" not in caplog.text and "abc" not in caplog.text
+    assert "junk" not in caplog.text and "abc" not in caplog.text
     assert len(out["scores"]) == STEP and out["version"] == first["version"]
     if series == "train":  # the training series continues right after its prefix: scored from the first row
         assert out["position"] == TRAIN + STEP and not out["warming_up"]
@@ -115,3 +132,134 @@ def test_load_state_names_the_part_never_its_content(detector_model) -> None:
     with pytest.raises(CorruptState, match="'times'"):
         detector.new_stream().load_state(meta, {**arrays, "times": b"\x00" * 9})
     assert isinstance(err.value, ValueError)
+
+
+# --- alerts: outbox entries, delivery records, dead letters, incidents, hooks ------------------------------
+
+
+@pytest.fixture
+def own(settings):
+    """Settings with a key prefix of this test's own, and a client."""
+    import uuid
+
+    from vectorstore.connection import connect
+
+    s = settings.with_(key_prefix=f"{settings.key_prefix}{uuid.uuid4().hex[:8]}:")
+    client = connect(s)
+    yield s, client, AlertKeys(s.key_prefix)
+    client.close()
+
+
+def test_garbage_outbox_entries_are_dead_lettered_and_the_others_delivered(own, caplog) -> None:
+    s, c, keys = own
+    first = send_test("first", settings=s, client=c)
+    good = json.loads(send_test("model", settings=s, client=c).to_json())
+    planted = [
+        {"n": b"\xff\xfe{junk"},  # not text
+        {"n": json.dumps({"id": 5})},  # JSON, not a notification
+        {"n": json.dumps({**good, "incident": {**good["incident"], "peak_score": "junk"}})},
+        {"n": json.dumps(good), "hooks": b"\x00not json"},  # a requeued entry whose hook list is garbage
+        {"n": json.dumps(good), "hooks": "[1]"},
+        {"x": "junk"},  # no notification at all
+    ]
+    for fields in planted:
+        c.xadd(keys.outbox, fields)
+    failing = send_test("failing", settings=s, client=c)
+    c.hset(keys.delivery(failing.id), "sink#n", "junk")  # its attempt count holds garbage
+    last = send_test("last", settings=s, client=c)
+    got: list[str] = []
+
+    def sink(note) -> None:
+        if note.id == failing.id:
+            raise RuntimeError("endpoint down")
+        got.append(note.id)
+
+    with caplog.at_level(logging.WARNING):
+        Deliverer([CallableHook(sink, name="sink")], shared=False, settings=s, client=c, max_attempts=2,
+                  backoff=0.01, backoff_max=0.02, min_idle=0.3).drain(20)
+    assert got[0] == first.id and got[-1] == last.id and len(got) == 3  # first, the model's one, last
+    dead = dead_letters(settings=s, client=c)
+    malformed = [d for d in dead if d.hook == "*"]
+    assert len(malformed) == len(planted) and all(d.error.startswith("malformed: ") for d in malformed)
+    assert any("'peak_score'" in d.error for d in malformed) and any("'hooks'" in d.error for d in malformed)
+    assert [d.notification.id for d in dead if d.hook == "sink"] == [failing.id]
+    assert "junk" not in " ".join(d.error for d in dead) and "junk" not in caplog.text
+
+
+def test_garbage_dead_letters_delivered_log_and_disabled_marks_are_listed_not_raised(own) -> None:
+    s, c, keys = own
+    c.xadd(keys.dead, {"n": b"\xff\xfe", "hook": b"\xff", "attempts": "x", "at": "nan"})
+    c.xadd(keys.delivered, {"hook": "h"})  # no notification, no time
+    c.xadd(keys.delivered, {"hook": "h", "at": "1", "n": b"{junk"})
+    note = send_test(settings=s, client=c)
+    c.xadd(keys.delivered, {"hook": "h", "at": "1", "n": note.to_json()})
+    c.hset(keys.disabled, "gone", b"\xff{junk")
+    [letter] = dead_letters(settings=s, client=c)
+    assert letter.notification is None and letter.attempts == 0 and letter.at == 0.0
+    stop = threading.Event()
+    stop.set()
+    assert [d.notification.id for d in tail(last=10, stop=stop, settings=s, client=c)] == [note.id]
+    assert disabled_hooks(settings=s, client=c) == {"gone": {"reason": "unreadable mark"}}
+
+
+def test_a_garbage_incident_state_starts_the_key_afresh_and_garbage_open_incidents_are_skipped(own, caplog) -> None:
+    s, c, keys = own
+    policy = IncidentPolicy(for_points=1, clear_points=1, cooldown=0)
+    [firing] = observe("cpu", [1.0], [0.9], 0.5, policy=policy, settings=s, client=c)
+    for garbage in (b"\xff{", b"[1]", json.dumps({"last": "x"}), json.dumps({"open": {"id": "i"}})):
+        c.set(keys.state("series", "cpu"), garbage)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="alerts.incidents"):
+            notes = observe("cpu", [2.0], [0.9], 0.5, policy=policy, settings=s, client=c)
+        assert [n.state for n in notes] == ["firing"]  # the key starts afresh: a new incident
+        assert [r.levelname for r in caplog.records] == ["ERROR"] and keys.state("series", "cpu") in caplog.text
+    c.hset(keys.open, "inc_garbage", b"\xff{junk")
+    c.hset(keys.open, "inc_wrong", json.dumps({"id": "x", "state": "firing"}))
+    assert firing.incident.id in {i.id for i in open_incidents(settings=s, client=c)}
+    forget("cpu", settings=s, client=c)
+    assert open_incidents(settings=s, client=c) == []
+    assert c.hlen(keys.open) == 2  # the garbage ones are left for someone to look at
+
+
+def test_garbage_hook_records_are_skipped_in_listing_and_delivery(own, caplog) -> None:
+    s, c, keys = own
+    add_hook("good", "http://127.0.0.1:9/hook", settings=s, client=c)
+    c.hset(keys.hooks, "bad", b"\xff{junk")
+    c.hset(keys.hooks, "wrong", json.dumps({"url": 5, "secret": "junk"}))
+    c.hset(keys.hooks, "late", json.dumps({"url": "http://127.0.0.1:9/x", "added_at": "junk"}))
+    c.incr(keys.hooks_version)
+    with caplog.at_level(logging.WARNING, logger="alerts.shared"):
+        result = CliRunner().invoke(alerts_group, ["hooks"], env={"EA_KEY_PREFIX": s.key_prefix})
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith("good") and "bad" not in result.output
+        assert {h.name for h in Deliverer(settings=s, client=c, shared=True, hooks=[]).hooks} == {"good"}
+    assert all(name in caplog.text for name in ("bad", "wrong", "late")) and "junk" not in caplog.text
+
+
+# --- workers: job records ----------------------------------------------------------------------------------
+
+
+def test_garbage_job_records_and_progress_reports_are_skipped(own, caplog) -> None:
+    from workers.cli import main
+    from workers.jobs import JobHandle, get_job, list_jobs
+    from workers.tasks._progress import progress_log_key
+
+    s, c, _ = own
+    jobs_key = f"{s.key_prefix}jobs"
+    c.zadd(jobs_key, {json.dumps({"id": "job-ok-1", "task": "ea.score_series"}): 3.0, b"\xff{junk": 2.0,
+                      json.dumps({"id": 5}): 1.0, "[1]": 0.5})
+    log_key = progress_log_key(s.key_prefix, "job-ok-1")
+    c.rpush(log_key, json.dumps({"stage": "read", "done": 0, "total": 1, "at": 1.0}), b"\xff{junk",
+            json.dumps({"stage": "fit", "done": "junk", "at": 2.0}), "[]",
+            json.dumps({"stage": "publish", "done": 1, "total": 1, "at": 3.0}))
+    with caplog.at_level(logging.WARNING, logger="workers.jobs"):
+        assert [j.id for j in list_jobs(settings=s)] == ["job-ok-1"]
+        assert get_job("job-ok", settings=s).id == "job-ok-1"
+        reports = JobHandle("job-ok-1").progress_log(settings=s)
+    assert [r["stage"] for r in reports] == ["read", "publish"]
+    assert "junk" not in caplog.text
+    env = {"EA_KEY_PREFIX": s.key_prefix}
+    listed = CliRunner().invoke(main, ["jobs"], env=env)
+    assert listed.exit_code == 0 and "job-ok-1" in listed.output and "junk" not in listed.output, listed.output
+    shown = CliRunner().invoke(main, ["jobs", "job-ok-1"], env=env)
+    assert shown.exit_code == 0 and "stages: ['read', 'publish']" in shown.output, shown.output
