@@ -229,6 +229,9 @@ def main() -> None:
     ap.add_argument("--deltas-only", action="store_true", help="Only the delta-stream rows.")
     ap.add_argument("--delta-rate", type=int, default=1000, help="Deltas per second of the delta-stream rows.")
     ap.add_argument("--delta-writers", type=int, default=4, help="Writer processes sharing the delta stream.")
+    ap.add_argument("--delta-flush-ms", type=float, nargs="+", default=[50.0],
+                    help="Each writer sends the deltas of this many ms as one write per kind (0: one write each); "
+                    "one row per value.")
     a = ap.parse_args()
     settings = Settings(redis_url=a.redis_url, key_prefix=a.key_prefix, keep_versions=2)
     registry = ModelRegistry(settings)
@@ -259,8 +262,9 @@ def main() -> None:
             if not a.deltas_only:
                 filtered += filtered_rows(f"ml-1m ({a.algorithm})", client, a.queries)
             if not a.filtered_only:
-                deltas += delta_rows(f"ml-1m ({a.algorithm})", client, a.queries, rate=a.delta_rate,
-                                     writers=a.delta_writers)
+                for flush_ms in a.delta_flush_ms:
+                    deltas += delta_rows(f"ml-1m ({a.algorithm})", client, a.queries, rate=a.delta_rate,
+                                         writers=a.delta_writers, flush_ms=flush_ms)
     if not a.skip_synthetic:
         t = time.perf_counter()
         publish = synthetic_model(registry, "synthetic", a.items)
@@ -272,8 +276,9 @@ def main() -> None:
             if not a.deltas_only:
                 filtered += filtered_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries)
             if not a.filtered_only:
-                deltas += delta_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries, rate=a.delta_rate,
-                                     writers=a.delta_writers)
+                for flush_ms in a.delta_flush_ms:
+                    deltas += delta_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries, rate=a.delta_rate,
+                                         writers=a.delta_writers, flush_ms=flush_ms)
     for key in registry.client.scan_iter(f"{a.key_prefix}*"):
         registry.client.delete(key)
     headers = ["model", "items", "M", "ef", "floor p50 ms", "recommend p50 ms", "p50 ratio", "floor p99 ms",
@@ -286,8 +291,9 @@ def main() -> None:
              "unfiltered query of the same users in the same run; recall@10 against exact search over the allowed "
              "items\n\n" + table(FILTERED_HEADERS, filtered))
     text += ("\n\nA stream of deltas (recsys.CatalogueWriter in another process) while 4 threads call recommend(k=10), "
-             "against the same queries without deltas (floor) in the same run; visible = from the delta's log entry "
-             "to the client applying it\n\n" + table(DELTA_HEADERS, deltas))
+             "against the same queries without deltas (floor) in the same run; a delta is one change to one item or "
+             "user, sent in writes of what came due in the last 'flush ms' (bench/_deltas.py); "
+             "visible = from the log entry to the client applying it\n\n" + table(DELTA_HEADERS, deltas))
     print(text, flush=True)  # before the varied-norm table, which takes minutes more
     if not a.skip_varied:
         varied = (f"\n\nInner product on {a.varied_items:,} clustered 64-d items with norms 0.3-3x, 500 queries "
