@@ -109,6 +109,21 @@ def test_a_corrupt_stream_state_restarts_the_series_loudly(detector_model, setti
     assert not caplog.records
 
 
+def test_the_score_task_scores_a_series_whose_state_holds_garbage(detector_model, settings, redis_client,
+                                                                  celery_worker) -> None:
+    from workers.jobs import submit
+
+    name, frame = detector_model
+    key = _state_key(settings, name, "via-task")
+    _batch(name, "via-task", frame, TRAIN)
+    redis_client.hset(key, mapping={"values": b"\x00" * 5, "meta": b"\xff{junk", "token": "someone-else"})
+    chunk = frame.iloc[TRAIN + STEP : TRAIN + 2 * STEP]
+    out = submit("ea.score_series", name=name, series_id="via-task", timestamps=chunk.timestamp.astype(str).tolist(),
+                 values=chunk.value.tolist()).wait(timeout=60)
+    assert len(out["scores"]) == STEP
+    assert json.loads(redis_client.hget(key, "meta"))["position"] == out["position"]  # rewritten whole
+
+
 def test_a_token_that_is_not_text_does_not_break_scoring(detector_model, settings, redis_client) -> None:
     name, frame = detector_model
     key = _state_key(settings, name, "token")
