@@ -126,9 +126,14 @@ def disabled_hooks(*, settings: Settings | None = None, client: redis.Redis | No
     for k, v in client.hgetall(keys.disabled).items():
         try:
             mark = parse_json(v, "disabled-hook mark")
-            found[_text(k)] = mark if isinstance(mark, dict) else {"reason": "unreadable mark"}
         except CorruptRecord:
-            found[_text(k)] = {"reason": "unreadable mark"}  # still disabled: HDEL via enable_hook clears it
+            mark = None
+        if not isinstance(mark, dict):  # still disabled (HGET finds it); enable_hook's HDEL clears it
+            mark = {"reason": "unreadable mark"}
+        status = mark.get("status")
+        found[_text(k)] = {"reason": _text(str(mark.get("reason", "unreadable mark")).encode()),
+                           "at": _number(str(mark.get("at")).encode()),
+                           "status": status if type(status) is int else None}
     return found
 
 

@@ -214,7 +214,10 @@ def test_garbage_dead_letters_delivered_log_and_disabled_marks_are_listed_not_ra
     stop = threading.Event()
     stop.set()
     assert [d.notification.id for d in tail(last=10, stop=stop, settings=s, client=c)] == [note.id]
-    assert disabled_hooks(settings=s, client=c) == {"gone": {"reason": "unreadable mark"}}
+    assert disabled_hooks(settings=s, client=c) == {"gone": {"reason": "unreadable mark", "at": 0.0, "status": None}}
+    c.hset(keys.disabled, "gone", json.dumps({"reason": 5}))
+    listed = CliRunner().invoke(alerts_group, ["hooks"], env={"EA_KEY_PREFIX": s.key_prefix})
+    assert listed.exit_code == 0 and "gone  DISABLED" in listed.output, listed.output
 
 
 def test_a_garbage_incident_state_starts_the_key_afresh_and_garbage_open_incidents_are_skipped(own, caplog) -> None:
