@@ -243,3 +243,20 @@ def test_deltas_written_while_training_are_carried_to_the_new_version(client, wr
     wait_for(lambda: "i22" not in client._model.item_pos)
     wait_for(lambda: client.recommend("mid-training", k=3).source == "index")
     assert "old-space" not in client._model.item_pos  # its vector belonged to the old model
+
+
+def test_a_new_vector_for_an_indexed_item_moves_it_in_every_search(client, writer):
+    """An item already in the index gets new vectors, again and again: each time it is found by the newest one
+    (graph and exact search, filtered or not), never by an old one, and deleting it afterwards hides it."""
+    vector = client._fetch_users(client._model, ["u3"], False)[0][0]
+    moved = next(i for i in client.recommend("u3", k=500).items[::-1] if community(i) == 0)  # last of u3's list
+    for sign in (1.0, -1.0, 1.0):
+        writer.upsert_items([{"id": moved, "vector": (sign * 3.0 * vector).tolist()}])
+        first = (lambda: client.recommend("u3", k=1).items[:1] == [moved]) if sign > 0 else (
+            lambda: moved not in client.recommend("u3", k=10).items)
+        wait_for(first)
+    assert client.recommend("u3", k=1, filter="community == 0").items == [moved]
+    assert client.recommend_many(["u3"] * 20, k=1)[0].items == [moved]  # a batch (exact search)
+    assert every_item(client, "u3").count(moved) == 1
+    writer.delete_items([moved])
+    wait_for(lambda: moved not in every_item(client, "u3"))
