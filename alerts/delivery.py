@@ -251,6 +251,8 @@ class Deliverer:
         except UNAVAILABLE_ERRORS:
             raise
         except (ValueError, TypeError, KeyError, AttributeError, redis.ResponseError) as exc:
+            if isinstance(exc, redis.ResponseError) and not str(exc).startswith("WRONGTYPE"):
+                raise  # Redis full, read-only or refusing: not this entry's fault
             reason = str(exc) if isinstance(exc, CorruptRecord) else f"{type(exc).__name__} while delivering"
             log.error("alert outbox entry %s could not be handled (%s): moved to dead letters", _s(entry_id), reason)
             self._finish(entry_id, dead=[("*", fields.get(b"n", b""), f"malformed: {reason}", 0)])
@@ -331,7 +333,9 @@ class Deliverer:
         replaced (HINCRBY refuses it) by the attempts known to this consumer plus one."""
         try:
             return int(self.client.hincrby(record_key, f"{hook}#n", 1))
-        except redis.ResponseError:
+        except redis.ResponseError as exc:
+            if "not an integer" not in str(exc):
+                raise
             log.warning("delivery record %s: attempts of %s held garbage; counted again", record_key, hook)
             self.client.hset(record_key, f"{hook}#n", before + 1)
             return before + 1
