@@ -24,7 +24,7 @@ from vectorstore import ItemIndex
 if TYPE_CHECKING:
     from ._serving import ServingModel
 
-__all__ = ["Catalogue", "Change", "Rows", "apply_to_model"]
+__all__ = ["Catalogue", "Change", "Rows", "apply_deletions", "apply_to_model"]
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +222,23 @@ def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) ->
             dropped[gone[gone < dropped.size]] = True
             order = order[~dropped[order]]
         model.popular = order
+
+
+def apply_deletions(model: ServingModel, catalogue: Catalogue, change: Change) -> bool:
+    """A version whose items are a Milvus collection: its deleted items leave every path here (the
+    collection's searches exclude them, the id map and the popular order drop them); the writer deleted them
+    from the collection. Returns whether ``change`` also held what this path cannot apply (upserts: logged
+    by writers that did not refuse them)."""
+    gone = np.asarray(sorted(i for i in set(change.deleted) if i in catalogue.deleted), dtype=np.int64)
+    if gone.size and model.milvus is not None:
+        model.milvus.deleted = model.milvus.deleted | frozenset(gone.tolist())
+        for i in gone.tolist():
+            model.item_pos.pop(str(model.item_ids[i]), None)
+        order = model.popular
+        dropped = np.zeros(max(int(order.max()) + 1, 1) if order.size else 1, bool)
+        dropped[gone[gone < dropped.size]] = True
+        model.popular = order[~dropped[order]]
+    return bool(change.upserted)
 
 
 def _borrow_similar(model: ServingModel, index: ItemIndex, similar: ItemIndex, catalogue: Catalogue,

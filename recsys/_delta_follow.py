@@ -18,7 +18,7 @@ import redis
 
 from vectorstore import IntegrityError, ItemIndex, ModelRegistry
 
-from ._delta_apply import Catalogue, Change, apply_to_model
+from ._delta_apply import Catalogue, Change, apply_deletions, apply_to_model
 from ._serving import ServingModel
 from .deltas import DELTA_USERS, DELTAS, decode_user_row, delta_seals, read_log
 
@@ -105,8 +105,8 @@ class DeltaFollower:
                 self.users_revision += 1
             if self._supported:
                 apply_to_model(self.model, self.catalogue, batch)
-            elif batch.upserted or batch.deleted:
-                log.warning("%s v%s: deltas to items are not applied to a Milvus-backed version", self.model.name,
+            elif apply_deletions(self.model, self.catalogue, batch):
+                log.warning("%s v%s: item upserts are not applied to a Milvus-backed version", self.model.name,
                             self.model.version)
             self.applied += len(entries)
             return len(entries)

@@ -41,6 +41,9 @@ class MilvusIndex:
         self.dim = int(spec["dim"])
         self.params = dict(spec.get("index", {}))
         self.ef = 200
+        #: dense ids deleted by deltas: excluded from every search here too (the writer deletes them from the
+        #: collection before it logs the delta, but a search at Milvus' bounded consistency may still see them)
+        self.deleted: frozenset[int] = frozenset()
 
     def check_filter(self, expression: str | None) -> str:
         """``expression`` (``""`` for none) once it parses (:func:`recsys.filters.parse_filter`: the grammar the
@@ -66,7 +69,8 @@ class MilvusIndex:
         """
         expression = self.check_filter(filter)
         try:
-            return self.store.search(self.collection, vector, k, filter=expression, exclude=[list(exclude)],
+            return self.store.search(self.collection, vector, k, filter=expression,
+                                     exclude=[[*exclude, *self.deleted]],
                                      allowed=None if allowed is None else sorted(allowed), output_fields=fields,
                                      ef=self.ef)[0]
         except MilvusRefused as exc:
@@ -90,7 +94,8 @@ class MilvusIndex:
         expression = self.check_filter(filter)
         try:
             hits = self.store.search(self.collection, rows, k, filter=expression,
-                                     exclude=[np.asarray(list(e), dtype=np.int64).tolist() for e in per_row],
+                                     exclude=[[*np.asarray(list(e), dtype=np.int64).tolist(), *self.deleted]
+                                              for e in per_row],
                                      ef=max(self.ef, ef or 0))
         except MilvusRefused as exc:
             raise InvalidFilter(f"Milvus refused the filter: {exc}") from None

@@ -8,9 +8,9 @@
     writer.update_users({"u1": ["sku-9", "sku-4"]})     # vector folded in, seen items extended
     writer.update_metadata({"sku-9": {"in_stock": False}})
 
-A version whose items are a Milvus collection (``index_backend="milvus"``) takes user updates only: item
-upserts, deletions and field updates raise :class:`~recsys.exceptions.UnsupportedDelta` (its searches run in
-Milvus, which these deltas do not change).
+A version whose items are a Milvus collection (``index_backend="milvus"``) takes user updates and deletions
+(deleted from the collection too, before the log entry is written); item upserts and field updates raise
+:class:`~recsys.exceptions.UnsupportedDelta` (its searches run in Milvus, which they would not change).
 
 Each call checks its input against the version as its log leaves it, then appends one entry to the log
 and notifies clients in one Redis script (:mod:`recsys.deltas` has the format). A write with a ``token``
@@ -109,7 +109,7 @@ class _Version:
     tokens: str
     users: str
     cosine: bool  # scoring vectors (items' and users') are stored L2-normalised
-    milvus: bool  # its items are a Milvus collection: item deltas are refused (UnsupportedDelta)
+    milvus: dict | None  # its Milvus collection's spec: deletions go there too, other item deltas are refused
     seals: tuple[RowSeal, RowSeal, RowSeal, RowSeal]  # log entries, rewritten users, published vectors, seen
 
     def scoring(self, vector: Any) -> np.ndarray:
@@ -164,7 +164,7 @@ class CatalogueWriter:
         vectors, seen = (self.registry.row_seal(self.name, number, table, manifest=manifest)
                          for table in ("user_vectors", "seen"))
         return _Version(number, catalogue, stream, tokens, users, cosine=manifest["meta"].get("space") == "cosine",
-                        milvus=bool(manifest["meta"].get("milvus")), seals=(entries, rewritten, vectors, seen))
+                        milvus=manifest["meta"].get("milvus") or None, seals=(entries, rewritten, vectors, seen))
 
     def _current(self, refresh: bool = True) -> _Version:
         """The version written to, its catalogue caught up with its log (``refresh=False``: as last seen; the
@@ -200,10 +200,11 @@ class CatalogueWriter:
             done = _answered(self.registry.client.hget, state.tokens, token) if token else None
             if done is not None:  # written before (a redelivered job): checking it again could only fail
                 return DeltaReceipt(self.name, state.version, done.decode(), op, 0, duplicate=True)
-            if state.milvus and op != "update_users":
+            if state.milvus and op not in ("update_users", "delete_items"):
                 raise UnsupportedDelta(f"{op}: model {self.name!r} v{state.version} keeps its items in a Milvus "
-                                       "collection, which deltas do not change yet; nothing was written (user "
-                                       "updates are taken; item changes wait for the next training)")
+                                       "collection, which deltas only delete from yet; nothing was written (user "
+                                       "updates and deletions are taken; other item changes wait for the next "
+                                       "training)")
             try:
                 payload, count, rows = build(state)
             except (UnknownItem, UnknownUser):
@@ -214,6 +215,11 @@ class CatalogueWriter:
             body = json.dumps({"op": op, "model": self.name, "version": state.version, "uid": uuid.uuid4().hex,
                                "at": time.time(), **payload}, separators=(",", ":")).encode()
             notice = json.dumps({"model": self.name, "version": state.version, "event": "delta"})[:-1] + ', "id": "'
+            if state.milvus and op == "delete_items":  # out of the collection before the log says so
+                from vectorstore.milvus import MilvusStore  # imports pymilvus: only for a Milvus-backed version
+
+                MilvusStore.get(self.registry.settings).delete(
+                    state.milvus["collection"], [state.catalogue.pos[i] for i in payload["items"]])
             manifest, active = _version_keys(self.registry, self.name, state.version)
             args: list[Any] = [state.version, body, sign_body(state.seals[0], body),
                                token or "", self.registry.channel(self.name), notice,

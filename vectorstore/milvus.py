@@ -276,6 +276,16 @@ class MilvusStore:
                             fields={n: [h["entity"].get(n) for h in hits] for n in fields}))
         return out
 
+    def delete(self, collection: str, positions: Sequence[int]) -> None:
+        """Delete the items at dense ids ``positions`` (their primary keys) from ``collection``.
+
+        Raises:
+            MilvusUnavailable, MilvusRefused: Milvus failed.
+        """
+        wanted = [int(p) for p in positions]
+        if wanted:
+            self._call("delete", lambda: self.client.delete(collection, ids=wanted))
+
     def fetch(self, collection: str, positions: Sequence[int], output_fields: Sequence[str], *,
               filter: str = "") -> dict[str, list]:
         """Fields ``output_fields`` of the items at dense ids ``positions`` (in that order; ``None`` when absent,

@@ -90,16 +90,22 @@ def test_a_milvus_version_serves_filtered_recommendations_with_output_fields(com
         # An unknown user gets the most popular items that pass the filter (Milvus evaluates it).
         popular = client.recommend("nobody", k=3, filter="community == 1", fields=["community"])
         assert popular.source == "popularity" and popular.fields["community"] == [1] * 3
-        # Item deltas are refused with a typed error (Milvus would still return the items); user updates go.
-        writer = CatalogueWriter(model_name, settings=milvus_settings)
-        for write in (lambda: writer.delete_items([recs.items[0]]),
-                      lambda: writer.upsert_items([{"id": "new", "vector": items[0]}]),
-                      lambda: writer.update_metadata({"i0": {"community": 2}})):
-            with pytest.raises(UnsupportedDelta, match="Milvus collection"):
-                write()
-        assert not registry.client.exists(registry.derived_key(model_name, version, "deltas", register=False))
-        assert writer.update_users({user: ["i0"]}).count == 1
-        assert recs.items[0] in client.recommend(user, k=5, filter="community == 2").items
+    # Deletions reach the collection (the writer deletes there before it logs them) and every client path;
+    # upserts and field updates are refused with a typed error; user updates go.
+    writer = CatalogueWriter(model_name, settings=milvus_settings)
+    for write in (lambda: writer.upsert_items([{"id": "new", "vector": items[0]}]),
+                  lambda: writer.update_metadata({"i0": {"community": 2}})):
+        with pytest.raises(UnsupportedDelta, match="Milvus collection"):
+            write()
+    assert not registry.client.exists(registry.derived_key(model_name, version, "deltas", register=False))
+    assert writer.update_users({user: ["i0"]}).count == 1
+    gone = recs.items[0]
+    writer.delete_items([gone, "i2"])
+    assert store.fetch(collection, [item_ids.index(gone)], ["item"])["item"] == [None]
+    with RecommendationClient(model=model_name, settings=milvus_settings, listen=False, refresh_interval=0) as client:
+        assert gone not in client.recommend(user, k=5, filter="community == 2").items
+        assert "i2" not in client.recommend("nobody", k=20, filter="community == 2").items  # popular items
+        assert gone not in client.similar_items("i5", k=20).items
 
 
 def test_the_alias_follows_activation_rollback_and_deletion(communities, model_name, milvus_settings):
