@@ -12,7 +12,7 @@
     ├── InvalidRequest        a serving request is malformed (k <= 0 or huge, wrong types)
     │   └── InvalidFilter     a filter expression does not parse, or names an unknown field or a wrong type
     ├── InvalidDelta          a catalogue delta is malformed (wrong vector dimension, NaN, bad metadata value)
-    │   └── UnsupportedDelta  an item delta on a version whose items are a Milvus collection
+    │   └── UnsupportedDelta  an item upsert or field update on a version whose items are a Milvus collection
     └── ModelUnavailable      the serving client has no model version to answer from
         └── VersionGone       the version being served was deleted from Redis and none other could be loaded
 """
@@ -82,9 +82,9 @@ class InvalidDelta(RecsysError, ValueError):
 
 
 class UnsupportedDelta(InvalidDelta):
-    """A delta the version cannot take: item upserts, deletions and field updates on a version whose items are a
-    Milvus collection (clients would not see them in its searches). Nothing was written; the message names the
-    model, version and operation."""
+    """A delta the version cannot take: item upserts and field updates on a version whose items are a Milvus
+    collection (its searches would not see them; deletions are taken). Nothing was written; the message names
+    the model, version and operation."""
 
 
 class ModelUnavailable(RecsysError, RuntimeError):
