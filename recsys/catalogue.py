@@ -177,10 +177,15 @@ class CatalogueWriter:
         if self._state is None or self._state.version != version:
             self._state = self._load(version)
         state = self._state
+        self._catch_up(state)
+        return state
+
+    def _catch_up(self, state: _Version) -> None:
+        """Apply the log's entries newer than the catalogue's, in the log's order (the clients' order: a new
+        item's position is its place in it, whichever writer added it)."""
         for entry in read_log(self.registry, self.name, state.version, state.catalogue.last_id, seal=state.seals[0]):
             state.catalogue.apply(entry.body)
             state.catalogue.last_id = entry.id
-        return state
 
     @property
     def version(self) -> int:
@@ -237,9 +242,8 @@ class CatalogueWriter:
                 stale = True
                 continue
             entry = value.decode()
-            if status == 1:
-                state.catalogue.apply(json.loads(body))
-                state.catalogue.last_id = entry
+            if status == 1:  # read the log up to our entry: others' entries before it came first for clients too
+                self._catch_up(state)
             return DeltaReceipt(self.name, state.version, entry, op, count, duplicate=status == 0)
         raise ModelUnavailable(f"model {self.name!r}: the active version or the users' rows kept changing; "
                                "write again")

@@ -260,3 +260,18 @@ def test_a_new_vector_for_an_indexed_item_moves_it_in_every_search(client, write
     assert every_item(client, "u3").count(moved) == 1
     writer.delete_items([moved])
     wait_for(lambda: moved not in every_item(client, "u3"))
+
+
+def test_two_writers_adding_items_agree_with_the_clients_on_positions(client, published, settings):
+    """Writer B has not read writer A's new item when it adds its own: B's user update must still name B's item
+    by the position every client gives it (the log's order), not by the one B's stale copy would."""
+    a = CatalogueWriter(published.model, settings=settings)
+    b = CatalogueWriter(published.model, settings=settings)
+    a.version, b.version  # noqa: B018 - both read the log now
+    vector = client._fetch_users(client._model, ["u3"], False)[0][0]
+    a.upsert_items([{"id": "from-a", "vector": (2.0 * vector).tolist()}])
+    b.upsert_items([{"id": "from-b", "vector": (2.0 * vector).tolist()}])
+    b.update_users({"u3": ["from-b"]})  # u3 has now seen from-b, not from-a
+    wait_for(lambda: "from-b" in every_item(client, "u3"))
+    wait_for(lambda: "from-b" not in client.recommend("u3", k=10).items)
+    assert "from-a" in client.recommend("u3", k=3).items
