@@ -44,6 +44,7 @@ def _writer(redis_url: str, prefix: str, name: str, rate: float, seconds: float,
     rng = np.random.default_rng(3 + shard)
     ready.release()
     go.wait()
+    go_at = int(time.time() * 1e3)  # new items' names: unique to this row (a later row's writers split items anew)
     start, n, writes, live = time.perf_counter(), 0, 0, list(items)
     cpu = time.process_time()
     window = max(flush_ms / 1e3, 1.0 / rate)
@@ -63,7 +64,7 @@ def _writer(redis_url: str, prefix: str, name: str, rate: float, seconds: float,
             elif kind < 7:
                 fields[live[int(rng.integers(len(live)))]] = {"stock": int(rng.integers(100))}
             elif kind < 9:
-                item = f"delta-{shard}-{n}" if kind == 7 else live[int(rng.integers(len(live)))]
+                item = f"delta-{go_at}-{shard}-{n}" if kind == 7 else live[int(rng.integers(len(live)))]
                 vector = rng.standard_normal(dim)
                 upserts.append({"id": item, "vector": vector * (norm / np.linalg.norm(vector))})
                 if kind == 7:
