@@ -8,9 +8,9 @@
     writer.update_users({"u1": ["sku-9", "sku-4"]})     # vector folded in, seen items extended
     writer.update_metadata({"sku-9": {"in_stock": False}})
 
-A version whose items are a Milvus collection (``index_backend="milvus"``) takes user updates and deletions
-(deleted from the collection too, before the log entry is written); item upserts and field updates raise
-:class:`~recsys.exceptions.UnsupportedDelta` (its searches run in Milvus, which they would not change).
+A version whose items are a Milvus collection (``index_backend="milvus"``) has its deletions and field updates
+written to the collection too, before the log entry (:mod:`recsys._delta_milvus`); item upserts raise
+:class:`~recsys.exceptions.UnsupportedDelta`.
 
 Each call checks its input against the version as its log leaves it, then appends one entry to the log
 and notifies clients in one Redis script (:mod:`recsys.deltas` has the format). A write with a ``token``
@@ -43,6 +43,7 @@ from vectorstore import (
     get_settings,
 )
 
+from . import _delta_milvus as _milvus
 from ._delta_apply import Catalogue
 from ._delta_checks import delta_ids as _ids
 from ._delta_checks import field_values as _metadata
@@ -59,7 +60,7 @@ from .deltas import (
     read_log,
     sign_body,
 )
-from .exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser, UnsupportedDelta
+from .exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
 from .recommendations import check_id
 
 __all__ = ["CatalogueWriter", "DeltaReceipt"]
@@ -109,7 +110,7 @@ class _Version:
     tokens: str
     users: str
     cosine: bool  # scoring vectors (items' and users') are stored L2-normalised
-    milvus: dict | None  # its Milvus collection's spec: deletions go there too, other item deltas are refused
+    milvus: dict | None  # its Milvus collection's spec: deletions and field updates go there too
     seals: tuple[RowSeal, RowSeal, RowSeal, RowSeal]  # log entries, rewritten users, published vectors, seen
 
     def scoring(self, vector: Any) -> np.ndarray:
@@ -205,11 +206,8 @@ class CatalogueWriter:
             done = _answered(self.registry.client.hget, state.tokens, token) if token else None
             if done is not None:  # written before (a redelivered job): checking it again could only fail
                 return DeltaReceipt(self.name, state.version, done.decode(), op, 0, duplicate=True)
-            if state.milvus and op not in ("update_users", "delete_items"):
-                raise UnsupportedDelta(f"{op}: model {self.name!r} v{state.version} keeps its items in a Milvus "
-                                       "collection, which deltas only delete from yet; nothing was written (user "
-                                       "updates and deletions are taken; other item changes wait for the next "
-                                       "training)")
+            if state.milvus and op == "upsert_items":
+                _milvus.check(state.milvus, f"model {self.name!r} v{state.version}", op, {})
             try:
                 payload, count, rows = build(state)
             except (UnknownItem, UnknownUser):
@@ -220,11 +218,9 @@ class CatalogueWriter:
             body = json.dumps({"op": op, "model": self.name, "version": state.version, "uid": uuid.uuid4().hex,
                                "at": time.time(), **payload}, separators=(",", ":")).encode()
             notice = json.dumps({"model": self.name, "version": state.version, "event": "delta"})[:-1] + ', "id": "'
-            if state.milvus and op == "delete_items":  # out of the collection before the log says so
-                from vectorstore.milvus import MilvusStore  # imports pymilvus: only for a Milvus-backed version
-
-                MilvusStore.get(self.registry.settings).delete(
-                    state.milvus["collection"], [state.catalogue.pos[i] for i in payload["items"]])
+            if state.milvus:  # the collection changed before the log says so (recsys._delta_milvus)
+                _milvus.check(state.milvus, f"model {self.name!r} v{state.version}", op, payload)
+                _milvus.write(self.registry.settings, state.milvus, state.catalogue, op, payload)
             manifest, active = _version_keys(self.registry, self.name, state.version)
             args: list[Any] = [state.version, body, sign_body(state.seals[0], body),
                                token or "", self.registry.channel(self.name), notice,

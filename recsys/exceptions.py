@@ -12,7 +12,7 @@
     ├── InvalidRequest        a serving request is malformed (k <= 0 or huge, wrong types)
     │   └── InvalidFilter     a filter expression does not parse, or names an unknown field or a wrong type
     ├── InvalidDelta          a catalogue delta is malformed (wrong vector dimension, NaN, bad metadata value)
-    │   └── UnsupportedDelta  an item upsert or field update on a version whose items are a Milvus collection
+    │   └── UnsupportedDelta  an item upsert (or a field it lacks) on a version whose items are a Milvus collection
     └── ModelUnavailable      the serving client has no model version to answer from
         └── VersionGone       the version being served was deleted from Redis and none other could be loaded
 """
@@ -82,9 +82,10 @@ class InvalidDelta(RecsysError, ValueError):
 
 
 class UnsupportedDelta(InvalidDelta):
-    """A delta the version cannot take: item upserts and field updates on a version whose items are a Milvus
-    collection (its searches would not see them; deletions are taken). Nothing was written; the message names
-    the model, version and operation."""
+    """A delta the version cannot take: on a version whose items are a Milvus collection, an item upsert, or a
+    field update naming a field the collection lacks or a value of another type than its column's (deletions
+    and other field updates are written to the collection). Nothing was written; the message names the model,
+    version and operation."""
 
 
 class ModelUnavailable(RecsysError, RuntimeError):

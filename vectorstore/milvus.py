@@ -286,6 +286,21 @@ class MilvusStore:
         if wanted:
             self._call("delete", lambda: self.client.delete(collection, ids=wanted))
 
+    def upsert(self, collection: str, positions: Sequence[int], ids: Sequence[str], vectors: np.ndarray,
+               fields: Mapping[str, Sequence[Any]], kinds: Mapping[str, str]) -> None:
+        """Write whole rows (dense id, item id, vector, every metadata field of ``kinds``, as in :meth:`create`)
+        over those at ``positions``, or add them.
+
+        Raises:
+            MilvusUnavailable, MilvusRefused: Milvus failed.
+        """
+        vectors = np.asarray(vectors, dtype=np.float32)
+        rows = [{"pos": int(p), "item": str(i), "vector": vectors[n].tolist(),
+                 **{name: _cell(fields.get(name, [None] * len(ids))[n], kind) for name, kind in kinds.items()}}
+                for n, (p, i) in enumerate(zip(positions, ids))]
+        if rows:
+            self._call("upsert", lambda: self.client.upsert(collection, rows))
+
     def fetch(self, collection: str, positions: Sequence[int], output_fields: Sequence[str], *,
               filter: str = "") -> dict[str, list]:
         """Fields ``output_fields`` of the items at dense ids ``positions`` (in that order; ``None`` when absent,

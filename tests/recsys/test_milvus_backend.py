@@ -90,15 +90,19 @@ def test_a_milvus_version_serves_filtered_recommendations_with_output_fields(com
         # An unknown user gets the most popular items that pass the filter (Milvus evaluates it).
         popular = client.recommend("nobody", k=3, filter="community == 1", fields=["community"])
         assert popular.source == "popularity" and popular.fields["community"] == [1] * 3
-    # Deletions reach the collection (the writer deletes there before it logs them) and every client path;
-    # upserts and field updates are refused with a typed error; user updates go.
+    # Deletions and field updates reach the collection (the writer writes there before it logs them) and every
+    # client path; upserts, unknown fields and values of another type are refused with a typed error.
     writer = CatalogueWriter(model_name, settings=milvus_settings)
     for write in (lambda: writer.upsert_items([{"id": "new", "vector": items[0]}]),
-                  lambda: writer.update_metadata({"i0": {"community": 2}})):
+                  lambda: writer.update_metadata({"i0": {"colour": "red"}}),
+                  lambda: writer.update_metadata({"i0": {"community": "two"}})):
         with pytest.raises(UnsupportedDelta, match="Milvus collection"):
             write()
     assert not registry.client.exists(registry.derived_key(model_name, version, "deltas", register=False))
     assert writer.update_users({user: ["i0"]}).count == 1
+    writer.update_metadata({"i5": {"community": 1}})  # i5 was of community 2; its title and vector stay
+    row = store.fetch(collection, [item_ids.index("i5")], ["community", "title"])
+    assert row == {"community": [1], "title": ["Item 5"]}
     gone = recs.items[0]
     writer.delete_items([gone, "i2"])
     assert store.fetch(collection, [item_ids.index(gone)], ["item"])["item"] == [None]
@@ -106,6 +110,7 @@ def test_a_milvus_version_serves_filtered_recommendations_with_output_fields(com
         assert gone not in client.recommend(user, k=5, filter="community == 2").items
         assert "i2" not in client.recommend("nobody", k=20, filter="community == 2").items  # popular items
         assert gone not in client.similar_items("i5", k=20).items
+        assert client.similar_items("i8", k=30, filter="community == 1", fields=["community"]).items.count("i5") == 1
 
 
 def test_the_alias_follows_activation_rollback_and_deletion(communities, model_name, milvus_settings):
