@@ -245,11 +245,20 @@ def piece_means(windows: np.ndarray, span: int, segments: int, *, weighted: bool
     batch it arrives in.
     """
     piece = span // segments
-    w = np.ascontiguousarray(windows, dtype=np.float64).reshape(-1, segments, piece)
-    means = w.sum(axis=2) / piece
-    if weighted:
-        means *= math.sqrt(piece)
-    return np.ascontiguousarray(means, dtype=np.float32)
+    rows = np.asarray(windows).reshape(-1, span)
+    out = np.empty((rows.shape[0], segments), np.float32)
+    # In blocks of rows: the contiguous copy of a block stays in the CPU cache (the whole batch's would be
+    # megabytes for long contexts, evicting what the graph search needs next).
+    for a in range(0, rows.shape[0], _PIECE_ROWS):
+        w = np.ascontiguousarray(rows[a : a + _PIECE_ROWS], dtype=np.float64).reshape(-1, segments, piece)
+        means = w.sum(axis=2) / piece
+        if weighted:
+            means *= math.sqrt(piece)
+        out[a : a + _PIECE_ROWS] = means
+    return out
+
+
+_PIECE_ROWS = 128  # windows per block of piece_means: 128 x 256 float64 values is 256 kB
 
 
 def _check(windows: np.ndarray, span: int) -> np.ndarray:

@@ -173,7 +173,9 @@ class StreamScorer:
             dist = np.full(n, np.nan)
             if all_values.size >= span and first < all_values.size:
                 ends = np.arange(first, all_values.size)
-                win = np.lib.stride_tricks.sliding_window_view(scaled, span)[ends - span + 1]
+                # A view (ends are consecutive): a copy of a long context's windows is megabytes per batch,
+                # enough to push the training graph out of the cache between two batches' searches.
+                win = np.lib.stride_tricks.sliding_window_view(scaled, span)[first - span + 1 : ends[-1] - span + 2]
                 complete = complete_windows(win, all_missing, ends, span, s["max_missing"])
                 end_rows = self.buffer_start + ends
                 if complete.any():

@@ -119,3 +119,18 @@ def test_score_points_reads_the_fixed_width_forms_exports_write_and_refuses_impo
            for i, times in enumerate(forms)]
     assert out == [[f"2026-01-03T{t}+00:00" for t in pair] for pair in
                    (("18:40:00", "18:45:00"), ("18:50:00", "18:55:00"), ("19:00:00", "19:05:00"))]
+
+
+def test_long_context_summaries_do_not_depend_on_how_many_windows_come_together():
+    """The piecewise means are reduced in blocks of rows (a batch's windows no longer copied whole): a window's
+    summary is the same alone, in a batch across block edges, and read from a view of the series."""
+    from anomaly import PaaContext
+
+    values = np.random.default_rng(3).standard_normal(600) * 1e3
+    windows = np.lib.stride_tricks.sliding_window_view(values, 256)  # 345 windows: blocks of 128 and a rest
+    paa = PaaContext(256, 16)
+    together = paa.embed(windows)
+    alone = np.vstack([paa.embed(np.ascontiguousarray(w)[None, :]) for w in windows])
+    assert together.dtype == np.float32 and together.shape == (345, 16)
+    assert np.array_equal(together, alone)
+    assert np.array_equal(paa.embed(np.ascontiguousarray(windows[200])), alone[200:201])
