@@ -24,7 +24,7 @@ FAST_NODE2VEC = {"dim": 16, "walk_length": 20, "walks_per_node": 10, "window": 5
 @pytest.fixture
 def own_cluster():
     """A cluster of this test only (a failover changes who is master; the session's cluster stays as it is)."""
-    cluster = start_cluster(Path(tempfile.mkdtemp(prefix="ea-test-failover-")), node_timeout_ms=1000)
+    cluster = start_cluster(Path(tempfile.mkdtemp(prefix="ea-test-failover-")), node_timeout_ms=2000)
     try:
         with on_cluster(cluster):
             yield cluster
@@ -64,11 +64,12 @@ def test_a_master_killed_while_a_client_serves_fails_over_to_its_replica(own_clu
         server.start()
         try:
             time.sleep(0.5)
+            own_cluster.wait_replicas_caught_up()
             slot = key_slot(registry.channel(name).encode())
             victim = own_cluster.master_of_slot(slot)
             before = served
             own_cluster.kill(victim)
-            # The others notice after the node timeout (1 s here), then the replica is elected.
+            # The others notice after the node timeout (2 s here), then the replica is elected.
             deadline = time.monotonic() + 30
             while own_cluster.master_of_slot(slot) == victim and time.monotonic() < deadline:
                 time.sleep(0.1)
