@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import threading
+import time
 import weakref
 from typing import Any
 
@@ -43,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: notices read from the channel before acting on them (a burst of deltas is caught up once)
 NOTICE_BURST = 1000
+#: seconds between the listener's own checks of the active pointer: pub/sub delivers at most once (a notice
+#: sent while the subscription was being made, or lost in a cluster failover, is gone), so a listening client
+#: with polling off still finds a version whose notice it missed
+LISTENER_RECHECK_S = 5.0
 
 _watchers: weakref.WeakSet[VersionWatcher] = weakref.WeakSet()
 
@@ -61,7 +66,8 @@ class VersionWatcher:
     Args:
         registry: where versions are published.
         name: the model.
-        listen: subscribe to notices (instant swaps).
+        listen: subscribe to notices (instant swaps); the listener also checks the active pointer every
+            ``LISTENER_RECHECK_S`` seconds, for a notice it missed.
         refresh_interval: seconds between checks of the active pointer (0: none).
 
     Raises:
@@ -272,9 +278,13 @@ class VersionWatcher:
                 pubsub = self.registry.client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(self.registry.channel(self.name))
                 self._safe_refresh()  # notices sent while we were not subscribed are lost: look now
+                checked = time.monotonic()
                 backoff = 0.1
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.5)
+                    if time.monotonic() - checked >= LISTENER_RECHECK_S:
+                        self._safe_refresh()
+                        checked = time.monotonic()
                     if message:
                         # A burst (a stream of deltas): read what is buffered, then act once per kind.
                         burst = [message.get("data")]

@@ -99,3 +99,17 @@ def test_a_refused_version_is_logged_once(settings, model, caplog):
         assert len(refusals) == 5
         assert [r.levelno for r in refusals].count(logging.ERROR) == 1
         assert client.recommend("u1", k=3).model_version == old.version
+
+
+def test_a_listening_client_finds_a_version_whose_notice_it_missed(settings, model):
+    # Pub/sub delivers at most once: here the pointer moves with no notice at all (as when a notice is sent
+    # while the subscription is being made, or lost in a cluster failover). Polling is off.
+    registry = ModelRegistry(settings)
+    loaded = registry.load(model)
+    with RecommendationClient(model=model, settings=settings, refresh_interval=0) as client:
+        old = client.model_version
+        new = registry.publish(model, arrays=dict(loaded.arrays), blobs=dict(loaded.blobs),
+                               tables={t: registry.read_table(model, loaded.version, t) for t in loaded.tables},
+                               meta=dict(loaded.meta), activate=False)
+        registry.client.set(registry._key(model, "active"), new)  # the activation, its notice lost
+        assert wait_for(lambda: client.model_version == new, timeout=15), f"still serving v{old}"
