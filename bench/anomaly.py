@@ -51,6 +51,7 @@ from anomaly.detect import detect_file  # noqa: E402
 from anomaly.detector import KnnDetector  # noqa: E402
 from anomaly.series import read_one_series  # noqa: E402
 from anomaly.windows import choose_window  # noqa: E402
+from bench._common import best_of  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "anomaly" / "nab"
@@ -268,12 +269,7 @@ REPEATS = 3
 
 def best_cpu(run: Callable[[], Any]) -> float:
     """The least CPU time (seconds) of :data:`REPEATS` calls of ``run``."""
-    times = []
-    for _ in range(REPEATS):
-        cpu = time.process_time()
-        run()
-        times.append(time.process_time() - cpu)
-    return min(times)
+    return best_of(run, REPEATS, clock=time.process_time)
 
 
 def service_speed(det: KnnDetector, series: np.ndarray, n: int) -> dict[str, float]:

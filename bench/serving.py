@@ -239,6 +239,18 @@ def main() -> None:
     filtered: list = []  # filtered-query rows (bench/_filtered.py)
     deltas: list = []  # delta-stream rows (bench/_deltas.py)
 
+    def bench_model(model: str, label: str, republish) -> None:
+        """The rows the flags ask for, of one published model, through one client."""
+        with RecommendationClient(model=model, settings=settings, refresh_interval=1.0) as client:
+            if not (a.filtered_only or a.deltas_only):
+                measure(label, client, republish, a.queries, rows)
+            if not a.deltas_only:
+                filtered.extend(filtered_rows(label, client, a.queries))
+            if not a.filtered_only:
+                for flush_ms in a.delta_flush_ms:
+                    deltas.extend(delta_rows(label, client, a.queries, rate=a.delta_rate,
+                                             writers=a.delta_writers, flush_ms=flush_ms))
+
     if not a.skip_ml1m:
         params = {"dim": 64} if a.algorithm == "node2vec" else {"dim": 64, "epochs": 30}
         t = time.perf_counter()
@@ -256,29 +268,13 @@ def main() -> None:
             return registry.publish("ml1m", arrays=dict(mv.arrays), blobs=dict(mv.blobs), tables=tables,
                                     meta=mv.meta, activate=activate)
 
-        with RecommendationClient(model="ml1m", settings=settings, refresh_interval=1.0) as client:
-            if not (a.filtered_only or a.deltas_only):
-                measure(f"ml-1m ({a.algorithm})", client, republish_ml1m, a.queries, rows)
-            if not a.deltas_only:
-                filtered += filtered_rows(f"ml-1m ({a.algorithm})", client, a.queries)
-            if not a.filtered_only:
-                for flush_ms in a.delta_flush_ms:
-                    deltas += delta_rows(f"ml-1m ({a.algorithm})", client, a.queries, rate=a.delta_rate,
-                                         writers=a.delta_writers, flush_ms=flush_ms)
+        bench_model("ml1m", f"ml-1m ({a.algorithm})", republish_ml1m)
     if not a.skip_synthetic:
         t = time.perf_counter()
         publish = synthetic_model(registry, "synthetic", a.items)
         publish()
         print(f"built and published the {a.items:,}-item model in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        with RecommendationClient(model="synthetic", settings=settings, refresh_interval=1.0) as client:
-            if not (a.filtered_only or a.deltas_only):
-                measure(f"synthetic {a.items // 1000}k x 64", client, publish, a.queries, rows)
-            if not a.deltas_only:
-                filtered += filtered_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries)
-            if not a.filtered_only:
-                for flush_ms in a.delta_flush_ms:
-                    deltas += delta_rows(f"synthetic {a.items // 1000}k x 64", client, a.queries, rate=a.delta_rate,
-                                         writers=a.delta_writers, flush_ms=flush_ms)
+        bench_model("synthetic", f"synthetic {a.items // 1000}k x 64", publish)
     for key in registry.client.scan_iter(f"{a.key_prefix}*"):
         registry.client.delete(key)
     headers = ["model", "items", "M", "ef", "floor p50 ms", "recommend p50 ms", "p50 ratio", "floor p99 ms",

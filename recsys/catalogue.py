@@ -278,9 +278,7 @@ class CatalogueWriter:
         names = _ids(items, "item")
 
         def build(state: _Version) -> tuple[dict, int, list]:
-            for item in names:
-                if state.catalogue.live(item) is None:
-                    raise UnknownItem(_missing(self.name, state, item))
+            self._require_live(state, names)
             return {"items": names}, len(names), []
 
         return self._write("delete_items", build, token)
@@ -322,17 +320,23 @@ class CatalogueWriter:
         """
         if not isinstance(items, Mapping) or not items:
             raise InvalidDelta("update_metadata: give {item: {field: value}} with at least one item")
-        values = {check_id(i, "item"): _metadata(check_id(i, "item"), v) for i, v in items.items()}
+        values: dict[str, Any] = {}
+        for item, fields in items.items():
+            name = check_id(item, "item")
+            values[name] = _metadata(name, fields)
 
         def build(state: _Version) -> tuple[dict, int, list]:
-            for item in values:
-                if state.catalogue.live(item) is None:
-                    raise UnknownItem(_missing(self.name, state, item))
+            self._require_live(state, values)
             return {"items": values}, len(values), []
 
         return self._write("update_metadata", build, token)
 
     # -- checks and fold-in -----------------------------------------------------------------------------------
+    def _require_live(self, state: _Version, items: Iterable[str]) -> None:
+        for item in items:
+            if state.catalogue.live(item) is None:
+                raise UnknownItem(_missing(self.name, state, item))
+
     def _item(self, state: _Version, item: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(item, Mapping) or "id" not in item:
             raise InvalidDelta(f"upsert_items: each item is a mapping with an 'id', got {type(item).__name__}")
