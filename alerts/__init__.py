@@ -31,6 +31,7 @@ from .exceptions import (
 )
 from .hooks import CallableHook, CeleryTaskHook, Hook, JsonLinesHook
 from .incidents import Incident, IncidentPolicy, Notification, forget, observe, open_incidents
+from .keys import AlertKeys
 from .outbox import (
     DeadLetter,
     Delivered,
@@ -48,6 +49,7 @@ from .shared import SharedHook, add_hook, remove_hook, shared_hooks
 from .webhook import WebhookHook, alertmanager_body, sign, verify_signature
 
 __all__ = [
+    "AlertKeys",
     "AlertError", "AlertSettings", "CorruptRecord", "InvalidAlertSetting", "get_alert_settings", "CallableHook",
     "CeleryTaskHook", "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
     "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "HookNotFound", "Incident",

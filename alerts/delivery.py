@@ -34,8 +34,7 @@ from dataclasses import dataclass
 
 import redis
 
-from vectorstore.connection import UNAVAILABLE_ERRORS, connect
-from vectorstore.settings import Settings, get_settings
+from vectorstore import UNAVAILABLE_ERRORS, Settings, connect, get_settings
 
 from ._records import parse_json
 from .exceptions import AlertError, CorruptRecord, DeliveryError, HookDisabled, HookError

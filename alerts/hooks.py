@@ -20,9 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vectorstore.broker import celery_broker_config
-from vectorstore.connection import celery_broker_url
-from vectorstore.settings import Settings, get_settings
+from vectorstore import Settings, celery_broker_config, celery_broker_url, get_settings
 
 from .exceptions import HookError
 from .incidents import Notification

@@ -35,8 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import redis
 
-from vectorstore.connection import connect
-from vectorstore.settings import Settings, get_settings
+from vectorstore import Settings, connect, get_settings
 
 from ._records import check_notification, check_state, parse_json
 from .exceptions import CorruptRecord, InvalidAlertSetting

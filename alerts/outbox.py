@@ -19,8 +19,7 @@ from typing import Any
 
 import redis
 
-from vectorstore.connection import connect
-from vectorstore.settings import Settings, get_settings
+from vectorstore import Settings, connect, get_settings
 
 from ._records import parse_json
 from .exceptions import CorruptRecord, DeadLetterNotFound

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from vectorstore.env import env_choice, env_float, env_int, env_url
+from vectorstore import env_choice, env_float, env_int, env_url
 
 __all__ = ["AlertSettings", "get_alert_settings", "WEBHOOK_FORMATS"]
 

@@ -23,8 +23,7 @@ from typing import Literal
 
 import redis
 
-from vectorstore.connection import redact_url
-from vectorstore.settings import Settings
+from vectorstore import Settings, redact_url
 
 from ._records import parse_json
 from .exceptions import CorruptRecord, HookNotFound, InvalidAlertSetting

@@ -49,7 +49,7 @@ from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal
 
-from vectorstore.connection import redact_url
+from vectorstore import redact_url
 
 from .exceptions import DeliveryError, HookDisabled, HookError
 from .hooks import Hook

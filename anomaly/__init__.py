@@ -25,12 +25,22 @@ from .detector import DEFAULT_EMBEDDING, EMBEDDINGS, KnnDetector
 from .embedders import Embedder, PaaContext, RawWindow, RecurrentEmbedder
 from .exceptions import AnomalyError, CorruptState, InvalidParameter, InvalidSeries, NotFitted, SeriesTooShort
 from .outliers import knn_outliers
+from .plot import plot_detection
 from .rules import THRESHOLD
 from .series import ReadOptions, Series, read_one_series, read_series
+from .service import load_detector, publish_detector, reset_stream, score_points, train_detector
 from .stream import Scored, StreamScorer
+from .synthetic import synthetic_metrics
 from .windows import choose_window
 
 __all__ = [
+    "load_detector",
+    "plot_detection",
+    "publish_detector",
+    "reset_stream",
+    "score_points",
+    "synthetic_metrics",
+    "train_detector",
     "DEFAULT_EMBEDDING",
     "EMBEDDINGS",
     "THRESHOLD",

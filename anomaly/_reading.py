@@ -27,8 +27,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from vectorstore.inputs import NulGuard, plain_header
-from vectorstore.inputs import excerpt as excerpt_one
+from vectorstore import NulGuard, plain_header
+from vectorstore import excerpt as excerpt_one
 
 from .exceptions import InvalidSeries
 

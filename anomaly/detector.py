@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from vectorstore.index import ItemIndex
+from vectorstore import ItemIndex
 
 from .embedders import MIN_FIT_WINDOWS, Embedder, RecurrentEmbedder, embedder_from_state, make_embedder
 from .exceptions import InvalidParameter, NotFitted, SeriesTooShort

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vectorstore.index import ItemIndex
+from vectorstore import ItemIndex
 
 from .exceptions import InvalidParameter
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vectorstore.index import ItemIndex
+from vectorstore import ItemIndex
 
 from .exceptions import InvalidParameter
 

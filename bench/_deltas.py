@@ -36,7 +36,7 @@ def _writer(redis_url: str, prefix: str, name: str, rate: float, seconds: float,
             items: list[str], dim: int, norm: float, shard: int, flush_ms: float, ready, go, done) -> None:
     """Another process: write ``rate`` deltas per second for ``seconds``, grouped by ``flush_ms`` windows,
     changing only its own share of the items (writers never delete the same item)."""
-    from recsys.catalogue import CatalogueWriter
+    from recsys import CatalogueWriter
     from vectorstore import Settings
 
     writer = CatalogueWriter(name, settings=Settings(redis_url=redis_url, key_prefix=prefix))

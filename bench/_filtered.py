@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from vectorstore import filtered
 
 SHARES = (1, 10, 50)

@@ -35,7 +35,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from alerts import (  # noqa: E402
+from alerts import (
+    AlertKeys,
     Deliverer,
     IncidentPolicy,
     WebhookHook,
@@ -43,10 +44,11 @@ from alerts import (  # noqa: E402
     outbox_status,
     verify_signature,
 )
-from alerts.keys import AlertKeys  # noqa: E402
-from bench._common import machine, table, write  # noqa: E402
-from vectorstore.connection import connect  # noqa: E402
-from vectorstore.settings import get_settings  # noqa: E402
+from bench._common import machine, table, write
+from vectorstore import (
+    connect,
+    get_settings,
+)
 
 SECRET = "bench-secret"
 

@@ -47,11 +47,13 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anomaly.detect import detect_file  # noqa: E402
-from anomaly.detector import KnnDetector  # noqa: E402
-from anomaly.series import read_one_series  # noqa: E402
-from anomaly.windows import choose_window  # noqa: E402
-from bench._common import best_of  # noqa: E402
+from anomaly import (
+    KnnDetector,
+    choose_window,
+    detect_file,
+    read_one_series,
+)
+from bench._common import best_of
 
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "anomaly" / "nab"
@@ -280,7 +282,7 @@ def service_speed(det: KnnDetector, series: np.ndarray, n: int) -> dict[str, flo
 
     import redis
 
-    from anomaly.service import load_detector, publish_detector, reset_stream, score_points
+    from anomaly import load_detector, publish_detector, reset_stream, score_points
     from vectorstore import ModelRegistry, get_settings
 
     settings = get_settings().with_(key_prefix=f"eabench:{uuid.uuid4().hex[:8]}:")

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # The repository root first: this folder holds anomaly.py and recsys.py, which would shadow the packages.
 sys.path.insert(0, str(ROOT))
-from bench._common import machine, table, write  # noqa: E402
+from bench._common import machine, table, write
 
 TASK = "ea.alerts_deliver"
 
@@ -175,7 +175,7 @@ def main() -> None:
         print(json.dumps(measure_one(args)))
         return
 
-    from vectorstore.embedded import find_redis_server, redis_server_version, start_redis_server
+    from vectorstore import find_redis_server, redis_server_version, start_redis_server
 
     tmp = Path(tempfile.mkdtemp(prefix="ea-bench-brokers-"))
     server = None if args.redis_url else start_redis_server(tmp / "redis")

@@ -36,14 +36,15 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))  # the local cluster launcher of the test suite
-from _cluster import start_cluster  # noqa: E402
+from _cluster import start_cluster
 
-from alerts import observe  # noqa: E402
-from bench._common import machine, table, write  # noqa: E402
-from recsys.client import RecommendationClient  # noqa: E402
-from recsys.training import train_and_publish  # noqa: E402
-from vectorstore import ItemIndex, ModelRegistry, Settings, start_redis_server  # noqa: E402
-from vectorstore.embedded import find_redis_server, redis_server_version  # noqa: E402
+from alerts import observe
+from bench._common import machine, table, write
+from recsys import (
+    RecommendationClient,
+    train_and_publish,
+)
+from vectorstore import ItemIndex, ModelRegistry, Settings, find_redis_server, redis_server_version, start_redis_server  # noqa: E402
 
 
 def community_csv(folder: Path, users: int, items: int, per_user: int = 20, seed: int = 0) -> str:

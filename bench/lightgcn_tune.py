@@ -29,9 +29,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from recsys.interactions import Interactions  # noqa: E402
-from recsys.metrics import ranking_metrics, top_k  # noqa: E402
-from recsys.models import make_model  # noqa: E402
+from recsys import (
+    Interactions,
+    make_model,
+    ranking_metrics,
+    top_k,
+)
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys" / "ml-1m"
 

@@ -35,7 +35,7 @@ import pandas as pd
 
 # The repository root first: this folder holds anomaly.py and recsys.py, which would shadow the packages.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import machine, table, write  # noqa: E402
+from bench._common import machine, table, write
 
 MODEL = "load"
 DETECTOR = "load-det"
@@ -59,8 +59,7 @@ def interactions_frame(users: int, items: int, per_user: int, seed: int) -> pd.D
 
 def publish_version(settings, data, seed: int, dim: int = 32) -> int:
     """Publish random embeddings for ``data`` in the serving format (the same code a training job uses)."""
-    from recsys.models import GraphEmbeddings
-    from recsys.publish import publish_embeddings
+    from recsys import GraphEmbeddings, publish_embeddings
     from vectorstore import ModelRegistry
 
     rng = np.random.default_rng(seed)
@@ -73,7 +72,7 @@ def publish_version(settings, data, seed: int, dim: int = 32) -> int:
 def client_process(settings, users: int, threads: int, seconds: float, start_at: float, out: mp.Queue) -> None:
     """One client process: ``threads`` threads querying one shared RecommendationClient until the deadline."""
     try:
-        from recsys.client import RecommendationClient
+        from recsys import RecommendationClient
 
         client = RecommendationClient(settings=settings, model=MODEL, refresh_interval=1.0)
         rng = np.random.default_rng(os.getpid())
@@ -118,7 +117,7 @@ def client_process(settings, users: int, threads: int, seconds: float, start_at:
 
 def scorer(settings, stop: threading.Event, stats: dict) -> None:
     """Feed a sine-with-noise stream to ``score_points`` in batches of 10 points."""
-    from anomaly.service import score_points
+    from anomaly import score_points
     from vectorstore import ModelRegistry
 
     registry = ModelRegistry(settings)
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=None, help="Use this Redis (default: a dedicated redis-server).")
     args = parser.parse_args(argv)
 
-    from anomaly.service import train_detector
+    from anomaly import train_detector
     from recsys import Interactions
     from vectorstore import Settings, start_redis_server
 

@@ -35,11 +35,18 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import machine, table, write  # noqa: E402
-from recsys import GraphEmbeddings, Interactions, RecommendationClient  # noqa: E402
-from recsys.publish import publish_embeddings  # noqa: E402
-from vectorstore import ModelRegistry, Settings  # noqa: E402
-from vectorstore.synthetic import varied_norm_vectors  # noqa: E402
+from bench._common import machine, table, write
+from recsys import (
+    GraphEmbeddings,
+    Interactions,
+    RecommendationClient,
+    publish_embeddings,
+)
+from vectorstore import (
+    ModelRegistry,
+    Settings,
+    varied_norm_vectors,
+)
 
 FILTER = "category == 3"
 

@@ -28,16 +28,16 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as recsys.lightgcn sets it before importing torch
 
-import numpy as np  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import scipy.sparse as sp
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import machine, table, write  # noqa: E402
-from recsys import Interactions  # noqa: E402
-from recsys._lightgcn_ops import normalized_adjacency, propagate, to_torch_csr  # noqa: E402
+from bench._common import machine, table, write
+from recsys import Interactions
+from recsys._lightgcn_ops import normalized_adjacency, propagate, to_torch_csr
 
 DATA = Path("/work/shared/data/recsys/gowalla/train.txt")
 LAYERS, DIM = 3, 64

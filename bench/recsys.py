@@ -54,8 +54,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._common import RESULTS as RESULTS_DIR  # noqa: E402
-from bench._common import machine, table, write  # noqa: E402
+from bench._common import RESULTS as RESULTS_DIR
+from bench._common import machine, table, write
 
 DATA = Path("/work/shared/data/recsys")
 DATASETS = {
@@ -97,7 +97,7 @@ def _evaluate(train, test_path: Path, user_vectors, item_vectors) -> dict:
 
 
 def _node2vec(train, seed: int, **params):
-    from recsys.node2vec import Node2Vec
+    from recsys import Node2Vec
 
     emb = Node2Vec(**{**WALK, **params, "seed": seed}).fit(train)
     u, v = emb.scoring_vectors()
@@ -191,8 +191,7 @@ def _served(method: str, train, test_path: Path, valid_path: Path | None, params
     (and measure its other paths: :func:`_client_paths`)."""
     import uuid
 
-    from recsys import Interactions, RecommendationClient, ranking_metrics
-    from recsys.training import train_and_publish
+    from recsys import Interactions, RecommendationClient, ranking_metrics, train_and_publish
 
     name = f"bench-{method}-{uuid.uuid4().hex[:8]}"
     valid = Interactions.read(valid_path) if valid_path else None

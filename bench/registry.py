@@ -19,8 +19,8 @@ import numpy as np
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import best_of, machine, table, write  # noqa: E402
-from vectorstore import ItemIndex, ModelRegistry, Settings  # noqa: E402
+from bench._common import best_of, machine, table, write
+from vectorstore import ItemIndex, ModelRegistry, Settings
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import machine, table, write  # noqa: E402
+from bench._common import machine, table, write
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys"
 MODELS = [("spectral", {}, 1),
@@ -37,8 +37,7 @@ MODELS = [("spectral", {}, 1),
 def training(datasets: list[str]) -> list[list]:
     import torch
 
-    from recsys.interactions import Interactions
-    from recsys.models import make_model
+    from recsys import Interactions, make_model
 
     torch.set_num_threads(1)
     rows = []
@@ -56,7 +55,7 @@ def training(datasets: list[str]) -> list[list]:
 
 def scoring(redis_url: str) -> tuple[dict[str, float], int]:
     """``speed("raw+paa")`` of bench/anomaly.py, and the bytes of one series' state after 10,000 points."""
-    from anomaly.service import score_points, train_detector
+    from anomaly import score_points, train_detector
     from vectorstore import ModelRegistry, Settings
 
     spec = importlib.util.spec_from_file_location("bench_anomaly", Path(__file__).with_name("anomaly.py"))

@@ -33,15 +33,19 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import machine, table, write  # noqa: E402
-from bench._deltas import HEADERS as DELTA_HEADERS  # noqa: E402
-from bench._deltas import delta_rows  # noqa: E402
-from bench._filtered import HEADERS as FILTERED_HEADERS  # noqa: E402
-from bench._filtered import bucket_metadata, filtered_rows  # noqa: E402
-from recsys import GraphEmbeddings, Interactions, RecommendationClient  # noqa: E402
-from recsys.publish import publish_embeddings  # noqa: E402
-from recsys.training import train_and_publish  # noqa: E402
-from vectorstore import ModelRegistry, Settings  # noqa: E402
+from bench._common import machine, table, write
+from bench._deltas import HEADERS as DELTA_HEADERS
+from bench._deltas import delta_rows
+from bench._filtered import HEADERS as FILTERED_HEADERS
+from bench._filtered import bucket_metadata, filtered_rows
+from recsys import (
+    GraphEmbeddings,
+    Interactions,
+    RecommendationClient,
+    publish_embeddings,
+    train_and_publish,
+)
+from vectorstore import ModelRegistry, Settings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "recsys" / "ml-1m"
 
@@ -186,9 +190,7 @@ def measure(label: str, client: RecommendationClient, republish, queries: int, r
 def varied_norm_rows(n_items: int) -> list[list]:
     """Recall@10 and single-query latency per graph kind and ef on varied-norm vectors, exact search, and
     tune_index's choice (its build time included)."""
-    from vectorstore import ItemIndex
-    from vectorstore.recall import Probe, measure_recall, tune_index
-    from vectorstore.synthetic import varied_norm_vectors
+    from vectorstore import ItemIndex, Probe, measure_recall, tune_index, varied_norm_vectors
 
     items, queries = varied_norm_vectors(n_items, 64, queries=500, seed=0)
     probe = Probe(queries)

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench._common import machine, table, write  # noqa: E402
-from bench.milvus import model  # noqa: E402
-from recsys.publish import publish_embeddings  # noqa: E402
-from vectorstore import ModelRegistry, Settings  # noqa: E402
+from bench._common import machine, table, write
+from bench.milvus import model
+from recsys import publish_embeddings
+from vectorstore import ModelRegistry, Settings
 
 # Run in a fresh interpreter: RSS before and after the client loads the model and answers one request.
 PROBE = """

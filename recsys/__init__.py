@@ -11,6 +11,7 @@ from typing import Any
 
 from .catalogue import CatalogueWriter
 from .client import RecommendationClient, Recommendations
+from .entities import entity_vectors
 from .exceptions import (
     InvalidDelta,
     InvalidFilter,
@@ -27,10 +28,21 @@ from .exceptions import (
 )
 from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
-from .models import GraphEmbeddings, GraphModel, ProgressCallback, make_model
+from .models import DEFAULT_MODEL, MODELS, GraphEmbeddings, GraphModel, ProgressCallback, make_model
+from .precompute import precompute_top_n
+from .publish import publish_embeddings
 from .similarity import SimilarUsers
+from .synthetic import synthetic_interactions
+from .training import train_and_publish
 
 __all__ = [
+    "DEFAULT_MODEL",
+    "MODELS",
+    "entity_vectors",
+    "precompute_top_n",
+    "publish_embeddings",
+    "synthetic_interactions",
+    "train_and_publish",
     "Interactions",
     "GraphEmbeddings",
     "GraphModel",

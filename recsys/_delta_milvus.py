@@ -60,7 +60,7 @@ def write(settings: Settings, spec: Mapping[str, Any], catalogue: Catalogue, op:
     """
     if op not in ("delete_items", "update_metadata"):
         return
-    from vectorstore.milvus import MilvusStore  # imports pymilvus: only for a Milvus-backed version
+    from vectorstore import MilvusStore  # imports pymilvus: only for a Milvus-backed version
 
     store = MilvusStore.get(settings)
     if op == "delete_items":

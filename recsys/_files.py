@@ -19,8 +19,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from vectorstore.inputs import EXCERPT_CHARS, NulGuard
-from vectorstore.inputs import excerpt as _excerpt
+from vectorstore import EXCERPT_CHARS, NulGuard
+from vectorstore import excerpt as _excerpt
 
 from .exceptions import InvalidInteractions
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vectorstore.filtered import AllowedIds
+from vectorstore import AllowedIds
 
 from .exceptions import InvalidFilter
 from .filters import And, Compare, Literal, Member, Node, Not, Or, fields_of, parse_filter

@@ -16,8 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from vectorstore import ItemIndex
-from vectorstore.recall import DEFAULT_TARGET, Probe, tune_index
+from vectorstore import DEFAULT_TARGET, ItemIndex, Probe, tune_index
 
 __all__ = ["INDEX_PARAMS", "RECALL_K", "RECALL_SAMPLE", "Indexes", "build_indexes", "fold_in_queries"]
 

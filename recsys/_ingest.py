@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vectorstore.inputs import plain_header
+from vectorstore import plain_header
 
 from ._files import COMPRESSED_SUFFIXES, TextFormat, excerpt
 from .exceptions import InvalidInteractions

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vectorstore.inputs import plain_header
+from vectorstore import plain_header
 
 from ._files import TextFormat, excerpt, text_format
 from ._ingest import MAX_REPORTED

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vectorstore import MilvusRefused, Settings
-from vectorstore.milvus import Hits, MilvusStore
+from vectorstore import Hits, MilvusRefused, MilvusStore, Settings
 
 from .exceptions import InvalidFilter
 from .filters import fields_of, parse_filter

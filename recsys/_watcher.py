@@ -30,8 +30,7 @@ from typing import Any
 
 import redis
 
-from vectorstore import ModelRegistry, RedisUnavailable, VectorStoreError
-from vectorstore.connection import UNAVAILABLE_ERRORS
+from vectorstore import UNAVAILABLE_ERRORS, ModelRegistry, RedisUnavailable, VectorStoreError
 
 from ._delta_follow import DeltaFollower
 from ._lease import LeaseKeeper

@@ -25,10 +25,17 @@ from typing import Any
 import numpy as np
 import redis
 
-from vectorstore import IntegrityError, ModelRegistry, RedisUnavailable, Settings, connect, get_settings
-from vectorstore.connection import UNAVAILABLE_ERRORS
-from vectorstore.filtered import AllowedIds
-from vectorstore.filtered import search as search_allowed
+from vectorstore import (
+    UNAVAILABLE_ERRORS,
+    AllowedIds,
+    IntegrityError,
+    ModelRegistry,
+    RedisUnavailable,
+    Settings,
+    connect,
+    get_settings,
+    search_allowed,
+)
 
 from ._breaker import CircuitBreaker
 from ._filtering import FilterCache

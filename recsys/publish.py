@@ -41,9 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from vectorstore import ModelRegistry
-from vectorstore.inputs import plain_header
-from vectorstore.milvus import MilvusItems
+from vectorstore import MilvusItems, ModelRegistry, plain_header
 
 from ._files import excerpt
 from ._indexing import INDEX_PARAMS, build_indexes

@@ -27,8 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vectorstore import ItemIndex, ModelRegistry
-from vectorstore.filtered import AllowedIds
+from vectorstore import AllowedIds, ItemIndex, ModelRegistry
 
 from .entities import entity_vectors
 from .exceptions import InvalidRequest, UnknownUser

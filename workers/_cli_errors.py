@@ -14,9 +14,7 @@ import click
 import redis
 from kombu.exceptions import OperationalError
 
-from vectorstore.connection import redact_url
-from vectorstore.exceptions import ModelNotFound, VectorStoreError
-from vectorstore.settings import get_settings
+from vectorstore import ModelNotFound, VectorStoreError, get_settings, redact_url
 
 from .exceptions import WorkerError
 
@@ -68,7 +66,7 @@ def _missing_extra(exc: ModuleNotFoundError, ctx: click.Context) -> str:
 
 def _published_models() -> str:
     try:
-        from vectorstore.registry import ModelRegistry
+        from vectorstore import ModelRegistry
 
         names = ModelRegistry().models()
     except Exception:  # the hint is a courtesy: never let it hide the error itself

@@ -32,9 +32,7 @@ from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from celery.signals import celeryd_init
 from kombu.exceptions import OperationalError
 
-from vectorstore.connection import UNAVAILABLE_ERRORS, connect
-from vectorstore.exceptions import RedisUnavailable
-from vectorstore.settings import Settings, get_settings
+from vectorstore import UNAVAILABLE_ERRORS, RedisUnavailable, Settings, connect, get_settings
 
 __all__ = ["PERMANENT_ERRORS", "TRANSIENT_ERRORS", "ServiceTask", "time_limits"]
 

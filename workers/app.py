@@ -17,11 +17,18 @@ import logging
 
 from celery import Celery
 
-from vectorstore.broker import QUEUES, broker_kind, celery_broker_config
-from vectorstore.connection import celery_broker_url, celery_transport_options, is_cluster
-from vectorstore.embedded import resolve_redis_url
-from vectorstore.exceptions import ConfigurationError
-from vectorstore.settings import Settings, get_settings
+from vectorstore import (
+    QUEUES,
+    ConfigurationError,
+    Settings,
+    broker_kind,
+    celery_broker_config,
+    celery_broker_url,
+    celery_transport_options,
+    get_settings,
+    is_cluster,
+    resolve_redis_url,
+)
 
 __all__ = ["QUEUES", "app", "celery_config"]
 

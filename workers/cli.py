@@ -16,8 +16,7 @@ import time
 
 import click
 
-from vectorstore.connection import redact_url
-from vectorstore.settings import get_settings
+from vectorstore import get_settings, redact_url
 
 from ._cli_errors import one_line
 from .exceptions import WorkerError
@@ -172,8 +171,7 @@ def models(ctx: click.Context, name: str | None, verify: bool, as_json: bool) ->
     A graph model's versions show the ANN recall@10 of each client path against exact search, measured
     when it was published, and how its item index is searched.
     """
-    from vectorstore.exceptions import IntegrityError
-    from vectorstore.registry import ModelRegistry
+    from vectorstore import IntegrityError, ModelRegistry
 
     registry = ModelRegistry()
     if name is None:
@@ -236,7 +234,7 @@ def _recall_note(meta: dict) -> str:
 @click.option("--version", "version_", type=int, default=None, help="Version to activate (default: the previous).")
 def rollback(name: str, version_: int | None) -> None:
     """Activate an earlier version of model NAME (serving clients switch to it at once)."""
-    from vectorstore.registry import ModelRegistry
+    from vectorstore import ModelRegistry
 
     active = ModelRegistry().rollback(name, version_)
     click.echo(f"{name}: v{active} is active")
@@ -250,7 +248,7 @@ def redis() -> None:
 @redis.command("url")
 def redis_url() -> None:
     """Print the URL of the Redis in use (starting the embedded one if needed) and where it lives."""
-    from vectorstore.embedded import EmbeddedRedis, resolve_redis_url
+    from vectorstore import EmbeddedRedis, resolve_redis_url
 
     settings = get_settings()
     url = resolve_redis_url(settings)
@@ -265,7 +263,7 @@ def redis_url() -> None:
 @redis.command("stop")
 def redis_stop() -> None:
     """Stop the embedded redis-server (its data is kept on disk, AOF)."""
-    from vectorstore.embedded import EmbeddedRedis
+    from vectorstore import EmbeddedRedis
 
     stopped = EmbeddedRedis(get_settings().data_dir).stop()
     click.echo("stopped" if stopped else "not running")

@@ -54,11 +54,8 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
         progress: draw progress bars while jobs run.
     """
     import alerts
-    from anomaly.plot import plot_detection
-    from anomaly.service import load_detector, reset_stream
-    from anomaly.synthetic import synthetic_metrics
-    from recsys.client import RecommendationClient
-    from recsys.synthetic import synthetic_interactions
+    from anomaly import load_detector, plot_detection, reset_stream, synthetic_metrics
+    from recsys import RecommendationClient, synthetic_interactions
     from vectorstore import ModelRegistry, get_settings
 
     from . import jobs

@@ -19,9 +19,7 @@ import redis
 from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 
-from vectorstore.connection import connect, redact_url
-from vectorstore.exceptions import RedisUnavailable
-from vectorstore.settings import Settings, get_settings
+from vectorstore import RedisUnavailable, Settings, connect, get_settings, redact_url
 
 from ._job_records import job_entry as _entry
 from ._job_records import progress_report as _report

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 import alerts
-from anomaly import InvalidParameter, knn_outliers
-from anomaly.service import score_points
+from anomaly import InvalidParameter, knn_outliers, score_points
 from vectorstore import ModelRegistry
 
 __all__ = ["entity_outliers", "score_series"]
@@ -66,8 +65,7 @@ def entity_outliers(name: str, kind: str = "users", *, k: int = 10, alert: bool 
     Raises:
         anomaly.InvalidParameter: ``kind`` is unknown or the model is not a graph model.
     """
-    from recsys.entities import entity_vectors
-    from recsys.exceptions import ModelUnavailable
+    from recsys import ModelUnavailable, entity_vectors
 
     if kind not in ("users", "items"):
         raise InvalidParameter(f"kind={kind!r} must be 'users' or 'items'")

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from vectorstore.connection import redact_url
+from vectorstore import redact_url
 
 __all__ = ["COMMANDS", "alerts_group"]
 

@@ -11,7 +11,7 @@ import click
 from ._common import WORKER_PATHS, LibraryChoice, parse_params, train
 
 if TYPE_CHECKING:  # the CLI imports the library only when a command runs
-    from anomaly.series import ReadOptions
+    from anomaly import ReadOptions
 
 __all__ = ["COMMANDS"]
 
@@ -62,7 +62,7 @@ def detect(input_csv, train_until, scores_out, plot, explain, embedding, window,
 
     Prints one JSON line: rows, anomalies, the window, timings and the files written.
     """
-    from anomaly.detect import detect_file
+    from anomaly import detect_file
 
     result = detect_file(input_csv, train_until, scores_out, plot=plot, embedding=embedding, window=window,
                          explain=explain, read_options=_read_options(timestamp_col, value_col, duplicates),
@@ -107,7 +107,7 @@ def train_series(input_csv, name, train_until, embedding, params, series_id, wai
 @_read_flags
 def score(name, series_id, input_csv, timestamp_col, value_col, duplicates) -> None:
     """Score new points of a stream with a published detector (state kept in Redis), raising incidents."""
-    from anomaly.series import read_one_series
+    from anomaly import read_one_series
 
     from ..scoring import score_series
 

@@ -18,7 +18,7 @@ __all__ = ["COMMANDS"]
 
 
 def _writer(name: str) -> Any:
-    from recsys.catalogue import CatalogueWriter
+    from recsys import CatalogueWriter
 
     return CatalogueWriter(name)
 

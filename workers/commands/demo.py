@@ -22,8 +22,7 @@ def demo(redis_url: str | None, out_dir: str | None, small: bool) -> None:
     With no Redis configured it starts the embedded redis-server and runs a worker in this process.
     Outputs (data, plots, alerts.jsonl, summary.json) go to --out.
     """
-    from vectorstore.embedded import EmbeddedRedis
-    from vectorstore.settings import get_settings
+    from vectorstore import EmbeddedRedis, get_settings
 
     from ..demo import DemoSizes, run_demo
 

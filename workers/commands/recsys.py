@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from recsys.models import DEFAULT_MODEL, MODELS
+from recsys import DEFAULT_MODEL, MODELS
 
 from ._common import WORKER_PATHS, parse_params, train
 
@@ -91,10 +91,7 @@ def eval_recsys(train_path, test_path, algorithm, k, recs_out, name, params, use
 
     Prints one JSON line: recall@k, ndcg@k and the wall time of each stage.
     """
-    from recsys.client import RecommendationClient
-    from recsys.interactions import Interactions
-    from recsys.metrics import ranking_metrics
-    from recsys.training import train_and_publish
+    from recsys import Interactions, RecommendationClient, ranking_metrics, train_and_publish
 
     stages: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -148,7 +145,7 @@ def _print(recs, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def recommend(user, k, name, fields, strict, expression, as_json) -> None:
     """Recommend K items for USER from the active version of a model."""
-    from recsys.client import RecommendationClient
+    from recsys import RecommendationClient
 
     with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
         _print(client.recommend(user, k=k, fields=list(fields) or None, strict=strict, filter=expression), as_json)
@@ -165,7 +162,7 @@ def recommend(user, k, name, fields, strict, expression, as_json) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def similar(item, k, name, fields, metric, expression, as_json) -> None:
     """The K items most similar to ITEM."""
-    from recsys.client import RecommendationClient
+    from recsys import RecommendationClient
 
     with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
         _print(client.similar_items(item, k=k, fields=list(fields) or None, metric=metric, filter=expression),

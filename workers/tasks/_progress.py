@@ -9,8 +9,7 @@ from typing import Any
 import redis
 from celery import Task
 
-from vectorstore.connection import connect
-from vectorstore.settings import get_settings
+from vectorstore import connect, get_settings
 
 __all__ = ["PROGRESS_LOG_LENGTH", "Progress", "progress_log_key"]
 

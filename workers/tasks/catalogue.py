@@ -20,7 +20,7 @@ _lock = threading.Lock()
 
 
 def _writer(name: str) -> Any:
-    from recsys.catalogue import CatalogueWriter
+    from recsys import CatalogueWriter
 
     with _lock:
         writer = _writers.get(name)

@@ -6,8 +6,7 @@ import time
 
 import numpy as np
 
-from vectorstore.index import ItemIndex
-from vectorstore.registry import ModelRegistry
+from vectorstore import ItemIndex, ModelRegistry
 
 from ..app import app
 from ._progress import Progress

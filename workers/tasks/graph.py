@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from vectorstore import ModelRegistry
-from vectorstore.inputs import input_path
+from vectorstore import ModelRegistry, input_path
 
 from ..app import app
 from ._progress import Progress
@@ -34,7 +33,7 @@ def train_graph(self, interactions: str, model: str | None = None, name: str = "
     Returns:
         ``{"model", "version", "algorithm", "metrics", "timings", "n_users", "n_items"}``.
     """
-    from recsys.training import train_and_publish
+    from recsys import train_and_publish
 
     interactions, valid, test, item_metadata = (  # type: ignore[assignment]  # interactions is always given
         None if path is None else str(input_path(path, what=what))
@@ -56,7 +55,7 @@ def precompute_recommendations(self, name: str = "default", version: int | None 
     """Write every user's top-``n`` (seen items excluded) for ``version`` into Redis
     (:func:`recsys.precompute.precompute_top_n`); a redelivered job drops its killed delivery's partial list.
     """
-    from recsys.precompute import precompute_top_n
+    from recsys import precompute_top_n
 
     return precompute_top_n(ModelRegistry(), name, version, n=n, batch=batch, attempt=self.request.id,
                             progress=Progress(self))

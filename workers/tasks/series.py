@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vectorstore.inputs import input_path
+from vectorstore import input_path
 
 from ..app import app
 from ._progress import Progress
@@ -24,7 +24,7 @@ def train_series(self, series: str, name: str, train_until: int | None = None, e
     the path must lie inside it (``vectorstore.inputs.input_path``), else the job fails with
     ``InputNotAllowed`` before the file is opened.
     """
-    from anomaly.service import train_detector
+    from anomaly import train_detector
 
     series = str(input_path(series, what="series"))
     progress = Progress(self)
