@@ -17,7 +17,7 @@ ALLOWED = {"vectorstore": set(), "recsys": {"vectorstore"}, "anomaly": {"vectors
            "workers": {"vectorstore", "recsys", "anomaly", "alerts"}}
 
 PUBLIC = {
-    "vectorstore": ["AllowedIds", "broker_kind", "celery_broker_config", "celery_broker_url",
+    "vectorstore": ["AllowedIds", "broker_kind", "by_exact_search", "celery_broker_config", "celery_broker_url",
                     "celery_transport_options", "ChecksumError", "ConfigurationError", "connect", "CorruptManifest",
                     "CorruptRow", "DEFAULT_TARGET", "EmbeddedRedis", "EmbeddedRedisError", "env_choice", "env_float",
                     "env_int", "env_url", "excerpt", "EXCERPT_CHARS", "find_redis_server", "get_settings", "Hits",

@@ -11,8 +11,7 @@ from redis.cluster import RedisCluster, key_slot
 from alerts import CeleryTaskHook, send_test
 from alerts.exceptions import HookError
 from alerts.keys import AlertKeys
-from vectorstore import ConfigurationError, ModelRegistry, Settings
-from vectorstore.connection import connect, is_cluster
+from vectorstore import ConfigurationError, ModelRegistry, Settings, connect, is_cluster
 from workers.app import celery_config
 
 

@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from recsys.client import RecommendationClient
 from recsys.training import train_and_publish
 from vectorstore import ChecksumError, ModelRegistry, RedisUnavailable, Settings, start_redis_server
-from vectorstore.embedded import RedisProcess
+from vectorstore.platform.embedded import RedisProcess
 from workers.cli import main as cli
 from workers.jobs import submit
 

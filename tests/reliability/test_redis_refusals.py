@@ -42,7 +42,7 @@ from vectorstore import (
     get_settings,
     start_redis_server,
 )
-from vectorstore.embedded import RedisProcess
+from vectorstore.platform.embedded import RedisProcess
 from workers.cli import main as cli
 
 

@@ -39,8 +39,16 @@ from kombu import Connection
 from recsys.client import RecommendationClient
 from recsys.exceptions import ModelUnavailable
 from recsys.training import train_and_publish
-from vectorstore import ModelRegistry, RedisAuthFailed, RedisUnavailable, Settings, SignatureError, start_redis_server
-from vectorstore.embedded import RedisProcess, find_redis_server
+from vectorstore import (
+    ModelRegistry,
+    RedisAuthFailed,
+    RedisUnavailable,
+    Settings,
+    SignatureError,
+    find_redis_server,
+    start_redis_server,
+)
+from vectorstore.platform.embedded import RedisProcess
 from workers.app import app
 from workers.cli import main as cli
 from workers.jobs import JobHandle, submit

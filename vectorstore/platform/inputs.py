@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
-from .exceptions import InputNotAllowed
+from ..exceptions import InputNotAllowed
 from .settings import Settings, get_settings
 
 __all__ = ["EXCERPT_CHARS", "NulGuard", "excerpt", "input_path", "plain_header", "plain_name"]

@@ -28,9 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import redis
 
-from ._manifest import DTYPES, parse_manifest, sign
-from .connection import UNAVAILABLE_ERRORS, connect, redact_url
-from .exceptions import (
+from ...exceptions import (
     ChecksumError,
     CorruptManifest,
     IntegrityError,
@@ -43,12 +41,14 @@ from .exceptions import (
     VectorStoreError,
     VersionNotFound,
 )
+from ...platform.connection import UNAVAILABLE_ERRORS, connect, redact_url
+from ...platform.settings import Settings, get_settings
+from ._manifest import DTYPES, parse_manifest, sign
 from .leases import Leases
 from .rows import TAG_BYTES, RowSeal
-from .settings import Settings, get_settings
 
 if TYPE_CHECKING:
-    from .milvus import MilvusItems
+    from ..milvus import MilvusItems
 
 __all__ = ["ModelRegistry", "ModelVersion", "VersionInfo"]
 
@@ -226,7 +226,7 @@ class ModelRegistry:
             token: an idempotency token (e.g. the Celery job id): if a version was already committed with
                 it, nothing new is committed and that version is returned.
             milvus_items: items written into a Milvus collection of this version before the commit
-                (:mod:`vectorstore.milvus`; its spec goes into ``meta["milvus"]``); activation and rollback
+                (:mod:`vectorstore.store.milvus`; its spec goes into ``meta["milvus"]``); activation and rollback
                 move the model's Milvus alias, deletion drops the collection.
 
         Returns:
@@ -258,7 +258,7 @@ class ModelRegistry:
         version = int(self._redis(self._next_version, keys=[self._key(model, "seq"), self._key(model, "versions"),
                                                             self._key(model, "active")]))
         if milvus_items is not None:
-            from .milvus import publish_collection  # imports pymilvus: only for models that ask for Milvus
+            from ..milvus import publish_collection  # imports pymilvus: only for models that ask for Milvus
 
             meta["milvus"] = publish_collection(self.settings, model, version, milvus_items)
         data_key = self._key(model, f"v:{version}", "data")
@@ -386,7 +386,7 @@ class ModelRegistry:
 
     def row_seal(self, model: str, version: int, name: str, *, derived: bool = False,
                  manifest: Mapping[str, Any] | None = None) -> RowSeal:
-        """The :class:`~vectorstore.rows.RowSeal` of a version's table ``name`` (or, with ``derived``, of the
+        """The :class:`~vectorstore.RowSeal` of a version's table ``name`` (or, with ``derived``, of the
         data derived from it under :meth:`derived_key` ``name``): readers open rows with it, writers of derived
         data seal them. ``manifest``: the version's (verified) manifest, when the caller has it already.
 
@@ -652,7 +652,7 @@ class ModelRegistry:
         """Move the model's Milvus alias to (or, with ``drop``, drop) the collection of a version's ``meta``."""
         if not isinstance(meta, Mapping) or not meta.get("milvus"):
             return  # an hnswlib version: pymilvus is never imported
-        from . import milvus
+        from .. import milvus
 
         if drop:
             milvus.drop_collection(self.settings, meta)
@@ -660,7 +660,7 @@ class ModelRegistry:
             milvus.follow_activation(self.settings, meta, strict=strict)
 
     def leases(self, model: str) -> Leases:
-        """The leases clients hold on versions of ``model`` they serve (see :mod:`vectorstore.leases`)."""
+        """The leases clients hold on versions of ``model`` they serve (see :mod:`.leases`)."""
         return Leases(self.client, self._key(_check_name("model", model), "leases"), self._redis)
 
     def collect_garbage(self, model: str) -> list[int]:

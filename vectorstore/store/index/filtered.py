@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from ...exceptions import InvalidModelData
 from ._mutation import ALIAS_BASE
 from ._search import exclusions, top_k_columns
-from .exceptions import InvalidModelData
-from .index import ItemIndex, as_vectors
+from .item_index import ItemIndex, as_vectors
 
 __all__ = ["EXACT_ALLOWED", "EXACT_PRODUCT", "AllowedIds", "by_exact_search", "search"]
 

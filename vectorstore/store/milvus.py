@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from .connection import redact_url
-from .exceptions import ConfigurationError, InvalidModelData, MilvusRefused, MilvusUnavailable
-from .settings import Settings
+from ..exceptions import ConfigurationError, InvalidModelData, MilvusRefused, MilvusUnavailable
+from ..platform.connection import redact_url
+from ..platform.settings import Settings
 
 __all__ = ["Hits", "MilvusItems", "MilvusStore", "collection_names", "drop_collection", "follow_activation",
            "publish_collection"]

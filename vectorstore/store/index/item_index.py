@@ -12,10 +12,10 @@ from typing import Any
 import hnswlib
 import numpy as np
 
+from ...exceptions import IntegrityError, InvalidModelData
 from ._mutation import ALIAS_BASE, SPAN_LIMIT, add_items, change, mark_deleted
 from ._rwlock import ReadWriteLock
 from ._search import exclusions, top_k_columns
-from .exceptions import IntegrityError, InvalidModelData
 
 __all__ = ["ItemIndex", "MIPS", "SPACES"]
 
@@ -59,7 +59,7 @@ class ItemIndex:
       vectors whose norms vary 0.3-3x, where the augmented coordinate crowds the graph.
     * ``"native"``: hnswlib's own ``ip`` space: 1.0 on those clustered vectors, 0.90 on Node2Vec's.
 
-    Neither wins everywhere: :func:`vectorstore.recall.tune_index` measures both on the queries a model
+    Neither wins everywhere: :func:`vectorstore.tune_index` measures both on the queries a model
     will serve and keeps one that reaches the recall asked for, or exact search (``exact=True``).
 
     Batches of queries on small catalogues, queries whose exclusions cover much of the catalogue, and
@@ -69,7 +69,7 @@ class ItemIndex:
     Build with :meth:`build`; serialise with :meth:`to_bytes` / :meth:`from_bytes`, which carry the
     parameters (including ``ef``, which hnswlib itself does not save) in a JSON header, never pickle.
     A loaded index changes in place with :meth:`add_items`, :meth:`mark_deleted` and :meth:`change` (both
-    at once; see :mod:`vectorstore._mutation`); queries meanwhile wait only for the change itself.
+    at once; see :mod:`vectorstore.store.index._mutation`); queries meanwhile wait only for the change itself.
     """
 
     #: a batch is answered exactly when rows x items is at most this (and the catalogue is small).
@@ -84,7 +84,7 @@ class ItemIndex:
         self._span: int | None | bool = False  # not computed yet
         self._gate = ReadWriteLock()  # queries read; add_items / mark_deleted / resize write
         self._deleted: set[int] = set()
-        # ids whose vector changed live in fresh nodes (see vectorstore._mutation): id -> label, label - base -> id
+        # ids whose vector changed live in fresh nodes (see ._mutation): id -> label, label - base -> id
         self._alias: dict[int, int] = {}
         self._owners = np.empty(0, np.int64)
         self._dead: np.ndarray | None = None  # columns of the exact copy that are deleted labels
@@ -313,7 +313,7 @@ class ItemIndex:
             ef: search the graph with a beam at least this wide (default: the index's ``ef``). hnswlib
                 searches with ``max(ef, neighbours asked)``, so this asks for more neighbours instead of
                 calling ``set_ef``, which would race with concurrent queries; a client path that needs a
-                wider beam than the index's (see :func:`vectorstore.recall.tune_index`) passes it here.
+                wider beam than the index's (see :func:`vectorstore.tune_index`) passes it here.
 
         Returns:
             ``(ids, scores)``, each m x k' (k' <= k). Rows that run out of candidates after exclusion are
@@ -473,7 +473,7 @@ class ItemIndex:
 
         Raises:
             IntegrityError: not an index blob, truncated, or its header or graph out of range (checked before
-                hnswlib reads it: see :mod:`vectorstore._hnsw_file`).
+                hnswlib reads it: see :mod:`vectorstore.store.index._hnsw_file`).
         """
         from ._hnsw_file import check_hnsw_body, check_params
 

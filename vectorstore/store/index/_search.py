@@ -1,4 +1,4 @@
-"""Exact-search helpers of :class:`~vectorstore.index.ItemIndex`: exclusion lists and blocked top-k."""
+"""Exact-search helpers of :class:`~vectorstore.ItemIndex`: exclusion lists and blocked top-k."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import InvalidModelData
+from ...exceptions import InvalidModelData
 
 __all__ = ["exclusions", "top_k_columns"]
 

@@ -1,4 +1,4 @@
-"""Changing a loaded :class:`~vectorstore.index.ItemIndex` in place: items added or updated, items deleted.
+"""Changing a loaded :class:`~vectorstore.ItemIndex` in place: items added or updated, items deleted.
 
 hnswlib does the graph work (``add_items`` inserts a new label or updates an existing one's vector, and
 brings back one marked deleted; ``mark_deleted`` hides a label from every search; ``resize_index`` grows
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import InvalidModelData
+from ...exceptions import InvalidModelData
 
-# ``index`` below is a vectorstore.index.ItemIndex (not imported: index.py imports this module).
+# ``index`` below is a vectorstore.ItemIndex (not imported: index.py imports this module).
 
 __all__ = ["ALIAS_BASE", "add_items", "change", "mark_deleted"]
 
