@@ -62,6 +62,6 @@ def test_keys_that_change_together_share_a_slot(settings):
                   keys.hooks_version, keys.state("series", "s{1}"), keys.delivery("inc_1:firing")]
     assert len({key_slot(k.encode()) for k in alert_keys}) == 1
     registry = ModelRegistry(settings)
-    model_keys = [registry._key("m", "active"), registry._key("m", "v:3", "manifest"), registry.channel("m"),
+    model_keys = [registry.keys.active("m"), registry.keys.manifest("m", 3), registry.channel("m"),
                   registry.table_key("m", 3, "users"), registry.derived_key("m", 3, "topn", register=False)]
     assert len({key_slot(k.encode()) for k in model_keys}) == 1

@@ -298,7 +298,7 @@ def test_signing_key_client_refuses_unsigned_or_tampered_versions(trained_model,
         with pytest.raises(SignatureError, match="unsigned"):
             signed.load(model_name, v2)
         v3 = copy_version(signed, trained_model, model_name, reader=plain)
-        manifest_key = signed._key(model_name, f"v:{v3}", "manifest")
+        manifest_key = signed.keys.manifest(model_name, v3)
         manifest = json.loads(signed.client.get(manifest_key))
         manifest["meta"]["algorithm"] = "tampered"
         signed.client.set(manifest_key, json.dumps(manifest))

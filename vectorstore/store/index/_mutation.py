@@ -16,7 +16,7 @@ is marked deleted instead and the vector inserted as a fresh node under a label 
 the id to its current label (``index._alias``) when it is deleted or its vector read. The stale nodes stay in
 the graph (counted in ``params["superseded"]``) until the next build.
 
-The exact-search copy of the vectors (:meth:`ItemIndex._exact_data`) is kept in step: rows updated in
+The exact-search copy of the vectors (:func:`._search.exact_data`) is kept in step: rows updated in
 place, new labels appended to a buffer with spare capacity (readers slice it to the length they captured).
 
 An augmented inner-product index (``mips="augmented"``) adds ``sqrt(R^2 - |x|^2)`` to each vector, R the
