@@ -40,7 +40,8 @@ from .platform.embedded import (
     start_redis_server,
 )
 from .platform.env import env_choice, env_float, env_int, env_url
-from .platform.inputs import EXCERPT_CHARS, NulGuard, excerpt, input_path, plain_header
+from .platform.files import open_decompressed, sniff_compression
+from .platform.inputs import EXCERPT_CHARS, NulGuard, excerpt, excerpt_values, input_path, plain_header
 from .platform.settings import Settings, get_settings
 from .store.index.filtered import AllowedIds, by_exact_search
 from .store.index.filtered import search as search_allowed
@@ -72,13 +73,16 @@ __all__ = [
     "env_int",
     "env_url",
     "excerpt",
+    "excerpt_values",
     "find_redis_server",
     "input_path",
     "is_cluster",
     "measure_recall",
+    "open_decompressed",
     "plain_header",
     "redis_server_version",
     "search_allowed",
+    "sniff_compression",
     "tune_index",
     "varied_norm_vectors",
     "SPACES",
