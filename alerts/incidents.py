@@ -18,7 +18,7 @@ id, and resolves when the series has calmed down); without an open incident it i
 counters meant another machine. One left by another detector waits for that detector's next batch.
 
 This module owns the open incidents' record, ``{alerts}:open`` (HASH: incident id -> its latest ``firing``
-notification, while the incident is open); the machine's state record is :mod:`alerts.machine`'s.
+notification, while the incident is open); the machine's state record is :mod:`alerts._key_state`'s.
 
 Timestamps may be datetimes (naive ones are taken as UTC), numpy datetime64, ISO 8601 strings or numbers
 (epoch seconds). A missing score (NaN) is a calm point.
@@ -41,17 +41,9 @@ import redis
 from vectorstore import Settings, connect, get_settings
 
 from . import _outbox_records as outbox
+from ._key_state import decode_former_state, decode_state, encode_state, former_state_key, state_key
 from .exceptions import CorruptRecord, InvalidAlertSetting
-from .machine import (
-    Decisions,
-    IncidentMachine,
-    IncidentPolicy,
-    decode_former_state,
-    decode_state,
-    encode_state,
-    former_state_key,
-    state_key,
-)
+from .machine import Decisions, IncidentMachine, IncidentPolicy
 from .notification import Incident, Notification
 
 __all__ = ["IncidentSession", "forget", "observe", "open_incidents", "open_key"]

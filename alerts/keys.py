@@ -2,7 +2,7 @@
 
 ::
 
-    {prefix}{alerts}:state:{kind}:{model}:{key}  STRING  one key's incident machine   alerts.machine
+    {prefix}{alerts}:state:{kind}:{model}:{key}  STRING  one key's incident machine   alerts._key_state
     {prefix}{alerts}:open                        HASH    open incidents               alerts.incidents
     {prefix}{alerts}:outbox                      STREAM  notifications to deliver     alerts._outbox_records
     {prefix}{alerts}:retry                       ZSET    due retries                  alerts._outbox_records
@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._key_state import state_key
 from ._outbox_records import GROUP, OutboxKeys
 from .incidents import open_key
-from .machine import state_key
 from .shared import HookKeys
 
 __all__ = ["GROUP", "AlertKeys"]

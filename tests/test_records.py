@@ -55,7 +55,7 @@ RECORDS = (
            fields=("token", "missing", "start_row", "recent_from", "last_score", "calibrators", "value_range",
                    "<f8", "<i8", "u1"),
            scope=("anomaly", "workers")),
-    Record("incident machine state", "alerts/machine.py", keys=(r"\{alerts\}:state:",),
+    Record("incident machine state", "alerts/_key_state.py", keys=(r"\{alerts\}:state:",),
            fields=("warm_from", "last_alert", "clear_from", "calm")),
     Record("open incidents", "alerts/incidents.py", keys=(r"\{alerts\}:open\b",)),
     Record("notification", "alerts/notification.py", fields=("ea.alert/1", "created_at_ts", "idempotency_key")),

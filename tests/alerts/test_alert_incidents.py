@@ -15,9 +15,9 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
 from alerts import IncidentPolicy, Notification, observe, open_incidents
+from alerts._key_state import former_state_key
 from alerts.exceptions import InvalidAlertSetting
 from alerts.keys import AlertKeys
-from alerts.machine import former_state_key
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 POLICY = IncidentPolicy(for_points=3, clear_points=4, cooldown_points=30, warmup_points=0, group_by=("service",))

@@ -10,7 +10,7 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 
 from alerts import IncidentMachine, IncidentPolicy, InvalidAlertSetting, Notification
-from alerts.machine import decode_state, encode_state
+from alerts._key_state import decode_state, encode_state
 
 POLICY = IncidentPolicy(for_points=1, clear_points=5, cooldown_points=20, warmup_points=30)
 HOT, CALM = 0.9, 0.1

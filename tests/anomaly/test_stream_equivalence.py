@@ -9,7 +9,7 @@ import pytest
 from anomaly_synth import TRAIN, clean_series, planted_series
 
 from alerts import IncidentMachine, IncidentPolicy
-from alerts.machine import decode_state, encode_state
+from alerts._key_state import decode_state, encode_state
 from anomaly import THRESHOLD, KnnDetector
 from workers.detection import IncidentDecider
 
