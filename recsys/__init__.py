@@ -11,6 +11,8 @@ from typing import Any
 
 from .catalogue import CatalogueWriter
 from .client import RecommendationClient, Recommendations
+from .data.interactions import Interactions
+from .data.synthetic import synthetic_interactions
 from .entities import entity_vectors
 from .exceptions import (
     InvalidDelta,
@@ -26,13 +28,11 @@ from .exceptions import (
     UnsupportedDelta,
     VersionGone,
 )
-from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
 from .models import DEFAULT_MODEL, MODELS, GraphEmbeddings, GraphModel, ProgressCallback, make_model
 from .precompute import precompute_top_n
 from .publish import publish_embeddings
 from .similarity import SimilarUsers
-from .synthetic import synthetic_interactions
 from .training import train_and_publish
 
 __all__ = [

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .data.ids import check_ids
 from .exceptions import InvalidDelta
-from .recommendations import check_ids
 
 __all__ = ["delta_ids", "field_values", "positive", "vector"]
 

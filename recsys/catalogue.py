@@ -50,6 +50,7 @@ from ._delta_checks import field_values as _metadata
 from ._delta_checks import positive as _positive
 from ._delta_checks import vector as _vector
 from ._wire import decode_ids, decode_vector
+from .data.ids import check_id
 from .deltas import (
     DELTA_TOKENS,
     DELTA_USERS,
@@ -61,7 +62,6 @@ from .deltas import (
     sign_body,
 )
 from .exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
-from .recommendations import check_id
 
 __all__ = ["CatalogueWriter", "DeltaReceipt"]
 

@@ -43,8 +43,9 @@ from ._milvus_serving import milvus_recommendations
 from ._serving import ServingModel
 from ._watcher import VersionWatcher
 from ._wire import decode_ids, decode_top, decode_vector, encode_top
+from .data.ids import check_id, check_ids
 from .exceptions import UnknownItem, UnknownUser, VersionGone
-from .recommendations import MAX_K, Recommendations, check_fields, check_id, check_ids, check_k
+from .recommendations import MAX_K, Recommendations, check_fields, check_k
 from .similarity import Similarity, SimilarUsers, check_metric
 
 __all__ = ["MAX_K", "RecommendationClient", "Recommendations", "encode_top"]

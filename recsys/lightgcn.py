@@ -51,8 +51,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .data.interactions import Interactions
 from .exceptions import InvalidParameter
-from .interactions import Interactions
 from .models import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_float, check_positive_int
 
 __all__ = ["LightGCN"]

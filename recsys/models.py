@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .data.interactions import Interactions
 from .exceptions import InvalidParameter
-from .interactions import Interactions
 
 __all__ = ["DEFAULT_MODEL", "GraphEmbeddings", "GraphModel", "ProgressCallback", "make_model", "MODELS"]
 

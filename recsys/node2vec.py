@@ -46,8 +46,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .data.interactions import Interactions
 from .exceptions import InvalidParameter, TrainingError
-from .interactions import Interactions
 from .models import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_float, check_positive_int
 from .skipgram import train_skipgram
 from .walks import CSRGraph, random_walks, set_threads

@@ -39,50 +39,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from vectorstore import MilvusItems, ModelRegistry, plain_header
+from vectorstore import MilvusItems, ModelRegistry
 
-from ._files import excerpt
 from ._indexing import INDEX_PARAMS, build_indexes
-from ._metadata import read_item_table
 from ._wire import encode_ids, encode_vector
+from .data.interactions import Interactions
 from .exceptions import InvalidParameter
-from .interactions import Interactions
 from .models import GraphEmbeddings
 
-__all__ = ["INDEX_BACKENDS", "INDEX_PARAMS", "item_metadata_columns", "publish_embeddings"]
+__all__ = ["INDEX_BACKENDS", "INDEX_PARAMS", "publish_embeddings"]
 
 #: where a version's item index lives: in the serving process (hnswlib, the default) or in Milvus
 INDEX_BACKENDS = ("hnswlib", "milvus")
 
 log = logging.getLogger(__name__)
-
-
-def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray) -> dict[str, list] | None:
-    """Align an item metadata table (a DataFrame or CSV path with an ``item`` column) to dense item ids.
-
-    Items missing from the table get ``None``; extra rows are ignored.
-
-    Raises:
-        InvalidParameter: no ``item`` column (the columns are listed only when they are plainly a header), or
-            repeated items (by a short excerpt); a path is read by :func:`recsys._metadata.read_item_table`,
-            which quotes nothing of a file that is not plainly a table.
-    """
-    if table is None:
-        return None
-    df = read_item_table(table) if isinstance(table, str) else table.copy()
-    if "item" not in df.columns:
-        found = (", ".join(excerpt(c, 24) for c in list(df.columns)[:12]) if plain_header(df.columns)
-                 else "no plain header (not quoted)")
-        raise InvalidParameter(f"item metadata needs an 'item' column, found {found}")
-    df["item"] = df["item"].astype(str)
-    if df["item"].duplicated().any():
-        dup = ", ".join(excerpt(v) for v in df.loc[df["item"].duplicated(), "item"].head(3))
-        raise InvalidParameter(f"item metadata repeats items {dup}")
-    aligned = df.set_index("item").reindex(pd.Index(item_ids, dtype=str))
-    aligned = aligned.astype(object).where(aligned.notna(), None)
-    return {str(col): aligned[col].tolist() for col in aligned.columns}
 
 
 def publish_embeddings(

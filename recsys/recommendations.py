@@ -9,12 +9,10 @@ import numpy as np
 
 from .exceptions import InvalidRequest
 
-__all__ = ["MAX_ID_CHARS", "MAX_K", "Recommendations", "check_fields", "check_id", "check_ids", "check_k"]
+__all__ = ["MAX_K", "Recommendations", "check_fields", "check_k"]
 
 #: the largest k a request may ask for
 MAX_K = 10_000
-#: the longest id a request may name (ids are text; longer ones cannot be in a model)
-MAX_ID_CHARS = 1024
 
 
 @dataclass(frozen=True)
@@ -63,39 +61,6 @@ def check_k(k: Any) -> int:
     if not 1 <= k <= MAX_K:
         raise InvalidRequest(f"k={k} must be between 1 and {MAX_K}")
     return int(k)
-
-
-def check_id(value: Any, what: str) -> str:
-    """A user or item id (str or int) as the str the id maps hold.
-
-    Raises:
-        InvalidRequest: another type (float, bytes, list, None...).
-    """
-    if isinstance(value, bool) or not isinstance(value, str | int | np.integer):
-        raise InvalidRequest(f"{what} id must be a str or int, got {type(value).__name__}")
-    if isinstance(value, int | np.integer):
-        if abs(int(value)) >= 10**MAX_ID_CHARS:  # str() of a huge int raises ValueError
-            raise InvalidRequest(f"{what} id is an integer of more than {MAX_ID_CHARS} digits")
-        return str(value)
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidRequest(f"{what} id is {len(value)} characters long (at most {MAX_ID_CHARS})")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidRequest(f"{what} id is not valid text (a lone surrogate at position {exc.start})") from None
-    return value
-
-
-def check_ids(values: Any, what: str) -> list[str]:
-    """A sequence of ids (users, items) as str ids; a single str is refused, not read letter by letter.
-
-    Raises:
-        InvalidRequest: ``None``, a str or bytes, something not iterable, or a bad id in it.
-    """
-    if values is None or isinstance(values, str | bytes | dict) or not hasattr(values, "__iter__"):
-        raise InvalidRequest(f"{what} ids must be a collection of ids (a list), got {type(values).__name__}"
-                             + (" (wrap a single id in a list)" if isinstance(values, str) else ""))
-    return [check_id(v, what) for v in values]
 
 
 def check_fields(fields: Any) -> list[str] | None:

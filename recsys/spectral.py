@@ -33,8 +33,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ._linalg import randomized_svd
+from .data.interactions import Interactions
 from .exceptions import InvalidParameter, TrainingError
-from .interactions import Interactions
 from .models import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_int
 
 __all__ = ["Spectral"]

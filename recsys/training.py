@@ -15,13 +15,13 @@ import numpy as np
 from vectorstore import ModelRegistry
 
 from ._delta_carry import carry_over
-from ._metadata import read_item_table
+from .data.interactions import Interactions
+from .data.item_table import item_metadata_columns, read_item_table
 from .deltas import recorded
 from .exceptions import InvalidParameter
-from .interactions import Interactions
 from .metrics import ranking_metrics, top_k
 from .models import DEFAULT_MODEL, ProgressCallback, make_model
-from .publish import INDEX_BACKENDS, item_metadata_columns, publish_embeddings
+from .publish import INDEX_BACKENDS, publish_embeddings
 
 __all__ = ["TrainingResult", "train_and_publish"]
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys import Interactions
 from recsys.client import RecommendationClient
 from recsys.exceptions import InvalidFilter
-from recsys.interactions import Interactions
 from recsys.models import GraphEmbeddings
 from recsys.publish import publish_embeddings
 from vectorstore import ModelRegistry

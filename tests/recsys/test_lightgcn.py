@@ -8,9 +8,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from recsys import Interactions
 from recsys._lightgcn_ops import PositiveSet, normalized_adjacency, propagate, sample_negatives, to_torch_csr
 from recsys.exceptions import InvalidParameter
-from recsys.interactions import Interactions
 from recsys.metrics import ranking_metrics, top_k
 from recsys.models import make_model
 

@@ -20,10 +20,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from recsys import Interactions, RecommendationClient, make_model, ranking_metrics
+from recsys import Interactions, RecommendationClient, make_model, ranking_metrics, synthetic_interactions
 from recsys.models import MODELS
 from recsys.publish import publish_embeddings
-from recsys.synthetic import synthetic_interactions
 from vectorstore import ModelRegistry
 from workers.cli import main
 

@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 from anomaly.exceptions import InvalidSeries, SeriesTooShort
 from anomaly.series import read_one_series, read_series
 from recsys import Interactions
-from recsys._ingest import MAX_WEIGHT, MIN_WEIGHT
 from recsys.client import MAX_K, RecommendationClient
+from recsys.data._ingest import MAX_WEIGHT, MIN_WEIGHT
 from recsys.exceptions import InvalidInteractions, InvalidRequest, UnknownItem, UnknownUser
 from recsys.training import train_and_publish
 from vectorstore import ModelNotFound, ModelRegistry, Settings

@@ -18,7 +18,7 @@ from _reliability import community_frame
 from click.testing import CliRunner
 
 from recsys import Interactions
-from recsys._ingest import MAX_WEIGHT, MIN_WEIGHT
+from recsys.data._ingest import MAX_WEIGHT, MIN_WEIGHT
 from recsys.exceptions import InvalidInteractions
 from vectorstore import ModelNotFound, ModelRegistry
 from workers.cli import main as cli

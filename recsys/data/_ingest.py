@@ -4,7 +4,7 @@ Every reader feeds chunks to :class:`_Builder`, which validates them row by row,
 as it goes (so a large file is never held as strings twice) and returns the encoded arrays, or raises
 :class:`~recsys.exceptions.InvalidInteractions` naming the number of bad rows and the first few.
 
-The rules at the edges (stated in :mod:`recsys.interactions`): ids are text; a float id that is a whole
+The rules at the edges (stated in :mod:`recsys.data.interactions`): ids are text; a float id that is a whole
 number is written as one (``1.0`` -> ``"1"``), one at or beyond 2**53 (not an exact integer) is refused,
 so is an id holding a NUL byte; weights lie in ``MIN_WEIGHT..MAX_WEIGHT``. A file is read only when its
 first line is plainly one of the formats; otherwise it is refused without quoting it (see
@@ -23,8 +23,8 @@ import pandas as pd
 
 from vectorstore import plain_header
 
+from ..exceptions import InvalidInteractions
 from ._files import COMPRESSED_SUFFIXES, TextFormat, excerpt
-from .exceptions import InvalidInteractions
 
 REQUIRED = ("user", "item")
 OPTIONAL = ("weight", "timestamp")

@@ -22,7 +22,7 @@ from typing import IO, Any
 from vectorstore import EXCERPT_CHARS, NulGuard
 from vectorstore import excerpt as _excerpt
 
-from .exceptions import InvalidInteractions
+from ..exceptions import InvalidInteractions
 
 __all__ = ["COMPRESSED_SUFFIXES", "TextFormat", "excerpt", "is_parquet", "text_format"]
 

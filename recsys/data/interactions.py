@@ -16,7 +16,7 @@ At the edges:
   is written as one (``1.0`` -> ``"1"``: Parquet stores an integer column with gaps as floats), so a test
   file read separately names the same ids; a float id with a fraction or at or beyond 2**53 (not an exact
   integer) is refused, and so is an id holding a NUL byte (it would be cut there, merging two ids);
-* weights lie in ``1e-12..1e12`` (:data:`~recsys._ingest.MIN_WEIGHT`, ``MAX_WEIGHT``): 1e308 overflowed in
+* weights lie in ``1e-12..1e12`` (:data:`~recsys.data._ingest.MIN_WEIGHT`, ``MAX_WEIGHT``): 1e308 overflowed in
   training and 1e-320 became 0; a weight outside is refused with its line;
 * a file whose first line is not plainly one of the formats is refused without quoting any of it, and a
   bad cell of a file that is plainly one is quoted by a short excerpt only (:mod:`vectorstore.inputs`).
@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..exceptions import InvalidInteractions, UnknownItem, UnknownUser
 from . import _files, _ingest
-from .exceptions import InvalidInteractions, UnknownItem, UnknownUser
 
 __all__ = ["Interactions"]
 
@@ -103,7 +103,7 @@ class Interactions:
         (tab-separated ``user item rating timestamp``, no header; weight 1, ratings ignored) and the
         LightGCN text format, one line per user: ``user item item ...`` (integer ids). Text files may be
         gzip, bz2, xz or zip-compressed (told by their first bytes) and in any encoding (see
-        :mod:`recsys._files`: UTF-8, else latin-1 with a warning, unless ``encoding`` is given).
+        :mod:`recsys.data._files`: UTF-8, else latin-1 with a warning, unless ``encoding`` is given).
 
         Args:
             columns: the file's names of ``user``, ``item``, ``weight``, ``timestamp`` when they differ,

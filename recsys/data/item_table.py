@@ -1,7 +1,8 @@
-"""Item metadata files (``item,title,genre...``): read and checked before a model is published with them.
+"""Item metadata tables (``item,title,genre...``): read, checked and aligned to a model's items.
 
 A file whose first line is not plainly a table header with an ``item`` column is refused without quoting
 it; repeated items are named by line number (and a short excerpt). See :mod:`vectorstore.inputs`.
+:func:`item_metadata_columns` turns a table into the ``{column: [value per item]}`` a version publishes.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from vectorstore import plain_header
 
+from ..exceptions import InvalidParameter
 from ._files import TextFormat, excerpt, text_format
 from ._ingest import MAX_REPORTED
-from .exceptions import InvalidParameter
 
-__all__ = ["read_item_table"]
+__all__ = ["item_metadata_columns", "read_item_table"]
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ def read_item_table(path: str | os.PathLike) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: no such file.
-        InvalidInteractions: an empty, binary or damaged file (from :func:`recsys._files.text_format`).
+        InvalidInteractions: an empty, binary or damaged file (from :func:`recsys.data._files.text_format`).
         InvalidParameter: not a table with an ``item`` column (its header is listed only when it is plainly
             one), an unreadable CSV, or repeated items (named by line).
     """
@@ -66,3 +68,29 @@ def _read(path: Path, fmt: TextFormat) -> pd.DataFrame:
         found = ", ".join(excerpt(c, 24) for c in list(header.columns)[:12])
         raise InvalidParameter(f"item metadata {path} needs an 'item' column, found {found}")
     return pd.read_csv(path, dtype={"item": str}, **fmt.pandas())
+
+
+def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray) -> dict[str, list] | None:
+    """Align an item metadata table (a DataFrame or CSV path with an ``item`` column) to dense item ids.
+
+    Items missing from the table get ``None``; extra rows are ignored.
+
+    Raises:
+        InvalidParameter: no ``item`` column (the columns are listed only when they are plainly a header), or
+            repeated items (by a short excerpt); a path is read by :func:`read_item_table`, which quotes nothing
+            of a file that is not plainly a table.
+    """
+    if table is None:
+        return None
+    df = read_item_table(table) if isinstance(table, str) else table.copy()
+    if "item" not in df.columns:
+        found = (", ".join(excerpt(c, 24) for c in list(df.columns)[:12]) if plain_header(df.columns)
+                 else "no plain header (not quoted)")
+        raise InvalidParameter(f"item metadata needs an 'item' column, found {found}")
+    df["item"] = df["item"].astype(str)
+    if df["item"].duplicated().any():
+        dup = ", ".join(excerpt(v) for v in df.loc[df["item"].duplicated(), "item"].head(3))
+        raise InvalidParameter(f"item metadata repeats items {dup}")
+    aligned = df.set_index("item").reindex(pd.Index(item_ids, dtype=str))
+    aligned = aligned.astype(object).where(aligned.notna(), None)
+    return {str(col): aligned[col].tolist() for col in aligned.columns}
