@@ -28,8 +28,8 @@ from .exceptions import (
     UnsupportedDelta,
     VersionGone,
 )
-from .metrics import ranking_metrics, top_k
-from .models import DEFAULT_MODEL, MODELS, GraphEmbeddings, GraphModel, ProgressCallback, make_model
+from .models.graph_model import DEFAULT_MODEL, MODELS, GraphEmbeddings, GraphModel, ProgressCallback, make_model
+from .models.metrics import ranking_metrics, top_k
 from .precompute import precompute_top_n
 from .publish import publish_embeddings
 from .similarity import SimilarUsers
@@ -70,7 +70,7 @@ __all__ = [
     "SimilarUsers",
 ]
 
-_LAZY = {"Node2Vec": "recsys.node2vec", "LightGCN": "recsys.lightgcn"}
+_LAZY = {"Node2Vec": "recsys.models.node2vec.model", "LightGCN": "recsys.models.lightgcn.model"}
 
 
 def __getattr__(name: str) -> Any:

@@ -46,7 +46,7 @@ from ._indexing import INDEX_PARAMS, build_indexes
 from ._wire import encode_ids, encode_vector
 from .data.interactions import Interactions
 from .exceptions import InvalidParameter
-from .models import GraphEmbeddings
+from .models.graph_model import GraphEmbeddings
 
 __all__ = ["INDEX_BACKENDS", "INDEX_PARAMS", "publish_embeddings"]
 

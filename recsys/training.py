@@ -19,8 +19,8 @@ from .data.interactions import Interactions
 from .data.item_table import item_metadata_columns, read_item_table
 from .deltas import recorded
 from .exceptions import InvalidParameter
-from .metrics import ranking_metrics, top_k
-from .models import DEFAULT_MODEL, ProgressCallback, make_model
+from .models.graph_model import DEFAULT_MODEL, ProgressCallback, make_model
+from .models.metrics import ranking_metrics, top_k
 from .publish import INDEX_BACKENDS, publish_embeddings
 
 __all__ = ["TrainingResult", "train_and_publish"]
@@ -67,7 +67,7 @@ def train_and_publish(
 
     Args:
         interactions: a path (CSV, Parquet, MovieLens formats) or :class:`Interactions`.
-        algorithm: a key of :data:`~recsys.models.MODELS` (None: :data:`~recsys.models.DEFAULT_MODEL`).
+        algorithm: a key of :data:`~recsys.MODELS` (None: :data:`~recsys.DEFAULT_MODEL`).
         name: the model name to publish under.
         params: the model's hyper-parameters.
         valid: held-out interactions to stop on (LightGCN; without them it carves a split from the

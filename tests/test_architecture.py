@@ -122,8 +122,6 @@ def test_other_packages_and_bench_import_only_a_package_s_public_surface():
     problems = []
     for importer, target, _names, _is_from in _imports(_modules((*PACKAGES, "bench"))):
         src, dst = importer.split(".")[0], target.split(".")[0]
-        if importer == "bench.propagation":  # TEMPORARY (issue 25 sweep): recsys's rooms give it a public name
-            continue
         if dst in PACKAGES and dst != src and dst != "workers" and target != dst:
             problems.append(f"{importer} imports {target}: import from {dst} itself")
     assert not problems, "\n".join(problems)

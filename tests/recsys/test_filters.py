@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import Interactions
+from recsys import GraphEmbeddings, Interactions
 from recsys.client import RecommendationClient
 from recsys.exceptions import InvalidFilter
-from recsys.models import GraphEmbeddings
 from recsys.publish import publish_embeddings
 from vectorstore import ModelRegistry
 

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import CatalogueWriter, Interactions, InvalidRequest, UnknownItem, UnknownUser
+from recsys import CatalogueWriter, GraphEmbeddings, Interactions, InvalidRequest, UnknownItem, UnknownUser
 from recsys.client import RecommendationClient
-from recsys.models import GraphEmbeddings
 from recsys.publish import publish_embeddings
 from vectorstore import ModelRegistry
 

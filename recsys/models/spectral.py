@@ -32,10 +32,10 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from ._linalg import randomized_svd
-from .data.interactions import Interactions
-from .exceptions import InvalidParameter, TrainingError
-from .models import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_int
+from ..data.interactions import Interactions
+from ..exceptions import InvalidParameter, TrainingError
+from ._svd import randomized_svd
+from .graph_model import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_int
 
 __all__ = ["Spectral"]
 

@@ -22,8 +22,8 @@ default parameters, known users 0.201 by input.output):
 
 Engines:
 
-* ``"native"`` (default): this project's numba walker (:mod:`recsys.walks`), then skip-gram with
-  negative sampling: by default this project's numba SGNS (:mod:`recsys.skipgram`, ``trainer="numba"``:
+* ``"native"`` (default): this project's numba walker (:mod:`recsys.models.node2vec.walks`), then skip-gram with
+  negative sampling: by default this project's numba SGNS (:mod:`recsys.models.node2vec.skipgram`, ``trainer="numba"``:
   the same model as gensim's, about 1.8x less CPU per token), or gensim's ``Word2Vec``
   (``trainer="gensim"``) with its vocabulary built from the walk counts (no corpus scan) and the walks
   streamed from the int32 walk matrix as lists of shared token strings. gensim's ``corpus_file`` mode
@@ -46,9 +46,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .data.interactions import Interactions
-from .exceptions import InvalidParameter, TrainingError
-from .models import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_float, check_positive_int
+from ...data.interactions import Interactions
+from ...exceptions import InvalidParameter, TrainingError
+from ..graph_model import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_float, check_positive_int
 from .skipgram import train_skipgram
 from .walks import CSRGraph, random_walks, set_threads
 

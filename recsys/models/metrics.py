@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from .data.interactions import Interactions
-from .exceptions import InvalidParameter
+from ..data.interactions import Interactions
+from ..exceptions import InvalidParameter
 
 __all__ = ["top_k", "ranking_metrics"]
 

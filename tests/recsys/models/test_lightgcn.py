@@ -8,11 +8,10 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from recsys import Interactions
-from recsys._lightgcn_ops import PositiveSet, normalized_adjacency, propagate, sample_negatives, to_torch_csr
+from recsys import Interactions, make_model, ranking_metrics, top_k
 from recsys.exceptions import InvalidParameter
-from recsys.metrics import ranking_metrics, top_k
-from recsys.models import make_model
+from recsys.models.lightgcn._bpr import PositiveSet, sample_negatives
+from recsys.models.lightgcn.propagation import normalized_adjacency, propagate, to_torch_csr
 
 N_COMMUNITIES = 4
 USERS_PER = 30
@@ -232,7 +231,7 @@ def test_normal_init_learns_too(data):
 
 
 def test_carved_split_holds_out_a_share_of_each_users_interactions_except_sparse_users():
-    from recsys._holdout import carve_validation
+    from recsys.models._holdout import carve_validation
 
     rng = np.random.default_rng(0)
     counts = np.r_[np.full(20, 4), np.full(30, 40)]  # 20 sparse users, 30 with 40 interactions
@@ -269,7 +268,7 @@ def test_without_valid_it_carves_one_stops_on_a_plateau_and_refits_on_everything
 
 
 def test_full_batch_bpr_gradient_equals_autograd_with_repeated_negatives():
-    from recsys._lightgcn_ops import bpr_gradient
+    from recsys.models.lightgcn._bpr import bpr_gradient
 
     r, n_users = tiny_graph()
     r.sort_indices()

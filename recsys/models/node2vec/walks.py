@@ -23,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
 
-from .exceptions import InvalidParameter
+from ...exceptions import InvalidParameter
 
 __all__ = ["CSRGraph", "random_walks", "set_threads"]
 

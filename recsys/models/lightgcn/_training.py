@@ -1,7 +1,7 @@
 """LightGCN's training loop on plain matrices: BPR epochs, periodic validation, stopping on convergence.
 
-``recsys.lightgcn.LightGCN`` validates parameters and converts ``Interactions`` to the users x items CSR
-matrices this module works on.
+``LightGCN`` (:mod:`recsys.models.lightgcn.model`) validates parameters and converts ``Interactions`` to the
+users x items CSR matrices this module works on.
 """
 
 from __future__ import annotations
@@ -17,18 +17,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recsys._lightgcn_ops import (
-    PositiveSet,
-    bpr_gradient,
-    bpr_loss,
-    normalized_adjacency,
-    propagate,
-    sample_negatives,
-    to_torch_csr,
-)
-from recsys._linalg import randomized_svd
-from recsys.exceptions import TrainingError
-from recsys.metrics import ranking_metrics, top_k
+from ...exceptions import TrainingError
+from .._svd import randomized_svd
+from ..metrics import ranking_metrics, top_k
+from ._bpr import PositiveSet, bpr_gradient, bpr_loss, sample_negatives
+from .propagation import normalized_adjacency, propagate, to_torch_csr
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +30,7 @@ Progress = Callable[[dict[str, Any]], None]
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Hyper-parameters of one LightGCN fit; defaults, meaning and validation: ``recsys.lightgcn.LightGCN``."""
+    """Hyper-parameters of one LightGCN fit; defaults, meaning and validation: :class:`.model.LightGCN`."""
 
     dim: int
     layers: int
@@ -115,8 +108,8 @@ def _spectral_start(r: sp.csr_matrix, cfg: TrainConfig) -> torch.Tensor:
 
     With ``R~ ~ U S V^T`` (top ``dim`` triplets), ``A (U c; V c) = (U S c; V S c)``: the layer mean maps
     the start ``(U c; V c)`` to ``(U g(S) c; V g(S) c)`` with ``g(s) = mean_l s^l``. Choosing
-    ``c = s^(p/2) / g(s)`` makes LightGCN's first scores those of :mod:`recsys.spectral` without its item
-    degree factor; BPR then trains from there (and learns, among others, the popularity that factor adds).
+    ``c = s^(p/2) / g(s)`` makes LightGCN's first scores those of :mod:`recsys.models.spectral` without its
+    item degree factor; BPR then trains from there (and learns, among others, the popularity that factor adds).
     """
     u, s, v = randomized_svd(r, cfg.dim, np.random.default_rng(cfg.seed), oversample=64, power=4)
     g = np.mean(s.astype(np.float64)[None, :] ** np.arange(cfg.layers + 1)[:, None], axis=0)  # mean_l s^l

@@ -1,4 +1,4 @@
-"""One contract, run for every model in ``recsys.models.MODELS`` (as implicit's RecommenderBaseTestMixin).
+"""One contract, run for every model in ``recsys.MODELS`` (as implicit's RecommenderBaseTestMixin).
 
 Each model is fitted on planted communities that overlap (users explore popular items of other genres),
 with a Zipf popularity skew and planted bot accounts (random items), published through the registry to
@@ -20,8 +20,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from recsys import Interactions, RecommendationClient, make_model, ranking_metrics, synthetic_interactions
-from recsys.models import MODELS
+from recsys import MODELS, Interactions, RecommendationClient, make_model, ranking_metrics, synthetic_interactions
 from recsys.publish import publish_embeddings
 from vectorstore import ModelRegistry
 from workers.cli import main

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from recsys import Interactions, InvalidParameter, make_model, ranking_metrics, top_k
-from recsys.models import MODELS
+from recsys import MODELS, Interactions, InvalidParameter, make_model, ranking_metrics, top_k
 from workers.cli import main
 
 SMALL = {"dim": 8, "oversample": 16}
@@ -30,7 +29,7 @@ def community(ids) -> np.ndarray:
 
 
 def test_registered_and_scored_by_inner_product(train, fitted):
-    assert MODELS["spectral"] == "recsys.spectral:Spectral"
+    assert MODELS["spectral"] == "recsys.models.spectral:Spectral"
     assert fitted.space == "ip"
     assert fitted.user_vectors.shape == (train.n_users, 8) and fitted.item_vectors.shape == (train.n_items, 8)
     assert fitted.fold_in_vectors.shape == fitted.item_vectors.shape
@@ -93,7 +92,7 @@ def test_eval_recsys_accepts_model_spectral(communities, tmp_path, model_name):
 
 
 def test_a_job_without_a_model_trains_the_default_spectral_one(celery_worker, communities, model_name):
-    from recsys.models import DEFAULT_MODEL
+    from recsys import DEFAULT_MODEL
     from workers.jobs import train_graph
 
     result = train_graph(communities["train"], name=model_name, params={"dim": 8},

@@ -9,7 +9,7 @@ The default recipe (from measurements on Gowalla, tuned on the split carved from
 
 * **spectral start** (``init="spectral"``): the ego embeddings are the top ``dim`` singular vectors of
   the normalised interaction matrix, each component scaled so that LightGCN's layer mean of them scores
-  exactly as the spectral filter ``U S^2 V^T`` (:mod:`recsys.spectral`'s model without its item-degree
+  exactly as the spectral filter ``U S^2 V^T`` (:mod:`recsys.models.spectral`'s model without its item-degree
   factor); the start competes as epoch 0 and is kept if training does not beat it;
 * **full-batch BPR** (``batch_size=None``): each step is one propagation forward and back over the whole
   graph with every edge's triple (fresh uniform negatives); the edge part's gradient is written out as
@@ -47,13 +47,17 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .data.interactions import Interactions
-from .exceptions import InvalidParameter
-from .models import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_float, check_positive_int
+from ...data.interactions import Interactions
+from ...exceptions import InvalidParameter
+from ..graph_model import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_float, check_positive_int
+
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+    import torch
 
 __all__ = ["LightGCN"]
 
@@ -198,7 +202,7 @@ class LightGCN(GraphModel):
         # takes effect if torch is not imported yet; a value set by the user wins.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         # torch is imported here so that importing recsys (e.g. by the serving client) never loads it.
-        from ._lightgcn_train import TrainConfig, train
+        from ._training import TrainConfig, train
 
         if interactions.n_users == 0 or interactions.n_items == 0 or len(interactions) == 0:
             raise InvalidParameter(f"interactions: nothing to train on ({interactions!r})")
@@ -214,7 +218,7 @@ class LightGCN(GraphModel):
             validation = "given"
         p = self.params
         if valid is None and p["holdout"] > 0:
-            from ._holdout import carve_validation
+            from .._holdout import carve_validation
 
             fit_matrix, valid_matrix = carve_validation(fit_matrix, float(p["holdout"]), p["holdout_min"],
                                                         p["seed"])
@@ -240,6 +244,31 @@ class LightGCN(GraphModel):
         history = [*result.history, {"stage": "done", "best_epoch": result.best_epoch, "stopped": result.stopped,
                                      "reason": result.reason, "validation": validation, "seconds": seconds}]
         return GraphEmbeddings(result.user_vectors, result.item_vectors, "ip", dict(self.params), history)
+
+    # The propagation itself, for benchmarks that measure it (bench/propagation.py) against PyG's LGConv.
+    @staticmethod
+    def adjacency(user_items: sp.spmatrix) -> torch.Tensor:
+        """The operator LightGCN propagates over: the symmetric normalised adjacency ``D^-1/2 (0 R; R^T 0)
+        D^-1/2`` of the users x items matrix ``user_items`` (any non-zero is an edge; users are nodes
+        ``0..n_users-1``, item ``i`` is node ``n_users + i``), as a float32 torch sparse CSR tensor.
+
+        Imports torch.
+        """
+        from .propagation import normalized_adjacency, to_torch_csr
+
+        return to_torch_csr(normalized_adjacency(user_items))
+
+    @staticmethod
+    def propagate(adjacency: torch.Tensor, x: torch.Tensor, layers: int) -> torch.Tensor:
+        """LightGCN's final embeddings ``1/(L+1) * sum_l A^l x`` of ego embeddings ``x`` (``(n, d)``; gradients
+        flow back to it) over :meth:`adjacency`'s operator, all ``layers`` in one autograd node: what
+        :meth:`fit` trains through.
+
+        Imports torch.
+        """
+        from .propagation import propagate
+
+        return propagate(adjacency, x, layers)
 
 
 def _same_ids(a: Interactions, b: Interactions) -> bool:

@@ -1,7 +1,7 @@
 """The contract every graph model follows (implicit-style): one base class, one result type, one factory.
 
 A model is configured with keyword hyper-parameters (validated at construction, so a bad value fails before
-any work), and :meth:`GraphModel.fit` turns :class:`~recsys.interactions.Interactions` into
+any work), and :meth:`GraphModel.fit` turns :class:`~recsys.data.interactions.Interactions` into
 :class:`GraphEmbeddings`: user and item vectors in one space, scored by inner product or cosine.
 """
 
@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .data.interactions import Interactions
-from .exceptions import InvalidParameter
+from ..data.interactions import Interactions
+from ..exceptions import InvalidParameter
 
 __all__ = ["DEFAULT_MODEL", "GraphEmbeddings", "GraphModel", "ProgressCallback", "make_model", "MODELS"]
 
@@ -28,9 +28,9 @@ ProgressCallback = Callable[[dict], None]
 
 #: model name -> "module:Class", imported only when asked for (lightgcn needs torch).
 MODELS: dict[str, str] = {
-    "node2vec": "recsys.node2vec:Node2Vec",
-    "lightgcn": "recsys.lightgcn:LightGCN",
-    "spectral": "recsys.spectral:Spectral",
+    "node2vec": "recsys.models.node2vec.model:Node2Vec",
+    "lightgcn": "recsys.models.lightgcn.model:LightGCN",
+    "spectral": "recsys.models.spectral:Spectral",
 }
 
 #: the model trained when none is named (``ea train graph``, ``ea eval recsys``, the job API): the most

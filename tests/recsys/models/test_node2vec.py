@@ -10,9 +10,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys import GraphEmbeddings, Interactions, InvalidParameter, make_model, top_k
-from recsys.node2vec import Node2Vec
-from recsys.walks import CSRGraph, random_walks, set_threads
+from recsys import GraphEmbeddings, Interactions, InvalidParameter, Node2Vec, make_model, top_k
+from recsys.models.node2vec.walks import CSRGraph, random_walks, set_threads
 
 
 def community_frame(users: int, items: int, communities: int, per_user: int, seed: int) -> pd.DataFrame:
