@@ -13,7 +13,6 @@ from .catalogue import CatalogueWriter
 from .client import RecommendationClient, Recommendations
 from .data.interactions import Interactions
 from .data.synthetic import synthetic_interactions
-from .entities import entity_vectors
 from .exceptions import (
     InvalidDelta,
     InvalidFilter,
@@ -31,7 +30,8 @@ from .exceptions import (
 from .models.graph_model import DEFAULT_MODEL, MODELS, GraphEmbeddings, GraphModel, ProgressCallback, make_model
 from .models.metrics import ranking_metrics, top_k
 from .precompute import precompute_top_n
-from .publish import publish_embeddings
+from .publish.embeddings import publish_embeddings
+from .publish.entities import entity_vectors
 from .similarity import SimilarUsers
 from .training import train_and_publish
 

@@ -3,7 +3,7 @@
 The client holds one snapshot and replaces it whole on a new version (an atomic reference swap), so a
 query always sees one consistent version: its index, item ids, popularity and metadata. Between versions
 only the version's deltas change it, in place (:mod:`recsys._delta_apply`). The bytes of the per-user rows
-and top-N lists are :mod:`recsys._wire`'s.
+and top-N lists are :mod:`recsys.publish.wire`'s.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ TOPN = "topn"
 class ServingModel:
     """One model version loaded for serving.
 
-    Each client path reads its own vectors (see :mod:`recsys.publish`): ``index`` answers users' and
+    Each client path reads its own vectors (see :mod:`recsys.publish.embeddings`): ``index`` answers users' and
     folded-in histories' queries, ``fold_in_vectors`` make the latter, ``similar_vectors`` against
     ``similar_index`` rank similar items (without a model's own: an item's fold-in vector against
     ``index``). ``search`` holds what each path's queries pass to ``ItemIndex.query`` to reach the recall
@@ -74,7 +74,7 @@ class ServingModel:
     live: Any = None
     metadata_revision: int = 0  # bumped by each delta that changes ``metadata`` in place
     # How a request opens the version's rows (their signatures checked with EA_SIGNING_KEY: vectorstore.rows),
-    # and the sizes it checks them against (recsys._wire).
+    # and the sizes it checks them against (recsys.publish.wire).
     vector_seal: RowSeal | None = None
     seen_seal: RowSeal | None = None
     topn_seal: RowSeal | None = None

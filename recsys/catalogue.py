@@ -49,7 +49,6 @@ from ._delta_checks import delta_ids as _ids
 from ._delta_checks import field_values as _metadata
 from ._delta_checks import positive as _positive
 from ._delta_checks import vector as _vector
-from ._wire import decode_ids, decode_vector
 from .data.ids import check_id
 from .deltas import (
     DELTA_TOKENS,
@@ -62,6 +61,7 @@ from .deltas import (
     sign_body,
 )
 from .exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
+from .publish.wire import decode_ids, decode_vector
 
 __all__ = ["CatalogueWriter", "DeltaReceipt"]
 

@@ -42,9 +42,9 @@ from ._filtering import FilterCache
 from ._milvus_serving import milvus_recommendations
 from ._serving import ServingModel
 from ._watcher import VersionWatcher
-from ._wire import decode_ids, decode_top, decode_vector, encode_top
 from .data.ids import check_id, check_ids
 from .exceptions import UnknownItem, UnknownUser, VersionGone
+from .publish.wire import decode_ids, decode_top, decode_vector, encode_top
 from .recommendations import MAX_K, Recommendations, check_fields, check_k
 from .similarity import Similarity, SimilarUsers, check_metric
 
@@ -391,7 +391,7 @@ class RecommendationClient:
 
     def similar_users(self, user: str | int, k: int = 10, *, metric: str = "cosine") -> SimilarUsers:
         """The ``k`` users most similar to ``user``, by the vectors the model compares users by
-        (:func:`recsys.entities.entity_vectors`), by cosine (default) or raw inner product (``"ip"``, led by
+        (:func:`recsys.publish.entities.entity_vectors`), by cosine (default) or raw inner product (``"ip"``, led by
         users with long vectors). Exact search over every user of the version, whose vectors are read from
         Redis on the first call per version.
 

@@ -47,8 +47,8 @@ import redis
 
 from vectorstore import CorruptRow, ModelRegistry, RowSeal, SignatureError
 
-from ._wire import IDS, VECTOR
 from .data.interactions import Interactions
+from .publish.wire import IDS, VECTOR
 
 __all__ = ["DELTAS", "DELTA_TOKENS", "DELTA_USERS", "OPS", "Entry", "Recorded", "decode_user_row", "delta_seals",
            "encode_user_row", "read_log", "recorded", "sign_body"]

@@ -19,7 +19,7 @@ import redis
 from vectorstore import ModelRegistry, RedisUnavailable
 
 from ._serving import TOPN, ServingModel
-from ._wire import decode_ids, decode_vector, encode_top
+from .publish.wire import decode_ids, decode_vector, encode_top
 
 __all__ = ["BUILDING_TTL_S", "precompute_top_n"]
 

@@ -1,7 +1,7 @@
 """Similar users, and similar items by cosine: exact searches over vectors a client loads on first use.
 
 * :meth:`Similarity.users`: users are compared by the vectors the model says users are compared by
-  (:func:`recsys.entities.entity_vectors`: a user's scoring vector, or for Node2Vec the centred mean of
+  (:func:`recsys.publish.entities.entity_vectors`: a user's scoring vector, or for Node2Vec the centred mean of
   their items' input vectors), by cosine (default) or inner product. They are read from Redis once per
   version (one HGETALL) and searched exactly: a product over a few hundred thousand users costs
   milliseconds, less than building an index nobody may ask again.
@@ -29,8 +29,8 @@ import numpy as np
 
 from vectorstore import AllowedIds, ItemIndex, ModelRegistry
 
-from .entities import entity_vectors
 from .exceptions import InvalidRequest, UnknownUser
+from .publish.entities import entity_vectors
 
 __all__ = ["METRICS", "SimilarUsers", "Similarity", "check_metric"]
 
@@ -92,7 +92,7 @@ class _Users:
         self.pos = {u: i for i, u in enumerate(ids)}
         self.raw = np.ascontiguousarray(vectors, dtype=np.float32)
         self.unit = _normalised(self.raw)
-        self.source = source  # what a user's vector is (recsys.entities): 'user_vectors' or 'history'
+        self.source = source  # what a user's vector is (recsys.publish.entities): 'user_vectors' or 'history'
         self.history: np.ndarray | None = None  # for 'history': the centred item rows users' means are taken over
         self.revision = 0  # the follower's users_revision patched in
 
@@ -176,7 +176,7 @@ class Similarity:
     @staticmethod
     def _user_vector(registry: ModelRegistry, model: Any, table: _Users, vector: np.ndarray,
                      seen: np.ndarray) -> np.ndarray:
-        """A rewritten user's vector as :func:`recsys.entities.entity_vectors` reads the published ones."""
+        """A rewritten user's vector as :func:`recsys.publish.entities.entity_vectors` reads the published ones."""
         if table.source != "history":
             return vector
         if table.history is None:  # as entity_vectors centres them: each row minus the mean row

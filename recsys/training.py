@@ -21,7 +21,7 @@ from .deltas import recorded
 from .exceptions import InvalidParameter
 from .models.graph_model import DEFAULT_MODEL, ProgressCallback, make_model
 from .models.metrics import ranking_metrics, top_k
-from .publish import INDEX_BACKENDS, publish_embeddings
+from .publish.embeddings import INDEX_BACKENDS, publish_embeddings
 
 __all__ = ["TrainingResult", "train_and_publish"]
 
@@ -78,7 +78,7 @@ def train_and_publish(
         token: idempotency token (the job id): a redelivered job does not publish twice.
         read_options: keywords of :meth:`Interactions.read` for every file read (``columns``, ``encoding``).
         index_backend: ``"hnswlib"`` (in the serving process) or ``"milvus"`` (a Milvus collection per
-            version, ``EA_MILVUS_URI``): see :func:`recsys.publish.publish_embeddings`.
+            version, ``EA_MILVUS_URI``): see :func:`recsys.publish.embeddings.publish_embeddings`.
         deltas: learn from the delta log of ``name``'s active version (:func:`recsys.deltas.recorded`): its
             users' interactions are added to the training input and its deleted items left out, its field
             updates applied to the item metadata; the new version starts with an empty log (deltas written

@@ -6,10 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import GraphEmbeddings, Interactions
+from recsys import GraphEmbeddings, Interactions, publish_embeddings
 from recsys.client import RecommendationClient
 from recsys.exceptions import InvalidFilter
-from recsys.publish import publish_embeddings
 from vectorstore import ModelRegistry
 
 N_ITEMS, N_USERS, DIM = 3000, 200, 16

@@ -8,9 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import CatalogueWriter, GraphEmbeddings, Interactions, InvalidRequest, UnknownItem, UnknownUser
+from recsys import (
+    CatalogueWriter,
+    GraphEmbeddings,
+    Interactions,
+    InvalidRequest,
+    UnknownItem,
+    UnknownUser,
+    publish_embeddings,
+)
 from recsys.client import RecommendationClient
-from recsys.publish import publish_embeddings
 from vectorstore import ModelRegistry
 
 

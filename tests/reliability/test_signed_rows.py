@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from _reliability import copy_version
 
-from recsys._wire import decode_ids, decode_top, decode_vector, encode_top, encode_vector
 from recsys.client import RecommendationClient
 from recsys.exceptions import ModelUnavailable
 from recsys.precompute import precompute_top_n
+from recsys.publish.wire import decode_ids, decode_top, decode_vector, encode_top, encode_vector
 from vectorstore import CorruptRow, IntegrityError, ModelRegistry, Settings, SignatureError
 
 

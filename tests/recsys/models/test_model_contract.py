@@ -20,8 +20,15 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from recsys import MODELS, Interactions, RecommendationClient, make_model, ranking_metrics, synthetic_interactions
-from recsys.publish import publish_embeddings
+from recsys import (
+    MODELS,
+    Interactions,
+    RecommendationClient,
+    make_model,
+    publish_embeddings,
+    ranking_metrics,
+    synthetic_interactions,
+)
 from vectorstore import ModelRegistry
 from workers.cli import main
 

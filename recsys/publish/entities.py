@@ -1,6 +1,6 @@
 """The vectors of a published model's users or items for entity outliers, as the model says to read them.
 
-:mod:`recsys.publish` owns the stored format; readers outside :mod:`recsys` (``ea outliers``, in
+:mod:`recsys.publish.embeddings` owns the stored format; readers outside :mod:`recsys` (``ea outliers``, in
 :mod:`anomaly.service`) go through :func:`entity_vectors` instead of reading its parts. Which vectors a
 model's entities are compared by is part of the model's contract (``GraphEmbeddings.user_outliers`` and
 ``item_outliers``, recorded as ``meta["outliers"]``): Node2Vec's users, for one, are compared by the
@@ -18,8 +18,8 @@ import scipy.sparse as sp
 
 from vectorstore import ModelRegistry
 
-from ._wire import decode_ids, decode_vector
-from .exceptions import InvalidParameter, ModelUnavailable
+from ..exceptions import InvalidParameter, ModelUnavailable
+from .wire import decode_ids, decode_vector
 
 __all__ = ["EntityVectors", "entity_vectors"]
 

@@ -21,9 +21,10 @@ seen               table    external user id -> int32 dense ids of the user's tr
 
 ``meta`` carries ``kind="recsys"``, the algorithm, its parameters, metrics, the index parameters and sizes,
 ``paths`` (which vectors serve each client path: :meth:`GraphEmbeddings.paths`), ``outliers`` (what
-:func:`recsys.entities.entity_vectors` reads: ``{"users": "user_vectors" | "history", "history_vectors":
-part, "items": part}``) and ``ann_recall`` (:func:`recsys._indexing.build_indexes`: recall@10 of
-every path against exact search, measured on 500 sampled users and items at publication, >= 0.99).
+:func:`~recsys.publish.entities.entity_vectors` reads: ``{"users": "user_vectors" | "history",
+"history_vectors": part, "items": part}``) and ``ann_recall`` (:func:`~recsys.publish._indexing.build_indexes`:
+recall@10 of every path against exact search, measured on 500 sampled users and items at publication,
+>= 0.99).
 
 With ``index_backend="milvus"`` no hnswlib index is built: ``item_vectors``, the item ids and the metadata
 also go into a Milvus collection of the version (:mod:`vectorstore.milvus`; ``meta["milvus"]`` names it,
@@ -42,11 +43,11 @@ import numpy as np
 
 from vectorstore import MilvusItems, ModelRegistry
 
+from ..data.interactions import Interactions
+from ..exceptions import InvalidParameter
+from ..models.graph_model import GraphEmbeddings
 from ._indexing import INDEX_PARAMS, build_indexes
-from ._wire import encode_ids, encode_vector
-from .data.interactions import Interactions
-from .exceptions import InvalidParameter
-from .models.graph_model import GraphEmbeddings
+from .wire import encode_ids, encode_vector
 
 __all__ = ["INDEX_BACKENDS", "INDEX_PARAMS", "publish_embeddings"]
 

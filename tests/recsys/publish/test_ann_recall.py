@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys import GraphEmbeddings, Interactions, RecommendationClient
-from recsys.publish import publish_embeddings
+from recsys import GraphEmbeddings, Interactions, RecommendationClient, publish_embeddings
 from vectorstore import ModelRegistry
 from vectorstore.synthetic import varied_norm_vectors
 
