@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .catalogue import CatalogueWriter
 from .client import RecommendationClient, Recommendations
 from .data.interactions import Interactions
 from .data.synthetic import synthetic_interactions
@@ -27,6 +26,7 @@ from .exceptions import (
     UnsupportedDelta,
     VersionGone,
 )
+from .live.writer import CatalogueWriter
 from .models.graph_model import DEFAULT_MODEL, MODELS, GraphEmbeddings, GraphModel, ProgressCallback, make_model
 from .models.metrics import ranking_metrics, top_k
 from .precompute import precompute_top_n

@@ -32,10 +32,10 @@ import redis
 
 from vectorstore import UNAVAILABLE_ERRORS, ModelRegistry, RedisUnavailable, VectorStoreError
 
-from ._delta_follow import DeltaFollower
 from ._lease import LeaseKeeper
 from ._serving import ServingModel
 from .exceptions import ModelUnavailable
+from .live.follower import DeltaFollower
 
 __all__ = ["VersionWatcher"]
 

@@ -163,7 +163,7 @@ class RecommendationClient:
         if topn:
             pipe.hmget(model.topn_key, users)
         live = model.live if model.live is not None and model.live.users_updated else None
-        if live is not None:  # rows rewritten by user-update deltas (recsys.deltas) win over the published ones
+        if live is not None:  # rows rewritten by user-update deltas (recsys.live.delta_log) win over the published ones
             pipe.hmget(live.users_key, users)
         started = time.monotonic()
         try:

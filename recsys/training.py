@@ -14,11 +14,11 @@ import numpy as np
 
 from vectorstore import ModelRegistry
 
-from ._delta_carry import carry_over
 from .data.interactions import Interactions
 from .data.item_table import item_metadata_columns, read_item_table
-from .deltas import recorded
 from .exceptions import InvalidParameter
+from .live.carry import carry_over
+from .live.recorded import recorded
 from .models.graph_model import DEFAULT_MODEL, ProgressCallback, make_model
 from .models.metrics import ranking_metrics, top_k
 from .publish.embeddings import INDEX_BACKENDS, publish_embeddings
@@ -79,10 +79,10 @@ def train_and_publish(
         read_options: keywords of :meth:`Interactions.read` for every file read (``columns``, ``encoding``).
         index_backend: ``"hnswlib"`` (in the serving process) or ``"milvus"`` (a Milvus collection per
             version, ``EA_MILVUS_URI``): see :func:`recsys.publish.embeddings.publish_embeddings`.
-        deltas: learn from the delta log of ``name``'s active version (:func:`recsys.deltas.recorded`): its
+        deltas: learn from the delta log of ``name``'s active version (:func:`recsys.live.recorded.recorded`): its
             users' interactions are added to the training input and its deleted items left out, its field
             updates applied to the item metadata; the new version starts with an empty log (deltas written
-            while it trained are carried over: :func:`recsys._delta_carry.carry_over`).
+            while it trained are carried over: :func:`recsys.live.carry.carry_over`).
 
     Raises:
         InvalidInteractions: bad input; nothing trained or published.

@@ -12,15 +12,19 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import redis
 
 from vectorstore import IntegrityError, ItemIndex, ModelRegistry
 
-from ._delta_apply import Catalogue, Change, apply_deletions, apply_to_model
-from ._serving import ServingModel
-from .deltas import DELTA_USERS, DELTAS, decode_user_row, delta_seals, read_log
+from ._apply import apply_deletions, apply_to_model
+from .catalogue import Catalogue, Change
+from .delta_log import DELTA_USERS, DELTAS, decode_user_row, delta_seals, read_log
+
+if TYPE_CHECKING:
+    from .._serving import ServingModel
 
 __all__ = ["MAX_RESCORED", "DeltaFollower"]
 

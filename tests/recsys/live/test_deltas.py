@@ -11,10 +11,10 @@ import time
 import numpy as np
 import pytest
 
-from recsys import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
-from recsys.catalogue import CatalogueWriter
+from recsys import CatalogueWriter, InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
 from recsys.client import RecommendationClient
-from recsys.deltas import DELTAS, recorded
+from recsys.live.delta_log import DELTAS
+from recsys.live.recorded import recorded
 from recsys.training import train_and_publish
 from vectorstore import ModelRegistry
 
@@ -229,7 +229,7 @@ def test_signed_deltas_tampered_are_refused(communities, model_name, settings):
 
 def test_deltas_written_while_training_are_carried_to_the_new_version(client, writer, published, communities,
                                                                        fast_node2vec, settings):
-    from recsys._delta_carry import carry_over
+    from recsys.live.carry import carry_over
 
     registry = ModelRegistry(settings)
     writer.delete_items(["i22"])

@@ -1,5 +1,5 @@
-"""The checks a delta's input passes before anything is written (:mod:`recsys.catalogue`): each failure is an
-:class:`~recsys.exceptions.InvalidDelta` naming the item or user and what is wrong, never the values."""
+"""The checks a delta's input passes before anything is written (:mod:`recsys.live.writer`): each failure is
+an :class:`~recsys.exceptions.InvalidDelta` naming the item or user and what is wrong, never the values."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from .data.ids import check_ids
-from .exceptions import InvalidDelta
+from ..data.ids import check_ids
+from ..exceptions import InvalidDelta
 
 __all__ = ["delta_ids", "field_values", "positive", "vector"]
 

@@ -36,7 +36,7 @@ def test_deltas_as_celery_jobs(celery_worker, published, settings):
         assert client.recommend("u0", k=1, include=["i2"], fields=["title"], exclude_seen=False).fields == {
             "title": ["By job"]}
         # the job id is the write's token: the same job run again (a redelivery) writes nothing new
-        from recsys.catalogue import CatalogueWriter
+        from recsys import CatalogueWriter
 
         again = CatalogueWriter(published.model, settings=settings).delete_items(["job-item"], token=handle.id)
         assert again.duplicate

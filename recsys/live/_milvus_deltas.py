@@ -3,7 +3,7 @@
 Its searches, filters and fields run in Milvus, so the writer changes the collection itself, before it logs
 the delta (a failure there writes nothing): deletions are deleted by primary key, field updates upserted as
 whole rows (Milvus replaces a row whole: the other fields and the vector come from the writer's copy of the
-catalogue). Clients also exclude deleted items from every search (:func:`recsys._delta_apply.apply_deletions`).
+catalogue). Clients also exclude deleted items from every search (:func:`recsys.live._apply.apply_deletions`).
 Item upserts are refused (:class:`~recsys.exceptions.UnsupportedDelta`), as are fields the collection does not
 have or values of another type than its column's.
 """
@@ -17,8 +17,8 @@ import numpy as np
 
 from vectorstore import Settings
 
-from ._delta_apply import Catalogue
-from .exceptions import UnsupportedDelta
+from ..exceptions import UnsupportedDelta
+from .catalogue import Catalogue
 
 __all__ = ["check", "write"]
 

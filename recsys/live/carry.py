@@ -1,8 +1,8 @@
 """Deltas written while a version trained, carried to the version that training published (none is lost).
 
-The training reads the active version's log (:func:`recsys.deltas.recorded`) before it trains; writes made
-after that go on into the old version's log until the new one is active. :func:`carry_over` writes them to
-the new version, checked against it.
+The training reads the active version's log (:func:`recsys.live.recorded.recorded`) before it trains; writes
+made after that go on into the old version's log until the new one is active. :func:`carry_over` writes
+them to the new version, checked against it.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import logging
 
 from vectorstore import ModelRegistry
 
-from .catalogue import CatalogueWriter
-from .deltas import read_log
+from .delta_log import read_log
+from .writer import CatalogueWriter
 
 __all__ = ["carry_over"]
 
