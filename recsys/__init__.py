@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .client import RecommendationClient, Recommendations
 from .data.interactions import Interactions
 from .data.synthetic import synthetic_interactions
 from .exceptions import (
@@ -29,10 +28,12 @@ from .exceptions import (
 from .live.writer import CatalogueWriter
 from .models.graph_model import DEFAULT_MODEL, MODELS, GraphEmbeddings, GraphModel, ProgressCallback, make_model
 from .models.metrics import ranking_metrics, top_k
-from .precompute import precompute_top_n
 from .publish.embeddings import publish_embeddings
 from .publish.entities import entity_vectors
-from .similarity import SimilarUsers
+from .serving.client import RecommendationClient
+from .serving.precompute import precompute_top_n
+from .serving.recommendations import Recommendations
+from .serving.similarity import SimilarUsers
 from .training import train_and_publish
 
 __all__ = [

@@ -117,7 +117,7 @@ def test_no_import_circles_between_modules():
 
 
 def test_other_packages_and_bench_import_only_a_package_s_public_surface():
-    """``from recsys import X``, never ``from recsys.client import X``: a package's modules are its own to move.
+    """``from recsys import X``, never ``from recsys.serving.client import X``: a package's modules are its own to move.
     ``workers`` is the composer and exports modules (``workers.jobs``) as its surface."""
     problems = []
     for importer, target, _names, _is_from in _imports(_modules((*PACKAGES, "bench"))):

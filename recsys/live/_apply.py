@@ -18,7 +18,7 @@ from vectorstore import ItemIndex
 from .catalogue import Catalogue, Change, Rows
 
 if TYPE_CHECKING:
-    from .._serving import ServingModel
+    from ..serving.serving_model import ServingModel
 
 __all__ = ["apply_deletions", "apply_to_model"]
 
@@ -55,7 +55,7 @@ def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) ->
         model.item_pos.pop(str(model.item_ids[i]), None)
     if change.fields or touched:
         model.metadata = catalogue.metadata
-        model.metadata_revision += 1  # filters' allowed sets (recsys._filtering) are computed again
+        model.metadata_revision += 1  # filters' allowed sets (recsys.serving._filter_cache) are computed again
     if touched:
         # Popular items without the deleted, new ones after the rest (their popularity is what deltas gave
         # them; the order by it is refreshed by the next training): O(items), no sort.

@@ -1,6 +1,6 @@
 """A client's side of the delta log: one :class:`DeltaFollower` per serving model keeps its deltas applied.
 
-The watcher (:mod:`recsys._watcher`) makes one when it loads a version (which replays the log: a client
+The watcher (:mod:`recsys.serving._watcher`) makes one when it loads a version (which replays the log: a client
 started later serves what the others serve) and calls :meth:`DeltaFollower.catch_up` on each ``delta``
 notice and at each periodic check (notices sent while disconnected are lost). The client asks it for the
 users whose rows a delta rewrote (:attr:`users_key`) and to correct precomputed top-N lists
@@ -24,7 +24,7 @@ from .catalogue import Catalogue, Change
 from .delta_log import DELTA_USERS, DELTAS, decode_user_row, delta_seals, read_log
 
 if TYPE_CHECKING:
-    from .._serving import ServingModel
+    from ..serving.serving_model import ServingModel
 
 __all__ = ["MAX_RESCORED", "DeltaFollower"]
 

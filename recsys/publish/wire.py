@@ -1,8 +1,10 @@
 """The bytes of a published graph model's per-user rows and precomputed top-N lists: one owner.
 
-Written at publication (:mod:`recsys.publish`) and by the precompute (:mod:`recsys.precompute`); read by
-the client (:mod:`recsys.client`) and by the entity reader (:mod:`recsys.entities`). Every part is
-little-endian whatever the machine (a writer's native ``tobytes()`` would not be on a big-endian one):
+Written at publication (:mod:`recsys.publish.embeddings`) and by the precompute
+(:mod:`recsys.serving.precompute`); read by the client's per-user reads (:mod:`recsys.serving._user_rows`),
+the entity reader (:mod:`recsys.publish.entities`) and the catalogue writer (:mod:`recsys.live`, whose
+rewritten user rows hold the same vector and ids). Every part is little-endian whatever the machine (a
+writer's native ``tobytes()`` would not be on a big-endian one):
 
 * a user's vector: ``d`` float32 (``<f4``);
 * a user's seen items: their dense item ids, int32 (``<i4``);

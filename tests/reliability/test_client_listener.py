@@ -10,7 +10,7 @@ import time
 import pytest
 from _reliability import copy_version, wait_for
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from vectorstore import ModelRegistry
 
 

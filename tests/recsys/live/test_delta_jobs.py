@@ -8,7 +8,7 @@ import time
 
 from click.testing import CliRunner
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from workers import jobs
 from workers.cli import main
 
@@ -22,7 +22,7 @@ def wait_for(check, timeout: float = 5.0) -> None:
 
 def test_deltas_as_celery_jobs(celery_worker, published, settings):
     with RecommendationClient(model=published.model, settings=settings, refresh_interval=30) as client:
-        vector = client._fetch_users(client._model, ["u4"], False)[0][0]
+        vector = client._rows.fetch(client._model, ["u4"], False)[0].vector
         receipt = jobs.upsert_items(published.model, [{"id": "job-item", "vector": vector, "metadata": {"title": "J"}}]
                                     ).wait(timeout=60, interval=0.05)
         assert receipt["op"] == "upsert_items" and receipt["version"] == published.version

@@ -11,8 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from recsys import CatalogueWriter, InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
-from recsys.client import RecommendationClient
+from recsys import CatalogueWriter, InvalidDelta, ModelUnavailable, RecommendationClient, UnknownItem, UnknownUser
 from recsys.live.delta_log import DELTAS
 from recsys.live.recorded import recorded
 from recsys.training import train_and_publish
@@ -55,7 +54,7 @@ def field_of(client: RecommendationClient, item: str, field: str):
 
 SECOND_CLIENT = """
 import json, sys, time
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 client = RecommendationClient(model=sys.argv[1], refresh_interval=30)
 print("ready", flush=True)
 gone, added = sys.argv[2], sys.argv[3]
@@ -75,7 +74,7 @@ def test_two_processes_see_the_same_delta_within_a_second(client, writer, publis
                               stdout=subprocess.PIPE, text=True)
     try:
         assert second.stdout is not None and second.stdout.readline().strip() == "ready"
-        vector = client._fetch_users(client._model, ["u3"], False)[0][0]  # u3's own vector: its top item
+        vector = client._rows.fetch(client._model, ["u3"], False)[0].vector  # u3's own vector: its top item
         written = time.time()
         writer.delete_items(["i0"])
         writer.upsert_items([{"id": "fresh", "vector": vector.tolist(), "metadata": {"title": "Fresh"}}])
@@ -93,7 +92,7 @@ def test_two_processes_see_the_same_delta_within_a_second(client, writer, publis
 
 def test_deleted_items_leave_every_path(client, writer, published, settings):
     registry = ModelRegistry(settings)
-    from recsys.precompute import precompute_top_n
+    from recsys import precompute_top_n
 
     precompute_top_n(registry, published.model, n=20)
     client._watcher.check_precomputed()
@@ -248,7 +247,7 @@ def test_deltas_written_while_training_are_carried_to_the_new_version(client, wr
 def test_a_new_vector_for_an_indexed_item_moves_it_in_every_search(client, writer):
     """An item already in the index gets new vectors, again and again: each time it is found by the newest one
     (graph and exact search, filtered or not), never by an old one, and deleting it afterwards hides it."""
-    vector = client._fetch_users(client._model, ["u3"], False)[0][0]
+    vector = client._rows.fetch(client._model, ["u3"], False)[0].vector
     moved = next(i for i in client.recommend("u3", k=500).items[::-1] if community(i) == 0)  # last of u3's list
     for sign in (1.0, -1.0, 1.0):
         writer.upsert_items([{"id": moved, "vector": (sign * 3.0 * vector).tolist()}])
@@ -268,7 +267,7 @@ def test_two_writers_adding_items_agree_with_the_clients_on_positions(client, pu
     a = CatalogueWriter(published.model, settings=settings)
     b = CatalogueWriter(published.model, settings=settings)
     a.version, b.version  # noqa: B018 - both read the log now
-    vector = client._fetch_users(client._model, ["u3"], False)[0][0]
+    vector = client._rows.fetch(client._model, ["u3"], False)[0].vector
     a.upsert_items([{"id": "from-a", "vector": (2.0 * vector).tolist()}])
     b.upsert_items([{"id": "from-b", "vector": (2.0 * vector).tolist()}])
     b.update_users({"u3": ["from-b"]})  # u3 has now seen from-b, not from-a

@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import GraphEmbeddings, Interactions, publish_embeddings
-from recsys.client import RecommendationClient
+from recsys import GraphEmbeddings, Interactions, RecommendationClient, publish_embeddings
 from recsys.exceptions import InvalidFilter
 from vectorstore import ModelRegistry
 

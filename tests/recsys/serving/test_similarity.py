@@ -13,11 +13,11 @@ from recsys import (
     GraphEmbeddings,
     Interactions,
     InvalidRequest,
+    RecommendationClient,
     UnknownItem,
     UnknownUser,
     publish_embeddings,
 )
-from recsys.client import RecommendationClient
 from vectorstore import ModelRegistry
 
 

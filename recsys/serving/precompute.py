@@ -18,8 +18,8 @@ import redis
 
 from vectorstore import ModelRegistry, RedisUnavailable
 
-from ._serving import TOPN, ServingModel
-from .publish.wire import decode_ids, decode_vector, encode_top
+from ..publish.wire import decode_ids, decode_vector, encode_top
+from .serving_model import TOPN, ServingModel
 
 __all__ = ["BUILDING_TTL_S", "precompute_top_n"]
 

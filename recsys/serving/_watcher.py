@@ -1,12 +1,12 @@
 """Keeping a client's serving model current: activation notices, a periodic check, staged versions preloaded.
 
-A :class:`VersionWatcher` holds the :class:`~recsys._serving.ServingModel` a client answers from and
+A :class:`VersionWatcher` holds the :class:`~recsys.serving.serving_model.ServingModel` a client answers from and
 replaces it whole when another version becomes active (one reference assignment: queries never see half a
 swap). Three daemon threads drive it:
 
 * the **listener** subscribes to the model's notice channel (``activated``: switch now; ``staged``: load it
   ahead, so that its activation is instant; ``delta``: apply the serving version's new delta log entries,
-  :mod:`recsys._delta_follow`). A message it cannot read is logged and ignored: a stray ``PUBLISH`` must
+  :mod:`recsys.live.follower`). A message it cannot read is logged and ignored: a stray ``PUBLISH`` must
   not end the thread;
 * the **poller** checks the ``active`` pointer (and the delta log) every ``refresh_interval`` seconds,
   since pub/sub drops the notices sent while the connection was down;
@@ -32,10 +32,10 @@ import redis
 
 from vectorstore import UNAVAILABLE_ERRORS, ModelRegistry, RedisUnavailable, VectorStoreError
 
+from ..exceptions import ModelUnavailable
+from ..live.follower import DeltaFollower
 from ._lease import LeaseKeeper
-from ._serving import ServingModel
-from .exceptions import ModelUnavailable
-from .live.follower import DeltaFollower
+from .serving_model import ServingModel
 
 __all__ = ["VersionWatcher"]
 
@@ -79,7 +79,7 @@ class VersionWatcher:
         self.name = name
         self.listen = listen
         self.refresh_interval = refresh_interval
-        # Leases on the versions held: cleanup never deletes one while this client serves it (recsys._lease).
+        # Leases on the versions held: cleanup never deletes one while this client serves it (recsys.serving._lease).
         self._leases = LeaseKeeper(registry, name, registry.settings.lease_ttl)
         try:
             self.model: ServingModel = self._load(None)

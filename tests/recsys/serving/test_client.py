@@ -10,8 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from recsys import InvalidRequest, UnknownItem, UnknownUser
-from recsys.client import RecommendationClient
+from recsys import InvalidRequest, RecommendationClient, UnknownItem, UnknownUser
 from vectorstore import ModelRegistry
 
 
@@ -26,7 +25,7 @@ def client(published, settings):
 
 
 def test_importing_the_client_does_not_import_torch():
-    code = "import sys, recsys.client, vectorstore; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, recsys.serving.client, vectorstore; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

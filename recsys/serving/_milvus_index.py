@@ -1,7 +1,7 @@
 """Serving a version whose item index is a Milvus collection (published with ``index_backend="milvus"``).
 
 :class:`MilvusIndex` stands where a version's :class:`~vectorstore.ItemIndex` stands in
-:class:`~recsys._serving.ServingModel`: the client's paths query it alike (``query`` takes the same
+:class:`~recsys.serving.serving_model.ServingModel`: the client's paths query it alike (``query`` takes the same
 arguments and answers dense ids and scores), and :func:`milvus_recommendations` serves ``recommend`` in one
 search that filters (the caller's expression, the user's seen items, an ``include`` list) and returns the
 asked-for metadata as Milvus ``output_fields``. User vectors and seen items still come from the version's
@@ -18,8 +18,8 @@ import numpy as np
 
 from vectorstore import Hits, MilvusRefused, MilvusStore, Settings
 
-from .exceptions import InvalidFilter
-from .filters import fields_of, parse_filter
+from ..exceptions import InvalidFilter
+from ._filter_grammar import fields_of, parse_filter
 from .recommendations import Recommendations
 
 __all__ = ["MilvusIndex", "milvus_recommendations"]
@@ -45,8 +45,8 @@ class MilvusIndex:
         self.deleted: frozenset[int] = frozenset()
 
     def check_filter(self, expression: str | None) -> str:
-        """``expression`` (``""`` for none) once it parses (:func:`recsys.filters.parse_filter`: the grammar the
-        hnswlib path evaluates, a subset of Milvus') and names only fields of the collection.
+        """``expression`` (``""`` for none) once it parses (:func:`~recsys.serving._filter_grammar.parse_filter`:
+        the grammar the hnswlib path evaluates, a subset of Milvus') and names only fields of the collection.
 
         Raises:
             InvalidFilter: it does not parse, or names an unknown field.
@@ -126,8 +126,8 @@ class MilvusIndex:
 def milvus_recommendations(model: Any, index: MilvusIndex, vector: np.ndarray, k: int, *,
                            exclude: np.ndarray, allowed: set[int] | None, filter: str | None,
                            fields: list[str] | None, user: str | None) -> Recommendations:
-    """``recommend`` on a Milvus-backed version (``model``: its :class:`~recsys._serving.ServingModel`): one
-    search, its hits' fields from ``output_fields``."""
+    """``recommend`` on a Milvus-backed version (``model``: its
+    :class:`~recsys.serving.serving_model.ServingModel`): one search, its hits' fields from ``output_fields``."""
     names = model.check_fields(fields)
     hits = index.search(vector, min(k, model.n_items), exclude=exclude.tolist(), allowed=allowed, filter=filter,
                         fields=names)

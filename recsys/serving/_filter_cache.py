@@ -1,4 +1,4 @@
-"""Evaluating filter expressions (:mod:`recsys.filters`) on a serving model's item metadata.
+"""Evaluating filter expressions (:mod:`recsys.serving._filter_grammar`) on a serving model's item metadata.
 
 An expression becomes the set of dense item ids it allows (:class:`vectorstore.filtered.AllowedIds`),
 computed once per (expression, metadata state) and reused by every query with it. Item metadata can
@@ -25,8 +25,8 @@ import pandas as pd
 
 from vectorstore import AllowedIds
 
-from .exceptions import InvalidFilter
-from .filters import And, Compare, Literal, Member, Node, Not, Or, fields_of, parse_filter
+from ..exceptions import InvalidFilter
+from ._filter_grammar import And, Compare, Literal, Member, Node, Not, Or, fields_of, parse_filter
 
 __all__ = ["FilterCache", "metadata_state"]
 

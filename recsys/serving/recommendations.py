@@ -1,4 +1,5 @@
-"""What the serving client answers: :class:`Recommendations`, and the checks every request's arguments pass."""
+"""What the serving client answers, :class:`Recommendations`, and the checks of a request's ``k`` and ``fields``
+(its ids: :mod:`recsys.data.ids`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import InvalidRequest
+from ..exceptions import InvalidRequest
 
 __all__ = ["MAX_K", "Recommendations", "check_fields", "check_k"]
 

@@ -17,7 +17,7 @@ Examples: ``genre == "Comedy" and year >= 1990``, ``genre in ["Comedy", "Drama"]
 
 Nothing is evaluated as Python: the text is tokenised and parsed into a tree of :class:`Compare`,
 :class:`Member`, :class:`And`, :class:`Or` and :class:`Not` nodes (:func:`parse_filter`), which
-:mod:`recsys._filtering` evaluates against a model's item metadata. A bad expression raises
+:mod:`recsys.serving._filter_cache` evaluates against a model's item metadata. A bad expression raises
 :class:`~recsys.exceptions.InvalidFilter` naming the token and its position.
 """
 
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .exceptions import InvalidFilter
+from ..exceptions import InvalidFilter
 
 __all__ = ["MAX_FILTER_CHARS", "And", "Compare", "Member", "Node", "Not", "Or", "fields_of", "parse_filter"]
 

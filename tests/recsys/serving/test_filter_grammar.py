@@ -6,7 +6,7 @@ import pytest
 
 from recsys import InvalidRequest
 from recsys.exceptions import InvalidFilter
-from recsys.filters import And, Compare, Member, Not, Or, parse_filter
+from recsys.serving._filter_grammar import And, Compare, Member, Not, Or, parse_filter
 
 
 def test_parses_the_milvus_subset():

@@ -2,7 +2,7 @@
 
 The client holds one snapshot and replaces it whole on a new version (an atomic reference swap), so a
 query always sees one consistent version: its index, item ids, popularity and metadata. Between versions
-only the version's deltas change it, in place (:mod:`recsys._delta_apply`). The bytes of the per-user rows
+only the version's deltas change it, in place (:mod:`recsys.live._apply`). The bytes of the per-user rows
 and top-N lists are :mod:`recsys.publish.wire`'s.
 """
 
@@ -24,10 +24,10 @@ from vectorstore import (
     VectorStoreError,
 )
 
-from .exceptions import InvalidRequest, ModelUnavailable, RecsysError
+from ..exceptions import InvalidRequest, ModelUnavailable, RecsysError
 
 if TYPE_CHECKING:
-    from ._milvus_serving import MilvusIndex
+    from ._milvus_index import MilvusIndex
 
 __all__ = ["TOPN", "ServingModel"]
 
@@ -47,7 +47,7 @@ class ServingModel:
     before these existed serves every path from ``item_vectors`` and ``index``.
 
     A version published with ``index_backend="milvus"`` has ``milvus`` set: ``index`` and ``similar_index``
-    are that :class:`~recsys._milvus_serving.MilvusIndex`, the item metadata stays in the collection (read as
+    are that :class:`~recsys.serving._milvus_index.MilvusIndex`, the item metadata stays in the collection (read as
     its ``output_fields``), and of the item vectors only the fold-in ones are held in memory.
     """
 
@@ -69,8 +69,8 @@ class ServingModel:
     seen_key: str
     topn_key: str
     milvus: MilvusIndex | None = None  # the version's Milvus collection (index_backend="milvus")
-    # The version's delta log as applied (recsys._delta_follow.DeltaFollower), set by the watcher. Deltas
-    # change the item arrays and indexes in place (recsys._delta_apply); everything else stays as loaded.
+    # The version's delta log as applied (recsys.live.follower.DeltaFollower), set by the watcher. Deltas
+    # change the item arrays and indexes in place (recsys.live._apply); everything else stays as loaded.
     live: Any = None
     metadata_revision: int = 0  # bumped by each delta that changes ``metadata`` in place
     # How a request opens the version's rows (their signatures checked with EA_SIGNING_KEY: vectorstore.rows),
@@ -111,7 +111,7 @@ class ServingModel:
             raise ModelUnavailable(f"{name!r} v{mv.version} is a {mv.meta.get('kind')!r} model, not recsys")
         milvus = None
         if spec:
-            from ._milvus_serving import MilvusIndex  # imports pymilvus: an hnswlib deployment never does
+            from ._milvus_index import MilvusIndex  # imports pymilvus: an hnswlib deployment never does
 
             milvus = MilvusIndex(registry.settings, spec)
         index: ItemIndex | MilvusIndex = milvus or _index(mv, "index")

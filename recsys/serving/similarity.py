@@ -29,8 +29,8 @@ import numpy as np
 
 from vectorstore import AllowedIds, ItemIndex, ModelRegistry
 
-from .exceptions import InvalidRequest, UnknownUser
-from .publish.entities import entity_vectors
+from ..exceptions import InvalidRequest, UnknownUser
+from ..publish.entities import entity_vectors
 
 __all__ = ["METRICS", "SimilarUsers", "Similarity", "check_metric"]
 
