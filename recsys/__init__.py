@@ -1,7 +1,22 @@
 """Recommendations from graph embeddings of a user-item interaction graph.
 
-The public surface is re-exported here. Importing :mod:`recsys` never imports torch or gensim: the models
-are imported by :func:`make_model` (or on first access to ``recsys.Node2Vec`` / ``recsys.LightGCN``).
+The public surface is re-exported here; the code lives in five rooms, each with its own map in its
+``__init__``:
+
+===========  ==================================================================================================
+room         holds
+===========  ==================================================================================================
+``data``     what goes into a model: :class:`Interactions`, item metadata tables, the ids a request names
+``models``   the :class:`GraphModel` contract, ``Spectral``, :class:`LightGCN`, :class:`Node2Vec`, the metrics
+``publish``  a trained model written as a registry version (:func:`publish_embeddings`), its parts read back
+``serving``  :class:`RecommendationClient` and what it composes; :func:`precompute_top_n`
+``live``     deltas between trainings: :class:`CatalogueWriter`, the delta log, a client's follower of it
+===========  ==================================================================================================
+
+``training`` (:func:`train_and_publish`: read, train, evaluate, publish, carry deltas over) composes them;
+``exceptions`` is the package's one error tree. A module whose name starts with an underscore is private to
+its room. Importing :mod:`recsys` never imports torch or gensim: the models are imported by
+:func:`make_model` (or on first access to ``recsys.Node2Vec`` / ``recsys.LightGCN``).
 """
 
 from __future__ import annotations

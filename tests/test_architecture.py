@@ -127,6 +127,24 @@ def test_other_packages_and_bench_import_only_a_package_s_public_surface():
     assert not problems, "\n".join(problems)
 
 
+def test_recsys_rooms_keep_their_private_modules():
+    """recsys is split into rooms (``data``, ``models``, ``publish``, ``serving``, ``live``): a module whose name
+    starts with an underscore is imported only from inside the package that holds it (``recsys.live._fold_in``
+    by ``recsys.live.*``), so a room's other modules are all the rest of recsys may use of it."""
+    modules = _modules(("recsys",))
+    problems = []
+    for importer, target, names, is_from in _imports(modules):
+        for name in [target, *(f"{target}.{n}" for n in names if is_from)]:
+            parts = name.split(".")
+            private = next((i for i, part in enumerate(parts) if part.startswith("_") and i), None)
+            if name not in modules or private is None:
+                continue
+            holder = ".".join(parts[:private])
+            if importer != holder and not importer.startswith(holder + "."):
+                problems.append(f"{importer} imports {name}, private to {holder}")
+    assert not problems, "\n".join(problems)
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_public_surface_is_pinned(package):
     module = importlib.import_module(package)
