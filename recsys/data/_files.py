@@ -9,28 +9,20 @@ the caller names an encoding. Binary content is refused. Messages never quote fi
 
 from __future__ import annotations
 
-import bz2
 import codecs
-import gzip
 import io
-import lzma
-import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from vectorstore import EXCERPT_CHARS, NulGuard
-from vectorstore import excerpt as _excerpt
+from vectorstore import NulGuard, excerpt, open_decompressed, sniff_compression
 
 from ..exceptions import InvalidInteractions
 
 __all__ = ["COMPRESSED_SUFFIXES", "TextFormat", "excerpt", "is_parquet", "text_format"]
 
-#: (leading bytes, pandas' compression name)
-_SIGNATURES = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"))
 #: Suffixes that name a compression, stripped before the format is told by the remaining suffix.
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".zip")
-_SAMPLE_BYTES = 1 << 16
 FALLBACK_ENCODING = "latin-1"
 
 
@@ -49,7 +41,7 @@ class TextFormat:
 
     def open(self, path: Path) -> IO[str]:
         """The file's decompressed content as text."""
-        return io.TextIOWrapper(_open_bytes(path, self.compression), encoding=self.encoding)
+        return io.TextIOWrapper(open_decompressed(path, self.compression, InvalidInteractions), encoding=self.encoding)
 
     def guarded(self, path: Path) -> NulGuard:
         """The file's text for pandas, refusing a NUL character (which pandas would silently cut a cell at)
@@ -84,15 +76,7 @@ def text_format(path: Path, encoding: str | None = None) -> TextFormat:
             encoding = codecs.lookup(encoding).name
         except LookupError:
             raise InvalidInteractions(f"{path}: unknown text encoding {excerpt(encoding)}") from None
-    with open(path, "rb") as f:
-        magic = f.read(8)
-    compression = next((name for signature, name in _SIGNATURES if magic.startswith(signature)), None)
-    try:
-        with _open_bytes(path, compression) as f:
-            sample = f.read(_SAMPLE_BYTES)
-    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
-        raise InvalidInteractions(f"{path}: not a readable {compression or 'text'} file "
-                                  f"({type(exc).__name__})") from None
+    compression, sample = sniff_compression(path, InvalidInteractions)
     if not sample.strip():
         raise InvalidInteractions(f"{path}: no interactions (empty file)")
     if encoding is not None:
@@ -102,21 +86,3 @@ def text_format(path: Path, encoding: str | None = None) -> TextFormat:
     if b"\x00" in sample:
         raise InvalidInteractions(f"{path}: not a text table (binary content)")
     return TextFormat(compression, "utf-8-sig" if sample.startswith(codecs.BOM_UTF8) else "utf-8")
-
-
-def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
-    """``value`` quoted, cut to ``limit`` characters, control characters escaped: safe in a message or a
-    log (:func:`vectorstore.inputs.excerpt`)."""
-    return _excerpt(value, limit)
-
-
-def _open_bytes(path: Path, compression: str | None) -> IO[bytes]:
-    if compression == "zip":
-        archive = zipfile.ZipFile(path)
-        members = [m for m in archive.namelist() if not m.endswith("/")]
-        if len(members) != 1:
-            archive.close()
-            raise InvalidInteractions(f"{path}: a zip archive of {len(members)} files; one table is expected")
-        return archive.open(members[0])
-    opener: Any = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "")
-    return opener(path, "rb") if opener else open(path, "rb")

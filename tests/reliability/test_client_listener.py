@@ -91,7 +91,7 @@ def test_a_refused_version_is_logged_once(settings, model, caplog):
     with RecommendationClient(model=model, settings=settings, listen=False, refresh_interval=0) as client:
         new = registry.publish(model, arrays=dict(old.arrays), blobs=dict(old.blobs), meta=old.meta,
                                activate=False)
-        registry.client.hset(registry._key(model, f"v:{new}", "data"), "index:0", b"garbage")
+        registry.client.hset(registry.keys.data(model, new), "index:0", b"garbage")
         registry.activate(model, new)
         with caplog.at_level(logging.DEBUG, logger="recsys"):
             for _ in range(5):
@@ -112,5 +112,5 @@ def test_a_listening_client_finds_a_version_whose_notice_it_missed(settings, mod
         new = registry.publish(model, arrays=dict(loaded.arrays), blobs=dict(loaded.blobs),
                                tables={t: registry.read_table(model, loaded.version, t) for t in loaded.tables},
                                meta=dict(loaded.meta), activate=False)
-        registry.client.set(registry._key(model, "active"), new)  # the activation, its notice lost
+        registry.client.set(registry.keys.active(model), new)  # the activation, its notice lost
         assert wait_for(lambda: client.model_version == new, timeout=15), f"still serving v{old}"

@@ -29,8 +29,7 @@ from recsys import Interactions
 from recsys.data.item_table import item_metadata_columns
 from recsys.exceptions import InvalidInteractions, InvalidParameter
 from recsys.training import train_and_publish
-from vectorstore import ConfigurationError, InputNotAllowed, ModelNotFound, ModelRegistry, Settings
-from vectorstore.inputs import input_path
+from vectorstore import ConfigurationError, InputNotAllowed, ModelNotFound, ModelRegistry, Settings, input_path
 from workers.exceptions import JobFailed
 from workers.jobs import submit
 

@@ -105,16 +105,16 @@ def test_a_signed_manifest_copied_under_another_model_is_refused(signed, model_n
     victim = f"{model_name}-victim"
     client = registry.client
     for suffix in ("manifest", "data", "t:user_vectors", "t:seen"):
-        client.copy(registry._key(model_name, f"v:{version}", suffix), registry._key(victim, f"v:{version}", suffix))
-    client.set(registry._key(victim, "seq"), version)
-    client.zadd(registry._key(victim, "versions"), {str(version): version})
-    client.set(registry._key(victim, "active"), version)
+        client.copy(registry.keys.version(model_name, version, suffix), registry.keys.version(victim, version, suffix))
+    client.set(registry.keys.seq(victim), version)
+    client.zadd(registry.keys.versions(victim), {str(version): version})
+    client.set(registry.keys.active(victim), version)
     with pytest.raises(IntegrityError, match="manifest of"):
         registry.load(victim)
     with pytest.raises(ModelUnavailable):
         _client(keyed, victim)
     # ... or under another version number of the same model
-    client.copy(registry._key(model_name, f"v:{version}", "manifest"), registry._key(model_name, "v:99", "manifest"))
+    client.copy(registry.keys.manifest(model_name, version), registry.keys.manifest(model_name, 99))
     with pytest.raises(IntegrityError):
         registry.manifest(model_name, 99)
 

@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 import redis
 
-from vectorstore import EmbeddedRedis, EmbeddedRedisError
-from vectorstore.embedded import redis_server_version
+from vectorstore import EmbeddedRedis, EmbeddedRedisError, redis_server_version
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = shutil.which("redis-server", path="/usr/bin:/usr/local/bin:/bin")

@@ -132,7 +132,7 @@ def contract_failures(m: dict[str, float]) -> list[str]:
 @pytest.fixture(scope="module", params=sorted(MODELS))
 def served(request, data):
     """(algorithm, client, registry, embeddings) for each registered model, published to the real Redis."""
-    from vectorstore.settings import get_settings
+    from vectorstore import get_settings
 
     settings = get_settings()
     algorithm = request.param

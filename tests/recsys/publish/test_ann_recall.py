@@ -6,8 +6,7 @@ import numpy as np
 import pandas as pd
 
 from recsys import GraphEmbeddings, Interactions, RecommendationClient, publish_embeddings
-from vectorstore import ModelRegistry
-from vectorstore.synthetic import varied_norm_vectors
+from vectorstore import ModelRegistry, varied_norm_vectors
 
 
 def test_varied_norm_model_is_served_at_recall(settings, model_name):

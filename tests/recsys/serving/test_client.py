@@ -137,7 +137,7 @@ def test_corrupt_new_version_is_refused_and_old_keeps_serving(published, setting
     with RecommendationClient(model=published.model, settings=settings, listen=False, refresh_interval=0.1) as client:
         new = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), meta=old.meta,
                                activate=False)
-        redis_client.hset(registry._key(published.model, f"v:{new}", "data"), "index:0", b"garbage")
+        redis_client.hset(registry.keys.data(published.model, new), "index:0", b"garbage")
         registry.activate(published.model, new)
         time.sleep(0.5)
         assert client.model_version == published.version

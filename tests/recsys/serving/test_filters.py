@@ -28,7 +28,7 @@ def metadata() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def catalogue(redis_url, tmp_path_factory):
     """A published model of 3,000 items whose scores favour a few popular, non-matching items."""
-    from vectorstore.settings import get_settings
+    from vectorstore import get_settings
 
     settings = get_settings()
     rng = np.random.default_rng(0)
@@ -106,11 +106,11 @@ def test_a_filter_matching_fewer_than_k_returns_all_of_them_and_none_matching_no
 def test_filtered_results_are_the_exact_filtered_top_k(catalogue, share, graph, monkeypatch):
     """Recall@10 of filtered results against exact search over the matching items, for 1%, 25% and 50%, by
     exact search over the allowed items and (thresholds lowered, as on a large catalogue) hnswlib's filter."""
-    import vectorstore.filtered
+    from vectorstore.store.index import filtered
 
     if graph:
-        monkeypatch.setattr(vectorstore.filtered, "EXACT_ALLOWED", 10)
-        monkeypatch.setattr(vectorstore.filtered, "EXACT_PRODUCT", 0)
+        monkeypatch.setattr(filtered, "EXACT_ALLOWED", 10)
+        monkeypatch.setattr(filtered, "EXACT_PRODUCT", 0)
     client, meta, users, _, inter = catalogue
     allowed = client._filters.allowed(client._model, share).ids
     hits = total = 0

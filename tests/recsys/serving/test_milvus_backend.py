@@ -18,8 +18,13 @@ pytest.importorskip("pymilvus", reason="the milvus extra is not installed (pip i
 from recsys import CatalogueWriter, ModelUnavailable, RecommendationClient, UnsupportedDelta  # noqa: E402
 from recsys.exceptions import InvalidFilter  # noqa: E402
 from recsys.training import train_and_publish  # noqa: E402
-from vectorstore import ConfigurationError, MilvusUnavailable, ModelRegistry  # noqa: E402
-from vectorstore.milvus import MilvusStore, collection_names  # noqa: E402
+from vectorstore import (  # noqa: E402
+    ConfigurationError,
+    MilvusStore,  # noqa: E402
+    MilvusUnavailable,
+    ModelRegistry,
+)
+from vectorstore.store.milvus import collection_names  # noqa: E402
 
 SPECTRAL = {"dim": 8}
 

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import InvalidModelData
-from .index import MIPS, ItemIndex, as_vectors
+from ...exceptions import InvalidModelData
+from .item_index import MIPS, ItemIndex, as_vectors
 
 __all__ = ["DEFAULT_TARGET", "Probe", "measure_recall", "tune_index"]
 

@@ -13,8 +13,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.cluster import RedisCluster
 from redis.retry import Retry
 
+from ..exceptions import ConfigurationError
 from .embedded import resolve_redis_url
-from .exceptions import ConfigurationError
 from .settings import Settings, get_settings
 
 __all__ = ["UNAVAILABLE_ERRORS", "celery_broker_url", "celery_transport_options", "connect", "is_cluster",

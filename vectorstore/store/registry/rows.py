@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 
-from .exceptions import CorruptRow, SignatureError
+from ...exceptions import CorruptRow, SignatureError
 
 __all__ = ["TAG_BYTES", "RowSeal"]
 

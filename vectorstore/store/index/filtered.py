@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from ...exceptions import InvalidModelData
 from ._mutation import ALIAS_BASE
-from ._search import exclusions, top_k_columns
-from .exceptions import InvalidModelData
-from .index import ItemIndex, as_vectors
+from ._search import exact_data, exclusions, top_k_columns
+from .item_index import ItemIndex, as_vectors
 
 __all__ = ["EXACT_ALLOWED", "EXACT_PRODUCT", "AllowedIds", "by_exact_search", "search"]
 
@@ -225,12 +225,12 @@ _gathered_lock = threading.Lock()
 
 def _candidates(index: ItemIndex, allowed: AllowedIds) -> tuple[np.ndarray, np.ndarray]:
     """The allowed ids the index holds (deleted ones left out) and their vectors, cached while the index is
-    unchanged: any change to it (``add_items``, ``mark_deleted``) makes :meth:`ItemIndex._exact_data` return
+    unchanged: any change to it (``add_items``, ``mark_deleted``) makes :func:`._search.exact_data` return
     a new deleted-columns array, held here so that its identity cannot be reused."""
-    data = index._exact_data()
+    data = exact_data(index)
     vectors, ids = data[0], data[1]
     dead = data[2] if len(data) > 2 else None
-    buffer = vectors.base if vectors.base is not None else vectors  # _exact_data slices it anew per call
+    buffer = vectors.base if vectors.base is not None else vectors  # exact_data slices it anew per call
     key = (index, buffer, len(ids), dead)
     with _gathered_lock:
         found = _GATHERED.get(id(allowed))

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from .connection import redact_url
-from .exceptions import ConfigurationError, InvalidModelData, MilvusRefused, MilvusUnavailable
-from .settings import Settings
+from ..exceptions import ConfigurationError, InvalidModelData, MilvusRefused, MilvusUnavailable
+from ..platform.connection import redact_url
+from ..platform.settings import Settings
 
 __all__ = ["Hits", "MilvusItems", "MilvusStore", "collection_names", "drop_collection", "follow_activation",
            "publish_collection"]
@@ -315,7 +315,7 @@ class MilvusStore:
         return {n: [by_pos.get(p, {}).get(n) for p in wanted] for n in output_fields}
 
 
-# -- what the registry calls (vectorstore.registry): the collection follows its version's life ---------------
+# -- what the registry calls (.registry): the collection follows its version's life ------------------------
 def publish_collection(settings: Settings, model: str, version: int, items: MilvusItems) -> dict[str, Any]:
     """Write a version's collection before its commit; the spec returned goes into its ``meta["milvus"]``."""
     return MilvusStore.get(settings).create(settings, model, version, items)
@@ -338,9 +338,9 @@ def drop_collection(settings: Settings, meta: Mapping[str, Any]) -> None:
 
 
 def _with_spec(settings: Settings, meta: Mapping[str, Any], action: Any, strict: bool, failed: str) -> None:
-    spec = meta.get("milvus")
+    spec = meta.get("milvus") if isinstance(meta, Mapping) else None
     if not spec:
-        return
+        return  # an hnswlib version: pymilvus is never imported
     try:
         action(MilvusStore.get(settings), spec)
     except (MilvusUnavailable, MilvusRefused, ConfigurationError) as exc:

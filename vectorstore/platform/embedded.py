@@ -31,7 +31,7 @@ from pathlib import Path
 
 import redis
 
-from .exceptions import EmbeddedRedisError
+from ..exceptions import EmbeddedRedisError
 from .settings import Settings, get_settings
 
 __all__ = ["EmbeddedRedis", "RedisProcess", "find_redis_server", "redis_server_version", "resolve_redis_url",

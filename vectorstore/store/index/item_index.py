@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
-import struct
-import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import hnswlib
 import numpy as np
 
+from ...exceptions import InvalidModelData
+from ._blob import hnsw_space, index_bytes, read_index
 from ._mutation import ALIAS_BASE, SPAN_LIMIT, add_items, change, mark_deleted
 from ._rwlock import ReadWriteLock
-from ._search import exclusions, top_k_columns
-from .exceptions import IntegrityError, InvalidModelData
+from ._search import exclusions, normalised, query_exact, query_graph
 
 __all__ = ["ItemIndex", "MIPS", "SPACES"]
 
 SPACES = ("ip", "l2", "cosine")
 MIPS = ("augmented", "native")
-_MAGIC = b"EAIDX1\n"
 
 
 def as_vectors(vectors: Any, *, name: str = "vectors") -> np.ndarray:
@@ -59,7 +55,7 @@ class ItemIndex:
       vectors whose norms vary 0.3-3x, where the augmented coordinate crowds the graph.
     * ``"native"``: hnswlib's own ``ip`` space: 1.0 on those clustered vectors, 0.90 on Node2Vec's.
 
-    Neither wins everywhere: :func:`vectorstore.recall.tune_index` measures both on the queries a model
+    Neither wins everywhere: :func:`vectorstore.tune_index` measures both on the queries a model
     will serve and keeps one that reaches the recall asked for, or exact search (``exact=True``).
 
     Batches of queries on small catalogues, queries whose exclusions cover much of the catalogue, and
@@ -69,7 +65,7 @@ class ItemIndex:
     Build with :meth:`build`; serialise with :meth:`to_bytes` / :meth:`from_bytes`, which carry the
     parameters (including ``ef``, which hnswlib itself does not save) in a JSON header, never pickle.
     A loaded index changes in place with :meth:`add_items`, :meth:`mark_deleted` and :meth:`change` (both
-    at once; see :mod:`vectorstore._mutation`); queries meanwhile wait only for the change itself.
+    at once; see :mod:`vectorstore.store.index._mutation`); queries meanwhile wait only for the change itself.
     """
 
     #: a batch is answered exactly when rows x items is at most this (and the catalogue is small).
@@ -84,7 +80,7 @@ class ItemIndex:
         self._span: int | None | bool = False  # not computed yet
         self._gate = ReadWriteLock()  # queries read; add_items / mark_deleted / resize write
         self._deleted: set[int] = set()
-        # ids whose vector changed live in fresh nodes (see vectorstore._mutation): id -> label, label - base -> id
+        # ids whose vector changed live in fresh nodes (see ._mutation): id -> label, label - base -> id
         self._alias: dict[int, int] = {}
         self._owners = np.empty(0, np.int64)
         self._dead: np.ndarray | None = None  # columns of the exact copy that are deleted labels
@@ -146,12 +142,12 @@ class ItemIndex:
             extra = np.sqrt(np.maximum(radius**2 - norms**2, 0.0)).astype(np.float32)[:, None]
             stored = np.ascontiguousarray(np.hstack([arr, extra]))
             params["mips_radius"] = radius
-        index = hnswlib.Index(space=_hnsw_space(params), dim=stored.shape[1])
+        index = hnswlib.Index(space=hnsw_space(params), dim=stored.shape[1])
         index.init_index(max_elements=n, ef_construction=ef_construction, M=M, random_seed=seed)
         index.add_items(stored, labels, num_threads=num_threads)
         out = cls(index, params)
         order = np.argsort(labels, kind="stable")
-        out._exact = ((arr if space != "cosine" else _normalised(arr))[order], labels[order].astype(np.int64), n)
+        out._exact = ((arr if space != "cosine" else normalised(arr))[order], labels[order].astype(np.int64), n)
         return out
 
     # -- properties -----------------------------------------------------------------------------------
@@ -229,7 +225,7 @@ class ItemIndex:
         arr = as_vectors(vectors)
         if arr.shape[1] != self.dim:
             raise InvalidModelData(f"vectors have dimension {arr.shape[1]}, the index has {self.dim}")
-        add_items(self, arr, ids, _normalised(arr) if self.space == "cosine" else arr)
+        add_items(self, arr, ids, normalised(arr) if self.space == "cosine" else arr)
 
     def change(self, vectors: Any, ids: Sequence[int] | np.ndarray, deleted: Iterable[int] = ()) -> int:
         """:meth:`add_items` of ``vectors`` under ``ids`` (none: ``vectors`` is ``None``), then
@@ -245,7 +241,7 @@ class ItemIndex:
             arr = as_vectors(vectors)
             if arr.shape[1] != self.dim:
                 raise InvalidModelData(f"vectors have dimension {arr.shape[1]}, the index has {self.dim}")
-        return change(self, arr, np.asarray(ids, dtype=np.int64), _normalised(arr) if self.space == "cosine" else arr,
+        return change(self, arr, np.asarray(ids, dtype=np.int64), normalised(arr) if self.space == "cosine" else arr,
                       np.fromiter(deleted, np.int64))
 
     def mark_deleted(self, ids: Iterable[int]) -> int:
@@ -268,27 +264,6 @@ class ItemIndex:
             top = int(self._all_ids().max()) + 1 if len(self) else 0
             self._span = top if top <= SPAN_LIMIT else None
         return self._span
-
-    def _exact_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(vectors, sorted labels, columns of labels deleted since)`` for exact search (mask those columns)."""
-        cached = self._exact
-        if cached is None:  # hnswlib returns no vector of a deleted label: the copy holds the live ones
-            labels = np.sort(self.ids())
-            cached = self._exact = (self.get_vectors(labels.tolist()), labels, len(labels))
-        vectors, labels, n = cached
-        return vectors[:n], labels[:n], self._dead_columns(labels[:n])
-
-    def _dead_columns(self, labels: np.ndarray) -> np.ndarray:
-        """Columns of :meth:`_exact_data`'s ``labels`` that are deleted labels (to mask in exact search)."""
-        dead = self._dead
-        if dead is None or (dead.size and dead[-1] >= len(labels)):
-            gone = np.fromiter(self._deleted, np.int64, len(self._deleted))
-            n = len(labels)
-            dead = np.searchsorted(labels, gone) if gone.size else np.empty(0, np.int64)
-            if gone.size:
-                dead = np.sort(dead[(dead < n) & (labels[np.minimum(dead, max(n - 1, 0))] == gone)])
-            self._dead = dead
-        return dead
 
     # -- queries --------------------------------------------------------------------------------------
     def query(
@@ -313,7 +288,7 @@ class ItemIndex:
             ef: search the graph with a beam at least this wide (default: the index's ``ef``). hnswlib
                 searches with ``max(ef, neighbours asked)``, so this asks for more neighbours instead of
                 calling ``set_ef``, which would race with concurrent queries; a client path that needs a
-                wider beam than the index's (see :func:`vectorstore.recall.tune_index`) passes it here.
+                wider beam than the index's (see :func:`vectorstore.tune_index`) passes it here.
 
         Returns:
             ``(ids, scores)``, each m x k' (k' <= k). Rows that run out of candidates after exclusion are
@@ -346,91 +321,22 @@ class ItemIndex:
             heavy = fetch > n // 2  # most of the catalogue excluded: a graph search would need it all
             if rows == 1:  # the latency path: no bucketing, no set algebra
                 if exact or heavy[0]:
-                    self._query_exact(q, np.zeros(1, np.int64), per_row, k_out, labels, scores)
+                    query_exact(self, q, np.zeros(1, np.int64), per_row, k_out, labels, scores)
                 else:
-                    self._query_graph(q, np.zeros(1, np.int64), per_row, int(wide[0]), k_out, labels, scores, 1,
-                                      filtered=bool(excluded[0]))
+                    query_graph(self, q, np.zeros(1, np.int64), per_row, int(wide[0]), k_out, labels, scores, 1,
+                                filtered=bool(excluded[0]))
             else:
                 exact_rows = np.arange(rows) if exact else np.flatnonzero(heavy)
                 if exact_rows.size:
-                    self._query_exact(q, exact_rows, per_row, k_out, labels, scores)
+                    query_exact(self, q, exact_rows, per_row, k_out, labels, scores)
                 graph_rows = np.setdiff1d(np.arange(rows), exact_rows, assume_unique=True)
                 # Rows grouped by how many neighbours they need, so one heavy row does not slow the batch.
                 buckets = np.ceil(np.log2(fetch[graph_rows] + 1)).astype(int)
                 for b in np.unique(buckets):
                     sel = graph_rows[buckets == b]
-                    self._query_graph(q, sel, per_row, int(wide[sel].max()), k_out, labels, scores, num_threads,
-                                      filtered=bool(excluded[sel].any()))
+                    query_graph(self, q, sel, per_row, int(wide[sel].max()), k_out, labels, scores, num_threads,
+                                filtered=bool(excluded[sel].any()))
         return (labels[0], scores[0]) if single else (labels, scores)
-
-    def _query_graph(self, q, sel, per_row, fetch, k_out, labels, scores, num_threads, *, filtered: bool) -> None:
-        if self._augmented:
-            data = np.zeros((len(sel), self.dim + 1), np.float32)
-            data[:, : self.dim] = q[sel]
-        else:
-            data = q[sel]
-        # hnswlib searches with max(ef, k): asking for more neighbours than ef needs no set_ef (which
-        # would race with concurrent queries on the shared index).
-        try:
-            found, dist = self._index.knn_query(data, k=fetch, num_threads=num_threads)
-        except RuntimeError:  # too few live items reached (many deleted): exact search answers
-            self._query_exact(q, sel, per_row, k_out, labels, scores)
-            return
-        found = self._ids_of(found.astype(np.int64))
-        sims = self._scores(dist, data[:, : self.dim])
-        if not filtered:  # nothing to filter: one vectorised copy
-            m = min(k_out, found.shape[1])
-            labels[sel, :m], scores[sel, :m] = found[:, :m], sims[:, :m]
-            return
-        for j, r in enumerate(sel):
-            row_l, row_s = found[j], sims[j]
-            banned = per_row[r]
-            if banned.size:
-                span = self._label_span()
-                if span is not None:  # small id range: a boolean table beats sorting or hashing
-                    table = np.zeros(span, dtype=bool)
-                    table[banned[(banned >= 0) & (banned < span)]] = True
-                    keep = ~table[row_l]
-                else:
-                    keep = ~np.isin(row_l, banned)
-                row_l, row_s = row_l[keep], row_s[keep]
-            m = min(k_out, row_l.size)
-            labels[r, :m], scores[r, :m] = row_l[:m], row_s[:m]
-
-    def _query_exact(self, q, sel, per_row, k_out, labels, scores) -> None:
-        vectors, ids, dead = self._exact_data()
-        n = len(ids)
-        dense = ids[0] == 0 and ids[-1] == n - 1  # ids are sorted and unique: 0..n-1 means column = id
-        block = max(1, self.EXACT_BUDGET // max(1, n) // 4)
-        for start in range(0, sel.size, block):
-            part = sel[start : start + block]
-            data = q[part] if self.space != "cosine" else _normalised(q[part])
-            if self.space == "l2":
-                sims = -(np.square(vectors).sum(1)[None, :] - 2.0 * data @ vectors.T
-                         + np.square(data).sum(1)[:, None])
-            else:
-                sims = data @ vectors.T
-            banned = [per_row[r] for r in part]
-            counts = np.fromiter((b.size for b in banned), np.int64, len(banned))
-            if counts.any():
-                cols = np.concatenate(banned)
-                rows_of = np.repeat(np.arange(len(part)), counts)
-                if not dense:
-                    pos = np.searchsorted(ids, cols)
-                    found = (pos < n) & (ids[np.minimum(pos, n - 1)] == cols)
-                    rows_of, cols = rows_of[found], pos[found]
-                inside = (cols >= 0) & (cols < n)
-                sims[rows_of[inside], cols[inside]] = -np.inf
-            if dead.size:
-                sims[:, dead] = -np.inf
-            top = top_k_columns(sims, k_out)
-            top_s = np.take_along_axis(sims, top, axis=1)
-            order = np.argsort(-top_s, axis=1, kind="stable")
-            top, top_s = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_s, order, axis=1)
-            valid = np.isfinite(top_s)
-            out_s = -top_s if self.space == "l2" else top_s
-            labels[part] = np.where(valid, ids[top], -1)
-            scores[part] = np.where(valid, out_s, np.nan)
 
     def _scores(self, distances: np.ndarray, queries: np.ndarray) -> np.ndarray:
         if self.space == "l2":
@@ -447,7 +353,8 @@ class ItemIndex:
 
     # -- serialisation --------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """The index as bytes: a JSON header (params, including ef) then hnswlib's own file format.
+        """The index as bytes: a JSON header (params, including ef) then hnswlib's own file format
+        (:mod:`._blob`).
 
         Raises:
             InvalidModelData: vectors were replaced in place (their old nodes are still in the graph, marked
@@ -455,17 +362,7 @@ class ItemIndex:
         """
         if len(self._owners):
             raise InvalidModelData(f"{len(self._owners)} vectors were replaced in place: build the index anew")
-        fd, path = tempfile.mkstemp(suffix=".hnsw")
-        os.close(fd)
-        try:
-            with self._gate.read():
-                header = json.dumps(self.params, sort_keys=True).encode()
-                self._index.save_index(path)
-            with open(path, "rb") as f:
-                body = f.read()
-        finally:
-            os.unlink(path)
-        return _MAGIC + struct.pack("<I", len(header)) + header + body
+        return index_bytes(self)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> ItemIndex:
@@ -473,44 +370,6 @@ class ItemIndex:
 
         Raises:
             IntegrityError: not an index blob, truncated, or its header or graph out of range (checked before
-                hnswlib reads it: see :mod:`vectorstore._hnsw_file`).
+                hnswlib reads it: see :mod:`._hnsw_file`).
         """
-        from ._hnsw_file import check_hnsw_body, check_params
-
-        if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 4:
-            raise IntegrityError("not an ItemIndex blob (bad magic)")
-        (hlen,) = struct.unpack_from("<I", data, len(_MAGIC))
-        start = len(_MAGIC) + 4
-        if start + hlen > len(data):
-            raise IntegrityError(f"ItemIndex header of {hlen} bytes runs past the blob's {len(data)}")
-        try:
-            params = check_params(json.loads(data[start : start + hlen]))
-        except (ValueError, RecursionError):
-            raise IntegrityError("ItemIndex header is not valid JSON") from None
-        body = memoryview(data)[start + hlen :]
-        augmented = _hnsw_space(params) == "l2" and params["space"] == "ip"
-        check_hnsw_body(body, int(params["dim"]) + int(augmented), int(params["count"]))
-        fd, path = tempfile.mkstemp(suffix=".hnsw")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(body)
-            index = hnswlib.Index(space=_hnsw_space(params), dim=int(params["dim"]) + int(augmented))
-            try:
-                index.load_index(path, max_elements=int(params["count"]))
-            except RuntimeError as exc:
-                raise IntegrityError(f"ItemIndex body does not load: {exc}") from None
-        finally:
-            os.unlink(path)
-        if index.get_current_count() != int(params["count"]):
-            raise IntegrityError(f"ItemIndex holds {index.get_current_count()} items, header says {params['count']}")
-        return cls(index, params)
-
-
-def _hnsw_space(params: dict[str, Any]) -> str:
-    """hnswlib's space for an index's params: augmented inner product is searched as L2."""
-    space = params["space"]
-    return "l2" if space == "ip" and params.get("mips", "augmented") == "augmented" else space
-
-
-def _normalised(x: np.ndarray) -> np.ndarray:
-    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+        return cls(*read_index(data))

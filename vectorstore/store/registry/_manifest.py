@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import CorruptManifest, SignatureError
+from ...exceptions import CorruptManifest, SignatureError
 from .rows import TAG_BYTES
 
 __all__ = ["DTYPES", "canonical", "parse_manifest", "sign"]

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import ConfigurationError
 from .env import env_directory as _directory
 from .env import env_float as _float
 from .env import env_int as _int
 from .env import env_switch as _switch
 from .env import env_url as _url
-from .exceptions import ConfigurationError
 
 __all__ = ["Settings", "get_settings"]
 
@@ -51,7 +51,7 @@ class Settings:
         data_dir: ``EA_DATA_DIR``; where the embedded Redis keeps its files (and the demo its outputs).
         data_root: ``EA_DATA_ROOT`` (an absolute directory; default unset): when set, workers read the input
             files that jobs name only under it; a path outside (after following ``..`` and symlinks) fails
-            the job with ``InputNotAllowed`` (see :func:`vectorstore.inputs.input_path`).
+            the job with ``InputNotAllowed`` (see :func:`vectorstore.platform.inputs.input_path`).
         visibility_timeout: ``EA_VISIBILITY_TIMEOUT`` seconds (default 21600); an unacknowledged Celery
             job is redelivered after this, so it must exceed the longest training job. Values down to 1 s
             are accepted (tests that kill workers use a few seconds); a redelivered job that had already

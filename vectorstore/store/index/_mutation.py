@@ -1,4 +1,4 @@
-"""Changing a loaded :class:`~vectorstore.index.ItemIndex` in place: items added or updated, items deleted.
+"""Changing a loaded :class:`~vectorstore.ItemIndex` in place: items added or updated, items deleted.
 
 hnswlib does the graph work (``add_items`` inserts a new label or updates an existing one's vector, and
 brings back one marked deleted; ``mark_deleted`` hides a label from every search; ``resize_index`` grows
@@ -16,7 +16,7 @@ is marked deleted instead and the vector inserted as a fresh node under a label 
 the id to its current label (``index._alias``) when it is deleted or its vector read. The stale nodes stay in
 the graph (counted in ``params["superseded"]``) until the next build.
 
-The exact-search copy of the vectors (:meth:`ItemIndex._exact_data`) is kept in step: rows updated in
+The exact-search copy of the vectors (:func:`._search.exact_data`) is kept in step: rows updated in
 place, new labels appended to a buffer with spare capacity (readers slice it to the length they captured).
 
 An augmented inner-product index (``mips="augmented"``) adds ``sqrt(R^2 - |x|^2)`` to each vector, R the
@@ -32,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import InvalidModelData
+from ...exceptions import InvalidModelData
 
-# ``index`` below is a vectorstore.index.ItemIndex (not imported: index.py imports this module).
+# ``index`` below is a vectorstore.ItemIndex (not imported: index.py imports this module).
 
 __all__ = ["ALIAS_BASE", "add_items", "change", "mark_deleted"]
 

@@ -5,7 +5,7 @@ must declare the queues alike, or their messages land in other queues (Redis: ot
 declaration with other arguments is refused). :func:`celery_broker_config` is the one place that says how.
 
 * **Redis**: queues are Redis lists under the service's key prefix; an unacknowledged job comes back after
-  ``EA_VISIBILITY_TIMEOUT`` (kombu's unacked hash; :func:`vectorstore.connection.celery_transport_options`).
+  ``EA_VISIBILITY_TIMEOUT`` (kombu's unacked hash; :func:`vectorstore.platform.connection.celery_transport_options`).
 * **RabbitMQ**: the ``train``, ``score`` and ``alerts`` queues are *quorum* queues (replicated by Raft on a
   cluster, durable on disk), each behind a topic exchange of its name so that delayed retries use RabbitMQ's
   native delayed delivery (Celery declares its ``celery_delayed_*`` exchanges) instead of waiting inside a

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import IntegrityError
+from ...exceptions import IntegrityError
 
 __all__ = ["check_hnsw_body", "check_params"]
 

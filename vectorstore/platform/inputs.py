@@ -8,7 +8,8 @@ read (``/proc/self/environ``, a mounted secret). Two rules limit what that gives
   anything is opened. Unset, every path is read as given.
 * **No content in messages.** Readers name the file, the line and the column of a problem. They quote a
   cell only from a file that is plainly of the expected format, and then through :func:`excerpt` (a few
-  characters, control characters escaped); a header is listed only when :func:`plain_header` holds.
+  characters, control characters escaped) or :func:`excerpt_values` (a few such cells); a header is listed
+  only when :func:`plain_header` holds.
 
 The readers of :mod:`recsys` and :mod:`anomaly` apply the second rule; the tasks of :mod:`workers` apply
 the first to every path they are given.
@@ -17,19 +18,23 @@ the first to every path they are given.
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
 
-from .exceptions import InputNotAllowed
+from ..exceptions import InputNotAllowed
 from .settings import Settings, get_settings
 
-__all__ = ["EXCERPT_CHARS", "NulGuard", "excerpt", "input_path", "plain_header", "plain_name"]
+__all__ = ["EXCERPT_CHARS", "EXCERPT_VALUES", "NulGuard", "excerpt", "excerpt_values", "input_path", "plain_header",
+           "plain_name"]
 
 #: Characters of a cell a message may quote.
 EXCERPT_CHARS = 20
+#: Cells of a list a message may quote.
+EXCERPT_VALUES = 5
 #: A header name as spreadsheets and exporters write them: letters, digits, ``_ - . ( ) / #`` and spaces.
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_ .()/#-]{0,31}")
 
@@ -42,6 +47,18 @@ def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
     text = str(value)
     cut = "".join(ch if ch.isprintable() else "?" for ch in text[:limit])
     return repr(cut + ("…" if len(text) > limit else ""))
+
+
+_END = object()
+
+
+def excerpt_values(values: Iterable[object], count: int = EXCERPT_VALUES, limit: int = EXCERPT_CHARS) -> str:
+    """``[a, b, ...]``: the first ``count`` of ``values``, each through :func:`excerpt`; a longer input ends in
+    ``...``. Safe in a message or a log."""
+    it = iter(values)
+    shown = [excerpt(value, limit) for value in itertools.islice(it, count)]
+    more = next(it, _END) is not _END
+    return "[" + ", ".join(shown) + (", ..." if more else "") + "]"
 
 
 def plain_name(name: object) -> bool:
