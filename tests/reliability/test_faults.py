@@ -27,7 +27,7 @@ import redis as redis_py
 from _reliability import FAST_NODE2VEC, ROOT, copy_version, redis_answers, wait_for
 from click.testing import CliRunner
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.training import train_and_publish
 from vectorstore import ChecksumError, ModelRegistry, RedisUnavailable, Settings, start_redis_server
 from vectorstore.platform.embedded import RedisProcess

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from _reliability import copy_version, wait_for
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.exceptions import VersionGone
 from vectorstore import ModelRegistry, Settings
 

@@ -31,7 +31,7 @@ import redis
 from _reliability import ROOT, copy_version, wait_for
 from click.testing import CliRunner
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.exceptions import ModelUnavailable
 from vectorstore import (
     ModelRegistry,
@@ -275,7 +275,7 @@ def test_a_garbage_active_pointer_does_not_stop_the_client_following_versions(tr
 
 def test_a_precompute_at_maxmemory_is_typed_and_leaves_no_partial_list(small_redis: RedisProcess, trained_model: str,
                                                                        tmp_path: Path) -> None:
-    from recsys.precompute import precompute_top_n
+    from recsys import precompute_top_n
 
     registry = ModelRegistry(_settings(small_redis.url, tmp_path))
     source = ModelRegistry(get_settings().with_(signing_key=None))

@@ -117,7 +117,7 @@ def test_redelivered_precomputation_drops_the_partial_list_of_its_killed_deliver
     and any building list carries an expiry, so nothing half-written stays behind."""
     import uuid
 
-    from recsys.precompute import BUILDING_TTL_S
+    from recsys.serving.precompute import BUILDING_TTL_S
     from workers.tasks.graph import precompute_recommendations
 
     registry = ModelRegistry(settings)

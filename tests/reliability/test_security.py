@@ -36,7 +36,7 @@ from _reliability import FAST_NODE2VEC, ROOT, copy_version, deployment_for, redi
 from click.testing import CliRunner
 from kombu import Connection
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.exceptions import ModelUnavailable
 from recsys.training import train_and_publish
 from vectorstore import (

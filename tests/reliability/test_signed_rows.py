@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from _reliability import copy_version
 
-from recsys._wire import decode_ids, decode_top, decode_vector, encode_top, encode_vector
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient, precompute_top_n
 from recsys.exceptions import ModelUnavailable
-from recsys.precompute import precompute_top_n
+from recsys.publish.wire import decode_ids, decode_top, decode_vector, encode_top, encode_vector
 from vectorstore import CorruptRow, IntegrityError, ModelRegistry, Settings, SignatureError
 
 
@@ -51,7 +50,7 @@ def test_changed_copied_or_planted_user_rows_are_not_served(signed, model_name: 
         changed[0] ^= 1
         registry.client.hset(vectors, "u3", bytes(changed))
         registry.client.hset(seen, "u4", b"")
-        caplog.set_level(logging.ERROR, logger="recsys.client")
+        caplog.set_level(logging.ERROR, logger="recsys.serving._user_rows")
         for user in ("u1", "intruder", "u3", "u4"):
             with pytest.raises(SignatureError):
                 client.recommend(user, k=5, strict=True)
