@@ -219,13 +219,15 @@ def _table_bytes(registry, name: str, manifest: dict) -> int:
     return total
 
 
+# VmHWM (peak RSS of this program's memory), not ru_maxrss: Linux keeps ru_maxrss across fork and exec, so a
+# child of the worker would report the worker's peak.
 CLIENT_RSS = """
-import json, resource, sys
+import json, sys
 from recsys import RecommendationClient
 c = RecommendationClient(model=sys.argv[1], listen=False, refresh_interval=0)
 for u in json.loads(sys.argv[2]):
     c.recommend(u, k=20)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024)
 """
 
 
