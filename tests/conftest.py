@@ -38,6 +38,10 @@ if not _answers(_url):
     os.environ["EA_TEST_REDIS_URL"] = _url  # xdist workers, started after this, use this server too
 
 _PREFIX = f"eatest:{uuid.uuid4().hex[:8]}:"
+# Where xdist workers say which of their tests share a unit of work (chosen here by the controlling process,
+# whose environment the workers inherit).
+_UNITS_FILE = Path(os.environ.setdefault("EA_TEST_UNITS_FILE",
+                                         f"{tempfile.gettempdir()}/ea-test-units-{uuid.uuid4().hex[:8]}.json"))
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="ea-test-data-"))
 # Set before any project module reads settings (workers.app configures Celery from them).
 os.environ.update({"EA_REDIS_URL": _url, "EA_KEY_PREFIX": _PREFIX, "EA_DATA_DIR": str(_DATA_DIR)})
@@ -54,13 +58,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(line, yellow=_rabbitmq.NOT_TESTED in line, bold=True)
 
 
+@pytest.hookimpl(trylast=True)  # the final list of items
+def pytest_collection_modifyitems(config, items):
+    if _XDIST_WORKER:
+        from _scheduling import write_units
+
+        write_units(items, _UNITS_FILE)
+
+
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown without it
 def pytest_xdist_make_scheduler(config, log):
     """``-n N`` (xdist's default ``--dist load``): the units and order of :mod:`_scheduling`."""
     if config.getvalue("dist") == "load":
         from _scheduling import SharedSetupScheduling
 
-        return SharedSetupScheduling(config, log)
+        return SharedSetupScheduling(config, log, units_file=_UNITS_FILE)
     return None
 
 
@@ -78,6 +90,8 @@ def pytest_sessionfinish(session, exitstatus):
         pass
     if _started is not None:
         _started.stop()
+    if not _XDIST_WORKER:
+        _UNITS_FILE.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")
