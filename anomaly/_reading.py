@@ -9,26 +9,21 @@ a header (:func:`vectorstore.inputs.plain_header`): a file that is not a table i
 
 from __future__ import annotations
 
-import bz2
 import contextlib
-import gzip
 import io
-import itertools
 import logging
-import lzma
 import re
 import warnings
 import zipfile
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from vectorstore import NulGuard, plain_header
-from vectorstore import excerpt as excerpt_one
+from vectorstore import NulGuard, open_decompressed, plain_header, sniff_compression
+from vectorstore import excerpt_values as excerpt
 
 from .exceptions import InvalidSeries
 
@@ -42,8 +37,6 @@ MISSING_TOKENS = frozenset({"", "na", "n/a", "null", "none", "nan", "-", "#n/a",
 #: The series column may be absent under this default name; any other name must exist.
 DEFAULT_SERIES_COL = "series"
 
-EXCERPT_VALUES = 5
-EXCERPT_CHARS = 20
 SHOWN_ROWS = 5
 _HEAD_BYTES = 1 << 16
 
@@ -64,8 +57,6 @@ _OFFSET_SHAPES = ((r"[+-]\d\d:\d\d", 6), (r"[+-]\d\d\d\d", 5), (r"[+-]\d\d", 3),
 _ZONE = "(?:" + "|".join(shape for shape, _ in _OFFSET_SHAPES) + ")"
 
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-# Compressed files are recognised by their first bytes, not their name: exports are often renamed.
-_COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "xz"), (b"PK\x03\x04", "zip"))
 
 
 @dataclass(frozen=True)
@@ -90,23 +81,6 @@ class Columns:
 
 
 # -- messages ---------------------------------------------------------------------------------------------
-_END = object()
-
-
-def excerpt(cells: Iterable[Any]) -> str:
-    """A safe rendering of cell contents for a message.
-
-    At most 5 values, each cut to 20 characters (an ellipsis marks the cut), non-printable characters
-    replaced by ``?``; an input longer than 5 values ends in ``...``.
-    """
-    shown = []
-    it = iter(cells)
-    for cell in itertools.islice(it, EXCERPT_VALUES):
-        shown.append(excerpt_one(cell, EXCERPT_CHARS))
-    more = next(it, _END) is not _END
-    return "[" + ", ".join(shown) + (", ..." if more else "") + "]"
-
-
 def as_text(cells: pd.Series) -> pd.Series:
     """Cells as stripped text, ``""`` where missing (before ``astype(str)``, which would write ``"nan"``)."""
     if isinstance(cells.dtype, pd.StringDtype):  # CSV cells: already text, kept in pandas' string storage
@@ -210,11 +184,7 @@ def _sniff(path: Path) -> tuple[str, str | None, str, bytes]:
         raise InvalidSeries(f"{path}: the file is empty")
     if magic.startswith(b"PAR1"):
         return "parquet", None, "", magic
-    compression = next((name for signature, name in _COMPRESSIONS if magic.startswith(signature)), None)
-    try:
-        head = _head(path, compression)
-    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:
-        raise InvalidSeries(f"{path}: not a readable {compression or 'text'} file ({type(exc).__name__})") from None
+    compression, head = sniff_compression(path, InvalidSeries, _HEAD_BYTES)
     if not head.strip():
         raise InvalidSeries(f"{path}: the file is empty")
     if head.startswith(_UTF16_BOMS):  # spreadsheet "Unicode text" exports: NUL bytes that are text
@@ -224,31 +194,12 @@ def _sniff(path: Path) -> tuple[str, str | None, str, bytes]:
     return "csv", compression, "utf-8", head
 
 
-def _head(path: Path, compression: str | None) -> bytes:
-    """The first bytes of the file's (decompressed) content."""
-    with _open_bytes(path, compression) as f:
-        return f.read(_HEAD_BYTES)
-
-
-def _open_bytes(path: Path, compression: str | None) -> IO[bytes]:
-    """The file's decompressed content."""
-    if compression == "zip":
-        archive = zipfile.ZipFile(path)
-        members = [m for m in archive.namelist() if not m.endswith("/")]
-        if len(members) != 1:  # pandas reads a zip holding one file, as its exporters write them
-            archive.close()
-            raise InvalidSeries(f"{path}: a zip archive holding {len(members)} files; one table is expected")
-        return archive.open(members[0])
-    opener: Any = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}.get(compression or "", open)
-    return opener(path, "rb")
-
-
 def _text(path: Path, compression: str | None, encoding: str) -> NulGuard:
     """The file's text for pandas, refusing a NUL character (pandas would cut a cell short there, reading
     ``12\\x0034`` as 12) with :class:`InvalidSeries` naming its line."""
     def error(line: int) -> InvalidSeries:
         return InvalidSeries(f"{path}: line {line} holds a NUL byte (a cell would be cut short there)")
-    return NulGuard(io.TextIOWrapper(_open_bytes(path, compression), encoding=encoding), error)
+    return NulGuard(io.TextIOWrapper(open_decompressed(path, compression, InvalidSeries), encoding=encoding), error)
 
 
 def _delimiter(head: bytes, encoding: str) -> str:

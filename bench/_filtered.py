@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from recsys import RecommendationClient
-from vectorstore import filtered
+from vectorstore import by_exact_search
 
 SHARES = (1, 10, 50)
 HEADERS = ["model", "allowed", "items allowed", "search", "filtered p50 ms", "unfiltered p50 ms", "p50 ratio",
@@ -79,7 +79,7 @@ def filtered_rows(label: str, client: RecommendationClient, queries: int) -> lis
             filt.append(_timed(lambda: client.recommend(u, k=10, filter=expression)))  # noqa: B023
         pw, pc = (np.asarray(x) * 1e3 for x in zip(*plain))
         fw, fc = (np.asarray(x) * 1e3 for x in zip(*filt))
-        exact = filtered.by_exact_search(allowed, n)
+        exact = by_exact_search(allowed, n)
         p50, p99 = (float(np.percentile(fw, q)) for q in (50, 99))
         b50, b99 = (float(np.percentile(pw, q)) for q in (50, 99))
         rows.append([label, f"{share}%", allowed, "exact over allowed" if exact else "hnswlib filter",

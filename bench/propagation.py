@@ -3,7 +3,7 @@
 One forward + backward pass of the 3-layer mean ``1/(L+1) sum_l A^l E`` (64-d, float32) over Gowalla's
 training graph (29,858 users + 40,981 items, 1.44M directed edges), as one BPR step of LightGCN does:
 
-* ``ours``: ``recsys._lightgcn_ops.propagate`` (torch CSR matmuls, all layers in one autograd node
+* ``ours``: ``recsys.LightGCN.propagate`` (torch CSR matmuls, all layers in one autograd node
   whose backward reuses the same symmetric CSR);
 * ``LGConv, edge_index``: PyG's layer as its docs use it (``normalize=True``: gcn_norm every call, then
   message passing by gather/scatter over ``edge_index``);
@@ -26,7 +26,7 @@ import time
 import warnings
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as recsys.lightgcn sets it before importing torch
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as LightGCN.fit sets it before importing torch
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,8 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import machine, table, write
-from recsys import Interactions
-from recsys._lightgcn_ops import normalized_adjacency, propagate, to_torch_csr
+from recsys import Interactions, LightGCN
 
 DATA = Path("/work/shared/data/recsys/gowalla/train.txt")
 LAYERS, DIM = 3, 64
@@ -74,9 +73,8 @@ def main() -> None:
     from torch_geometric.nn import LGConv
 
     train = Interactions.read(DATA)
-    adj_np = normalized_adjacency(train.user_matrix())
-    n = adj_np.shape[0]
-    adj = to_torch_csr(adj_np)
+    adj = LightGCN.adjacency(train.user_matrix())
+    n, edges = adj.shape[0], adj.col_indices().numel()
     r = sp.csr_matrix(train.user_matrix())
     g = sp.bmat([[None, r], [r.T, None]]).tocoo()
     edge_index = torch.from_numpy(np.vstack([g.row, g.col]).astype(np.int64))
@@ -84,7 +82,7 @@ def main() -> None:
     x0 = torch.randn(n, DIM, generator=gen)
     grad = torch.randn(n, DIM, generator=gen)
     cases = {
-        "ours: CSR, one autograd node": lambda x: propagate(adj, x, LAYERS),
+        "ours: CSR, one autograd node": lambda x: LightGCN.propagate(adj, x, LAYERS),
         "PyG LGConv, edge_index (normalize=True)": lambda x: _pyg(LGConv(), x, edge_index),
         "PyG LGConv, torch.sparse CSR (normalize=False)": lambda x: _pyg(LGConv(normalize=False), x, adj),
     }
@@ -95,7 +93,7 @@ def main() -> None:
         assert err < 1e-4, f"{name}: gradient differs from ours by {err}"
     rows = [[name, wall, cpu, wall / ref[0], cpu / ref[1]] for name, (wall, cpu, _) in results.items()]
     text = (f"# LightGCN propagation, forward + backward ({machine()}, {args.threads} threads)\n\n"
-            f"Gowalla train graph: {n:,} nodes, {adj_np.nnz:,} directed edges, {LAYERS} layers, {DIM}-d; median "
+            f"Gowalla train graph: {n:,} nodes, {edges:,} directed edges, {LAYERS} layers, {DIM}-d; median "
             f"of {args.repeat}; gradients agree to 1e-4.\n\n"
             + table(["propagation", "wall s", "CPU s", "wall / ours", "CPU / ours"], rows)
             + f"\n\nload average {os.getloadavg()}")

@@ -12,9 +12,9 @@ catalogue of `--items` (default 1,000,000) x 64 clustered vectors. For each:
   client serves the new version.
 
 A second table: `--varied-items` (default 100,000) clustered 64-d items whose norms vary 0.3-3x
-(`vectorstore.synthetic.varied_norm_vectors`), 500 queries: recall@10 against exact search and latency of
+(`vectorstore.varied_norm_vectors`), 500 queries: recall@10 against exact search and latency of
 one query for each graph kind (augmented L2 / native ip) and ef, exact search, and what publication
-(`vectorstore.recall.tune_index`) chooses.
+(`vectorstore.tune_index`) chooses.
 
     python bench/serving.py [--items 1000000] [--queries 2000] [--skip-synthetic] [--skip-varied]
 """

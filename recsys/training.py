@@ -14,14 +14,14 @@ import numpy as np
 
 from vectorstore import ModelRegistry
 
-from ._delta_carry import carry_over
-from ._metadata import read_item_table
-from .deltas import recorded
+from .data.interactions import Interactions
+from .data.item_table import item_metadata_columns, read_item_table
 from .exceptions import InvalidParameter
-from .interactions import Interactions
-from .metrics import ranking_metrics, top_k
-from .models import DEFAULT_MODEL, ProgressCallback, make_model
-from .publish import INDEX_BACKENDS, item_metadata_columns, publish_embeddings
+from .live.carry import carry_over
+from .live.recorded import recorded
+from .models.graph_model import DEFAULT_MODEL, ProgressCallback, make_model
+from .models.metrics import ranking_metrics, top_k
+from .publish.embeddings import INDEX_BACKENDS, publish_embeddings
 
 __all__ = ["TrainingResult", "train_and_publish"]
 
@@ -67,7 +67,7 @@ def train_and_publish(
 
     Args:
         interactions: a path (CSV, Parquet, MovieLens formats) or :class:`Interactions`.
-        algorithm: a key of :data:`~recsys.models.MODELS` (None: :data:`~recsys.models.DEFAULT_MODEL`).
+        algorithm: a key of :data:`~recsys.MODELS` (None: :data:`~recsys.DEFAULT_MODEL`).
         name: the model name to publish under.
         params: the model's hyper-parameters.
         valid: held-out interactions to stop on (LightGCN; without them it carves a split from the
@@ -78,11 +78,11 @@ def train_and_publish(
         token: idempotency token (the job id): a redelivered job does not publish twice.
         read_options: keywords of :meth:`Interactions.read` for every file read (``columns``, ``encoding``).
         index_backend: ``"hnswlib"`` (in the serving process) or ``"milvus"`` (a Milvus collection per
-            version, ``EA_MILVUS_URI``): see :func:`recsys.publish.publish_embeddings`.
-        deltas: learn from the delta log of ``name``'s active version (:func:`recsys.deltas.recorded`): its
+            version, ``EA_MILVUS_URI``): see :func:`recsys.publish.embeddings.publish_embeddings`.
+        deltas: learn from the delta log of ``name``'s active version (:func:`recsys.live.recorded.recorded`): its
             users' interactions are added to the training input and its deleted items left out, its field
             updates applied to the item metadata; the new version starts with an empty log (deltas written
-            while it trained are carried over: :func:`recsys._delta_carry.carry_over`).
+            while it trained are carried over: :func:`recsys.live.carry.carry_over`).
 
     Raises:
         InvalidInteractions: bad input; nothing trained or published.

@@ -1,6 +1,6 @@
 """A real local Redis Cluster for tests and benchmarks: three masters, three replicas, loopback ports.
 
-Started with ``redis-server --cluster-enabled yes`` (through :func:`vectorstore.embedded.start_redis_server`)
+Started with ``redis-server --cluster-enabled yes`` (through :func:`vectorstore.start_redis_server`)
 and joined with ``redis-cli --cluster create ... --cluster-replicas 1``; :meth:`LocalCluster.stop` ends every
 node and leaves nothing running.
 """
@@ -22,7 +22,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from vectorstore.embedded import RedisProcess, _port_is_free, start_redis_server
+from vectorstore import start_redis_server
+from vectorstore.platform.embedded import RedisProcess, _port_is_free
 
 __all__ = ["LocalCluster", "on_cluster", "start_cluster"]
 

@@ -23,7 +23,8 @@ import _rabbitmq
 import pytest
 import redis
 
-from vectorstore.embedded import _answers, start_redis_server
+from vectorstore import start_redis_server
+from vectorstore.platform.embedded import _answers
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -103,7 +104,7 @@ def redis_url() -> str:
 @pytest.fixture
 def settings():
     """The session's settings (real Redis, unique key prefix)."""
-    from vectorstore.settings import get_settings
+    from vectorstore import get_settings
 
     return get_settings()
 

@@ -158,7 +158,7 @@ def test_the_image_gives_nobody_a_numba_cache_and_a_data_folder():
     assert text.index("chown") < text.index("USER nobody")
 
 
-FIT = ("import pandas as pd; from recsys import Interactions; from recsys.node2vec import Node2Vec; "
+FIT = ("import pandas as pd; from recsys import Interactions, Node2Vec; "
        "frame = pd.DataFrame({'user': [f'u{i % 9}' for i in range(60)], 'item': [f'i{i % 7}' for i in range(60)]}); "
        "Node2Vec(dim=4, walk_length=5, walks_per_node=2, window=2, workers=1)"
        ".fit(Interactions.from_frame(frame)); print('ok')")

@@ -3,10 +3,6 @@
 Imports neither torch nor torch_geometric: an application that only serves needs redis, hnswlib, numpy.
 """
 
-from .broker import QUEUES, broker_kind, celery_broker_config
-from .connection import UNAVAILABLE_ERRORS, celery_broker_url, celery_transport_options, connect, is_cluster, redact_url
-from .embedded import EmbeddedRedis, find_redis_server, redis_server_version, resolve_redis_url, start_redis_server
-from .env import env_choice, env_float, env_int, env_url
 from .exceptions import (
     ChecksumError,
     ConfigurationError,
@@ -27,16 +23,34 @@ from .exceptions import (
     VectorStoreError,
     VersionNotFound,
 )
-from .filtered import AllowedIds
-from .filtered import search as search_allowed
-from .index import SPACES, ItemIndex
-from .inputs import EXCERPT_CHARS, NulGuard, excerpt, input_path, plain_header
-from .milvus import Hits, MilvusItems, MilvusStore
-from .recall import DEFAULT_TARGET, Probe, measure_recall, tune_index
-from .registry import ModelRegistry, ModelVersion, VersionInfo
-from .rows import RowSeal
-from .settings import Settings, get_settings
-from .synthetic import varied_norm_vectors
+from .platform.broker import QUEUES, broker_kind, celery_broker_config
+from .platform.connection import (
+    UNAVAILABLE_ERRORS,
+    celery_broker_url,
+    celery_transport_options,
+    connect,
+    is_cluster,
+    redact_url,
+)
+from .platform.embedded import (
+    EmbeddedRedis,
+    find_redis_server,
+    redis_server_version,
+    resolve_redis_url,
+    start_redis_server,
+)
+from .platform.env import env_choice, env_float, env_int, env_url
+from .platform.files import open_decompressed, sniff_compression
+from .platform.inputs import EXCERPT_CHARS, NulGuard, excerpt, excerpt_values, input_path, plain_header
+from .platform.settings import Settings, get_settings
+from .store.index.filtered import AllowedIds, by_exact_search
+from .store.index.filtered import search as search_allowed
+from .store.index.item_index import SPACES, ItemIndex
+from .store.index.recall import DEFAULT_TARGET, Probe, measure_recall, tune_index
+from .store.index.synthetic import varied_norm_vectors
+from .store.milvus import Hits, MilvusItems, MilvusStore
+from .store.registry.registry import ModelRegistry, ModelVersion, VersionInfo
+from .store.registry.rows import RowSeal
 
 __all__ = [
     "AllowedIds",
@@ -50,6 +64,7 @@ __all__ = [
     "QUEUES",
     "UNAVAILABLE_ERRORS",
     "broker_kind",
+    "by_exact_search",
     "celery_broker_config",
     "celery_broker_url",
     "celery_transport_options",
@@ -58,13 +73,16 @@ __all__ = [
     "env_int",
     "env_url",
     "excerpt",
+    "excerpt_values",
     "find_redis_server",
     "input_path",
     "is_cluster",
     "measure_recall",
+    "open_decompressed",
     "plain_header",
     "redis_server_version",
     "search_allowed",
+    "sniff_compression",
     "tune_index",
     "varied_norm_vectors",
     "SPACES",

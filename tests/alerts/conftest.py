@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from vectorstore.connection import connect
+from vectorstore import connect
 
 
 @dataclass

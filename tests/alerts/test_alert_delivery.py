@@ -135,7 +135,7 @@ def test_a_consumer_killed_mid_delivery_loses_nothing(alert_settings, alert_clie
     notes = fire(alert_settings, alert_client, 2)
     script = textwrap.dedent(f"""
         from alerts import Deliverer, WebhookHook
-        from vectorstore.settings import get_settings
+        from vectorstore import get_settings
         s = get_settings().with_(key_prefix={alert_settings.key_prefix!r})
         Deliverer([WebhookHook({receiver.url!r})], settings=s, min_idle=0.3, consumer="victim").run()
     """)

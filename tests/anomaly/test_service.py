@@ -144,8 +144,7 @@ def test_ea_detect_writes_scores_and_plot(series_csv, tmp_path):
 
 
 def test_entity_outliers_of_a_graph_model(settings, model_name):
-    from recsys import GraphEmbeddings, Interactions
-    from recsys.publish import publish_embeddings
+    from recsys import GraphEmbeddings, Interactions, publish_embeddings
 
     rng = np.random.default_rng(0)
     users = [f"u{i}" for i in range(60)]

@@ -1,5 +1,5 @@
-"""The tests of tests/recsys/test_client.py on a Redis Cluster."""
+"""The tests of tests/recsys/serving/test_client.py on a Redis Cluster."""
 
 from _rerun import suite
 
-globals().update(suite("recsys/test_client.py"))
+globals().update(suite("recsys/serving/test_client.py"))

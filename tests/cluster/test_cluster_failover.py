@@ -13,7 +13,7 @@ import pytest
 from _cluster import LocalCluster, on_cluster, start_cluster
 from redis.cluster import key_slot
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.training import train_and_publish
 from vectorstore import ModelRegistry, RedisUnavailable
 

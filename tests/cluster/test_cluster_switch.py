@@ -11,8 +11,7 @@ from redis.cluster import RedisCluster, key_slot
 from alerts import CeleryTaskHook, send_test
 from alerts.exceptions import HookError
 from alerts.keys import AlertKeys
-from vectorstore import ConfigurationError, ModelRegistry, Settings
-from vectorstore.connection import connect, is_cluster
+from vectorstore import ConfigurationError, ModelRegistry, Settings, connect, is_cluster
 from workers.app import celery_config
 
 
@@ -63,6 +62,6 @@ def test_keys_that_change_together_share_a_slot(settings):
                   keys.hooks_version, keys.state("series", "s{1}"), keys.delivery("inc_1:firing")]
     assert len({key_slot(k.encode()) for k in alert_keys}) == 1
     registry = ModelRegistry(settings)
-    model_keys = [registry._key("m", "active"), registry._key("m", "v:3", "manifest"), registry.channel("m"),
+    model_keys = [registry.keys.active("m"), registry.keys.manifest("m", 3), registry.channel("m"),
                   registry.table_key("m", 3, "users"), registry.derived_key("m", 3, "topn", register=False)]
     assert len({key_slot(k.encode()) for k in model_keys}) == 1

@@ -25,8 +25,7 @@ import pytest
 import redis
 from celery import Celery
 
-from vectorstore import ModelRegistry, Settings, get_settings
-from vectorstore.broker import QUEUES, broker_kind
+from vectorstore import QUEUES, ModelRegistry, Settings, broker_kind, get_settings
 from workers.app import celery_config
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from _reliability import Deployment, community_frame, make_app
 
-from vectorstore import get_settings
-from vectorstore.embedded import RedisProcess, start_redis_server
+from vectorstore import get_settings, start_redis_server
+from vectorstore.platform.embedded import RedisProcess
 
 
 @pytest.fixture

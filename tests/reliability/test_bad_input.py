@@ -28,10 +28,10 @@ from hypothesis import strategies as st
 
 from anomaly.exceptions import InvalidSeries, SeriesTooShort
 from anomaly.series import read_one_series, read_series
-from recsys import Interactions
-from recsys._ingest import MAX_WEIGHT, MIN_WEIGHT
-from recsys.client import MAX_K, RecommendationClient
+from recsys import Interactions, RecommendationClient
+from recsys.data._ingest import MAX_WEIGHT, MIN_WEIGHT
 from recsys.exceptions import InvalidInteractions, InvalidRequest, UnknownItem, UnknownUser
+from recsys.serving.recommendations import MAX_K
 from recsys.training import train_and_publish
 from vectorstore import ModelNotFound, ModelRegistry, Settings
 from workers.cli import main as cli

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from _reliability import copy_version
 
-from recsys import InvalidRequest
-from recsys.client import RecommendationClient
+from recsys import InvalidRequest, RecommendationClient
 from vectorstore import ModelRegistry
 
 

@@ -157,7 +157,7 @@ def own(settings):
     """Settings with a key prefix of this test's own, and a client."""
     import uuid
 
-    from vectorstore.connection import connect
+    from vectorstore import connect
 
     s = settings.with_(key_prefix=f"{settings.key_prefix}{uuid.uuid4().hex[:8]}:")
     client = connect(s)

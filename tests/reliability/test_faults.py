@@ -27,16 +27,16 @@ import redis as redis_py
 from _reliability import FAST_NODE2VEC, ROOT, copy_version, redis_answers, wait_for
 from click.testing import CliRunner
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.training import train_and_publish
 from vectorstore import ChecksumError, ModelRegistry, RedisUnavailable, Settings, start_redis_server
-from vectorstore.embedded import RedisProcess
+from vectorstore.platform.embedded import RedisProcess
 from workers.cli import main as cli
 from workers.jobs import submit
 
 
 def _corrupt(registry: ModelRegistry, model: str, version: int, field: str = "item_vectors:0") -> None:
-    key = registry._key(model, f"v:{version}", "data")
+    key = registry.keys.data(model, version)
     value = registry.client.hget(key, field)
     assert value, f"{key} has no field {field}"
     registry.client.hset(key, field, bytes([value[0] ^ 0xFF]) + value[1:])
@@ -138,7 +138,7 @@ def test_corrupted_version_is_refused_and_the_previous_one_keeps_serving(
 def test_truncated_table_row_is_found_by_verify(trained_model: str, model_name: str, settings: Settings) -> None:
     registry = ModelRegistry(settings)
     version = copy_version(registry, trained_model, model_name)
-    key = registry._key(model_name, f"v:{version}", "t:user_vectors")
+    key = registry.keys.table(model_name, version, "user_vectors")
     registry.client.hset(key, "u0", registry.client.hget(key, "u0")[:-4])
     with pytest.raises(ChecksumError, match="user_vectors"):
         registry.verify_table(model_name, version, "user_vectors")
@@ -178,7 +178,7 @@ def test_publisher_killed_before_commit_leaves_active_version_and_expiring_debri
     settings = Settings(redis_url=dedicated_redis.url, key_prefix="eapub:", data_dir=tmp_path, publish_ttl=ttl)
     registry = ModelRegistry(settings)
     v1 = registry.publish("m", blobs={"small": b"x" * 1000}, meta={"by": "test"})
-    data_key = registry._key("m", "v:2", "data")
+    data_key = registry.keys.data("m", 2)
     proc = _start_publisher(dedicated_redis.url, "eapub:", "m", ttl)
     try:
         _wait_for_data(registry, data_key, proc)
@@ -188,7 +188,7 @@ def test_publisher_killed_before_commit_leaves_active_version_and_expiring_debri
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert registry.active_version("m") == v1
-    assert registry.client.exists(registry._key("m", "v:2", "manifest")) == 0
+    assert registry.client.exists(registry.keys.manifest("m", 2)) == 0
     assert [v.version for v in registry.versions("m")] == [v1]
     partial = [k.decode() for k in registry.client.scan_iter("eapub:model:{m}:v:2:*")]
     assert partial == [data_key]
@@ -211,7 +211,7 @@ def test_redis_dying_mid_publish_raises_typed_error_and_keeps_active(
                         chunk_bytes=1 << 20, socket_timeout=5.0)
     registry = ModelRegistry(settings)
     v1 = registry.publish("m", blobs={"small": b"x" * 1000})
-    data_key = registry._key("m", "v:2", "data")
+    data_key = registry.keys.data("m", 2)
     commit = registry._commit
 
     def die_before_commit(*args, **kwargs):
@@ -235,7 +235,7 @@ def test_redis_dying_mid_publish_raises_typed_error_and_keeps_active(
     try:
         fresh = ModelRegistry(settings)
         assert fresh.active_version("m") == v1
-        assert fresh.client.exists(fresh._key("m", "v:2", "manifest")) == 0
+        assert fresh.client.exists(fresh.keys.manifest("m", 2)) == 0
         assert [v.version for v in fresh.versions("m")] == [v1]
         # The AOF may or may not hold the last second of writes; what it holds must be expiring debris.
         ttl = fresh.client.ttl(data_key)
@@ -257,7 +257,7 @@ def test_one_dropped_connection_mid_publish_is_retried_or_refused_never_half_don
                         chunk_bytes=1 << 20, socket_timeout=5.0)
     registry = ModelRegistry(settings)
     v1 = registry.publish("m", blobs={"small": b"x" * 1000})
-    data_key = registry._key("m", "v:2", "data")
+    data_key = registry.keys.data("m", 2)
     admin = redis_py.Redis.from_url(dedicated_redis.url)
     killed: list[int] = []
 
@@ -280,7 +280,7 @@ def test_one_dropped_connection_mid_publish_is_retried_or_refused_never_half_don
     print(f"\ndropped {killed[0]} connection(s) mid-publish: the publication {outcome}")
     if version is None:
         assert registry.active_version("m") == v1
-        assert admin.exists(registry._key("m", "v:2", "manifest")) == 0
+        assert admin.exists(registry.keys.manifest("m", 2)) == 0
         assert 0 < admin.ttl(data_key) <= settings.publish_ttl
     else:
         assert version == 2 and registry.active_version("m") == 2
@@ -297,7 +297,7 @@ def test_higher_version_wins_whatever_order_the_commits_arrive_in(
     registry.publish("m", blobs={"small": b"v1"})
     slow = _start_publisher(dedicated_redis.url, "earace:", "m", 3600, mb=64)  # gets v2
     try:
-        _wait_for_data(registry, registry._key("m", "v:2", "data"), slow)
+        _wait_for_data(registry, registry.keys.data("m", 2), slow)
         os.killpg(slow.pid, signal.SIGSTOP)  # v2 is half-written...
         v3 = registry.publish("m", blobs={"small": b"v3"})  # ...while v3 is written and committed
         assert v3 == 3 and registry.active_version("m") == 3

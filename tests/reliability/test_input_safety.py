@@ -26,11 +26,10 @@ from _reliability import community_frame, wait_for
 from anomaly.exceptions import InvalidSeries
 from anomaly.series import read_series
 from recsys import Interactions
+from recsys.data.item_table import item_metadata_columns
 from recsys.exceptions import InvalidInteractions, InvalidParameter
-from recsys.publish import item_metadata_columns
 from recsys.training import train_and_publish
-from vectorstore import ConfigurationError, InputNotAllowed, ModelNotFound, ModelRegistry, Settings
-from vectorstore.inputs import input_path
+from vectorstore import ConfigurationError, InputNotAllowed, ModelNotFound, ModelRegistry, Settings, input_path
 from workers.exceptions import JobFailed
 from workers.jobs import submit
 
@@ -109,7 +108,7 @@ def test_a_file_plainly_of_its_format_is_quoted_by_a_short_excerpt_only(tmp_path
     assert "cnry" in str(err.value) and SECRET[:21] not in str(err.value)
     items = tmp_path / "items.csv"
     items.write_text(f"item,title\n{SECRET},a\n{SECRET},b\n")
-    from recsys._metadata import read_item_table
+    from recsys.data.item_table import read_item_table
 
     with pytest.raises(InvalidParameter, match=r"repeated item\(s\) at lines \[3\]") as err:
         read_item_table(items)

@@ -18,7 +18,7 @@ from _reliability import community_frame
 from click.testing import CliRunner
 
 from recsys import Interactions
-from recsys._ingest import MAX_WEIGHT, MIN_WEIGHT
+from recsys.data._ingest import MAX_WEIGHT, MIN_WEIGHT
 from recsys.exceptions import InvalidInteractions
 from vectorstore import ModelNotFound, ModelRegistry
 from workers.cli import main as cli
@@ -103,7 +103,7 @@ def test_weights_beyond_the_range_are_refused_with_the_line(weight: str, tmp_pat
 
 
 def test_weights_at_the_ends_of_the_range_train_finite_vectors(tmp_path: Path) -> None:
-    from recsys.models import make_model
+    from recsys import make_model
 
     frame = community_frame(users=30, items=12)
     frame["weight"] = np.where(np.arange(len(frame)) % 2, MAX_WEIGHT, MIN_WEIGHT)

@@ -15,7 +15,7 @@ import uuid
 import pytest
 from _reliability import copy_version, wait_for
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.exceptions import VersionGone
 from vectorstore import ModelRegistry, Settings
 
@@ -76,7 +76,7 @@ def test_a_lost_or_garbage_seq_never_reuses_a_version(model_name: str, settings:
     registry = ModelRegistry(settings.with_(keep_versions=5))
     v1 = registry.publish(model_name, blobs={"x": b"1"})
     v2 = registry.publish(model_name, blobs={"x": b"2"}, activate=False)  # stored, not active
-    seq = registry._key(model_name, "seq")
+    seq = registry.keys.seq(model_name)
     registry.client.delete(seq)
     v3 = registry.publish(model_name, blobs={"x": b"3"})
     assert (v1, v2, v3) == (1, 2, 3)

@@ -31,7 +31,7 @@ import redis
 from _reliability import ROOT, copy_version, wait_for
 from click.testing import CliRunner
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.exceptions import ModelUnavailable
 from vectorstore import (
     ModelRegistry,
@@ -42,7 +42,7 @@ from vectorstore import (
     get_settings,
     start_redis_server,
 )
-from vectorstore.embedded import RedisProcess
+from vectorstore.platform.embedded import RedisProcess
 from workers.cli import main as cli
 
 
@@ -149,7 +149,7 @@ def test_garbage_manifest_is_a_one_line_error_in_the_cli(garbage: str, trained_m
     source = ModelRegistry(settings.with_(signing_key=None))
     good = copy_version(registry, trained_model, "shop", reader=source)
     bad = copy_version(registry, trained_model, "shop", reader=source)
-    registry.client.set(registry._key("shop", f"v:{bad}", "manifest"), garbage.encode("utf-8", "surrogateescape"))
+    registry.client.set(registry.keys.manifest("shop", bad), garbage.encode("utf-8", "surrogateescape"))
     env = {"EA_KEY_PREFIX": prefix, "EA_SIGNING_KEY": ""}
     runner = CliRunner()
 
@@ -223,10 +223,10 @@ def test_corrupt_index_blob_is_a_typed_error_never_a_crash() -> None:
 def _replace_part(registry: ModelRegistry, model: str, version: int, part: str, blob: bytes) -> None:
     """Store ``blob`` as ``part`` with a recomputed sha256: what anyone who can write to Redis can do when
     versions are not signed."""
-    key = registry._key(model, f"v:{version}", "manifest")
+    key = registry.keys.manifest(model, version)
     manifest = json.loads(registry.client.get(key))
     spec = manifest["parts"][part]
-    data = registry._key(model, f"v:{version}", "data")
+    data = registry.keys.data(model, version)
     registry.client.hdel(data, *[f"{part}:{i}" for i in range(spec["chunks"])])
     registry.client.hset(data, f"{part}:0", blob)
     spec.update(chunks=1, nbytes=len(blob), sha256=hashlib.sha256(blob).hexdigest())
@@ -264,7 +264,7 @@ def test_a_garbage_active_pointer_does_not_stop_the_client_following_versions(tr
     registry = ModelRegistry(settings)
     first = copy_version(registry, trained_model, model_name)
     with RecommendationClient(settings=settings, model=model_name, listen=False, refresh_interval=0.1) as client:
-        registry.client.set(registry._key(model_name, "active"), "not a version")
+        registry.client.set(registry.keys.active(model_name), "not a version")
         time.sleep(0.6)  # several checks meet the garbage
         assert client.recommend("u1", k=3).model_version == first
         second = copy_version(registry, trained_model, model_name)  # the pointer is a version again
@@ -275,7 +275,7 @@ def test_a_garbage_active_pointer_does_not_stop_the_client_following_versions(tr
 
 def test_a_precompute_at_maxmemory_is_typed_and_leaves_no_partial_list(small_redis: RedisProcess, trained_model: str,
                                                                        tmp_path: Path) -> None:
-    from recsys.precompute import precompute_top_n
+    from recsys import precompute_top_n
 
     registry = ModelRegistry(_settings(small_redis.url, tmp_path))
     source = ModelRegistry(get_settings().with_(signing_key=None))

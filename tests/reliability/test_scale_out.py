@@ -75,9 +75,9 @@ def test_two_workers_share_a_mixed_queue_and_survive_losing_one(
         meta = registry.manifest(name, 1)["meta"]
         assert meta["kind"] == ("selfcheck" if kind == "selfcheck" else "knn_detector")
     # The precomputed lists are complete and served.
-    topn = registry._key("shop", f"v:{version}", "x:topn")
+    topn = registry.keys.derived("shop", version, "topn")
     assert registry.client.hlen(topn) == registry.load("shop").meta["n_users"]
-    assert not list(registry.client.scan_iter(registry._key("shop", f"v:{version}", "x:topn-building*")))
+    assert not list(registry.client.scan_iter(registry.keys.derived("shop", version, "topn-building*")))
 
 
 def test_concurrent_precomputations_of_one_version_leave_a_complete_list(
@@ -106,8 +106,8 @@ def test_concurrent_precomputations_of_one_version_leave_a_complete_list(
         t.join(timeout=120)
     assert not errors, errors
     users = registry.load(model_name).meta["n_users"]
-    assert registry.client.hlen(registry._key(model_name, f"v:{version}", "x:topn")) == users
-    assert not list(registry.client.scan_iter(registry._key(model_name, f"v:{version}", "x:topn-building*")))
+    assert registry.client.hlen(registry.keys.derived(model_name, version, "topn")) == users
+    assert not list(registry.client.scan_iter(registry.keys.derived(model_name, version, "topn-building*")))
 
 
 def test_redelivered_precomputation_drops_the_partial_list_of_its_killed_delivery(
@@ -117,7 +117,7 @@ def test_redelivered_precomputation_drops_the_partial_list_of_its_killed_deliver
     and any building list carries an expiry, so nothing half-written stays behind."""
     import uuid
 
-    from recsys.precompute import BUILDING_TTL_S
+    from recsys.serving.precompute import BUILDING_TTL_S
     from workers.tasks.graph import precompute_recommendations
 
     registry = ModelRegistry(settings)
@@ -130,10 +130,10 @@ def test_redelivered_precomputation_drops_the_partial_list_of_its_killed_deliver
     result = precompute_recommendations.apply_async(kwargs={"name": model_name, "version": version, "n": 5,
                                                             "batch": 2}, task_id=job_id).get(timeout=120)
     users = registry.load(model_name).meta["n_users"]
-    out = registry._key(model_name, f"v:{version}", "x:topn")
+    out = registry.keys.derived(model_name, version, "topn")
     assert result["users"] == users and registry.client.hlen(out) == users
     assert registry.client.ttl(out) == -1  # the published list does not inherit the building expiry
-    assert not list(registry.client.scan_iter(registry._key(model_name, f"v:{version}", "x:topn-building*")))
-    assert not [k for k in registry.client.smembers(registry._key(model_name, f"v:{version}", "derived"))
+    assert not list(registry.client.scan_iter(registry.keys.derived(model_name, version, "topn-building*")))
+    assert not [k for k in registry.client.smembers(registry.keys.derived_set(model_name, version))
                 if b"building" in k]
     assert 0 < BUILDING_TTL_S <= 24 * 3600

@@ -36,11 +36,19 @@ from _reliability import FAST_NODE2VEC, ROOT, copy_version, deployment_for, redi
 from click.testing import CliRunner
 from kombu import Connection
 
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient
 from recsys.exceptions import ModelUnavailable
 from recsys.training import train_and_publish
-from vectorstore import ModelRegistry, RedisAuthFailed, RedisUnavailable, Settings, SignatureError, start_redis_server
-from vectorstore.embedded import RedisProcess, find_redis_server
+from vectorstore import (
+    ModelRegistry,
+    RedisAuthFailed,
+    RedisUnavailable,
+    Settings,
+    SignatureError,
+    find_redis_server,
+    start_redis_server,
+)
+from vectorstore.platform.embedded import RedisProcess
 from workers.app import app
 from workers.cli import main as cli
 from workers.jobs import JobHandle, submit
@@ -290,7 +298,7 @@ def test_signing_key_client_refuses_unsigned_or_tampered_versions(trained_model,
         with pytest.raises(SignatureError, match="unsigned"):
             signed.load(model_name, v2)
         v3 = copy_version(signed, trained_model, model_name, reader=plain)
-        manifest_key = signed._key(model_name, f"v:{v3}", "manifest")
+        manifest_key = signed.keys.manifest(model_name, v3)
         manifest = json.loads(signed.client.get(manifest_key))
         manifest["meta"]["algorithm"] = "tampered"
         signed.client.set(manifest_key, json.dumps(manifest))

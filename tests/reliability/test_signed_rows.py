@@ -16,10 +16,9 @@ import numpy as np
 import pytest
 from _reliability import copy_version
 
-from recsys._wire import decode_ids, decode_top, decode_vector, encode_top, encode_vector
-from recsys.client import RecommendationClient
+from recsys import RecommendationClient, precompute_top_n
 from recsys.exceptions import ModelUnavailable
-from recsys.precompute import precompute_top_n
+from recsys.publish.wire import decode_ids, decode_top, decode_vector, encode_top, encode_vector
 from vectorstore import CorruptRow, IntegrityError, ModelRegistry, Settings, SignatureError
 
 
@@ -51,7 +50,7 @@ def test_changed_copied_or_planted_user_rows_are_not_served(signed, model_name: 
         changed[0] ^= 1
         registry.client.hset(vectors, "u3", bytes(changed))
         registry.client.hset(seen, "u4", b"")
-        caplog.set_level(logging.ERROR, logger="recsys.client")
+        caplog.set_level(logging.ERROR, logger="recsys.serving._user_rows")
         for user in ("u1", "intruder", "u3", "u4"):
             with pytest.raises(SignatureError):
                 client.recommend(user, k=5, strict=True)
@@ -106,16 +105,16 @@ def test_a_signed_manifest_copied_under_another_model_is_refused(signed, model_n
     victim = f"{model_name}-victim"
     client = registry.client
     for suffix in ("manifest", "data", "t:user_vectors", "t:seen"):
-        client.copy(registry._key(model_name, f"v:{version}", suffix), registry._key(victim, f"v:{version}", suffix))
-    client.set(registry._key(victim, "seq"), version)
-    client.zadd(registry._key(victim, "versions"), {str(version): version})
-    client.set(registry._key(victim, "active"), version)
+        client.copy(registry.keys.version(model_name, version, suffix), registry.keys.version(victim, version, suffix))
+    client.set(registry.keys.seq(victim), version)
+    client.zadd(registry.keys.versions(victim), {str(version): version})
+    client.set(registry.keys.active(victim), version)
     with pytest.raises(IntegrityError, match="manifest of"):
         registry.load(victim)
     with pytest.raises(ModelUnavailable):
         _client(keyed, victim)
     # ... or under another version number of the same model
-    client.copy(registry._key(model_name, f"v:{version}", "manifest"), registry._key(model_name, "v:99", "manifest"))
+    client.copy(registry.keys.manifest(model_name, version), registry.keys.manifest(model_name, 99))
     with pytest.raises(IntegrityError):
         registry.manifest(model_name, 99)
 

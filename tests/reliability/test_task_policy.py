@@ -16,8 +16,7 @@ import pytest
 from _reliability import FAST_NODE2VEC, Deployment, make_app, on_both_brokers, redis_answers, wait_for
 from celery.result import AsyncResult
 
-from vectorstore import ModelRegistry
-from vectorstore.embedded import start_redis_server
+from vectorstore import ModelRegistry, start_redis_server
 from workers._task_policy import HARD_LIMIT_EXIT
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from vectorstore import ConfigurationError, Settings
-from vectorstore.broker import QUEUES, broker_kind
+from vectorstore import QUEUES, ConfigurationError, Settings, broker_kind
 from workers.app import celery_config
 
 REDIS = "redis://127.0.0.1:1/0"

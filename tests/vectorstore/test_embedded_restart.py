@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 import redis
 
-from vectorstore import EmbeddedRedis, EmbeddedRedisError
-from vectorstore.embedded import redis_server_version
+from vectorstore import EmbeddedRedis, EmbeddedRedisError, redis_server_version
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM = shutil.which("redis-server", path="/usr/bin:/usr/local/bin:/bin")
@@ -85,7 +84,7 @@ def test_a_worker_and_a_client_find_the_restarted_server(tmp_path: Path) -> None
     try:
         first = subprocess.run([*train, "--name", "before"], env=env, capture_output=True, text=True, timeout=180)
         assert first.returncode == 0, first.stderr[-2000:]
-        from recsys.client import RecommendationClient
+        from recsys import RecommendationClient
         from vectorstore import Settings
 
         settings = Settings.from_env(env).with_(redis_url=url, socket_timeout=2.0)

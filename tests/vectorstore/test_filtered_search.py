@@ -1,13 +1,14 @@
-"""vectorstore.filtered: search restricted to allowed ids, by exact search or hnswlib's filter, equal to exact."""
+"""Filtered search (vectorstore.store.index.filtered): restricted to allowed ids, by exact search or hnswlib's filter,
+equal to exact."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-import vectorstore.filtered as filtered
+import vectorstore.store.index.filtered as filtered
 from vectorstore import InvalidModelData, ItemIndex
-from vectorstore.filtered import AllowedIds, search
+from vectorstore.store.index.filtered import AllowedIds, search
 
 
 def exact_top(vectors, q, allowed, exclude, k):

@@ -63,7 +63,7 @@ def test_added_and_updated_items_are_found_and_the_index_grows(index):
 @pytest.mark.parametrize("exact", [False, True])
 def test_a_changed_vector_replaces_the_old_one_everywhere(index, exact, monkeypatch):
     """A new vector for a live id: found by it, never by the old one, counted once, read back as the new one."""
-    from vectorstore import filtered
+    from vectorstore.store.index import filtered
 
     monkeypatch.setattr(filtered, "EXACT_ALLOWED", 0)  # filtered queries by hnswlib's filter unless exact
     monkeypatch.setattr(filtered, "EXACT_PRODUCT", 0)

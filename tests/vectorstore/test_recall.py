@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vectorstore import InvalidModelData, ItemIndex
-from vectorstore.recall import Probe, measure_recall, tune_index
-from vectorstore.synthetic import varied_norm_vectors
+from vectorstore import InvalidModelData, ItemIndex, Probe, measure_recall, tune_index, varied_norm_vectors
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def test_blob_larger_than_a_chunk_is_stored_in_chunks(registry, model_name, redi
     version = registry.publish(model_name, blobs={"big": blob})
     manifest = registry.manifest(model_name, version)
     assert manifest["parts"]["big"]["chunks"] == 4
-    data_key = registry._key(model_name, f"v:{version}", "data")
+    data_key = registry.keys.data(model_name, version)
     assert max(len(v) for v in redis_client.hvals(data_key)) <= 4096
     assert registry.load(model_name).blobs["big"] == blob
 
@@ -107,7 +107,7 @@ def test_concurrent_readers_see_old_or_new_never_a_mix(registry, model_name):
 def test_corrupt_chunk_is_refused_and_active_version_still_serves(registry, model_name, redis_client):
     good = registry.publish(model_name, blobs={"x": b"good" * 3000})
     bad = registry.publish(model_name, blobs={"x": b"new!" * 3000}, activate=False)
-    data_key = registry._key(model_name, f"v:{bad}", "data")
+    data_key = registry.keys.data(model_name, bad)
     redis_client.hset(data_key, "x:1", b"tampered")
     with pytest.raises(ChecksumError, match="sha256"):
         registry.load(model_name, bad)

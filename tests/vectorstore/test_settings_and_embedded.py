@@ -8,8 +8,7 @@ import sys
 import pytest
 import redis
 
-from vectorstore import ConfigurationError, EmbeddedRedis, Settings, redact_url
-from vectorstore.embedded import find_redis_server
+from vectorstore import ConfigurationError, EmbeddedRedis, Settings, find_redis_server, redact_url
 
 
 def test_settings_from_env(tmp_path):

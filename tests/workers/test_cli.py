@@ -203,8 +203,7 @@ def _lines(stderr: str, stage: str) -> list[tuple[int, int]]:
 
 
 def test_progress_is_true_and_written_as_lines_when_not_a_terminal(tmp_path: Path, celery_worker) -> None:
-    from recsys import Interactions
-    from recsys.lightgcn import LightGCN
+    from recsys import Interactions, LightGCN
 
     communities(tmp_path / "train.csv", users=90, items=45)
     params = {"dim": 8, "epochs": 60, "eval_every": 1, "patience": 2, "layers": 1, "threads": 1}

@@ -1,0 +1,1 @@
+"""The model registry: immutable, versioned models in Redis (see :mod:`.registry`)."""
