@@ -6,11 +6,13 @@
 
     alerts.add_hook("oncall", "https://hooks.example/ea", secret="s3cret")   # every consumer delivers to it
     alerts.register(alerts.JsonLinesHook("/var/log/ea-alerts.jsonl"))      # this process's consumers only
-    alerts.observe("cpu-eu-1", timestamps, scores, threshold, model="cpu", model_version="3")
+    alerts.observe("cpu-detector", "cpu-eu-1", timestamps, scores, threshold, model_version="3")
     alerts.Deliverer().run()          # or: ea alerts run
 
-:func:`observe` turns scored batches into incidents (hysteresis, cooldown, grouping) and appends one
-notification per state change to a Redis Stream; :class:`Deliverer` consumers deliver them to every hook
+:class:`IncidentMachine` is the one incident state machine (opening, cooldown, re-arming per source,
+resolving, re-alerting, warm-up; pure, in memory): ``ea detect`` runs it over a series' scores, and
+:func:`observe` (or an :class:`IncidentSession`) runs it per (detector, series) with its state in Redis and
+appends one notification per state change to a Redis Stream; :class:`Deliverer` consumers deliver them to every hook
 registered in Redis (:func:`add_hook`, shared by all consumers) and to their own, at least once, with
 retries, re-claiming and dead letters. Receivers check :func:`verify_signature` and
 deduplicate on the ``Idempotency-Key`` header. Errors are in :mod:`alerts.exceptions` (``AlertError`` and
@@ -18,6 +20,7 @@ below); settings (``EA_ALERT_*``) in :class:`AlertSettings`. This package depend
 only: the service's scoring (``workers``) feeds it.
 """
 
+from ._outbox_records import DeadLetter, Delivered
 from .delivery import Deliverer, DeliveryStats, backoff_delay
 from .exceptions import (
     AlertError,
@@ -30,30 +33,23 @@ from .exceptions import (
     InvalidAlertSetting,
 )
 from .hooks import CallableHook, CeleryTaskHook, Hook, JsonLinesHook
-from .incidents import Incident, IncidentPolicy, Notification, forget, observe, open_incidents
+from .incidents import IncidentSession, forget, observe, open_incidents
 from .keys import AlertKeys
-from .outbox import (
-    DeadLetter,
-    Delivered,
-    dead_letters,
-    disabled_hooks,
-    enable_hook,
-    outbox_status,
-    requeue,
-    send_test,
-    tail,
-)
+from .machine import Decisions, IncidentMachine, IncidentPolicy
+from .notification import Incident, Notification
+from .outbox import dead_letters, outbox_status, requeue, send_test, tail
 from .registry import register, registered_hooks, unregister
 from .settings import AlertSettings, get_alert_settings
-from .shared import SharedHook, add_hook, remove_hook, shared_hooks
+from .shared import SharedHook, add_hook, disabled_hooks, enable_hook, remove_hook, shared_hooks
 from .webhook import WebhookHook, alertmanager_body, sign, verify_signature
 
 __all__ = [
     "AlertKeys",
     "AlertError", "AlertSettings", "CorruptRecord", "InvalidAlertSetting", "get_alert_settings", "CallableHook",
-    "CeleryTaskHook", "DeadLetter", "DeadLetterNotFound", "Deliverer", "Delivered",
+    "CeleryTaskHook", "DeadLetter", "DeadLetterNotFound", "Decisions", "Deliverer", "Delivered",
     "DeliveryError", "DeliveryStats", "Hook", "HookDisabled", "HookError", "HookNotFound", "Incident",
-    "IncidentPolicy", "JsonLinesHook", "Notification", "SharedHook", "WebhookHook", "add_hook",
+    "IncidentMachine", "IncidentPolicy", "IncidentSession", "JsonLinesHook", "Notification", "SharedHook",
+    "WebhookHook", "add_hook",
     "alertmanager_body", "backoff_delay", "dead_letters", "disabled_hooks", "enable_hook", "forget", "observe",
     "open_incidents", "outbox_status", "register", "registered_hooks", "remove_hook", "requeue", "send_test",
     "shared_hooks", "sign", "tail", "unregister", "verify_signature",

@@ -21,7 +21,6 @@ delivery carries an idempotency key.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -36,23 +35,19 @@ import redis
 
 from vectorstore import UNAVAILABLE_ERRORS, Settings, connect, get_settings
 
-from ._records import parse_json
+from . import _outbox_records as records
+from ._outbox_records import GROUP, OutboxKeys
 from .exceptions import AlertError, CorruptRecord, DeliveryError, HookDisabled, HookError
 from .hooks import Hook
-from .incidents import Notification
-from .keys import GROUP, AlertKeys
+from .notification import Notification
 from .registry import registered_hooks
 from .settings import AlertSettings, get_alert_settings
-from .shared import load_shared_hooks, shared_hooks_version
+from .shared import HookKeys, disable_hook, load_shared_hooks, queue_disabled, read_disabled, shared_hooks_version
 
 __all__ = ["DeliveryStats", "Deliverer", "backoff_delay"]
 
 log = logging.getLogger(__name__)
 
-#: Per-(notification, hook) delivery records are kept this long after the last change (seconds).
-RECORD_TTL = 7 * 24 * 3600
-#: The delivered log (``ea alerts tail``) keeps about this many entries.
-DELIVERED_MAXLEN = 10_000
 _UNREAD = object()  # the shared hooks' version before the first look
 
 # Take up to ARGV[3] members due at ARGV[1] and lease them until ARGV[2], atomically.
@@ -112,7 +107,8 @@ class Deliverer:
         self.shared = shared
         if not self.own_hooks and not shared:
             raise AlertError("no alert hooks configured: register() one or set EA_ALERT_WEBHOOK_URL/EA_ALERT_FILE")
-        self.keys = AlertKeys(self.settings.key_prefix)
+        self.keys = OutboxKeys(self.settings.key_prefix)
+        self.hook_keys = HookKeys(self.settings.key_prefix)
         self._shared_hooks: dict[str, Hook] = {}
         self._shared_version: object = _UNREAD
         self._refresh_hooks()
@@ -139,10 +135,10 @@ class Deliverer:
         """Re-read the shared hooks if they changed since the last look (one GET)."""
         if not self.shared:
             return
-        version = shared_hooks_version(self.client, self.keys)
+        version = shared_hooks_version(self.client, self.hook_keys)
         if version == self._shared_version:
             return
-        fresh = load_shared_hooks(self.client, self.keys)
+        fresh = load_shared_hooks(self.client, self.hook_keys)
         for name, hook in self._shared_hooks.items():
             if name not in fresh or fresh[name] is not hook:
                 _close(hook)
@@ -254,55 +250,51 @@ class Deliverer:
                 raise  # Redis full, read-only or refusing: not this entry's fault
             reason = str(exc) if isinstance(exc, CorruptRecord) else f"{type(exc).__name__} while delivering"
             log.error("alert outbox entry %s could not be handled (%s): moved to dead letters", _s(entry_id), reason)
-            self._finish(entry_id, dead=[("*", fields.get(b"n", b""), f"malformed: {reason}", 0)])
+            self._finish(entry_id, dead=[("*", records.raw_notification(fields), f"malformed: {reason}", 0)])
 
     def _handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
         try:
-            note = Notification.from_json(fields[b"n"])
-            only = _only_hooks(fields)
-        except (KeyError, CorruptRecord) as exc:
-            reason = str(exc) if isinstance(exc, CorruptRecord) else "field 'n' is missing"
-            log.error("alert outbox entry %s is malformed (%s): moved to dead letters", _s(entry_id), reason)
-            self._finish(entry_id, dead=[("*", fields.get(b"n", b""), f"malformed: {reason}", 0)])
+            note, only = records.read_entry(fields)
+        except CorruptRecord as exc:
+            log.error("alert outbox entry %s is malformed (%s): moved to dead letters", _s(entry_id), exc)
+            self._finish(entry_id, dead=[("*", records.raw_notification(fields), f"malformed: {exc}", 0)])
             return
         targets = [h for h in self.hooks if only is None or h.name in only]
-        record_key = self.keys.delivery(note.id)
         pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(record_key)
-        pipe.hkeys(self.keys.disabled)
+        pipe.hgetall(self.keys.delivery(note.id))
+        queue_disabled(pipe, self.hook_keys)
         pipe.hgetall(self.keys.delivery(f"{note.incident.id}:firing"))
         raw_record, raw_disabled, raw_firing = pipe.execute()
-        record = {_s(k): _s(v) for k, v in raw_record.items()}
-        disabled = {_s(k) for k in raw_disabled}
+        record = records.read_record(raw_record)
+        disabled = read_disabled(raw_disabled)
         # Hooks done earlier (another hook is being retried, or the entry was re-claimed) are skipped.
-        todo = [h for h in targets if record.get(h.name) not in ("ok", "dead")]
+        todo = [h for h in targets if not records.done(record, h.name)]
         deferred = []
         if note.state == "resolved" and raw_firing:
             # Keep each incident's order per hook: while its "firing" is in backoff for a hook, the
             # "resolved" waits (without using up attempts) rather than overtaking it.
-            firing = {_s(k): _s(v) for k, v in raw_firing.items()}
-            deferred = [h for h in todo if f"{h.name}#n" in firing and firing.get(h.name) not in ("ok", "dead")]
+            firing = records.read_record(raw_firing)
+            deferred = [h for h in todo if records.tried(firing, h.name)]
             todo = [h for h in todo if h not in deferred]
         retry_attempts: list[int] = []
         finished = False
         for i, hook in enumerate(todo):
             if hook.name in disabled:
-                self._dead(entry_id, note, hook, f"hook {hook.name} is disabled", _attempts(record, hook.name))
+                self._dead(entry_id, note, hook, f"hook {hook.name} is disabled", records.attempts(record, hook.name))
                 continue
             try:
                 hook.deliver(note)
             except HookDisabled as exc:
                 log.error("alert hook %s disabled: %s", hook.name, exc)
-                self.client.hset(self.keys.disabled, hook.name,
-                                 json.dumps({"reason": str(exc), "at": time.time(), "status": exc.status}))
+                disable_hook(self.client, self.hook_keys, hook.name, str(exc), exc.status)
                 disabled.add(hook.name)
-                self._dead(entry_id, note, hook, str(exc), _attempts(record, hook.name) + 1)
+                self._dead(entry_id, note, hook, str(exc), records.attempts(record, hook.name) + 1)
             except DeliveryError as exc:
                 log.warning("alert %s to %s failed for good: %s", note.id, hook.name, exc)
-                self._dead(entry_id, note, hook, str(exc), _attempts(record, hook.name) + 1)
+                self._dead(entry_id, note, hook, str(exc), records.attempts(record, hook.name) + 1)
             except Exception as exc:  # HookError, or a hook that broke its contract: retry
-                attempts = self._count_attempt(record_key, hook.name, _attempts(record, hook.name))
-                self.client.expire(record_key, RECORD_TTL)
+                attempts = records.count_attempt(self.client, self.keys, note.id, hook.name,
+                                                 records.attempts(record, hook.name))
                 reason = str(exc) if isinstance(exc, HookError) else f"{type(exc).__name__}: {exc}"
                 if attempts >= self.max_attempts:
                     log.warning("alert %s to %s failed %d times: dead-lettered (%s)", note.id, hook.name,
@@ -327,24 +319,9 @@ class Deliverer:
         elif not finished:
             self._finish(entry_id)
 
-    def _count_attempt(self, record_key: str, hook: str, before: int) -> int:
-        """Count one more failed attempt of ``hook`` in the delivery record; a count that holds garbage is
-        replaced (HINCRBY refuses it) by the attempts known to this consumer plus one."""
-        try:
-            return int(self.client.hincrby(record_key, f"{hook}#n", 1))
-        except redis.ResponseError as exc:
-            if "not an integer" not in str(exc):
-                raise
-            log.warning("delivery record %s: attempts of %s held garbage; counted again", record_key, hook)
-            self.client.hset(record_key, f"{hook}#n", before + 1)
-            return before + 1
-
     def _ok(self, note: Notification, hook: Hook, finish: bytes | None = None) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.hset(self.keys.delivery(note.id), hook.name, "ok")
-        pipe.expire(self.keys.delivery(note.id), RECORD_TTL)
-        pipe.xadd(self.keys.delivered, {"n": note.to_json(), "hook": hook.name, "at": repr(time.time())},
-                  maxlen=DELIVERED_MAXLEN, approximate=True)
+        records.record_ok(pipe, self.keys, note, hook.name)
         if finish is not None:
             self._finish(finish, pipe=pipe)
         pipe.execute()
@@ -352,10 +329,7 @@ class Deliverer:
 
     def _dead(self, entry_id: bytes, note: Notification, hook: Hook, error: str, attempts: int) -> None:
         pipe = self.client.pipeline(transaction=True)
-        pipe.xadd(self.keys.dead, {"n": note.to_json(), "hook": hook.name, "error": error[:500],
-                                   "attempts": attempts, "outbox_id": entry_id, "at": repr(time.time())})
-        pipe.hset(self.keys.delivery(note.id), hook.name, "dead")
-        pipe.expire(self.keys.delivery(note.id), RECORD_TTL)
+        records.record_dead(pipe, self.keys, entry_id, note.to_json(), hook.name, error, attempts, note.id)
         pipe.execute()
         self.stats.dead += 1
 
@@ -365,8 +339,7 @@ class Deliverer:
         execute = pipe is None
         pipe = pipe if pipe is not None else self.client.pipeline(transaction=True)
         for hook_name, raw, error, attempts in dead or []:
-            pipe.xadd(self.keys.dead, {"n": raw, "hook": hook_name, "error": error[:500], "attempts": attempts,
-                                       "outbox_id": entry_id, "at": repr(time.time())})
+            records.record_dead(pipe, self.keys, entry_id, raw, hook_name, error, attempts)
         pipe.xack(self.keys.outbox, GROUP, entry_id)
         pipe.zrem(self.keys.retry, entry_id)
         pipe.xdel(self.keys.outbox, entry_id)
@@ -390,7 +363,7 @@ def _close(hook: Hook) -> None:
         close()
 
 
-def ensure_group(client: redis.Redis, keys: AlertKeys) -> None:
+def ensure_group(client: redis.Redis, keys: OutboxKeys) -> None:
     """Create the outbox stream and its consumer group if missing (idempotent)."""
     try:
         client.xgroup_create(keys.outbox, GROUP, id="0", mkstream=True)
@@ -401,26 +374,6 @@ def ensure_group(client: redis.Redis, keys: AlertKeys) -> None:
 
 def _s(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-def _only_hooks(fields: dict[bytes, bytes]) -> set[str] | None:
-    """The hooks an entry is for (a requeued dead letter: its one hook), or None for all of them.
-
-    Raises:
-        CorruptRecord: field ``hooks`` is not a JSON list of names.
-    """
-    if b"hooks" not in fields:
-        return None
-    names = parse_json(fields[b"hooks"], "outbox field 'hooks'")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise CorruptRecord("outbox field 'hooks' is not a list of hook names")
-    return set(names)
-
-
-def _attempts(record: dict[str, str], hook: str) -> int:
-    """Failed attempts of ``hook`` in a delivery record (garbage counts as none)."""
-    value = record.get(f"{hook}#n", "0")
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 10 else 0
 
 
 def _b(value: bytes | str) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 from vectorstore import Settings, celery_broker_config, celery_broker_url, get_settings
 
 from .exceptions import HookError
-from .incidents import Notification
+from .notification import Notification
 
 __all__ = ["CallableHook", "CeleryTaskHook", "Hook", "JsonLinesHook"]
 

@@ -1,78 +1,76 @@
-"""Names of the Redis keys of the alerting layer, all under the service's key prefix.
+"""The key names of the alerting layer, all under the service's key prefix, each built by its record's owner.
 
 ::
 
-    {prefix}{alerts}:state:{kind}:{key}   STRING  JSON state machine of one series/entity (see incidents.py)
-    {prefix}{alerts}:open                 HASH    incident id -> incident JSON, while firing
-    {prefix}{alerts}:outbox               STREAM  one entry per notification; consumer group "delivery"
-    {prefix}{alerts}:retry                ZSET    outbox id -> due time (epoch s) of its next attempt
-    {prefix}{alerts}:delivery:{nid}       HASH    per (notification, hook): "ok" | "dead", attempts "{hook}#n"
-    {prefix}{alerts}:dead                 STREAM  dead letters: one entry per (notification, hook) given up
-    {prefix}{alerts}:delivered            STREAM  log of successful deliveries (``ea alerts tail``), capped
-    {prefix}{alerts}:hooks:disabled       HASH    hook name -> JSON reason, for endpoints that answered 410
-    {prefix}{alerts}:hooks                HASH    hook name -> JSON spec of a hook shared by every consumer
-    {prefix}{alerts}:hooks:version        STRING  counter, incremented at each change of the shared hooks
+    {prefix}{alerts}:state:{kind}:{model}:{key}  STRING  one key's incident machine   alerts._key_state
+    {prefix}{alerts}:open                        HASH    open incidents               alerts.incidents
+    {prefix}{alerts}:outbox                      STREAM  notifications to deliver     alerts._outbox_records
+    {prefix}{alerts}:retry                       ZSET    due retries                  alerts._outbox_records
+    {prefix}{alerts}:delivery:{nid}              HASH    per (notification, hook)     alerts._outbox_records
+    {prefix}{alerts}:dead                        STREAM  dead letters                 alerts._outbox_records
+    {prefix}{alerts}:delivered                   STREAM  the delivered log            alerts._outbox_records
+    {prefix}{alerts}:hooks                       HASH    hooks shared by consumers    alerts.shared
+    {prefix}{alerts}:hooks:version               STRING  their change counter         alerts.shared
+    {prefix}{alerts}:hooks:disabled              HASH    hooks disabled by a 410      alerts.shared
 
 The literal ``{alerts}`` is a Redis Cluster hash tag: every key above is in one slot, because the layer's
 transactions span them (an incident's state, the open incidents and the outbox change in one MULTI/EXEC; a
 delivery acknowledges the outbox and writes its record, dead letter or retry at once). On one server the
-braces are just characters of the name.
+braces are just characters of the name. ``docs/architecture.md`` has the formats of the records.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["GROUP", "AlertKeys"]
+from ._key_state import state_key
+from ._outbox_records import GROUP, OutboxKeys
+from .incidents import open_key
+from .shared import HookKeys
 
-#: Name of the outbox's consumer group (every delivery consumer joins it).
-GROUP = "delivery"
+__all__ = ["GROUP", "AlertKeys"]
 
 
 @dataclass(frozen=True)
 class AlertKeys:
-    """The key names for one key prefix."""
+    """The key names for one key prefix (for operators and tests; the code uses its records' owners)."""
 
     prefix: str
 
     @property
-    def _base(self) -> str:
-        return f"{self.prefix}{{alerts}}:"
-
-    @property
     def outbox(self) -> str:
-        return f"{self._base}outbox"
+        return OutboxKeys(self.prefix).outbox
 
     @property
     def retry(self) -> str:
-        return f"{self._base}retry"
+        return OutboxKeys(self.prefix).retry
 
     @property
     def dead(self) -> str:
-        return f"{self._base}dead"
+        return OutboxKeys(self.prefix).dead
 
     @property
     def delivered(self) -> str:
-        return f"{self._base}delivered"
+        return OutboxKeys(self.prefix).delivered
 
     @property
     def open(self) -> str:
-        return f"{self._base}open"
+        return open_key(self.prefix)
 
     @property
     def disabled(self) -> str:
-        return f"{self._base}hooks:disabled"
+        return HookKeys(self.prefix).disabled
 
     @property
     def hooks(self) -> str:
-        return f"{self._base}hooks"
+        return HookKeys(self.prefix).hooks
 
     @property
     def hooks_version(self) -> str:
-        return f"{self._base}hooks:version"
+        return HookKeys(self.prefix).version
 
-    def state(self, kind: str, key: str) -> str:
-        return f"{self._base}state:{kind}:{key}"
+    def state(self, kind: str, model: str, key: str) -> str:
+        return state_key(self.prefix, kind, model, key)
 
     def delivery(self, notification_id: str) -> str:
-        return f"{self._base}delivery:{notification_id}"
+        return OutboxKeys(self.prefix).delivery(notification_id)

@@ -1,19 +1,16 @@
-"""Operating the outbox: dead letters and requeueing, disabled hooks, status, and the delivered log.
+"""Operating the outbox: dead letters and requeueing, status, the delivered log, a test notification.
 
-These are the functions behind ``ea alerts dead|retry|hooks|enable|status|tail|test``; the delivery itself is
-:mod:`alerts.delivery`.
+These are the functions behind ``ea alerts dead|retry|status|tail|test``; the delivery itself is
+:mod:`alerts.delivery`, the records they read and write :mod:`alerts._outbox_records`'.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,50 +18,26 @@ import redis
 
 from vectorstore import Settings, connect, get_settings
 
-from ._records import parse_json
+from . import _outbox_records as records
+from ._outbox_records import GROUP, DeadLetter, Delivered, OutboxKeys
 from .exceptions import CorruptRecord, DeadLetterNotFound
-from .incidents import Incident, Notification
-from .keys import GROUP, AlertKeys
+from .notification import Incident, Notification
 
 log = logging.getLogger(__name__)
 
-__all__ = ["DeadLetter", "Delivered", "dead_letters", "disabled_hooks", "enable_hook", "outbox_status",
-           "requeue", "send_test", "tail"]
+__all__ = ["dead_letters", "outbox_status", "requeue", "send_test", "tail"]
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    """A (notification, hook) delivery that was given up: why, after how many attempts, when."""
-
-    id: str
-    hook: str
-    error: str
-    attempts: int
-    at: float
-    notification: Notification | None  # None when the outbox entry itself was malformed
-    raw: str
-
-
-@dataclass(frozen=True)
-class Delivered:
-    """One successful delivery, as logged for ``ea alerts tail``."""
-
-    id: str
-    hook: str
-    at: float
-    notification: Notification
-
-
-def _ctx(settings: Settings | None, client: redis.Redis | None) -> tuple[AlertKeys, redis.Redis]:
+def _ctx(settings: Settings | None, client: redis.Redis | None) -> tuple[OutboxKeys, redis.Redis]:
     settings = settings or get_settings()
-    return AlertKeys(settings.key_prefix), client or connect(settings)
+    return OutboxKeys(settings.key_prefix), client or connect(settings)
 
 
 def dead_letters(count: int = 100, *, settings: Settings | None = None,
                  client: redis.Redis | None = None) -> list[DeadLetter]:
     """The oldest ``count`` dead letters, oldest first."""
     keys, client = _ctx(settings, client)
-    return [_dead(i, f) for i, f in client.xrange(keys.dead, count=count)]
+    return [records.read_dead(i, f) for i, f in client.xrange(keys.dead, count=count)]
 
 
 def requeue(ids: Iterable[str] | None = None, *, all: bool = False, settings: Settings | None = None,
@@ -90,14 +63,14 @@ def requeue(ids: Iterable[str] | None = None, *, all: bool = False, settings: Se
                 raise DeadLetterNotFound(f"no dead letter {i!r}")
             entries.extend(found)
     for entry_id, fields in entries:
-        letter = _dead(entry_id, fields)
+        letter = records.read_dead(entry_id, fields)
         pipe = client.pipeline(transaction=True)
-        outbox_fields: dict[str, Any] = {"n": letter.raw}
+        only = None
         if letter.notification is not None and letter.hook != "*":
             # Forget the failure, so the hook gets a fresh set of attempts.
-            pipe.hdel(keys.delivery(letter.notification.id), letter.hook, f"{letter.hook}#n")
-            outbox_fields["hooks"] = json.dumps([letter.hook])
-        pipe.xadd(keys.outbox, outbox_fields)
+            records.forget_failures(pipe, keys, letter.notification.id, letter.hook)
+            only = [letter.hook]
+        records.append(pipe, keys, letter.raw, only)
         pipe.xdel(keys.dead, entry_id)
         pipe.execute()
     return len(entries)
@@ -114,32 +87,10 @@ def send_test(key: str = "ea-test", *, settings: Settings | None = None,
     incident = Incident(f"inc_test_{fingerprint}", fingerprint, "series", key, stamp, None, 1.0, stamp, 0.0,
                         labels={"test": "true"}, group_key=f"series={key}")
     note = Notification(f"{incident.id}:firing", "firing", incident, now)
-    client.xadd(keys.outbox, {"n": note.to_json()})
+    pipe = client.pipeline(transaction=False)
+    records.append(pipe, keys, note.to_json())
+    pipe.execute()
     return note
-
-
-def disabled_hooks(*, settings: Settings | None = None, client: redis.Redis | None = None) -> dict[str, dict]:
-    """Hooks disabled because their endpoint answered 410: name -> ``{"reason", "at", "status"}``."""
-    keys, client = _ctx(settings, client)
-    found = {}
-    for k, v in client.hgetall(keys.disabled).items():
-        try:
-            mark = parse_json(v, "disabled-hook mark")
-        except CorruptRecord:
-            mark = None
-        if not isinstance(mark, dict):  # still disabled (HGET finds it); enable_hook's HDEL clears it
-            mark = {"reason": "unreadable mark"}
-        status = mark.get("status")
-        found[_text(k)] = {"reason": _text(str(mark.get("reason", "unreadable mark")).encode()),
-                           "at": _number(str(mark.get("at")).encode()),
-                           "status": status if type(status) is int else None}
-    return found
-
-
-def enable_hook(name: str, *, settings: Settings | None = None, client: redis.Redis | None = None) -> bool:
-    """Re-enable a disabled hook (its dead letters stay; ``requeue`` them). Returns whether it was disabled."""
-    keys, client = _ctx(settings, client)
-    return bool(client.hdel(keys.disabled, name))
 
 
 def outbox_status(*, settings: Settings | None = None, client: redis.Redis | None = None) -> dict[str, Any]:
@@ -178,37 +129,10 @@ def tail(*, last: int = 10, block: float = 1.0, stop: threading.Event | None = N
                     yield done
 
 
-def _dead(entry_id: bytes, fields: dict[bytes, bytes]) -> DeadLetter:
-    """A dead letter as listed; its fields are read leniently (a dead letter is kept to be looked at, garbage
-    and all: a notification that cannot be read is None, a count or time that cannot be read is 0)."""
-    raw = fields.get(b"n", b"").decode(errors="replace")
-    try:
-        note: Notification | None = Notification.from_json(raw)
-    except CorruptRecord:
-        note = None
-    return DeadLetter(entry_id.decode(), _text(fields.get(b"hook", b"*")), _text(fields.get(b"error", b"")),
-                      int(_number(fields.get(b"attempts"))), _number(fields.get(b"at")), note, raw)
-
-
 def _delivered(entry_id: bytes, fields: dict[bytes, bytes]) -> Delivered | None:
     """A delivered-log entry, or None (with a warning) when it holds garbage."""
     try:
-        return Delivered(entry_id.decode(), _text(fields[b"hook"]), _number(fields[b"at"]),
-                         Notification.from_json(fields[b"n"]))
-    except (KeyError, CorruptRecord) as exc:
-        log.warning("delivered-log entry %s skipped: %s", entry_id.decode(), exc if isinstance(exc, CorruptRecord)
-                    else "a field is missing")
+        return records.read_delivered(entry_id, fields)
+    except CorruptRecord as exc:
+        log.warning("delivered-log entry %s skipped: %s", entry_id.decode(), exc)
         return None
-
-
-def _text(value: bytes) -> str:
-    return value.decode(errors="replace")[:500]
-
-
-def _number(value: bytes | None) -> float:
-    """A finite number written by this package, else 0.0."""
-    try:
-        x = float(value) if value is not None else 0.0
-    except ValueError:
-        return 0.0
-    return x if math.isfinite(x) else 0.0

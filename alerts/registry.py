@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .hooks import CallableHook, Hook, JsonLinesHook
-from .incidents import Notification
+from .notification import Notification
 from .settings import AlertSettings, get_alert_settings
 from .webhook import WebhookHook
 

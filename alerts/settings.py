@@ -12,12 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from vectorstore import env_choice, env_float, env_int, env_url
+from vectorstore import ConfigurationError, env_choice, env_float, env_int, env_url
 
 __all__ = ["AlertSettings", "get_alert_settings", "WEBHOOK_FORMATS"]
 
 #: Bodies a webhook hook can send.
 WEBHOOK_FORMATS = ("native", "alertmanager")
+#: Variables no longer read, and what replaced them (a deployment that sets one is told, not ignored).
+_REPLACED = {
+    "EA_ALERT_COOLDOWN": "the cooldown is counted in points after an alert, EA_ALERT_COOLDOWN_POINTS "
+                         "(default 200), no longer in seconds after a resolution",
+}
 
 
 @dataclass(frozen=True)
@@ -36,10 +41,14 @@ class AlertSettings:
             jitter, capped at ``EA_ALERT_BACKOFF_MAX`` (``backoff_max``, default 300).
         min_idle: ``EA_ALERT_MIN_IDLE`` seconds (default 60): a delivery left unacknowledged that long by a
             consumer is presumed crashed and re-claimed (XAUTOCLAIM) by another.
-        for_points: ``EA_ALERT_FOR_POINTS`` (default 3) consecutive anomalous points open an incident.
-        clear_points: ``EA_ALERT_CLEAR_POINTS`` (default 5) consecutive normal points resolve it.
-        cooldown: ``EA_ALERT_COOLDOWN`` seconds of series time (default 300) after a resolution during
-            which no new incident opens on the same key.
+        for_points: ``EA_ALERT_FOR_POINTS`` (default 1): points in a row with an armed source at or above
+            the threshold that alert (open an incident, or re-alert an open one).
+        clear_points: ``EA_ALERT_CLEAR_POINTS`` (default 20): points in a row below the threshold after
+            which a source re-arms; an incident resolves when all of its sources have.
+        cooldown_points: ``EA_ALERT_COOLDOWN_POINTS`` (default 200): points after an alert during which
+            no other alert is raised (sources reading the threshold then join its incident).
+        warmup_points: ``EA_ALERT_WARMUP_POINTS`` (default 300): points of a series a detector was not
+            trained on during which no incident opens.
         group_by: ``EA_ALERT_GROUP_BY`` (comma-separated label names, default none): incidents whose labels
             agree on these names share a group key.
     """
@@ -52,9 +61,10 @@ class AlertSettings:
     backoff: float = 1.0
     backoff_max: float = 300.0
     min_idle: float = 60.0
-    for_points: int = 3
-    clear_points: int = 5
-    cooldown: float = 300.0
+    for_points: int = 1
+    clear_points: int = 20
+    cooldown_points: int = 200
+    warmup_points: int = 300
     group_by: tuple[str, ...] = ()
 
     @classmethod
@@ -62,9 +72,13 @@ class AlertSettings:
         """Read the ``EA_ALERT_*`` variables of ``environ`` (default: the process environment).
 
         Raises:
-            vectorstore.ConfigurationError: a value that cannot work (the message names the variable).
+            vectorstore.ConfigurationError: a value that cannot work, or a variable that was replaced (the
+                message names it and its replacement).
         """
         env = dict(os.environ if environ is None else environ)
+        for old, new in _REPLACED.items():
+            if env.get(old):
+                raise ConfigurationError(f"{old} is no longer read: {new}")
         return cls(
             webhook_url=env_url(env, "EA_ALERT_WEBHOOK_URL", ("http", "https")),
             webhook_secret=env.get("EA_ALERT_WEBHOOK_SECRET") or None,
@@ -74,9 +88,10 @@ class AlertSettings:
             backoff=env_float(env, "EA_ALERT_BACKOFF", 1.0, 0.0),
             backoff_max=env_float(env, "EA_ALERT_BACKOFF_MAX", 300.0, 0.0),
             min_idle=env_float(env, "EA_ALERT_MIN_IDLE", 60.0, 0.0, positive=True),
-            for_points=env_int(env, "EA_ALERT_FOR_POINTS", 3, 1),
-            clear_points=env_int(env, "EA_ALERT_CLEAR_POINTS", 5, 1),
-            cooldown=env_float(env, "EA_ALERT_COOLDOWN", 300.0, 0.0),
+            for_points=env_int(env, "EA_ALERT_FOR_POINTS", 1, 1),
+            clear_points=env_int(env, "EA_ALERT_CLEAR_POINTS", 20, 1),
+            cooldown_points=env_int(env, "EA_ALERT_COOLDOWN_POINTS", 200, 0),
+            warmup_points=env_int(env, "EA_ALERT_WARMUP_POINTS", 300, 0),
             group_by=tuple(n.strip() for n in env.get("EA_ALERT_GROUP_BY", "").split(",") if n.strip()),
         )
 

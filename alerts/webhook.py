@@ -53,7 +53,7 @@ from vectorstore import redact_url
 
 from .exceptions import DeliveryError, HookDisabled, HookError
 from .hooks import Hook
-from .incidents import Notification
+from .notification import Notification
 
 __all__ = ["CLOCK_STEP_S", "SCHEME", "WebhookHook", "alertmanager_body", "sign", "signed_content",
            "verify_signature"]

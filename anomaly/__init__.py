@@ -5,22 +5,24 @@ Public surface::
     read_series, read_one_series, Series, ReadOptions          anomaly.series
     choose_window (and RobustScaler, sliding_windows)          anomaly.windows
     KnnDetector, EMBEDDINGS, DEFAULT_EMBEDDING                 anomaly.detector
-    StreamScorer, Scored                                       anomaly.stream
+    StreamScorer, Scored, Readings, Decide                     anomaly.stream
     Embedder, RawWindow, PaaContext, RecurrentEmbedder         anomaly.embedders
     WindowEncoder                                              anomaly.encoder (imports torch on first use)
     knn_outliers                                               anomaly.outliers
-    detect_file, DetectResult                                  anomaly.detect
+    scores_frame                                               anomaly.detect
     THRESHOLD                                                  anomaly.rules
     AnomalyError, InvalidSeries, SeriesTooShort, InvalidParameter, NotFitted
 
-torch is imported only when a recurrent embedder is used, so the default detector works without it.
+The detector scores; it does not decide which rows alert: ``decide`` functions do (``workers`` passes the
+alerting layer's incident machine). torch is imported only when a recurrent embedder is used, so the
+default detector works without it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .detect import DetectResult, detect_file
+from .detect import scores_frame
 from .detector import DEFAULT_EMBEDDING, EMBEDDINGS, KnnDetector
 from .embedders import Embedder, PaaContext, RawWindow, RecurrentEmbedder
 from .exceptions import AnomalyError, CorruptState, InvalidParameter, InvalidSeries, NotFitted, SeriesTooShort
@@ -29,7 +31,7 @@ from .plot import plot_detection
 from .rules import THRESHOLD
 from .series import ReadOptions, Series, read_one_series, read_series
 from .service import load_detector, publish_detector, reset_stream, score_points, train_detector
-from .stream import Scored, StreamScorer
+from .stream import Decide, Readings, Scored, StreamScorer
 from .synthetic import synthetic_metrics
 from .windows import choose_window
 
@@ -46,7 +48,7 @@ __all__ = [
     "THRESHOLD",
     "AnomalyError",
     "CorruptState",
-    "DetectResult",
+    "Decide",
     "Embedder",
     "InvalidParameter",
     "InvalidSeries",
@@ -55,6 +57,7 @@ __all__ = [
     "PaaContext",
     "RawWindow",
     "ReadOptions",
+    "Readings",
     "RecurrentEmbedder",
     "Scored",
     "Series",
@@ -62,10 +65,10 @@ __all__ = [
     "StreamScorer",
     "WindowEncoder",
     "choose_window",
-    "detect_file",
     "knn_outliers",
     "read_one_series",
     "read_series",
+    "scores_frame",
 ]
 
 

@@ -25,7 +25,6 @@ numerical jitter must not read as improbable.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 
@@ -69,6 +68,7 @@ class TailCalibrator:
         self.refit, self.min_history, self.floor = int(refit), int(min_history), float(floor)
         self.screen = screen
         self.budget = budget
+        # The running state (saved and restored by anomaly._stream_state):
         self.screened = np.zeros(0, np.int64)  # rows whose readings were screened, within the last history
         self.recent = np.zeros(0)  # the last averaging - 1 valid distances
         self.readings = np.zeros(0)  # the last `history` readings, oldest first
@@ -174,41 +174,6 @@ class TailCalibrator:
         excess = ordered[np.searchsorted(ordered, u, side="right") :] - u
         beta = float(_sorted_quantile(excess, 0.5)) / math.log(2) if excess.size else 0.0
         self.fit = (u, max(beta, self.floor), max(float(_sorted_quantile(ordered, 0.5)), self.floor))
-
-    # -- state ---------------------------------------------------------------------------------------------
-    def to_state(self) -> dict[str, Any]:
-        """The running state as JSON-able values (arrays as lists of floats)."""
-        return {"recent": self.recent.tolist(), "readings": self.readings.tolist(),
-                "fit": list(self.fit) if self.fit else None, "screened": self.screened.tolist()}
-
-    def load_state(self, state: dict[str, Any]) -> TailCalibrator:
-        """Restore :meth:`to_state` output into this calibrator (same settings); returns it."""
-        self.recent = np.asarray(state["recent"], np.float64)
-        self.readings = np.asarray(state["readings"], np.float64)
-        self.fit = tuple(state["fit"]) if state.get("fit") else None
-        self.screened = np.asarray(state.get("screened", []), np.int64)
-        return self
-
-    def state_parts(self) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """The running state as ``(meta, arrays)``: the fit as JSON-able values, the distances and readings as
-        little-endian bytes (a streamed series saves its state after every batch: a thousand readings as
-        JSON text cost more than scoring a small batch)."""
-        meta = {"fit": list(self.fit) if self.fit else None, "arrays": True}
-        arrays = {"recent": self.recent.astype("<f8").tobytes(), "readings": self.readings.astype("<f8").tobytes(),
-                  "screened": self.screened.astype("<i8").tobytes()}
-        return meta, arrays
-
-    def load_parts(self, meta: dict[str, Any], arrays: dict[str, bytes]) -> TailCalibrator:
-        """Restore :meth:`state_parts` output into this calibrator (same settings); returns it.
-
-        Raises:
-            KeyError: an array is missing.
-        """
-        self.recent = np.frombuffer(arrays["recent"], "<f8").astype(np.float64)
-        self.readings = np.frombuffer(arrays["readings"], "<f8").astype(np.float64)
-        self.screened = np.frombuffer(arrays["screened"], "<i8").astype(np.int64)
-        self.fit = tuple(meta["fit"]) if meta.get("fit") else None
-        return self
 
 
 def _sorted_quantile(ordered: np.ndarray, q: float) -> float:

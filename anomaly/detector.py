@@ -6,7 +6,8 @@ nearest reference windows (:mod:`anomaly.reference`): the training prefix's wind
 published with the detector) and the stream's own recent windows, which join after a delay. So a lasting
 change becomes the new normal within about ``delay`` rows (plus the averaging), while a short anomaly is
 never its own reference. Distances become calibrated readings (:mod:`anomaly.calibration`), readings and
-value-range novelty become a score in [0, 1] and alerts (:mod:`anomaly.rules`).
+value-range novelty a score in [0, 1] (:mod:`anomaly.rules`). Which rows alert is decided outside the
+detector, from each source's readings (``decide``: :class:`~anomaly.stream.Readings`).
 
 Embeddings (``embedding``), all with the same calibration and rules:
 
@@ -18,7 +19,7 @@ Embeddings (``embedding``), all with the same calibration and rules:
 * ``"raw"``, ``"lstm"``, ``"gru"``: the short window alone, raw or through an autoencoder.
 
 Scaling uses the training prefix only (median and IQR). Fitting streams the prefix through the same
-scorer, without alerting, so the calibration and the value range start from it; the prefix's windows
+scorer, without deciding, so the calibration and the value range start from it; the prefix's windows
 then become the training references.
 """
 
@@ -38,10 +39,10 @@ from .embedders import MIN_FIT_WINDOWS, Embedder, RecurrentEmbedder, embedder_fr
 from .exceptions import InvalidParameter, NotFitted, SeriesTooShort
 from .reference import Reference
 from .series import Series
-from .stream import NAT, SCORED_ARRAYS, Scored, StreamScorer, complete_windows, interpolate_gaps
+from .stream import NAT, SCORED_ARRAYS, Decide, Scored, StreamScorer, complete_windows, interpolate_gaps
 from .windows import RobustScaler, sliding_windows
 
-__all__ = ["KnnDetector", "Channel", "EMBEDDINGS", "DEFAULT_EMBEDDING", "SETTINGS"]
+__all__ = ["KnnDetector", "Channel", "EMBEDDINGS", "DEFAULT_EMBEDDING", "MOVED_SETTINGS", "SETTINGS"]
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,11 @@ SETTINGS: dict[str, Any] = {
     "window": 16, "context": 256, "segments": 16, "k": 1, "delay": 50, "memory": 4000, "window_stride": 1,
     "context_stride": 4,
     "averaging": 5, "history": 1000, "quantile": 0.95, "refit": 50, "min_history": 100, "alpha": 1e-3,
-    "effect": 3.0, "range_tolerance": 0.05, "refractory": 200, "rearm": 20, "warmup": 300, "max_missing": 3,
-    "ef": 16, "screen": None,
+    "effect": 3.0, "range_tolerance": 0.05, "max_missing": 3, "ef": 16, "screen": None,
 }
+#: Former settings of the detector's alert rule, and what replaced them: incidents are the alerting layer's.
+MOVED_SETTINGS = {"refractory": "EA_ALERT_COOLDOWN_POINTS", "rearm": "EA_ALERT_CLEAR_POINTS",
+                  "warmup": "EA_ALERT_WARMUP_POINTS"}
 #: Settings of the LSTM/GRU embedders (:class:`~anomaly.encoder.WindowEncoder`).
 ENCODER_SETTINGS = ("hidden", "epochs", "lr", "batch_size", "seed", "max_windows", "augment", "augment_scale",
                     "init", "isometry", "normalize")
@@ -97,13 +100,9 @@ class KnnDetector:
         averaging, history, quantile, refit, min_history: calibration (:class:`~anomaly.calibration.TailCalibrator`).
         screen: anomalous readings per ``history`` rows kept out of the calibration (``None``: those of one
             lasting change and its end, ``2 * (window + delay)``; 0: none).
-        alpha: tail probability per row at which a channel reads 0.5, the alert threshold.
-        effect: how many times its typical value a distance must be to alert.
+        alpha: tail probability per row at which a channel reads 0.5, the threshold.
+        effect: how many times its typical value a distance must be to reach the threshold.
         range_tolerance: value-range novelty margin, as a fraction of the range (``inf`` turns it off).
-        refractory: rows after an alert without another.
-        rearm: consecutive rows below the threshold before a new incident may alert (a lasting change
-            alerts once).
-        warmup: rows a new series (another series id on a published detector) scores without alerting.
         max_missing: longest gap (rows) a window may span and still be scored, its values interpolated.
         ef: hnswlib search breadth over the training windows.
         encoder_params: :class:`~anomaly.encoder.WindowEncoder` settings for LSTM/GRU embedders
@@ -111,7 +110,8 @@ class KnnDetector:
             normalize).
 
     Raises:
-        InvalidParameter: an unknown setting or a value out of range (the message names it).
+        InvalidParameter: an unknown setting (a former alert-rule setting names its ``EA_ALERT_*``
+            replacement) or a value out of range (the message names it).
     """
 
     def __init__(self, embedding: str | Embedder | tuple[Embedder, ...] = DEFAULT_EMBEDDING, window: int | None = None,
@@ -130,6 +130,10 @@ class KnnDetector:
             embedding = "+".join(_embedder_name(e) for e in embedders)
         elif embedding not in EMBEDDINGS:
             raise InvalidParameter(f"embedding={embedding!r} is not one of {', '.join(EMBEDDINGS)}")
+        moved = sorted(set(params) & set(MOVED_SETTINGS))
+        if moved:
+            raise InvalidParameter(f"{', '.join(moved)}: no longer detector parameters; which rows alert is the "
+                                   f"alerting layer's ({', '.join(MOVED_SETTINGS[m] for m in moved)})")
         unknown = sorted(set(params) - set(SETTINGS) - set(ENCODER_SETTINGS))
         if unknown:
             raise InvalidParameter(f"unknown detector parameter(s) {unknown}; accepted: "
@@ -210,7 +214,7 @@ class KnnDetector:
         self.n_train = n
         self.training_values, self.training_times = v.copy(), ts.copy()
         refs = [self._reference(ch) for ch in self.channels]
-        scorer = StreamScorer(self, refs, start_row=0, armed_from=n, training=None)
+        scorer = StreamScorer(self, refs, start_row=0, training=None)
         self._prefix = scorer.update(v, ts)
         for ch, ref in zip(self.channels, refs):
             vectors, rows = self._training_windows(ch, scaled, np.isnan(v))
@@ -276,14 +280,13 @@ class KnnDetector:
 
     def new_stream(self) -> StreamScorer:
         """A scorer for another series (a new series id): the training windows are references from another
-        series, and it alerts only after ``warmup`` rows.
+        series, and its readings say so (``new_series``: a decider warms up on them).
 
         Raises:
             NotFitted: before :meth:`fit`.
         """
         self._check_fitted()
-        return StreamScorer(self, [ref.foreign() for ref in self.references], start_row=0,
-                            armed_from=int(self.settings["warmup"]),
+        return StreamScorer(self, [ref.foreign() for ref in self.references], start_row=0, new_series=True,
                             training=(self.training_values, self.training_times))
 
     def resume(self, meta: dict[str, Any], arrays: dict[str, bytes], *, continuation: bool) -> StreamScorer:
@@ -298,13 +301,14 @@ class KnnDetector:
         if not continuation:
             return self.new_stream().load_state(meta, arrays)
         scorer = StreamScorer(self, [ref.shared(own=True) for ref in self.references], start_row=self.n_train,
-                              armed_from=self.n_train, recent_from=self.n_train,
+                              recent_from=self.n_train,
                               training=(self.training_values, self.training_times))
         return scorer.load_state(meta, arrays)
 
-    def fit_detect(self, values: np.ndarray | Series, train_until: int,
-                   timestamps: np.ndarray | None = None) -> Scored:
-        """Fit on the first ``train_until`` rows and score every row causally (the prefix never alerts).
+    def fit_detect(self, values: np.ndarray | Series, train_until: int, timestamps: np.ndarray | None = None, *,
+                   decide: Decide | None = None) -> Scored:
+        """Fit on the first ``train_until`` rows and score every row causally; ``decide`` (see
+        :meth:`StreamScorer.update`) decides the rows after the prefix (the prefix never alerts).
 
         Raises:
             SeriesTooShort, InvalidParameter: as :meth:`fit`, or ``train_until`` outside 1..rows.
@@ -313,7 +317,7 @@ class KnnDetector:
         if not 1 <= int(train_until) <= v.size:
             raise InvalidParameter(f"train_until={train_until} must be between 1 and the {v.size} rows")
         self.fit(v[:train_until], ts[:train_until])
-        rest = self.continuation().update(v[train_until:], ts[train_until:])
+        rest = self.continuation().update(v[train_until:], ts[train_until:], decide=decide)
         head = self._prefix
         assert head is not None  # fit scored the prefix
         arrays = {f: np.concatenate([getattr(head, f), getattr(rest, f)]) for f in SCORED_ARRAYS}
@@ -361,8 +365,9 @@ class KnnDetector:
             raise NotFitted("this detector was published by an older version (no learning state); train it again")
         try:
             name = meta["embedding"]
-            det = cls(name if name in EMBEDDINGS else DEFAULT_EMBEDDING, **meta["settings"],
-                      **meta.get("encoder_params", {}))
+            # A detector published before incidents left it carries its alert rule's settings: not its own now.
+            settings = {k: v for k, v in meta["settings"].items() if k not in MOVED_SETTINGS}
+            det = cls(name if name in EMBEDDINGS else DEFAULT_EMBEDDING, **settings, **meta.get("encoder_params", {}))
             det.embedding = name
             det.center, det.scale, det.n_train = float(meta["center"]), float(meta["scale"]), int(meta["n_train"])
             det.series_id = meta.get("series_id")
@@ -390,7 +395,7 @@ class KnnDetector:
 def _validate(s: dict[str, Any]) -> None:
     ints = ("window", "context", "segments", "k", "delay", "memory", "window_stride", "context_stride", "averaging",
             "history",
-            "refit", "min_history", "refractory", "rearm", "warmup", "max_missing", "ef")
+            "refit", "min_history", "max_missing", "ef")
     for key in ints:
         if not isinstance(s[key], int | np.integer) or isinstance(s[key], bool):
             raise InvalidParameter(f"{key}={s[key]!r} must be an integer")
@@ -412,9 +417,8 @@ def _validate(s: dict[str, Any]) -> None:
         raise InvalidParameter(f"effect={s['effect']} must be > 0 and range_tolerance={s['range_tolerance']} >= 0")
     if s["screen"] is not None and (not isinstance(s["screen"], int | np.integer) or s["screen"] < 0):
         raise InvalidParameter(f"screen={s['screen']!r} must be a non-negative integer or None")
-    if min(s["refractory"], s["rearm"], s["warmup"], s["max_missing"]) < 0:
-        raise InvalidParameter(f"refractory={s['refractory']}, rearm={s['rearm']}, warmup={s['warmup']}, "
-                               f"max_missing={s['max_missing']} must be >= 0")
+    if s["max_missing"] < 0:
+        raise InvalidParameter(f"max_missing={s['max_missing']} must be >= 0")
 
 
 def _embedder_name(e: Embedder) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .rules import THRESHOLD, incident_spans
+from .rules import THRESHOLD
 
 __all__ = ["plot_detection"]
 
@@ -39,7 +39,7 @@ def plot_detection(df: pd.DataFrame, out_png: str | Path, threshold: float = THR
             for ax in (top, bottom):
                 ax.axvspan(ts[0], ts[min(train_until, len(ts)) - 1], color="0.85", lw=0, zorder=0)
             top.text(ts[0], 1.01, " training", transform=top.get_xaxis_transform(), fontsize=8, color="0.4")
-        spans = incident_spans(df["incident"].to_numpy(dtype=bool)) if "incident" in df else \
+        spans = _spans(df["incident"].to_numpy(dtype=bool)) if "incident" in df else \
             [(a, a) for a in np.flatnonzero(flagged)]
         for i, (a, b) in enumerate(spans):
             for ax in (top, bottom):
@@ -66,3 +66,10 @@ def plot_detection(df: pd.DataFrame, out_png: str | Path, threshold: float = THR
     finally:
         plt.close(fig)
     return out
+
+
+def _spans(in_incident: np.ndarray) -> list[tuple[int, int]]:
+    """``(first_row, last_row)`` of each run of rows within an incident."""
+    flags = np.asarray(in_incident, bool)
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return [(int(a), int(b) - 1) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]

@@ -1,4 +1,4 @@
-"""The alert rule: calibrated channel readings and value-range novelty into one score, scores into alerts.
+"""The score: calibrated channel readings and value-range novelty into one score per row.
 
 **The score** of a row is in [0, 1]; a row is anomalous when it reaches :data:`THRESHOLD` (0.5):
 
@@ -14,20 +14,20 @@
   whatever the windows say;
 * the row's score is the largest reading.
 
-**Alerts** (``is_anomaly``): an anomalous row alerts unless the series is still warming up or a row
-alerted in the previous ``refractory`` rows: one alert per incident, not a storm.
+Which anomalous rows alert, and how they group into incidents, is not the detector's: each source's reading
+goes to the alerting layer's one incident machine (:class:`alerts.IncidentMachine`, composed by ``workers``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .exceptions import InvalidParameter
 
-__all__ = ["THRESHOLD", "AlertRule", "ValueRange", "channel_score", "incident_spans"]
+__all__ = ["THRESHOLD", "ValueRange", "channel_score"]
 
 #: Scores at or above this are anomalous.
 THRESHOLD = 0.5
@@ -88,101 +88,3 @@ class ValueRange:
         low[~np.isfinite(low)] = np.nan
         high[~np.isfinite(high)] = np.nan
         return out, low, high
-
-
-@dataclass
-class AlertRule:
-    """Readings into alerts and incidents: one alert per incident (see the module docstring).
-
-    Each source of readings (every kNN channel, and value-range novelty) is watched on its own. A row
-    alerts when some source reads at least the threshold while *armed*, no row alerted in the previous
-    ``refractory`` rows, and the row is not before ``armed_from``. The alert opens an incident: every
-    source reading the threshold within ``refractory`` rows of it belongs to it and is disarmed, and a
-    disarmed source re-arms after ``rearm`` consecutive rows below the threshold. The incident lasts while
-    a source it disarmed has not re-armed. So a lasting change alerts once, however long it takes to
-    become normal, while an anomaly after it (once its source has calmed) alerts again.
-
-    Attributes:
-        refractory: rows after an alert during which no other alert is raised.
-        rearm: consecutive rows below the threshold after which a source may alert again.
-        armed_from: first row that may alert (the end of the training prefix or of a new series' warm-up).
-        last_alert: row of the last alert (``None`` before any).
-        calm: per source, consecutive rows below the threshold since it was disarmed (``None``: armed
-            since the start).
-        open: whether an incident is open (from an alert until every source it disarmed has re-armed; an
-            excursion after that, without an alert, does not reopen it).
-    """
-
-    refractory: int = 200
-    rearm: int = 20
-    armed_from: int = 0
-    last_alert: int | None = None
-    calm: list[int | None] = field(default_factory=list)
-    open: bool = False
-
-    def __post_init__(self) -> None:
-        if self.refractory < 0 or self.rearm < 0:
-            raise InvalidParameter(f"refractory={self.refractory} and rearm={self.rearm} must be >= 0")
-
-    def update(self, readings: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(is_anomaly, in_incident)`` (bool) of consecutive rows from each source's readings (sources x
-        rows, NaN = none); advances the state."""
-        r = np.nan_to_num(np.atleast_2d(np.asarray(readings, np.float64)), nan=0.0)
-        rows = np.asarray(rows, np.int64)
-        if len(self.calm) != r.shape[0]:
-            self.calm = [None] * r.shape[0]
-        flags = np.zeros(r.shape[1], dtype=bool)
-        open_ = np.zeros(r.shape[1], dtype=bool)
-        above = r >= THRESHOLD
-        busy = np.flatnonzero(above.any(axis=0))
-        # Rows where no source reads the threshold only lengthen every calm streak: count them in one go.
-        prev = 0
-        for i in busy:
-            self._calm_for(prev, int(i), open_)
-            prev = int(i) + 1
-            row = int(rows[i])
-            hot = np.flatnonzero(above[:, i])
-            armed = [s for s in hot if self.calm[s] is None or self.calm[s] >= self.rearm]
-            ready = self.last_alert is None or row - self.last_alert > self.refractory
-            if armed and ready and row >= self.armed_from:
-                flags[i] = True
-                self.last_alert = row
-                self.open = True
-            # A source reading the threshold while an incident is open and young belongs to it; one that
-            # had alerted before starts its calm streak again either way.
-            joins = self.open and self.last_alert is not None and row - self.last_alert <= self.refractory
-            for s in range(r.shape[0]):
-                streak = self.calm[s]
-                if above[s, i]:
-                    if joins or streak is not None:
-                        self.calm[s] = 0
-                elif streak is not None:
-                    self.calm[s] = streak + 1
-            self.open = self.open and self._pending()
-            open_[i] = self.open
-        self._calm_for(prev, r.shape[1], open_)
-        return flags, open_
-
-    def _pending(self) -> bool:
-        """Whether a disarmed source has not re-armed yet (what keeps an open incident open)."""
-        return any(c is not None and c < self.rearm for c in self.calm)
-
-    def _calm_for(self, a: int, b: int, open_: np.ndarray) -> None:
-        """Rows ``a..b-1`` read nothing: every calm streak grows; an open incident stays open until the most
-        recently disarmed source has re-armed."""
-        n = b - a
-        if n <= 0:
-            return
-        if self.open:
-            waiting = [self.rearm - 1 - c for c in self.calm if c is not None and c < self.rearm]
-            if waiting:
-                open_[a : a + min(n, max(waiting) + 1)] = True
-        self.calm = [None if c is None else c + n for c in self.calm]
-        self.open = self.open and self._pending()
-
-
-def incident_spans(in_incident: np.ndarray) -> list[tuple[int, int]]:
-    """``(first_row, last_row)`` of each run of rows within an incident."""
-    flags = np.asarray(in_incident, bool)
-    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-    return [(int(a), int(b) - 1) for a, b in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1))]

@@ -3,33 +3,24 @@
 Shared by the Celery tasks ``ea.train_series`` / ``ea.score_series`` and by the CLI. A detector version
 holds :meth:`KnnDetector.to_parts` (training windows' hnswlib indexes, learned embedders, scaler,
 settings, and the stream state at the end of the training prefix). The stream state of each series
-(:meth:`StreamScorer.to_state`: its last values, calibration, value range and alert rule) lives in one
-Redis hash per series, so any score worker can take the next batch; a worker keeps the live scorer in
-memory and reads the hash again only when another worker has written it since.
+(:meth:`StreamScorer.to_state`: its last values, calibration and value range) lives in one Redis hash per
+series (:mod:`anomaly._stream_state` owns it: keys, fields, bytes), so any score worker can take the next
+batch; a worker keeps the live scorer in memory and reads the hash again only when another worker has
+written it since. A state under the former key (one slot per detector) is moved to the series' own key by
+the series' next batch.
 
 The series a detector was trained on (its id is recorded at training) continues from the training
-prefix; any other series id starts its own stream, which learns for ``warmup`` rows before it can alert.
+prefix; any other series id starts its own stream, whose readings say it is new (``new_series``: the
+alerting layer warms up on it).
 
-Redis keys (under ``EA_KEY_PREFIX``; the braces are a Redis Cluster hash tag: each series of a detector has a
-slot of its own, so a detector's series spread over a cluster's masters, its state and lock together):
-
-======================================  =========================================================
-``series:{<model>:<series id>}:state``  hash: ``meta`` (JSON), ``values``/``missing``/``times`` and each
-                                        channel's calibration ``cal<c>_recent``/``_readings``/``_screened``
-                                        (little-endian arrays), ``token`` (changes on every write)
-``series:{<model>:<series id>}:state:lock``  the lock serialising one series' batches
-======================================  =========================================================
-
-A state written under the former key ``series:{<model>}:<series id>:state`` (one slot per detector) is moved
-to the series' own key by the series' next batch.
+Alerting is the caller's: :func:`score_points` gives each chunk's readings to a ``decide`` function and the
+scored batch to a ``commit`` function, both under the series' lock (``workers`` passes the alerting layer's).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -39,12 +30,13 @@ import pandas as pd
 
 from vectorstore import ModelRegistry, Settings, get_settings
 
+from . import _stream_state as state_record
 from ._timestamps import NAT as _NAT
 from ._timestamps import iso_utc, read_utc_ns
 from .detector import DEFAULT_EMBEDDING, KnnDetector
 from .exceptions import CorruptState, InvalidParameter, InvalidSeries, NotFitted
 from .series import ReadOptions, read_one_series
-from .stream import StreamScorer
+from .stream import Decide, Scored, StreamScorer
 
 __all__ = ["load_detector", "publish_detector", "reset_stream", "score_points", "train_detector"]
 
@@ -137,28 +129,19 @@ def load_detector(registry: ModelRegistry, name: str, version: int | None = None
     return mv.version, detector
 
 
-def _state_key(settings: Settings, name: str, series_id: str) -> str:
-    return f"{settings.key_prefix}series:{{{name}:{series_id}}}:state"
-
-
-def _former_state_key(settings: Settings, name: str, series_id: str) -> str:
-    """Where a series' state was kept before each series had a slot of its own (all of a detector's in one)."""
-    return f"{settings.key_prefix}series:{{{name}}}:{series_id}:state"
-
-
 def _carry_over(registry: ModelRegistry, name: str, series_id: str, key: str) -> Any:
     """Move a state kept under the former key to ``key`` (under the series' lock); its token, or None.
 
     Copied field by field, not RENAMEd: on a cluster the two keys are in different slots.
     """
-    former = _former_state_key(registry.settings, name, series_id)
+    former = state_record.former_state_key(registry.settings.key_prefix, name, series_id)
     raw = registry.client.hgetall(former)
     if not raw:
         return None
     registry.client.hset(key, mapping=raw)
     registry.client.delete(former)
     log.info("stream state of %r on %s moved to its own key", series_id, name)
-    return raw.get(b"token")
+    return state_record.token_of(raw)
 
 
 def score_points(
@@ -168,20 +151,28 @@ def score_points(
     values: list[float | None],
     *,
     registry: ModelRegistry | None = None,
+    decide: Decide | None = None,
+    commit: Callable[[Scored, int], None] | None = None,
 ) -> dict[str, Any]:
     """Score newly arrived points of one series with the active detector of ``name``, causally, and learn
     from them.
 
     The stream state is read and written under a per-series lock, so concurrent batches of one series
-    are scored in arrival order. Alerting is the caller's (``workers`` feeds the result to ``alerts``).
+    are scored in arrival order. Alerting is the caller's (``workers`` passes the alerting layer's):
 
     Args:
         values: floats; ``None``/NaN for a missing value (scored as missing, never an alert).
         timestamps: one per value, non-decreasing, after the last one scored for this series.
+        decide: given each chunk's :class:`~anomaly.stream.Readings`, returns the rows that alert (they are
+            explained); under the lock.
+        commit: given the scored batch and the detector version once the batch is scored, before its state
+            is saved, under the lock: what must be saved with the batch's decisions goes there. If it
+            raises, the state is not saved (the batch can be scored again).
 
     Returns:
-        ``{"version", "position", "timestamps", "scores", "is_anomaly", "in_incident", "threshold",
-        "warming_up", "explanations"}`` (timestamps as UTC ISO 8601 text; a missing value's score is None).
+        ``{"version", "position", "rows", "timestamps", "scores", "threshold", "new_series", "explanations"}``
+        and, with ``decide``, ``"is_anomaly"`` (timestamps as UTC ISO 8601 text; a missing value's score is
+        None).
 
     Raises:
         InvalidSeries: lengths differ, values are infinite, or timestamps cannot be read or go backwards.
@@ -203,9 +194,9 @@ def score_points(
     settings = registry.settings
     client = registry.client
     version, detector = load_detector(registry, name)
-    key = _state_key(settings, name, series_id)
-    with client.lock(key + ":lock", timeout=60, blocking_timeout=30):
-        token = client.hget(key, "token")
+    key = state_record.state_key(settings.key_prefix, name, series_id)
+    with client.lock(state_record.lock_key(key), timeout=60, blocking_timeout=30):
+        token = state_record.read_token(client, key)
         if token is None:
             token = _carry_over(registry, name, series_id, key)
         scorer = _scorer(registry, key, name, series_id, version, detector, token)
@@ -213,20 +204,21 @@ def score_points(
             raise InvalidSeries(f"series {series_id!r}: timestamp {_utc(ns[0])} is not after the last scored one "
                                 f"({_utc(scorer.times[-1])})")
         try:
-            out = scorer.update(vals, ns)
+            out = scorer.update(vals, ns, decide=decide)
+            if commit is not None:
+                commit(out, version)
         except BaseException:
             _forget(settings, name, series_id)  # the scorer may be half-updated; Redis still holds its state
             raise
-        meta, arrays = scorer.to_state()
-        new_token = uuid.uuid4().hex
-        mapping: dict[str, Any] = {"meta": json.dumps({**meta, "version": version}), **arrays, "token": new_token}
+        mapping, new_token = state_record.to_hash(*scorer.to_state(), version)
         client.hset(key, mapping=mapping)
         _remember(settings, name, series_id, version, new_token, scorer)
-    return {"version": version, "position": scorer.position, "timestamps": iso_utc(ns),
-            "scores": [None if x != x else x for x in out.score.tolist()],  # x != x: NaN, a missing value
-            "is_anomaly": out.is_anomaly.astype(int).tolist(), "in_incident": out.in_incident.astype(int).tolist(),
-            "threshold": detector.threshold, "warming_up": scorer.position <= scorer.rule.armed_from,
-            "explanations": out.explanations}
+    result = {"version": version, "position": scorer.position, "rows": out.rows.tolist(), "timestamps": iso_utc(ns),
+              "scores": [None if x != x else x for x in out.score.tolist()],  # x != x: NaN, a missing value
+              "threshold": detector.threshold, "new_series": scorer.new_series, "explanations": out.explanations}
+    if decide is not None:
+        result["is_anomaly"] = out.is_anomaly.astype(int).tolist()
+    return result
 
 
 def _utc(ns: int) -> pd.Timestamp:
@@ -246,7 +238,7 @@ def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, versio
     if token is None:
         return detector.continuation() if training else detector.new_stream()
     try:
-        meta, arrays = _read_state(registry.client.hgetall(key))
+        meta, arrays = state_record.from_hash(registry.client.hgetall(key))
         return detector.resume(meta, arrays, continuation=training and meta.get("version", 0) == version)
     except CorruptState as exc:
         # Refusing the series' batches would leave it unscored until someone resets it by hand; the state is
@@ -258,36 +250,6 @@ def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, versio
         log.warning("stream state of %r does not fit %s v%d (another layout): the series starts a new stream",
                     series_id, name, version)
     return detector.continuation() if training else detector.new_stream()
-
-
-def _read_state(raw: dict[bytes, bytes]) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """``(meta, arrays)`` of a state hash as :func:`score_points` writes it.
-
-    Raises:
-        CorruptState: the hash lacks a field, ``meta`` is not a JSON object with an int ``version``, or an
-            array's byte length is not a whole number of its items (names the field, never its content).
-    """
-    if b"meta" not in raw:
-        raise CorruptState("field 'meta' is missing")
-    try:
-        meta = json.loads(raw[b"meta"])
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError alike
-        raise CorruptState("field 'meta' is not JSON") from None
-    if not isinstance(meta, dict) or type(meta.get("version", 0)) is not int:
-        raise CorruptState("field 'meta' is not a JSON object with an integer version")
-    arrays: dict[str, bytes] = {}
-    for field, data in raw.items():
-        if field in (b"meta", b"token"):
-            continue
-        name = field.decode("ascii", errors="replace")[:40]
-        size = 1 if name == "missing" else 8
-        if len(data) % size:
-            raise CorruptState(f"field {name!r} holds {len(data)} bytes, not whole {size}-byte items")
-        arrays[name] = data
-    for name in ("values", "missing", "times"):
-        if name not in arrays:
-            raise CorruptState(f"field {name!r} is missing")
-    return meta, arrays
 
 
 def _remember(settings: Settings, name: str, series_id: str, version: int, token: str, scorer: StreamScorer) -> None:
@@ -307,6 +269,6 @@ def reset_stream(name: str, series_id: str, settings: Settings | None = None) ->
     """Forget the stream state of one series (its next batch starts a new stream, or for the training
     series, continues right after the training prefix)."""
     settings = settings or get_settings()
-    ModelRegistry(settings).client.delete(_state_key(settings, name, series_id),
-                                          _former_state_key(settings, name, series_id))
+    ModelRegistry(settings).client.delete(state_record.state_key(settings.key_prefix, name, series_id),
+                                          state_record.former_state_key(settings.key_prefix, name, series_id))
     _forget(settings, name, series_id)

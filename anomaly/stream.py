@@ -1,12 +1,18 @@
-"""Scoring that keeps learning: one state machine for batch and streaming alike.
+"""Scoring that keeps learning: one scorer for batch and streaming alike.
 
 A :class:`StreamScorer` holds everything one series needs between two batches of rows: the last values
 (with their timestamps and which of them were missing), every channel's recent reference windows and
-calibration, the value range and the alert rule. :meth:`StreamScorer.update` scores consecutive rows
-causally and learns from them; :meth:`~anomaly.detector.KnnDetector.detect` runs the same scorer over a
-whole series in chunks, and the Celery scoring task runs it over each batch that arrives, its state kept
-in Redis (:meth:`to_state` / :meth:`from_state`). Every step depends on the row numbers only, never on
-how rows were batched, so both decide alike.
+calibration, and the value range. :meth:`StreamScorer.update` scores consecutive rows causally and learns
+from them; :meth:`~anomaly.detector.KnnDetector.fit_detect` runs the same scorer over a whole series in
+chunks, and the Celery scoring task runs it over each batch that arrives, its state kept in Redis
+(:meth:`~StreamScorer.to_state`, :mod:`anomaly._stream_state`). Every step depends on the row numbers only,
+never on how rows were batched.
+
+The scorer emits scores, not decisions: each chunk's :class:`Readings` (every source's reading: the kNN
+channels and the value-range rule) go to the caller's ``decide``, which returns the rows that alert
+(:class:`alerts.IncidentMachine` in this service, composed by ``workers``); the scorer explains those rows
+and the rows whose score crosses the threshold. Batch and streaming thus decide alike as long as the
+decider does.
 
 Missing values: a row without a value gets no score (NaN) and never alerts. Once a gap has ended, windows
 read it as the straight line between the values around it (causal: both are known by then, and the
@@ -18,19 +24,21 @@ outage never alerts by itself.
 from __future__ import annotations
 
 import json
-import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from . import _stream_state
 from .calibration import TailCalibrator
-from .exceptions import CorruptState, InvalidParameter, InvalidSeries
+from .exceptions import InvalidParameter, InvalidSeries
 from .explain import explain_row
 from .reference import Reference
-from .rules import THRESHOLD, AlertRule, ValueRange, channel_score
+from .rules import THRESHOLD, ValueRange, channel_score
 
-__all__ = ["StreamScorer", "Scored", "SCORED_ARRAYS", "NAT", "complete_windows", "interpolate_gaps", "screen_budget"]
+__all__ = ["Decide", "Readings", "StreamScorer", "Scored", "SCORED_ARRAYS", "NAT", "complete_windows",
+           "interpolate_gaps", "screen_budget"]
 
 #: Timestamp (int64 nanoseconds) of a row whose time is unknown.
 NAT = np.iinfo(np.int64).min
@@ -49,18 +57,46 @@ class _Model(Protocol):
 
 
 @dataclass
+class Readings:
+    """What the scorer emits for a chunk of rows, for a decision made outside it (arrays, one entry per row).
+
+    Attributes:
+        rows: row numbers in the series.
+        times: int64 nanoseconds since the epoch (:data:`NAT`: unknown).
+        score: the calibrated score in [0, 1], the largest reading (NaN where the row has no value).
+        sources: each source's reading, sources x rows (0 where the row has no value): the kNN channels in
+            order, then value-range novelty. A reading of :data:`~anomaly.rules.THRESHOLD` or more is
+            anomalous.
+        new_series: the rows are of a series the detector was not trained on (its scores of it start without
+            this series' history: a decider warms up on them).
+    """
+
+    rows: np.ndarray
+    times: np.ndarray
+    score: np.ndarray
+    sources: np.ndarray
+    new_series: bool
+
+    def epoch_seconds(self) -> np.ndarray:
+        """``times`` as float epoch seconds (NaN: unknown)."""
+        return np.where(self.times == NAT, np.nan, self.times / 1e9)
+
+
+#: A decider: the rows of a chunk's readings that alert (bool per row). Called once per chunk, in order.
+Decide = Callable[[Readings], np.ndarray]
+
+
+@dataclass
 class Scored:
     """What :meth:`StreamScorer.update` returns for a batch of rows (arrays, one entry per row).
 
     Attributes:
         rows: row numbers in the series.
         score: calibrated score in [0, 1] (NaN where the row has no value).
-        is_anomaly: the alert decisions.
+        is_anomaly: the rows the caller's ``decide`` said alert (all False without one).
         distance: the deciding kNN channel's averaged distance (NaN when no channel has one).
         p_value: that channel's tail probability (1 without one).
         channel: index of the channel that gave the score (-1: value-range novelty, -2: none).
-        in_incident: whether the row is within an incident (from its alert until every source it disarmed
-            has calmed down).
         explanations: one dict per alerting row or score crossing (see :mod:`anomaly.explain`).
     """
 
@@ -70,7 +106,6 @@ class Scored:
     distance: np.ndarray
     p_value: np.ndarray
     channel: np.ndarray
-    in_incident: np.ndarray
     explanations: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -82,7 +117,7 @@ def screen_budget(settings: dict[str, Any]) -> int:
 
 
 #: The per-row arrays of :class:`Scored`, in order.
-SCORED_ARRAYS = ("rows", "score", "is_anomaly", "distance", "p_value", "channel", "in_incident")
+SCORED_ARRAYS = ("rows", "score", "is_anomaly", "distance", "p_value", "channel")
 
 
 class StreamScorer:
@@ -92,13 +127,13 @@ class StreamScorer:
         model: the fitted detector.
         references: one :class:`~anomaly.reference.Reference` per channel.
         start_row: row number of the first row this scorer will see.
-        armed_from: first row that may alert.
+        new_series: the series is not the one the detector was trained on (see :class:`Readings`).
         recent_from: first row whose windows join the recent references (earlier ones are training windows;
             default ``start_row``).
         training: ``(values, timestamps)`` of the series the training windows come from, for explanations.
     """
 
-    def __init__(self, model: _Model, references: list[Reference], *, start_row: int = 0, armed_from: int = 0,
+    def __init__(self, model: _Model, references: list[Reference], *, start_row: int = 0, new_series: bool = False,
                  recent_from: int | None = None, training: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         s = model.settings
         self.model = model
@@ -109,7 +144,7 @@ class StreamScorer:
                                            budget=screen_budget(s))
                             for ch in model.channels]
         self.value_range = ValueRange(s["range_tolerance"])
-        self.rule = AlertRule(s["refractory"], s["rearm"], armed_from)
+        self.new_series = bool(new_series)
         self.position = int(start_row)
         self.start_row = int(start_row)
         self.recent_from = int(start_row if recent_from is None else recent_from)
@@ -127,9 +162,11 @@ class StreamScorer:
         return self.position - self.values.size
 
     # -- scoring -------------------------------------------------------------------------------------------
-    def update(self, values: np.ndarray, timestamps: np.ndarray | None = None) -> Scored:
+    def update(self, values: np.ndarray, timestamps: np.ndarray | None = None, *,
+               decide: Decide | None = None) -> Scored:
         """Score the next rows (``values``: float, NaN = missing; ``timestamps``: int64 ns, optional) and
-        learn from them.
+        learn from them. ``decide`` is given each chunk's :class:`Readings` and returns the rows that alert:
+        they are explained, and returned as ``is_anomaly``.
 
         Raises:
             InvalidSeries: values that are infinite, or timestamps of another length.
@@ -142,15 +179,14 @@ class StreamScorer:
         if ts.size != v.size:
             raise InvalidSeries(f"{ts.size} timestamps for {v.size} values")
         with _one_blas_thread():
-            parts = [self._update(v[a : a + _CHUNK], ts[a : a + _CHUNK]) for a in range(0, v.size, _CHUNK)]
+            parts = [self._update(v[a : a + _CHUNK], ts[a : a + _CHUNK], decide) for a in range(0, v.size, _CHUNK)]
         if not parts:
             empty = np.zeros(0)
-            return Scored(np.zeros(0, np.int64), empty, np.zeros(0, bool), empty, empty, np.zeros(0, np.int64),
-                          np.zeros(0, bool))
+            return Scored(np.zeros(0, np.int64), empty, np.zeros(0, bool), empty, empty, np.zeros(0, np.int64))
         arrays = {f: np.concatenate([getattr(p, f) for p in parts]) for f in SCORED_ARRAYS}
         return Scored(**arrays, explanations=[e for p in parts for e in p.explanations])
 
-    def _update(self, v: np.ndarray, ts: np.ndarray) -> Scored:
+    def _update(self, v: np.ndarray, ts: np.ndarray, decide: Decide | None) -> Scored:
         n = v.size
         rows = np.arange(self.position, self.position + n, dtype=np.int64)
         missing = np.isnan(v)
@@ -201,7 +237,10 @@ class StreamScorer:
         score[missing] = np.nan
         sources = np.vstack([channel_scores, novelty[None, :]])
         sources[:, missing] = 0.0
-        flags, in_incident = self.rule.update(sources, rows)
+        flags = np.zeros(n, bool) if decide is None else \
+            np.asarray(decide(Readings(rows, ts, score, sources, self.new_series)), bool)
+        if flags.shape != (n,):
+            raise InvalidParameter(f"decide returned {flags.shape} flags for {n} rows")
         picked = np.clip(channel, 0, None)
         distance = np.where(channel >= 0, readings[picked, np.arange(n)], np.nan) if len(self.references) else \
             np.full(n, np.nan)
@@ -215,27 +254,13 @@ class StreamScorer:
         self.values, self.missing, self.times = (all_values[-self.keep :], all_missing[-self.keep :],
                                                  all_times[-self.keep :])
         self.position += n
-        return Scored(rows, score, flags, distance, p_value, channel.astype(np.int64), in_incident, explanations)
+        return Scored(rows, score, flags, distance, p_value, channel.astype(np.int64), explanations)
 
     # -- state ---------------------------------------------------------------------------------------------
     def to_state(self) -> tuple[dict[str, Any], dict[str, bytes]]:
-        """``(meta, arrays)``: the running state (JSON-able meta, little-endian array bytes) for Redis."""
-        meta: dict[str, Any] = {
-            "position": self.position, "start_row": self.start_row,
-            "recent_from": self.recent_from,
-            "last_score": self.last_score, "calibrators": [],
-            "value_range": {"low": _json_float(self.value_range.low), "high": _json_float(self.value_range.high),
-                            "seen": self.value_range.seen},
-            "rule": {"armed_from": self.rule.armed_from, "last_alert": self.rule.last_alert, "calm": self.rule.calm,
-                     "open": self.rule.open},
-        }
-        arrays = {"values": self.values.astype("<f8").tobytes(), "missing": self.missing.astype("u1").tobytes(),
-                  "times": self.times.astype("<i8").tobytes()}
-        for c, cal in enumerate(self.calibrators):
-            cal_meta, cal_arrays = cal.state_parts()
-            meta["calibrators"].append(cal_meta)
-            arrays.update({f"cal{c}_{name}": data for name, data in cal_arrays.items()})
-        return meta, arrays
+        """``(meta, arrays)``: the running state (JSON-able meta, little-endian array bytes) for Redis and
+        for a published detector (:mod:`anomaly._stream_state`)."""
+        return _stream_state.to_parts(self)
 
     def load_state(self, meta: dict[str, Any], arrays: dict[str, bytes]) -> StreamScorer:
         """Restore :meth:`to_state` output (taken from a scorer of the same detector) into this fresh scorer:
@@ -246,51 +271,7 @@ class StreamScorer:
             CorruptState: a part is missing, truncated or not of its type (the message names it, never
                 its content).
         """
-        cals = meta.get("calibrators") if isinstance(meta, dict) else None
-        if not isinstance(cals, list) or not all(isinstance(st, dict) for st in cals):
-            raise CorruptState("stream state part 'meta.calibrators' is missing or not a list of objects")
-        if len(cals) != len(self.calibrators):
-            raise InvalidParameter(f"stream state has {len(cals)} calibrations for {len(self.calibrators)} channels")
-        part = "values"
-        try:
-            self.values = np.frombuffer(arrays["values"], "<f8").astype(np.float64)
-            part = "missing"
-            self.missing = np.frombuffer(arrays["missing"], "u1").astype(bool)
-            part = "times"
-            self.times = np.frombuffer(arrays["times"], "<i8").astype(np.int64)
-            part = "meta.position"
-            self.position, self.start_row = _count(meta["position"]), _count(meta["start_row"])
-            part = "meta.recent_from"
-            self.recent_from = _count(meta["recent_from"])
-            part = "meta.last_score"
-            self.last_score = float(meta.get("last_score", 0.0))
-            for c, (cal, st) in enumerate(zip(self.calibrators, meta["calibrators"], strict=True)):
-                part = f"cal{c}"
-                if st.get("arrays"):
-                    cal.load_parts(st, {name: arrays[f"cal{c}_{name}"] for name in ("recent", "readings", "screened")})
-                else:  # a state saved before the arrays left the JSON part
-                    cal.load_state(st)
-                if cal.fit is not None and not (len(cal.fit) == 3 and all(math.isfinite(x) for x in cal.fit)):
-                    raise ValueError("fit")
-            part = "meta.value_range"
-            vr = meta["value_range"]
-            self.value_range.low = np.nan if vr["low"] is None else float(vr["low"])
-            self.value_range.high = np.nan if vr["high"] is None else float(vr["high"])
-            self.value_range.seen = _count(vr["seen"])
-            part = "meta.rule"
-            rule = meta["rule"]
-            last = rule["last_alert"]
-            self.rule.armed_from = _count(rule["armed_from"])
-            self.rule.last_alert = None if last is None else _count(last)
-            self.rule.calm = [None if c is None else _count(c) for c in rule["calm"]]
-            self.rule.open = bool(rule.get("open", False))
-            part = "values"
-            if not (self.values.size == self.missing.size == self.times.size) or self.values.size > self.position:
-                raise ValueError("lengths")
-            if np.isinf(self.values).any() or (np.diff(self.times) < 0).any():
-                raise ValueError("content")
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError):
-            raise CorruptState(f"stream state part {part!r} is missing, truncated or not of its type") from None
+        _stream_state.load_parts(self, meta, arrays)
         self._relearn()
         return self
 
@@ -374,14 +355,3 @@ def _rising(score: np.ndarray, before: float) -> np.ndarray:
     """Rows where the score reaches the threshold from below."""
     prev = np.concatenate([[before], score[:-1]])
     return (score >= THRESHOLD) & (prev < THRESHOLD)
-
-
-def _count(value: Any) -> int:
-    """A row number or count read back from a state: a non-negative int (a bool or float is garbage)."""
-    if type(value) is not int or value < 0:
-        raise ValueError("not a count")
-    return value
-
-
-def _json_float(x: float) -> float | None:
-    return None if not np.isfinite(x) else float(x)

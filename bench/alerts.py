@@ -19,7 +19,6 @@ producer outruns the consumers on purpose. Written to bench/results/alerts.md.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
 import signal
@@ -39,6 +38,7 @@ from alerts import (
     AlertKeys,
     Deliverer,
     IncidentPolicy,
+    Notification,
     WebhookHook,
     observe,
     outbox_status,
@@ -86,7 +86,7 @@ class Receiver:
                         status = 200
                         now = time.time()
                         receiver.ok[key] = receiver.ok.get(key, 0) + 1
-                        receiver.delays.append(now - json.loads(body)["created_at_ts"])
+                        receiver.delays.append(now - Notification.from_json(body).created_at)
                         receiver.last_ok = now
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
@@ -204,13 +204,13 @@ def run_scenario(args: argparse.Namespace, how: str) -> dict:
     receiver = Receiver(args.failure_rate, args.seed)
     Deliverer([WebhookHook(receiver.url)], settings=settings, client=client).close()  # creates the group
     procs = [start_consumer(args, settings.key_prefix, receiver.url, f"c{i}") for i in range(args.consumers)]
-    policy = IncidentPolicy(for_points=1, clear_points=1, cooldown=0)
+    policy = IncidentPolicy(for_points=1, clear_points=1, cooldown_points=0)
     n = args.incidents
     produced_at: list[float] = []
 
     def produce(t0: float) -> None:
         for i in range(n):
-            observe(f"series-{i}", [t0 + i], [5.0], 1.0, policy=policy, model="bench", model_version="1",
+            observe("bench", f"series-{i}", [t0 + i], [5.0], 1.0, policy=policy, model_version="1",
                     labels={"shard": str(i % 16)}, settings=settings, client=client)
         produced_at.append(time.time())
 

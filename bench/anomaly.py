@@ -1,7 +1,8 @@
 """Benchmark: the kNN detector that keeps learning, every embedding of it, against NAB baselines.
 
 Every NAB file in ``../shared/data/anomaly/nab`` goes through the path a user takes: our detectors through
-``anomaly.detect.detect_file`` (what ``ea detect`` runs: the same reader, the same output file), the
+``workers.detection.detect_file`` (what ``ea detect`` runs: the same reader, the same output file, the
+alerting layer's incident machine deciding ``is_anomaly``), the
 baselines through the same reader (``anomaly.series.read_one_series``). Each detector is trained on the
 file's probationary prefix (min(15%, 750) rows, NAB's rule) and scores every row causally; its
 ``is_anomaly`` column (its own decisions) is scored by ``../shared/bench/anomaly_score.py`` (NAB-like;
@@ -10,7 +11,7 @@ file's probationary prefix (min(15%, 750) rows, NAB's rule) and scores every row
 Rows (one run, same files):
 
 * ours: ``raw+paa`` (the default), ``raw``, ``raw+lstm``, ``raw+gru``, ``lstm``, ``gru``: the same
-  calibration and alert rule over different embeddings (learned ones over ``--seeds`` seeds);
+  calibration and incident machine over different embeddings (learned ones over ``--seeds`` seeds);
 * ``knn-frozen``: raw-window kNN frozen on the prefix, this project's previous rule (distance to the
   training windows, threshold = the largest training distance, one alert per 200 rows);
 * ``zscore``: causal rolling z-score (200 rows, 5 sigma, one alert per 100 rows);
@@ -50,10 +51,10 @@ sys.path.insert(0, str(ROOT))
 from anomaly import (
     KnnDetector,
     choose_window,
-    detect_file,
     read_one_series,
 )
 from bench._common import best_of
+from workers.detection import detect_file
 
 SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data" / "anomaly" / "nab"

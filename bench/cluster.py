@@ -131,7 +131,7 @@ def one_round(b: Backend, users: list[str], items: np.ndarray, index: bytes, row
         b.add(f"server_cpu_ms_{threads}", (server_cpu(b.ports) - server - idle_rate * elapsed) / n * 1e3)
     t = time.perf_counter()
     for i in range(a.alerts):
-        observe(f"bench-{round_}-{i}", [i], [0.1], 1.0, settings=b.settings, client=b.registry.client)
+        observe("bench", f"bench-{round_}-{i}", [i], [0.1], 1.0, settings=b.settings, client=b.registry.client)
     b.add("observe_per_s", a.alerts / (time.perf_counter() - t))
 
 

@@ -4,6 +4,7 @@ Public surface::
 
     jobs        submit jobs and follow them (train_graph, train_series, score_series, get_job, list_jobs)
     scoring     scoring composed with alerting, graph entities with the outlier rule
+    detection   ``ea detect``: a file's scores and the alerting layer's decisions on them
     app         the Celery app (``celery -A workers.app worker``, or ``ea worker``)
 
 Submodules are imported on use: ``from workers import jobs`` does not start Celery's configuration.
@@ -14,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["app", "jobs", "scoring"]
+__all__ = ["app", "detection", "jobs", "scoring"]
 
 
 def __getattr__(name: str) -> Any:

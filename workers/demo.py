@@ -128,7 +128,7 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
         alerts_file = out / "alerts.jsonl"
         alerts_file.unlink(missing_ok=True)
         hooks = [alerts.JsonLinesHook(alerts_file),
-                 alerts.CallableHook(lambda n: echo(f"ALERT {n.state.upper():8} {n.incident.key} "
+                 alerts.CallableHook(lambda n: echo(f"ALERT {n.state.upper():8} {n.incident.key} ({n.incident.model}) "
                                                     f"peak {n.incident.peak_score:.2f} at {n.incident.peak_at}"),
                                      name="demo-print")]
         flagged_total = 0
@@ -137,7 +137,7 @@ def run_demo(out_dir: Path | str, *, sizes: DemoSizes | None = None, external_wo
         for name, m in metrics.items():
             model = f"demo-{name}"
             reset_stream(model, name, settings)
-            alerts.forget(name, settings=settings)  # a rerun replays the same timestamps
+            alerts.forget(model, name, settings=settings)  # a rerun replays the same rows
             df = m["frame"].iloc[m["train_until"]:]
             scores, flags, incident = [], [], []
             for start in range(0, len(df), 200):

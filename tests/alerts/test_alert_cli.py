@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from alerts import IncidentPolicy, observe
 from workers.commands.alerts import alerts_group
 
-ONE_POINT = IncidentPolicy(for_points=1, clear_points=1, cooldown=0)
+ONE_POINT = IncidentPolicy(for_points=1, clear_points=1, cooldown_points=0)
 
 
 def invoke(s, *args, env=None):
@@ -26,7 +26,7 @@ def invoke(s, *args, env=None):
 
 def test_run_tail_dead_retry_enable(alert_settings, alert_client, receiver, tmp_path: Path):
     s = alert_settings
-    observe("cpu", [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, settings=s, client=alert_client)
+    observe("m", "cpu", [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, settings=s, client=alert_client)
     receiver.answer = lambda n, key: 410
     env = {"EA_KEY_PREFIX": s.key_prefix, "EA_ALERT_WEBHOOK_URL": receiver.url, "EA_ALERT_MIN_IDLE": "1"}
     # `ea alerts run` in a real process, stopped by SIGTERM after the 410 and the dead letters.
@@ -75,7 +75,7 @@ def test_tail_follows_new_deliveries(alert_settings, alert_client):
     thread = threading.Thread(target=follow)
     thread.start()
     time.sleep(0.3)  # tail is now waiting on an empty log
-    observe("cpu", [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, settings=s, client=alert_client)
+    observe("m", "cpu", [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, settings=s, client=alert_client)
     Deliverer([CallableHook(lambda n: None, name="noop")], settings=s, client=alert_client).drain(10)
     deadline = time.monotonic() + 5
     while len(seen) < 2 and time.monotonic() < deadline:

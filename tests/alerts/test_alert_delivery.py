@@ -27,13 +27,13 @@ from alerts import (
 )
 
 FAST = {"backoff": 0.01, "backoff_max": 0.05, "min_idle": 0.3}
-ONE_POINT = IncidentPolicy(for_points=1, clear_points=1, cooldown=0)
+ONE_POINT = IncidentPolicy(for_points=1, clear_points=1, cooldown_points=0)
 
 
 def fire(s, c, n: int, prefix: str = "k") -> list:
     """``n`` incidents (firing + resolved each): 2n notifications in the outbox."""
     return [note for i in range(n)
-            for note in observe(f"{prefix}{i}", [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, settings=s, client=c)]
+            for note in observe("m", f"{prefix}{i}", [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, settings=s, client=c)]
 
 
 def deliverer(s, c, hooks, **kw):

@@ -27,12 +27,12 @@ from alerts import (
 from alerts.hooks import Hook
 from workers.app import app
 
-ONE_POINT = IncidentPolicy(for_points=1, clear_points=1, cooldown=0, group_by=("service",))
+ONE_POINT = IncidentPolicy(for_points=1, clear_points=1, cooldown_points=0, group_by=("service",))
 
 
 def fire(s, c, key="cpu") -> list[Notification]:
-    return observe(key, [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, labels={"service": "checkout"},
-                   model="m", model_version="3", evidence=[{"peer": "x", "d": 0.1}], settings=s, client=c)
+    return observe("m", key, [1, 2], [5.0, 0.0], 1.0, policy=ONE_POINT, labels={"service": "checkout"},
+                   model_version="3", evidence=[{"peer": "x", "d": 0.1}], settings=s, client=c)
 
 
 def test_webhook_signatures_verify_and_tampering_does_not(alert_settings, alert_client, receiver):

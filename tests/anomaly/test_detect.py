@@ -1,5 +1,5 @@
-"""detect_file (contract 2, ``ea detect``): one output row per input row, timestamps as given, plots and
-explanations, messy exports scored."""
+"""detect_file (contract 2, ``ea detect``: the detector's scores, the alerting layer's decisions): one output
+row per input row, timestamps as given, plots and explanations, messy exports scored."""
 
 import json
 
@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 from anomaly_synth import PLANTED, TRAIN, planted_series, series_frame
 
-from anomaly import InvalidParameter, InvalidSeries, SeriesTooShort, detect_file
+from anomaly import InvalidParameter, InvalidSeries, SeriesTooShort
+from workers.detection import detect_file
 
 
 @pytest.fixture
@@ -30,6 +31,10 @@ def test_detect_file_writes_scores_plot_and_explanations(tmp_path, series_csv):
     assert result.summary["plot"].endswith("plot.png") and (tmp_path / "plot.png").read_bytes()[:4] == b"\x89PNG"
     lines = [json.loads(line) for line in why.read_text().splitlines()]
     assert len(lines) == df["is_anomaly"].sum() == result.summary["anomalies"]
+    assert [e["row"] for e in lines] == df.index[df["is_anomaly"] == 1].tolist()  # each alert explained
+    # Every incident starts with an alert, and every alert is in an incident.
+    starts = df.index[(df["incident"].diff().fillna(df["incident"]) == 1)].tolist()
+    assert set(starts) <= set(df.index[df["is_anomaly"] == 1]) and (df["incident"][df["is_anomaly"] == 1] == 1).all()
     assert {"row", "timestamp", "score", "reason", "summary"} <= set(lines[0])
 
 

@@ -1,5 +1,6 @@
 """KnnDetector: planted anomalies found, learning (a lasting change becomes normal), calibrated scores,
-batch and streaming alike, new series warming up, explanations, persistence and errors."""
+batch and streaming alike, new series warming up, explanations, persistence and errors. What alerts is
+decided by the alerting layer's incident machine (workers.detection.IncidentDecider, what `ea detect` runs)."""
 
 import json
 
@@ -7,6 +8,8 @@ import numpy as np
 import pytest
 from anomaly_synth import PERIOD, PLANTED, TRAIN, clean_series, planted_series
 
+from alerts import IncidentMachine, IncidentPolicy
+from alerts._key_state import decode_state, encode_state
 from anomaly import (
     EMBEDDINGS,
     THRESHOLD,
@@ -17,12 +20,14 @@ from anomaly import (
     RawWindow,
     SeriesTooShort,
 )
+from workers.detection import IncidentDecider
 
 FAST_ENCODER = dict(hidden=8, epochs=3, max_windows=200)
+POLICY = IncidentPolicy()  # the defaults, whatever EA_ALERT_* the environment holds
 
 
 def alerts(det: KnnDetector, values: np.ndarray, train: int = TRAIN) -> np.ndarray:
-    scored = det.fit_detect(values, train)
+    scored = det.fit_detect(values, train, decide=IncidentDecider(POLICY))
     assert scored.score.shape == values.shape
     ok = ~np.isnan(values)
     assert np.isfinite(scored.score[ok]).all() and (scored.score[ok] >= 0).all() and (scored.score[ok] <= 1).all()
@@ -57,11 +62,11 @@ def test_a_learned_context_on_a_short_prefix_starts_from_its_pretrained_weights(
 
 
 def test_every_incident_starts_with_its_alert():
-    from anomaly.rules import incident_spans
-
-    scored = KnnDetector().fit_detect(planted_series(), TRAIN)
-    starts = [a for a, _ in incident_spans(scored.in_incident)]
-    assert starts == np.flatnonzero(scored.is_anomaly).tolist()
+    decide = IncidentDecider(POLICY)
+    scored = KnnDetector().fit_detect(planted_series(), TRAIN, decide=decide)
+    inside = decide.in_incident(scored.score.size).astype(np.int8)
+    starts = np.flatnonzero(np.diff(np.concatenate([[0], inside])) == 1).tolist()
+    assert starts == np.flatnonzero(scored.is_anomaly).tolist() != []
 
 
 def test_clean_twin_raises_nothing():
@@ -72,7 +77,7 @@ def test_lasting_level_shift_alerts_once_then_becomes_normal_and_a_later_anomaly
     v = clean_series(n=4000)
     v[1500:] += 3.0  # for good
     det = KnnDetector()
-    scored = det.fit_detect(v, TRAIN)
+    scored = det.fit_detect(v, TRAIN, decide=IncidentDecider(POLICY))
     assert np.flatnonzero(scored.is_anomaly).tolist() == [1500]
     # Normal again within 2 * context + delay rows (the long context's windows must join the references).
     settle = 2 * det.settings["context"] + det.settings["delay"]
@@ -97,7 +102,7 @@ def test_noise_free_periodic_series_has_bounded_scores_and_still_alerts():
     t = np.arange(3000)
     v = np.sin(2 * np.pi * t / 50)
     det = KnnDetector()
-    scored = det.fit_detect(v, TRAIN)
+    scored = det.fit_detect(v, TRAIN, decide=IncidentDecider(POLICY))
     assert not scored.is_anomaly.any() and scored.score.max() <= 1.0
     v[2000] += 0.5
     assert alerts(KnnDetector(), v).tolist() in ([2000], [2001], [2002])
@@ -118,17 +123,22 @@ def test_streaming_with_saved_state_decides_exactly_as_batch():
     v = planted_series()
     v[1000:1003] = np.nan  # missing values on the way
     det = KnnDetector()
-    batch = det.fit_detect(v, TRAIN)
+    batch = det.fit_detect(v, TRAIN, decide=IncidentDecider(POLICY))
     rng = np.random.default_rng(0)
     scorer, pos, scores, flags = det.continuation(), TRAIN, [], []
+    state = None
     while pos < v.size:
         m = int(rng.integers(1, 400))
-        out = scorer.update(v[pos : pos + m])
+        decide = IncidentDecider(POLICY)
+        decide.machine = IncidentMachine(POLICY, threshold=THRESHOLD, model="detect", key="series", state=state)
+        out = scorer.update(v[pos : pos + m], decide=decide)
         scores.append(out.score)
         flags.append(out.is_anomaly)
         pos += m
         meta, arrays = scorer.to_state()
         scorer = det.resume(json.loads(json.dumps(meta)), arrays, continuation=True)  # as through Redis
+        # ... and the incident machine's state too
+        state = decode_state(encode_state(decide.machine.state)[0].encode(), "test")
     np.testing.assert_array_equal(np.concatenate(scores), batch.score[TRAIN:])
     np.testing.assert_array_equal(np.concatenate(flags), batch.is_anomaly[TRAIN:])
 
@@ -137,7 +147,7 @@ def test_missing_values_never_alert_and_get_no_score():
     v = clean_series(n=3000)
     v[1200:1210] = np.nan  # a gap longer than max_missing
     v[1500] = np.nan
-    scored = KnnDetector().fit_detect(v, TRAIN)
+    scored = KnnDetector().fit_detect(v, TRAIN, decide=IncidentDecider(POLICY))
     assert np.isnan(scored.score[1200:1210]).all() and np.isnan(scored.score[1500])
     assert not scored.is_anomaly.any()
 
@@ -147,16 +157,18 @@ def test_new_series_warms_up_then_alerts():
     other = clean_series(seed=7, n=2000) * 3 + 50  # another host: another level and scale
     other[1200] += 30
     scorer = det.new_stream()
-    out = scorer.update(other)
+    out = scorer.update(other, decide=IncidentDecider(POLICY))
     rows = np.flatnonzero(out.is_anomaly)
     assert rows.tolist() == [1200], rows.tolist()
-    assert not out.is_anomaly[: det.settings["warmup"]].any()
+    # During its warm-up the new series reads large distances (another level) but does not alert.
+    warmup = POLICY.warmup_points
+    assert not out.is_anomaly[:warmup].any() and (out.score[:warmup] >= THRESHOLD).any()
 
 
 def test_alert_explains_itself():
     v = planted_series()
     ts = (np.datetime64("2026-01-01") + np.arange(v.size) * np.timedelta64(5, "m")).astype("datetime64[ns]")
-    scored = KnnDetector().fit_detect(v, TRAIN, ts.astype(np.int64))
+    scored = KnnDetector().fit_detect(v, TRAIN, ts.astype(np.int64), decide=IncidentDecider(POLICY))
     by_row = {e["row"]: e for e in scored.explanations if e["alert"]}
     spike = by_row[PLANTED["spike"][0]]
     assert spike["reason"] == "value range" and "outside every value seen before" in spike["summary"]
@@ -190,7 +202,7 @@ def test_large_training_prefix_uses_the_hnswlib_index():
     det = KnnDetector("raw").fit(v[:6000])
     assert det.references[0].static_index is not None and len(det.references[0].static_index) == 6000 - 15
     v[7000] += 5
-    out = det.continuation().update(v[6000:])
+    out = det.continuation().update(v[6000:], decide=IncidentDecider(POLICY))
     assert np.flatnonzero(out.is_anomaly).tolist() == [1000]
 
 

@@ -63,11 +63,14 @@ def score_args(tmp_path, model_name, settings):
 
 
 def _stream_times(settings, model: str, series_id: str) -> np.ndarray:
-    from anomaly.service import _state_key
+    from anomaly import StreamScorer, load_detector
+    from anomaly._stream_state import from_hash, state_key
     from vectorstore import ModelRegistry
 
-    raw = ModelRegistry(settings).client.hget(_state_key(settings, model, series_id), "times")
-    return np.frombuffer(raw, "<i8")
+    registry = ModelRegistry(settings)
+    meta, arrays = from_hash(registry.client.hgetall(state_key(settings.key_prefix, model, series_id)))
+    scorer: StreamScorer = load_detector(registry, model)[1].new_stream().load_state(meta, arrays)
+    return scorer.times
 
 
 def test_ea_score_reads_with_the_options(score_args, settings):

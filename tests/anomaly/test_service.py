@@ -13,10 +13,12 @@ from anomaly_synth import PLANTED, TRAIN, clean_series, planted_series, series_f
 from click.testing import CliRunner
 
 from anomaly import KnnDetector
+from anomaly._stream_state import former_state_key, state_key
 from anomaly.exceptions import InvalidSeries
 from anomaly.service import score_points, train_detector
 from vectorstore import ModelRegistry
 from workers.cli import main
+from workers.detection import IncidentDecider
 from workers.jobs import submit
 from workers.scoring import entity_outliers
 
@@ -49,7 +51,7 @@ def test_train_series_job_publishes_and_score_series_continues_the_training_seri
     df = pd.read_csv(series_csv)
     flagged, notified = _stream(model_name, "cpu-1", df, TRAIN)
     # Streaming through the task, state in Redis between batches, decides exactly as batch detection.
-    batch = KnnDetector().fit_detect(df.value.to_numpy(), TRAIN)
+    batch = KnnDetector().fit_detect(df.value.to_numpy(), TRAIN, decide=IncidentDecider())
     assert flagged == np.flatnonzero(batch.is_anomaly).tolist()
     for kind, (a, b) in PLANTED.items():
         assert any(a <= i <= b + 16 for i in flagged), f"the planted {kind} was not flagged: {flagged}"
@@ -69,31 +71,27 @@ def test_a_new_series_id_warms_up_before_it_can_page(celery_worker, series_csv, 
 
 
 def redis_state(settings, model: str, series_id: str) -> dict:
-    from anomaly.service import _state_key
-
-    return ModelRegistry(settings).client.hgetall(_state_key(settings, model, series_id))
+    return ModelRegistry(settings).client.hgetall(state_key(settings.key_prefix, model, series_id))
 
 
 def test_a_state_under_the_former_key_is_carried_over_and_series_have_slots_of_their_own(series_csv, model_name,
                                                                                            settings):
     from redis.cluster import key_slot
 
-    from anomaly.service import _former_state_key, _state_key
-
     train_detector(str(series_csv), name=model_name, train_until=TRAIN)
     score_points(model_name, "web-1", ["2026-02-01 00:00", "2026-02-01 00:05"], [1.0, 1.1])
     # As a worker of the former layout left it: the state under {model}, nothing under the series' own key.
     client = ModelRegistry(settings).client
-    state = client.hgetall(_state_key(settings, model_name, "web-1"))
-    client.delete(_state_key(settings, model_name, "web-1"))
-    client.hset(_former_state_key(settings, model_name, "web-1"), mapping=state)
+    state = client.hgetall(state_key(settings.key_prefix, model_name, "web-1"))
+    client.delete(state_key(settings.key_prefix, model_name, "web-1"))
+    client.hset(former_state_key(settings.key_prefix, model_name, "web-1"), mapping=state)
     from anomaly import service
 
     service._live.clear()  # another worker: nothing of this stream in memory
     out = score_points(model_name, "web-1", ["2026-02-01 00:10"], [1.2])
     assert out["position"] == json.loads(state[b"meta"])["position"] + 1  # continued, not started again
-    assert not client.exists(_former_state_key(settings, model_name, "web-1"))
-    slots = {key_slot(_state_key(settings, model_name, f"web-{i}").encode()) for i in range(20)}
+    assert not client.exists(former_state_key(settings.key_prefix, model_name, "web-1"))
+    slots = {key_slot(state_key(settings.key_prefix, model_name, f"web-{i}").encode()) for i in range(20)}
     assert len(slots) > 10  # a detector's series spread over a cluster's slots
 
 
@@ -110,7 +108,8 @@ def test_lasting_level_shift_is_one_incident(celery_worker, series_csv, model_na
     entries = ModelRegistry(settings).client.xrange(AlertKeys(settings.key_prefix).outbox)
     notes = [Notification.from_json(f[b"n"]) for _, f in entries]
     firing = [n for n in notes if n.incident.key == "cpu-9" and n.state == "firing"]
-    assert len(firing) == 1
+    assert len(firing) == 1 and firing[0].incident.model == model_name
+    assert firing[0].incident.model_version == str(ModelRegistry(settings).active_version(model_name))
     evidence = firing[0].incident.evidence[0]
     assert evidence["row"] == 1500 and evidence["score"] >= 0.5 and evidence["summary"]
 
@@ -118,7 +117,7 @@ def test_lasting_level_shift_is_one_incident(celery_worker, series_csv, model_na
 def test_score_points_accepts_missing_values_and_rejects_bad_batches(series_csv, model_name, settings):
     train_detector(str(series_csv), name=model_name, train_until=TRAIN)
     out = score_points(model_name, "s", ["2026-02-01 00:00", "2026-02-01 00:05"], [None, 1.0])
-    assert out["scores"][0] is None and out["is_anomaly"] == [0, 0] and out["warming_up"]
+    assert out["scores"][0] is None and out["new_series"] and "is_anomaly" not in out  # scores, no decision
     with pytest.raises(InvalidSeries, match="infinite"):
         score_points(model_name, "s", ["2026-02-01 00:10"], [float("inf")])
     with pytest.raises(InvalidSeries, match="timestamps"):

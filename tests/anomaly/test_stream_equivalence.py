@@ -8,28 +8,47 @@ import pandas as pd
 import pytest
 from anomaly_synth import TRAIN, clean_series, planted_series
 
-from anomaly import KnnDetector
+from alerts import IncidentMachine, IncidentPolicy
+from alerts._key_state import decode_state, encode_state
+from anomaly import THRESHOLD, KnnDetector
+from workers.detection import IncidentDecider
 
 FIELDS = ("score", "is_anomaly", "distance", "p_value", "channel", "in_incident")
+POLICY = IncidentPolicy()
+
+
+def batch_of(det: KnnDetector, values: np.ndarray, train: int) -> dict:
+    """Every field of a batch detection, with the rows in incidents."""
+    decide = IncidentDecider(POLICY)
+    scored = det.fit_detect(values, train, decide=decide)
+    return {**{f: getattr(scored, f) for f in FIELDS if f != "in_incident"},
+            "in_incident": decide.in_incident(values.size)}
 
 
 def streamed(det: KnnDetector, values: np.ndarray, start: int, sizes: list[int], *, round_trip: bool) -> dict:
-    """Score ``values[start:]`` in batches of the given sizes (cycled), optionally restoring the scorer from
-    its saved state after every batch."""
-    scorer, pos, parts, i = det.continuation(), start, [], 0
+    """Score ``values[start:]`` in batches of the given sizes (cycled), optionally restoring the scorer and
+    the incident machine from their saved states after every batch."""
+    scorer, pos, parts, incident, i = det.continuation(), start, [], [], 0
+    decide = IncidentDecider(POLICY)
     while pos < values.size:
-        m = sizes[i % len(sizes)]
-        parts.append(scorer.update(values[pos : pos + m]))
+        m = min(sizes[i % len(sizes)], values.size - pos)
+        parts.append(scorer.update(values[pos : pos + m], decide=decide))
+        incident.append(decide.in_incident(pos + m)[pos:])
         pos, i = pos + m, i + 1
         if round_trip:
             meta, arrays = scorer.to_state()
             scorer = det.resume(json.loads(json.dumps(meta)), arrays, continuation=True)
-    return {f: np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS}
+            state = decode_state(encode_state(decide.machine.state)[0].encode(), "test")
+            decide = IncidentDecider(POLICY)
+            decide.machine = IncidentMachine(POLICY, threshold=THRESHOLD, model="detect", key="series", state=state)
+    return {**{f: np.concatenate([getattr(p, f) for p in parts]) for f in FIELDS if f != "in_incident"},
+            "in_incident": np.concatenate(incident)}
 
 
-def assert_same(stream: dict, batch, start: int) -> None:
+def assert_same(stream: dict, batch: dict, start: int) -> None:
+    assert batch["is_anomaly"].any()  # something to decide alike
     for f in FIELDS:
-        np.testing.assert_array_equal(stream[f], getattr(batch, f)[start:], err_msg=f)
+        np.testing.assert_array_equal(stream[f], batch[f][start:], err_msg=f)
 
 
 def test_scattered_missing_values_are_scored_alike_in_batch_and_stream():
@@ -38,8 +57,8 @@ def test_scattered_missing_values_are_scored_alike_in_batch_and_stream():
     v[rng.choice(np.arange(TRAIN, v.size), v.size // 20, replace=False)] = np.nan  # one row in 20 missing
     v[3000:3010] = np.nan  # and a gap longer than max_missing
     det = KnnDetector()
-    batch = det.fit_detect(v, TRAIN)  # query rows skip the missing ones: their bands jump
-    assert np.isnan(batch.score[np.isnan(v)]).all() and not batch.is_anomaly[np.isnan(v)].any()
+    batch = batch_of(det, v, TRAIN)  # query rows skip the missing ones: their bands jump
+    assert np.isnan(batch["score"][np.isnan(v)]).all() and not batch["is_anomaly"][np.isnan(v)].any()
     assert_same(streamed(det, v, TRAIN, [1, 7, 100, 333], round_trip=True), batch, TRAIN)
 
 
@@ -49,7 +68,7 @@ def test_a_training_set_in_the_hnswlib_index_is_searched_alike_in_batch_and_stre
     v[6500] += 4
     v[6000:6100] += 0.5
     det = KnnDetector()
-    batch = det.fit_detect(v, 5000)
+    batch = batch_of(det, v, 5000)
     assert det.references[0].static_index is not None  # more training windows than are searched exactly
     assert_same(streamed(det, v, 5000, sizes, round_trip=sizes == [100]), batch, 5000)
 
@@ -62,32 +81,38 @@ def test_a_state_saved_with_the_calibration_as_json_lists_still_resumes_identica
     meta, arrays = scorer.to_state()
     assert all(f"cal{c}_readings" in arrays for c in range(len(det.channels)))
     # The layout before the readings left the JSON part: lists in meta, no calibration arrays.
-    old_meta = {**meta, "calibrators": [cal.to_state() for cal in scorer.calibrators]}
+    old_meta = {**meta, "calibrators": [{"recent": cal.recent.tolist(), "readings": cal.readings.tolist(),
+                                         "fit": list(cal.fit) if cal.fit else None, "screened": cal.screened.tolist()}
+                                        for cal in scorer.calibrators]}
     old_arrays = {k: b for k, b in arrays.items() if not k.startswith("cal")}
     old = det.resume(json.loads(json.dumps(old_meta)), old_arrays, continuation=True).update(v[2000:])
     new = det.resume(json.loads(json.dumps(meta)), arrays, continuation=True).update(v[2000:])
-    for f in FIELDS:
+    for f in ("score", "distance", "p_value", "channel"):
         np.testing.assert_array_equal(getattr(old, f), getattr(new, f), err_msg=f)
 
 
 @pytest.mark.parametrize("step", [1000, 100])
-def test_score_points_through_redis_decides_as_batch_whatever_the_batch_size(settings, model_name, step):
-    from anomaly.service import _state_key, score_points, train_detector
+def test_score_series_through_redis_decides_as_batch_whatever_the_batch_size(settings, model_name, step):
+    from anomaly._stream_state import state_key
+    from anomaly.service import train_detector
     from vectorstore import ModelRegistry
+    from workers.scoring import score_series
 
     v = planted_series()
     ts = pd.date_range("2026-01-01", periods=v.size, freq="5min", tz="UTC")
     train_detector(pd.DataFrame({"timestamp": ts[:TRAIN], "value": v[:TRAIN]}), name=model_name, series_id="s")
-    flags, scores = [], []
+    flags, scores, incident = [], [], []
     for a in range(TRAIN, v.size, step):
-        out = score_points(model_name, "s", ts[a : a + step].astype(str).tolist(), v[a : a + step].tolist())
+        out = score_series(model_name, "s", ts[a : a + step].astype(str).tolist(), v[a : a + step].tolist())
         assert out["timestamps"] == [t.isoformat() for t in ts[a : a + step]]
         flags += out["is_anomaly"]
         scores += out["scores"]
-    batch = KnnDetector().fit_detect(v, TRAIN)
-    assert flags == batch.is_anomaly[TRAIN:].astype(int).tolist()
-    np.testing.assert_array_equal(np.array(scores, float), batch.score[TRAIN:])
-    state = ModelRegistry(settings).client.hgetall(_state_key(settings, model_name, "s"))
+        incident += out["in_incident"]
+    batch = batch_of(KnnDetector(), v, TRAIN)
+    assert flags == batch["is_anomaly"][TRAIN:].astype(int).tolist() and any(flags)
+    assert incident == batch["in_incident"][TRAIN:].astype(int).tolist()
+    np.testing.assert_array_equal(np.array(scores, float), batch["score"][TRAIN:])
+    state = ModelRegistry(settings).client.hgetall(state_key(settings.key_prefix, model_name, "s"))
     assert b"cal0_readings" in state and b"readings" not in json.loads(state[b"meta"])["calibrators"][0]
 
 

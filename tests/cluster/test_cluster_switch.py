@@ -59,7 +59,7 @@ def test_celery_is_not_pointed_at_the_cluster():
 def test_keys_that_change_together_share_a_slot(settings):
     keys = AlertKeys(settings.key_prefix)
     alert_keys = [keys.outbox, keys.retry, keys.dead, keys.delivered, keys.open, keys.disabled, keys.hooks,
-                  keys.hooks_version, keys.state("series", "s{1}"), keys.delivery("inc_1:firing")]
+                  keys.hooks_version, keys.state("series", "m", "s{1}"), keys.delivery("inc_1:firing")]
     assert len({key_slot(k.encode()) for k in alert_keys}) == 1
     registry = ModelRegistry(settings)
     model_keys = [registry.keys.active("m"), registry.keys.manifest("m", 3), registry.channel("m"),

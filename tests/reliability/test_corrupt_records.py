@@ -61,7 +61,9 @@ def _batch(name: str, series: str, frame: pd.DataFrame, a: int) -> dict:
 
 
 def _state_key(settings, name: str, series: str) -> str:
-    return f"{settings.key_prefix}series:{{{name}:{series}}}:state"
+    from anomaly._stream_state import state_key
+
+    return state_key(settings.key_prefix, name, series)
 
 
 def _meta(redis_client, key: str) -> dict:
@@ -75,7 +77,8 @@ GARBAGE = {
     "meta a JSON list": lambda meta: {"meta": b"[1, 2]"},
     "meta empty object": lambda meta: {"meta": b"{}"},
     "non-numeric position": lambda meta: {"meta": json.dumps({**meta, "position": "abc"})},
-    "non-numeric last alert": lambda meta: {"meta": json.dumps({**meta, "rule": {**meta["rule"], "last_alert": "x"}})},
+    "non-numeric values seen": lambda meta: {"meta": json.dumps({**meta, "value_range": {**meta["value_range"],
+                                                                                          "seen": "x"}})},
     "calibrations not objects": lambda meta: {"meta": json.dumps({**meta,
                                                                   "calibrators": [1] * len(meta["calibrators"])})},
     "version not a number": lambda meta: {"meta": json.dumps({**meta, "version": "v1"})},
@@ -101,7 +104,7 @@ def test_a_corrupt_stream_state_restarts_the_series_loudly(detector_model, setti
     assert "junk" not in caplog.text and "abc" not in caplog.text
     assert len(out["scores"]) == STEP and out["version"] == first["version"]
     if series == "train":  # the training series continues right after its prefix: scored from the first row
-        assert out["position"] == TRAIN + STEP and not out["warming_up"]
+        assert out["position"] == TRAIN + STEP and not out["new_series"]
     # The state was rewritten whole: the next batch reads it back without complaint.
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="anomaly.service"):
@@ -222,19 +225,19 @@ def test_garbage_dead_letters_delivered_log_and_disabled_marks_are_listed_not_ra
 
 def test_a_garbage_incident_state_starts_the_key_afresh_and_garbage_open_incidents_are_skipped(own, caplog) -> None:
     s, c, keys = own
-    policy = IncidentPolicy(for_points=1, clear_points=1, cooldown=0)
-    [firing] = observe("cpu", [1.0], [0.9], 0.5, policy=policy, settings=s, client=c)
+    policy = IncidentPolicy(for_points=1, clear_points=1, cooldown_points=0)
+    [firing] = observe("m", "cpu", [1.0], [0.9], 0.5, policy=policy, settings=s, client=c)
     for garbage in (b"\xff{", b"[1]", json.dumps({"last": "x"}), json.dumps({"open": {"id": "i"}})):
-        c.set(keys.state("series", "cpu"), garbage)
+        c.set(keys.state("series", "m", "cpu"), garbage)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="alerts.incidents"):
-            notes = observe("cpu", [2.0], [0.9], 0.5, policy=policy, settings=s, client=c)
+            notes = observe("m", "cpu", [2.0], [0.9], 0.5, policy=policy, settings=s, client=c)
         assert [n.state for n in notes] == ["firing"]  # the key starts afresh: a new incident
-        assert [r.levelname for r in caplog.records] == ["ERROR"] and keys.state("series", "cpu") in caplog.text
+        assert [r.levelname for r in caplog.records] == ["ERROR"] and keys.state("series", "m", "cpu") in caplog.text
     c.hset(keys.open, "inc_garbage", b"\xff{junk")
     c.hset(keys.open, "inc_wrong", json.dumps({"id": "x", "state": "firing"}))
     assert firing.incident.id in {i.id for i in open_incidents(settings=s, client=c)}
-    forget("cpu", settings=s, client=c)
+    forget("m", "cpu", settings=s, client=c)
     assert open_incidents(settings=s, client=c) == []
     assert c.hlen(keys.open) == 2  # the garbage ones are left for someone to look at
 

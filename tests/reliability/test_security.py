@@ -357,8 +357,8 @@ def test_webhook_secret_and_password_are_never_logged(settings, caplog) -> None:
         hooks = [WebhookHook(f"http://ops:{password}@127.0.0.1:{port}/hook", secret),
                  WebhookHook(f"http://ops:{password}@127.0.0.1:{port}/first", secret, name="first"),
                  WebhookHook(f"http://ops:{password}@127.0.0.1:1/refused", secret, name="refused")]
-        observe("cpu", [1, 2], [5.0, 0.0], 1.0, policy=IncidentPolicy(for_points=1, clear_points=1, cooldown=0),
-                model="m", model_version="1", settings=alert_settings, client=client)
+        observe("m", "cpu", [1, 2], [5.0, 0.0], 1.0, model_version="1", settings=alert_settings, client=client,
+                policy=IncidentPolicy(for_points=1, clear_points=1, cooldown_points=0))
         stats = Deliverer(hooks, settings=alert_settings, client=client, max_attempts=2, backoff=0.01,
                           backoff_max=0.02).drain(20)
         assert stats.dead >= 1  # failures happened, and were logged

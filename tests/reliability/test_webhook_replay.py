@@ -101,8 +101,8 @@ def outbox(settings: Settings):
 
 
 def _fire(alert_settings: Settings, client, key: str = "cpu") -> None:
-    observe(key, [1, 2], [5.0, 0.0], 1.0, policy=IncidentPolicy(for_points=1, clear_points=1, cooldown=0),
-            model="m", model_version="1", settings=alert_settings, client=client)
+    observe("m", key, [1, 2], [5.0, 0.0], 1.0, policy=IncidentPolicy(for_points=1, clear_points=1, cooldown_points=0),
+            model_version="1", settings=alert_settings, client=client)
 
 
 def _deliver(alert_settings: Settings, client, url: str):

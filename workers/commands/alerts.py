@@ -87,7 +87,8 @@ def tail_cmd(last, follow, as_json) -> None:
                 continue
             inc = d.notification.incident
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.at))
-            click.echo(f"{when}  {d.notification.state:<8} {inc.kind} {inc.key}  peak {inc.peak_score:.4g} > "
+            by = f" ({inc.model})" if inc.model else ""
+            click.echo(f"{when}  {d.notification.state:<8} {inc.kind} {inc.key}{by}  peak {inc.peak_score:.4g} > "
                        f"{inc.threshold:.4g}  start {inc.start}  -> {d.hook}  [{d.notification.idempotency_key}]")
     except KeyboardInterrupt:
         pass

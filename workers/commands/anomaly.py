@@ -58,11 +58,12 @@ def _read_options(timestamp_col: str, value_col: str, duplicates: str) -> ReadOp
 @_read_flags
 def detect(input_csv, train_until, scores_out, plot, explain, embedding, window, params, timestamp_col, value_col,
            duplicates) -> None:
-    """Fit a kNN-distance detector on the first N rows and score every row causally, learning as it goes.
+    """Fit a kNN-distance detector on the first N rows and score every row causally, learning as it goes;
+    the alerting layer's incident machine (EA_ALERT_* settings) decides which rows alert (is_anomaly).
 
     Prints one JSON line: rows, anomalies, the window, timings and the files written.
     """
-    from anomaly import detect_file
+    from ..detection import detect_file
 
     result = detect_file(input_csv, train_until, scores_out, plot=plot, embedding=embedding, window=window,
                          explain=explain, read_options=_read_options(timestamp_col, value_col, duplicates),
