@@ -31,8 +31,13 @@ demo: $(STAMP)
 	$(VENV)/bin/ea demo
 
 # The test session starts a redis-server when none answers on EA_TEST_REDIS_URL and stops it afterwards.
+# The suite runs on EA_TEST_WORKERS pytest-xdist workers (its tests mostly wait on workers, servers and
+# timeouts, so more workers than cores; 0 runs it in one process); tests/_scheduling.py says which tests share
+# a worker. PYTEST_ARGS adds pytest options: `make test PYTEST_ARGS="-k cluster --durations=20"`.
+EA_TEST_WORKERS ?= 4
+PYTEST_ARGS ?=
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(EA_TEST_WORKERS) $(PYTEST_ARGS) tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

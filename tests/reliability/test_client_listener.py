@@ -9,6 +9,7 @@ import time
 
 import pytest
 from _reliability import copy_version, wait_for
+from redis.cluster import RedisCluster
 
 from recsys import RecommendationClient
 from vectorstore import ModelRegistry
@@ -21,12 +22,25 @@ def model(trained_model, model_name, settings) -> str:
     return model_name
 
 
+def wait_subscribed(registry: ModelRegistry, channel: str, listeners: int) -> None:
+    """Wait until ``listeners`` connections are subscribed to ``channel`` (a notice sent before is missed).
+
+    On a cluster each node counts the subscribers connected to it: they are asked all."""
+    client = registry.client
+    options = {"target_nodes": RedisCluster.ALL_NODES} if isinstance(client, RedisCluster) else {}
+
+    def subscribed() -> bool:
+        return sum(n for _, n in client.pubsub_numsub(channel, **options)) >= listeners
+
+    wait_for(subscribed, 30, 0.02, f"{listeners} listener(s) to subscribe to {channel}")
+
+
 def test_stray_messages_do_not_end_the_listener(settings, model):
     registry = ModelRegistry(settings)
     channel = registry.channel(model)
     # Polling off: only the listener can bring the new version.
     with RecommendationClient(model=model, settings=settings, refresh_interval=0) as client:
-        time.sleep(0.3)  # subscribed
+        wait_subscribed(registry, channel, 1)
         for junk in ["[]", "not json", '{"event": 1}', '{"event": "activated", "version": "x"}', "null",
                      '{"event": "staged", "version": 1e400}', b"\xff\xfe", '{"version": -3}']:
             registry.client.publish(channel, junk)
@@ -73,7 +87,8 @@ def test_a_forked_child_follows_new_versions(settings, model, listen):
         child.start()
         try:
             assert parent_end.poll(10) and parent_end.recv() == "ready"
-            time.sleep(0.5)  # the child's threads subscribe
+            if listen:  # the child's listener too
+                wait_subscribed(registry, registry.channel(model), 2)
             new = copy_version(registry, model, model)
             assert parent_end.poll(20), "the forked child never answered"
             assert parent_end.recv() == new, "the forked child kept serving the old version"
