@@ -36,8 +36,9 @@ import scipy.sparse as sp
 
 from ..exceptions import InvalidInteractions, UnknownItem, UnknownUser
 from . import _files, _ingest
+from ._ingest import MAX_WEIGHT, MIN_WEIGHT
 
-__all__ = ["Interactions"]
+__all__ = ["MAX_WEIGHT", "MIN_WEIGHT", "Interactions"]
 
 logger = logging.getLogger(__name__)
 

@@ -18,6 +18,7 @@ import redis
 from vectorstore import ModelRegistry
 
 from ..data.interactions import Interactions
+from ..data.item_table import metadata_value_problem
 from .delta_log import read_log
 
 __all__ = ["Recorded", "recorded"]
@@ -74,6 +75,10 @@ class Recorded:
             if item not in pos:
                 continue
             for name, value in values.items():
+                problem = metadata_value_problem(value)
+                if problem is not None:  # recorded before writers refused it: it costs this value, not the training
+                    log.warning("item %r: field %r left out of the training's metadata: %s", item, name, problem)
+                    continue
                 out.setdefault(name, [None] * len(item_ids))[pos[item]] = value
         return out
 

@@ -33,10 +33,10 @@ from typing import Any
 
 from vectorstore import ModelRegistry, Settings, get_settings
 
-from ..data.ids import check_id
+from ..data.interactions import MAX_WEIGHT, MIN_WEIGHT
 from ..exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
 from . import _milvus_deltas
-from ._checks import delta_ids, field_values, positive
+from ._checks import delta_id, delta_ids, field_values, positive
 from ._fold_in import updated_users, upserted_item
 from ._target_version import TargetVersion, answered
 from .delta_log import read_log, sign_body
@@ -192,10 +192,13 @@ class CatalogueWriter:
         mean vector: the centre of what its users chose). Optional ``"metadata": {field: value}``.
 
         Raises:
-            InvalidDelta: no items, an item without a vector or users, a vector of the wrong dimension or
+            InvalidDelta: not a list, no items, an item without a vector or users, a vector of the wrong dimension or
                 with NaN/inf, a bad metadata value (each names the item).
             UnknownUser: none of an item's users is known (names them).
         """
+        if items is None or isinstance(items, str | bytes | Mapping) or not hasattr(items, "__iter__"):
+            raise InvalidDelta(f"upsert_items: give a list of {{'id', 'vector' or 'users'}} items, got "
+                               f"{type(items).__name__}")
         items = list(items)
         if not items:
             raise InvalidDelta("upsert_items: no items given")
@@ -237,11 +240,12 @@ class CatalogueWriter:
         """
         if not isinstance(interactions, Mapping) or not interactions:
             raise InvalidDelta("update_users: give {user: [item, ...]} with at least one user")
-        wanted = {check_id(u, "user"): delta_ids(v, "item") for u, v in interactions.items()}
-        given = {check_id(u, "user"): list(w) for u, w in (weights or {}).items()}
+        wanted = {delta_id(u, "user"): delta_ids(v, "item") for u, v in interactions.items()}
+        given = {delta_id(u, "user"): list(w) for u, w in (weights or {}).items()}
         for user, w in given.items():
             if user not in wanted or len(w) != len(wanted[user]) or not all(positive(x) for x in w):
-                raise InvalidDelta(f"update_users: weights of user {user!r} must be one finite number > 0 per item")
+                raise InvalidDelta(f"update_users: weights of user {user!r} must be one number in "
+                                   f"{MIN_WEIGHT:g}..{MAX_WEIGHT:g} per item (as training takes them)")
 
         def build(state: TargetVersion) -> tuple[dict, int, list]:
             return updated_users(state, wanted, given)
@@ -260,7 +264,7 @@ class CatalogueWriter:
             raise InvalidDelta("update_metadata: give {item: {field: value}} with at least one item")
         values: dict[str, Any] = {}
         for item, fields in items.items():
-            name = check_id(item, "item")
+            name = delta_id(item, "item")
             values[name] = field_values(name, fields)
 
         def build(state: TargetVersion) -> tuple[dict, int, list]:
