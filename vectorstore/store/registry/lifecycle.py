@@ -19,6 +19,7 @@ from ...platform.settings import Settings
 from ..milvus import drop_collection, follow_activation
 from .keys import check_name
 from .leases import Leases
+from .notices import ModelNotice
 from .reading import RegistryReads
 
 __all__ = ["RegistryLifecycle"]
@@ -50,7 +51,7 @@ class RegistryLifecycle(RegistryReads):
         manifest = self.manifest(model, version)  # exists, complete and (with a key) correctly signed
         # The Milvus alias first (a Milvus-backed version): if it fails, nothing switched.
         follow_activation(self.settings, manifest.get("meta", {}))
-        notice = json.dumps({"model": model, "version": int(version), "event": "activated"})
+        notice = ModelNotice(ModelNotice.ACTIVATED, model, int(version)).encode()
         self._redis(self._activate, keys=[self.keys.active(model)], args=[int(version), self.channel(model), notice])
         log.info("activated %s v%s", model, version)
 

@@ -26,6 +26,7 @@ from ._manifest import sign
 from ._parts import array_part, blob_part, table_digest
 from .keys import check_name, table_label
 from .lifecycle import RegistryLifecycle
+from .notices import ModelNotice
 from .rows import TAG_BYTES, RowSeal
 
 __all__ = ["RegistryPublishing"]
@@ -154,10 +155,10 @@ class RegistryPublishing(RegistryLifecycle):
             self._write_hash(data_key, payload, ttl)
             for name, rows in tables.items():
                 self._write_hash(table_keys[name], dict(rows), ttl)
-            notice = json.dumps({"model": model, "version": version, "event": "activated"})
+            notice = ModelNotice(ModelNotice.ACTIVATED, model, version).encode()
             # A version stored without activation is announced as staged: readers can load it ahead of
             # time, so that a later activate() switches them in milliseconds however large it is.
-            staged = json.dumps({"model": model, "version": version, "event": "staged"})
+            staged = ModelNotice(ModelNotice.STAGED, model, version).encode()
             activated = self._commit(
                 keys=[self.keys.active(model), self.keys.manifest(model, version), self.keys.versions(model),
                       self.keys.tokens(model), data_key, *table_keys.values()],
