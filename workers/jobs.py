@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 
 from vectorstore import RedisUnavailable, Settings, connect, get_settings, redact_url
 
+from ._job_records import JobKeys, encode_job_entry
 from ._job_records import job_entry as _entry
 from ._job_records import progress_report as _report
 from ._progress_view import ProgressView
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def _jobs_key(settings: Settings) -> str:
-    return f"{settings.key_prefix}jobs"
+    return JobKeys(settings.key_prefix).jobs
 
 
 @dataclass(frozen=True)
@@ -153,14 +154,12 @@ class JobHandle:
 
     def progress_log(self, settings: Settings | None = None) -> list[dict[str, Any]]:
         """Every progress report the job made, oldest first (the last 500), each with its time ``at``."""
-        from .tasks._progress import progress_log_key
-
         if settings is not None:
             client = connect(settings)
         else:
             settings = get_settings()
             self._client = client = self._client or connect(settings)
-        raw = client.lrange(progress_log_key(settings.key_prefix, self.id), 0, -1)
+        raw = client.lrange(JobKeys(settings.key_prefix).progress(self.id), 0, -1)
         reports = [_report(r) for r in raw]
         if None in reports:  # garbage written into Redis: progress is informative, the rest still shows
             log.warning("job %s: %d progress report(s) that are not reports skipped", self.id, reports.count(None))
@@ -200,7 +199,7 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
                                "the job was not queued") from None
     key = _jobs_key(settings)
     pipe = client.pipeline(transaction=True)
-    pipe.zadd(key, {json.dumps({"id": result.id, "task": task}): time.time()})
+    pipe.zadd(key, {encode_job_entry(result.id, task): time.time()})
     pipe.zremrangebyrank(key, 0, -_KEEP_JOBS - 1)
     pipe.execute()
     return JobHandle(result.id, task)
