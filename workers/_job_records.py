@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["JobKeys", "encode_job_entry", "encode_progress", "job_entry", "progress_report"]
+__all__ = ["JobEntry", "JobKeys", "encode_job_entry", "encode_progress", "job_entry", "progress_report"]
 
 
 class JobKeys:
@@ -55,14 +55,22 @@ def encode_progress(report: dict[str, Any]) -> str:
     return json.dumps({"at": time.time(), **report})
 
 
-def job_entry(raw: bytes) -> dict[str, str] | None:
-    """A submission record (``{"id", "task"}``), or None when it holds garbage."""
+class JobEntry(NamedTuple):
+    """A submission record: the job's id and task name."""
+
+    id: str
+    task: str
+
+
+def job_entry(raw: bytes) -> JobEntry | None:
+    """A submission record, or None when it holds garbage."""
     try:
         entry = json.loads(raw)
     except ValueError:  # UnicodeDecodeError alike
         return None
-    ok = isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("id", "task"))
-    return entry if ok else None
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("id", "task")):
+        return None
+    return JobEntry(entry["id"], entry["task"])
 
 
 def progress_report(raw: bytes) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ from kombu.exceptions import OperationalError
 
 from vectorstore import RedisUnavailable, Settings, connect, get_settings, redact_url
 
-from ._job_records import JobKeys, encode_job_entry
+from ._job_records import JobEntry, JobKeys, encode_job_entry
 from ._job_records import job_entry as _entry
 from ._job_records import progress_report as _report
 from ._progress_view import ProgressView
@@ -205,7 +205,7 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
     return JobHandle(result.id, task)
 
 
-def _submitted(limit: int, settings: Settings) -> list[tuple[dict[str, str], float]]:
+def _submitted(limit: int, settings: Settings) -> list[tuple[JobEntry, float]]:
     rows: list[tuple[bytes, float]] = connect(settings).zrevrange(
         _jobs_key(settings), 0, limit - 1, withscores=True)
     found = [(entry, float(ts)) for raw, ts in rows if (entry := _entry(raw)) is not None]
@@ -219,8 +219,8 @@ def list_jobs(limit: int = 20, settings: Settings | None = None) -> list[JobReco
     """The most recently submitted jobs, newest first, with their current state."""
     out = []
     for entry, ts in _submitted(limit, settings or get_settings()):
-        handle = JobHandle(entry["id"], entry["task"])
-        out.append(JobRecord(entry["id"], entry["task"], ts, handle.state, handle.progress))
+        handle = JobHandle(entry.id, entry.task)
+        out.append(JobRecord(entry.id, entry.task, ts, handle.state, handle.progress))
     return out
 
 
@@ -234,13 +234,13 @@ def get_job(job_id: str, settings: Settings | None = None) -> JobHandle:
     job_id = job_id.strip()
     # Only the submission records are scanned: no result-backend lookup per listed job.
     entries = [entry for entry, _ in _submitted(_KEEP_JOBS, settings or get_settings())]
-    matches = [e for e in entries if e["id"] == job_id]
+    matches = [e for e in entries if e.id == job_id]
     if not matches and len(job_id) >= 4:
-        matches = list({e["id"]: e for e in entries if e["id"].startswith(job_id)}.values())
+        matches = list({e.id: e for e in entries if e.id.startswith(job_id)}.values())
     if len(matches) > 1:
         raise UnknownJob(f"{job_id!r} is the start of {len(matches)} job ids; give more of it")
     if matches:
-        return JobHandle(matches[0]["id"], matches[0]["task"])
+        return JobHandle(matches[0].id, matches[0].task)
     raise UnknownJob(f"no job {job_id!r} (ea jobs lists the last {_KEEP_JOBS})")
 
 
