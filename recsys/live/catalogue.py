@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPDATE_USERS, UPSERT_ITEMS
+from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPDATE_USERS, UPSERT_ITEMS, Entry
 
 __all__ = ["Catalogue", "Change", "Rows"]
 
@@ -108,9 +108,9 @@ class Catalogue:
         pos = self.pos.get(item)
         return None if pos is None or pos in self.deleted else pos
 
-    def apply(self, body: Mapping[str, Any]) -> Change:
-        """Apply one delta (a verified log entry's body); see :mod:`recsys.live.delta_log` for the operations."""
-        op = body.get("op")
+    def apply(self, entry: Entry) -> Change:
+        """Apply one delta (a verified log entry); see :mod:`recsys.live.delta_log` for the operations."""
+        op, body = entry.op, entry.body
         change = Change()
         if op == UPSERT_ITEMS:
             for item in body["items"]:

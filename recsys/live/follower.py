@@ -121,7 +121,7 @@ class DeltaFollower:
         if entry.op == REFUSED:
             self.refused += 1
         else:
-            change = self.catalogue.apply(entry.body)
+            change = self.catalogue.apply(entry)
         self.catalogue.last_id = entry.id
         return change
 

@@ -97,7 +97,7 @@ class CatalogueWriter:
         """Apply the log's entries newer than the catalogue's, in the log's order (the clients' order: a new
         item's position is its place in it, whichever writer added it)."""
         for entry in read_log(self.registry, self.name, state.version, state.catalogue.last_id, seal=state.seals[0]):
-            state.catalogue.apply(entry.body)
+            state.catalogue.apply(entry)
             state.catalogue.last_id = entry.id
 
     @property

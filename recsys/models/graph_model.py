@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.interactions import Interactions
 from ..exceptions import InvalidParameter
+from ..publish.wire import USER_VECTORS
 
 __all__ = ["DEFAULT_MODEL", "GraphEmbeddings", "GraphModel", "ProgressCallback", "make_model", "MODELS"]
 
@@ -137,7 +138,7 @@ class GraphEmbeddings:
             "fold_in": f"mean of {fold} -> item index",
             "similar": "similar_vectors -> similar_targets (ip)" if self.similar_vectors is not None
             else f"{fold} -> item index",
-            "user_outliers": "user_vectors" if self.user_outliers == "user" else f"centred mean of {fold}",
+            "user_outliers": USER_VECTORS if self.user_outliers == "user" else f"centred mean of {fold}",
             "item_outliers": "item_vectors" if self.item_outliers == "item" else fold,
         }
 
