@@ -277,7 +277,7 @@ def train_graph(interactions: str, *, model: str | None = None, name: str = "def
 
     Args:
         interactions: a path the worker can read (CSV/Parquet ``user,item[,weight,timestamp]``, MovieLens).
-        model: a key of ``recsys.models.MODELS`` (None: ``recsys.models.DEFAULT_MODEL``).
+        model: a key of ``recsys.MODELS`` (None: ``recsys.DEFAULT_MODEL``).
         params: the model's hyper-parameters.
         valid, test: held-out interactions (to stop LightGCN on; published metrics).
         item_metadata: CSV with an ``item`` column whose other columns are returned with recommendations.
@@ -332,7 +332,7 @@ def score_series(name: str, series_id: str, timestamps: list[Any], values: list[
 
 def upsert_items(name: str, items: list[dict[str, Any]], *, settings: Settings | None = None) -> JobHandle:
     """Submit ``ea.catalogue_upsert_items``: add items to ``name``'s active version or replace their vectors
-    (``recsys.catalogue.CatalogueWriter.upsert_items``: ``{"id", "vector"}`` or ``{"id", "users"}``, optional
+    (``recsys.CatalogueWriter.upsert_items``: ``{"id", "vector"}`` or ``{"id", "users"}``, optional
     ``"metadata"``; vectors as lists of numbers). The job id is the write's idempotency token."""
     return submit("ea.catalogue_upsert_items", settings=settings, name=name, items=[_plain(i) for i in items])
 

@@ -72,7 +72,7 @@ class GraphEmbeddings:
     ``recommend`` user_vectors against the item index; ``recommend_for_history`` the mean of the
     history's fold-in vectors against the item index; ``similar_items`` as above; ``ea outliers``
     user_outliers / item_outliers, compared by cosine. Every model in :data:`MODELS` passes one contract
-    test of every path (``tests/recsys/test_model_contract.py``), so a model that leaves a default in
+    test of every path (``tests/recsys/models/test_model_contract.py``), so a model that leaves a default in
     place where its vectors need another fails it.
     """
 

@@ -27,7 +27,7 @@ recall@10 of every path against exact search, measured on 500 sampled users and 
 >= 0.99).
 
 With ``index_backend="milvus"`` no hnswlib index is built: ``item_vectors``, the item ids and the metadata
-also go into a Milvus collection of the version (:mod:`vectorstore.milvus`; ``meta["milvus"]`` names it,
+also go into a Milvus collection of the version (:mod:`vectorstore.store.milvus`; ``meta["milvus"]`` names it,
 ``meta["index"]`` says ``{"backend": "milvus", ...}``), which the client searches. A model's own similarity
 vectors are then not published: similar items are an item's fold-in vector's neighbours in the collection.
 """

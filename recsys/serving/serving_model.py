@@ -71,8 +71,8 @@ class ServingModel:
     # change the item arrays and indexes in place (recsys.live._apply); everything else stays as loaded.
     live: Any = None
     metadata_revision: int = 0  # bumped by each delta that changes ``metadata`` in place
-    # How a request opens the version's rows (their signatures checked with EA_SIGNING_KEY: vectorstore.rows),
-    # and the sizes it checks them against (recsys.publish.wire).
+    # How a request opens the version's rows (their signatures checked with EA_SIGNING_KEY:
+    # vectorstore.store.registry.rows), and the sizes it checks them against (recsys.publish.wire).
     vector_seal: RowSeal | None = None
     seen_seal: RowSeal | None = None
     topn_seal: RowSeal | None = None
