@@ -233,3 +233,23 @@ def test_the_check_finds_a_notice_an_entry_a_table_and_a_key_written_outside_the
             "5: key ':progress'", "5: key 'job:'"]
     finally:
         stray.unlink()
+
+
+def test_the_key_table_lists_every_key_the_owners_build() -> None:
+    """docs/architecture.md's Redis keys table has a row for every key the registry, the delta log and the job
+    records build (built here by their owners, with the table's placeholders)."""
+    from recsys.live.delta_log import DELTA_TOKENS, DELTA_USERS, DELTAS
+    from vectorstore.store.registry.keys import ModelKeys
+    from workers._job_records import JobKeys
+
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    table = text[text.index("| key | type | owner |") :].split("\n\n")[0]
+    model, jobs = ModelKeys(""), JobKeys("")
+    built = [model.models(), *(getattr(model, name)("M") for name in ("seq", "active", "versions", "tokens",
+                                                                      "leases", "events")),
+             model.manifest("M", 7), model.data("M", 7), model.derived_set("M", 7), model.table("M", 7, "{T}"),
+             model.derived("M", 7, "{D}"), *(model.derived("M", 7, name) for name in (DELTAS, DELTA_USERS,
+                                                                                       DELTA_TOKENS)),
+             jobs.jobs, jobs.progress("{id}"), jobs.time_limit("{id}")]
+    missing = [key for key in (k.replace(":v:7:", ":v:{N}:") for k in built) if f"`{key}`" not in table]
+    assert not missing, f"docs/architecture.md's Redis keys table does not list {missing}"
