@@ -14,10 +14,10 @@ written to the collection too, before the log entry (:mod:`recsys.live._milvus_d
 
 Each call checks its input against the version as its log leaves it (:mod:`recsys.live._target_version`;
 what an upsert or a user update writes is folded in by :mod:`recsys.live._fold_in`), then appends one entry
-to the log and notifies clients in one Redis script (:mod:`recsys.live.delta_log` has the format). A write
-with a ``token`` that was already written returns the first write's receipt (Celery redeliveries write
-once). A write aimed at the active version that finds another version active (a training finished
-meanwhile) is checked again against that version and written there.
+to the log and notifies clients in one Redis script (:class:`recsys.live.delta_log.LogAppender`, with the
+format). A write with a ``token`` that was already written returns the first write's receipt (Celery
+redeliveries write once). A write aimed at the active version that finds another version active (a training
+finished meanwhile) is checked again against that version and written there.
 """
 
 from __future__ import annotations
