@@ -73,6 +73,8 @@ RECORDS = (
            fields=("added_at",)),
     Record("the registry's keys", "vectorstore/store/registry/keys.py",
            keys=(r"(^|\W)model:\{", r"^models$", r"^v:$", r"^[tx]:$")),
+    Record("hnswlib index bytes", "vectorstore/store/index/_blob.py", keys=(r"^EAIDX\d",)),
+    Record("detector parts", "anomaly/detector.py", keys=(r"^state_$",), names=("knn_detector",)),
     Record("model-channel notices", "vectorstore/store/registry/notices.py", fields=("event",),
            names=("staged", "activated"), values=("delta",), scope=("vectorstore", "recsys", "workers", "bench")),
     Record("model manifest", "vectorstore/store/registry/_manifest.py", fields=("row_tag", "signature", "created_at"),
