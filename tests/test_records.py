@@ -238,8 +238,14 @@ def test_the_check_finds_a_notice_an_entry_a_table_and_a_key_written_outside_the
 
 
 def test_the_key_table_lists_every_key_the_owners_build() -> None:
-    """docs/architecture.md's Redis keys table has a row for every key the registry, the delta log and the job
-    records build (built here by their owners, with the table's placeholders)."""
+    """docs/architecture.md's Redis keys table has a row for every key the registry, the delta log, the job
+    records, the stream states and the alert layer build (built here by their owners, with the table's
+    placeholders; the alert layer's other keys are written there as suffixes of these)."""
+    from alerts._key_state import state_key as incident_state_key
+    from alerts._outbox_records import OutboxKeys
+    from alerts.incidents import open_key
+    from alerts.shared import HookKeys
+    from anomaly._stream_state import state_key as series_state_key
     from recsys.live.delta_log import DELTA_TOKENS, DELTA_USERS, DELTAS
     from vectorstore.store.registry.keys import ModelKeys
     from workers._job_records import JobKeys
@@ -252,6 +258,8 @@ def test_the_key_table_lists_every_key_the_owners_build() -> None:
              model.manifest("M", 7), model.data("M", 7), model.derived_set("M", 7), model.table("M", 7, "{T}"),
              model.derived("M", 7, "{D}"), *(model.derived("M", 7, name) for name in (DELTAS, DELTA_USERS,
                                                                                        DELTA_TOKENS)),
-             jobs.jobs, jobs.progress("{id}"), jobs.time_limit("{id}")]
+             jobs.jobs, jobs.progress("{id}"), jobs.time_limit("{id}"), series_state_key("", "M", "S"),
+             incident_state_key("", "{kind}", "{model}", "{key}"), open_key(""), OutboxKeys("").outbox,
+             HookKeys("").hooks]
     missing = [key for key in (k.replace(":v:7:", ":v:{N}:") for k in built) if f"`{key}`" not in table]
     assert not missing, f"docs/architecture.md's Redis keys table does not list {missing}"
