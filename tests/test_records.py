@@ -12,7 +12,12 @@ Field names are the record's own: a generic name another format shares (an Alert
 ``fingerprint`` and a ``status``, a model manifest a ``meta``, an explanation ``values``, ``ea alerts dead
 --json`` an ``attempts``) is left out rather than allowed somewhere, so that the list stays exact; a
 record's fields, names and values are looked for in the packages that could read it (``scope``); key
-patterns everywhere. ``docs/architecture.md``'s formats table names every owner.
+patterns everywhere. Left out for that reason: the delta log's stream name ``deltas`` (a training's
+``meta["deltas"]`` summary), a delta's ``items`` / ``users`` / ``id``, the manifest's ``parts`` / ``tables``
+/ ``meta`` (other packages read them from :meth:`vectorstore.ModelRegistry.manifest`), a job's ``id`` /
+``task`` (``ea jobs --json`` prints them). A lease's member has no literal of its own: its script's text is
+the pattern. ``docs/architecture.md``'s formats table names every owner, and its Redis keys table every
+key the owners build.
 """
 
 from __future__ import annotations
