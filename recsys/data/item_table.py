@@ -1,7 +1,7 @@
 """Item metadata tables (``item,title,genre...``): read, checked and aligned to a model's items.
 
 A file whose first line is not plainly a table header with an ``item`` column is refused without quoting
-it; repeated items are named by line number (and a short excerpt). See :mod:`vectorstore.inputs`.
+it; repeated items are named by line number (and a short excerpt). See :mod:`vectorstore.platform.inputs`.
 :func:`item_metadata_columns` turns a table into the ``{column: [value per item]}`` a version publishes.
 """
 

@@ -1,6 +1,6 @@
 """Evaluating filter expressions (:mod:`recsys.serving._filter_grammar`) on a serving model's item metadata.
 
-An expression becomes the set of dense item ids it allows (:class:`vectorstore.filtered.AllowedIds`),
+An expression becomes the set of dense item ids it allows (:class:`vectorstore.AllowedIds`),
 computed once per (expression, metadata state) and reused by every query with it. Item metadata can
 change while a client serves (deltas): the state a set was computed for is part of its cache key
 (:func:`metadata_state`), so a changed item is filtered by its new values on the next query.
