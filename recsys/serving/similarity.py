@@ -11,8 +11,9 @@
   ml-100k: Star Wars -> Return of the Jedi, Liar Liar, Contact, Fargo, Toy Story); cosine ranks by
   direction only (The Empire Strikes Back comes first).
 
-Both caches are keyed on what they were built from (the version; for items also the catalogue's size and
-deleted count, which deltas change), so a swapped version or a changed catalogue is rebuilt on the next call.
+Both caches are keyed on what they were built from (the version; for items also the serving model's
+``items_revision``, which every batch of deltas changing items bumps), so a swapped version or a changed
+catalogue is rebuilt on the next call.
 Users rewritten by deltas (``CatalogueWriter.update_users``) are patched into the users' copy on the next call
 (their rows read again: the query user and every neighbour are compared by their vectors as updated; a user
 a delta created joins them).
@@ -208,8 +209,9 @@ class Similarity:
 
     def _item_targets(self, model: Any) -> tuple[np.ndarray, np.ndarray | None]:
         index = model.similar_index
-        # what deltas change: the catalogue's size and its deleted items (new ones are added to the index)
-        key = (model.name, model.version, id(index), len(model.item_ids), getattr(index, "deleted", 0))
+        # every batch of deltas that adds, re-vectors or deletes items bumps the revision (a size and a count
+        # of deletions do not tell: an item brought back and another deleted leave both as they were)
+        key = (model.name, model.version, id(index), len(model.item_ids), getattr(model, "items_revision", 0))
         cached = self._targets
         if cached is not None and cached[0] == key and cached[1] is index:
             return cached[2], cached[3]
