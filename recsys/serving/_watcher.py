@@ -145,6 +145,8 @@ class VersionWatcher:
             if active == self.model.version:
                 return False
             new = self._staged.pop(active, None)
+            if new is not None:  # loaded ahead: items deleted since (on the old version) are deleted here first
+                self._hold_deletions(new)
             if new is None:
                 try:
                     new = self._load(active)
@@ -200,7 +202,19 @@ class VersionWatcher:
             follower.catch_up()
         except (RedisUnavailable, redis.RedisError) as exc:
             log.warning("%s v%s: delta log not replayed yet (%s)", self.name, model.version, type(exc).__name__)
+        self._hold_deletions(model)
         return model
+
+    def _hold_deletions(self, model: ServingModel) -> None:
+        """The model's deletions (made on any version) held in ``model`` before it serves."""
+        live = model.live
+        if live is None:
+            return
+        try:
+            live.hold_deletions()
+        except (RedisUnavailable, redis.RedisError) as exc:
+            log.warning("%s v%s: deletions on other versions not read (%s)", self.name, model.version,
+                        type(exc).__name__)
 
     def catch_up(self) -> int:
         """Apply the serving version's delta log entries not applied yet; returns how many."""
