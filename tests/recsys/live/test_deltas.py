@@ -359,3 +359,20 @@ def test_a_replayed_signed_entry_is_refused(communities, model_name, settings):
     with RecommendationClient(model=model_name, settings=signed, listen=False) as later:
         assert "replayed" not in later._model.item_pos
 
+
+def test_an_item_upserted_from_its_users_is_their_interaction(client, writer, published, communities,
+                                                              fast_node2vec, settings):
+    """Issue 28, item 9: the users named are interactions: the item is seen by them now (never recommended to
+    them) and the next training learns it (it is still there)."""
+    users = ["u1", "u4", "u7"]
+    writer.upsert_items([{"id": "new-9", "users": users}])
+    wait_for(lambda: "new-9" in client._model.item_pos and client._model.live.users_updated)  # the second entry
+    for user in users:  # seen by them: never recommended to them
+        assert "new-9" not in client.recommend(user, k=500).items
+    assert "new-9" in client.recommend("u10", k=500).items  # a user of the same community who did not choose it
+    learned = recorded(ModelRegistry(settings), published.model)
+    assert {(u, "new-9") for u in users} <= {(u, i) for u, i, _, _ in learned.interactions}
+    result = train_and_publish(communities["train"], algorithm="node2vec", name=published.model,
+                               params=fast_node2vec)
+    wait_for(lambda: client.model_version == result.version)
+    assert "new-9" in client._model.item_pos and "new-9" not in client.recommend("u1", k=500).items
