@@ -270,7 +270,7 @@ class RecommendationClient:
         user = check_id(user, "user")
         metric = check_metric(metric)
         model = self._model
-        users, scores = self._similarity.users(self.registry, model, user, k, metric)
+        users, scores = self._similarity.users(self.registry, model, user, k, metric, self._rows.rewritten)
         return SimilarUsers(users=users, scores=scores, model=model.name, model_version=model.version, user=user,
                             metric=metric)
 

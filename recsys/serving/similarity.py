@@ -22,7 +22,7 @@ a delta created joins them).
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,9 +121,13 @@ class Similarity:
         self._targets: tuple[Hashable, Any, np.ndarray, np.ndarray | None] | None = None
 
     # -- users ----------------------------------------------------------------------------------------
-    def users(self, registry: ModelRegistry, model: Any, user: str, k: int,
-              metric: str) -> tuple[list[str], np.ndarray]:
+    def users(self, registry: ModelRegistry, model: Any, user: str, k: int, metric: str,
+              rewritten: Callable[[str, list[str]], list[bytes | None] | None]) -> tuple[list[str], np.ndarray]:
         """The ``k`` users most similar to ``user`` (``user`` left out) and their scores.
+
+        ``rewritten(key, users)``: reads users' rows rewritten by deltas (the client's per-request reads,
+        behind its circuit breaker: a hung Redis costs one request timeout, not the socket timeout per call);
+        ``None`` from it serves the users as last read.
 
         Raises:
             UnknownUser: the version has no such user.
@@ -132,7 +136,7 @@ class Similarity:
         table = self._user_table(registry, model)
         live = getattr(model, "live", None)
         if live is not None and live.users_revision > table.revision:
-            table = self._patch_users(registry, model, table, live)
+            table = self._patch_users(registry, model, table, live, rewritten)
         me = table.pos.get(user)
         if me is None:
             raise UnknownUser(f"user {user!r} is not in model {model.name!r} v{model.version}")
@@ -156,14 +160,18 @@ class Similarity:
             self._users = (key, table)
             return table
 
-    def _patch_users(self, registry: ModelRegistry, model: Any, table: _Users, live: Any) -> _Users:
-        """``table`` with the users deltas rewrote since it was read (or last patched) patched in."""
+    def _patch_users(self, registry: ModelRegistry, model: Any, table: _Users, live: Any,
+                     rewritten: Callable[[str, list[str]], list[bytes | None] | None]) -> _Users:
+        """``table`` with the users deltas rewrote since it was read (or last patched) patched in (as it is when
+        Redis does not answer: patched at a later call)."""
         with self._lock:
             revision = live.users_revision
             if revision <= table.revision:
                 return table
             changed = [u for u, r in dict(live.user_revisions).items() if r > table.revision]
-            raws = registry.client.hmget(live.users_key, changed) if changed else []
+            raws = rewritten(live.users_key, changed) if changed else []
+            if raws is None:
+                return table
             rows: dict[str, np.ndarray] = {}
             for user, raw in zip(changed, raws):
                 decoded = live.user_row(user, raw) if raw is not None else None

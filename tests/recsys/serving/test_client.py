@@ -174,3 +174,22 @@ def test_staged_version_is_preloaded_and_activation_switches_at_once(client, pub
         time.sleep(0.005)
     assert client.model_version == staged and time.monotonic() - t0 < 1.0
     assert client.recommend("u1", k=3).model_version == staged
+
+
+def test_a_bogus_staged_notice_does_not_stop_preloading(client, published, settings):
+    """Issue 28, item 18: a 'staged' notice naming version 10**9 (no such version) is tried and dropped; the
+    next real staged version is still preloaded."""
+    from vectorstore import ModelNotice
+
+    registry = ModelRegistry(settings)
+    registry.client.publish(registry.channel(published.model),
+                            ModelNotice(ModelNotice.STAGED, published.model, 10**9).encode())
+    time.sleep(0.3)
+    old = registry.load(published.model)
+    tables = {name: registry.read_table(published.model, old.version, name) for name in old.tables}
+    staged = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), tables=tables,
+                              meta=old.meta, activate=False)
+    deadline = time.monotonic() + 10
+    while staged not in client.staged_versions and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert staged in client.staged_versions
