@@ -193,3 +193,15 @@ def test_a_bogus_staged_notice_does_not_stop_preloading(client, published, setti
     while staged not in client.staged_versions and time.monotonic() < deadline:
         time.sleep(0.02)
     assert staged in client.staged_versions
+
+
+@pytest.mark.parametrize("k", [10**5000, -10**5000, 10**6, 0, 2.5, float("inf"), "x" * 10_000], ids=range(7))
+def test_absurd_k_is_a_typed_error_naming_k_on_every_path(client, k):
+    """Issue 28, item 12: k=10**5000 raised a raw ValueError (an int past 4,300 digits cannot be printed)."""
+    calls = [lambda: client.recommend("u1", k=k), lambda: client.recommend_many(["u1"], k=k),
+             lambda: client.similar_items("i0", k=k), lambda: client.recommend_for_history(["i0"], k=k),
+             lambda: client.similar_users("u1", k=k)]
+    for call in calls:
+        with pytest.raises(InvalidRequest, match=r"^k[= ]") as err:
+            call()
+        assert len(str(err.value)) < 200
