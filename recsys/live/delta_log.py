@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import redis
 
 from vectorstore import CorruptRow, ModelNotice, ModelRegistry, RowSeal, SignatureError
 
@@ -167,9 +168,16 @@ def deleted_items(registry: ModelRegistry, model: str) -> set[str]:
     """The items a delta deleted (on any version of ``model``) and no upsert brought back since.
 
     Raises:
-        redis.RedisError: Redis did not answer.
+        redis.ConnectionError, redis.TimeoutError: Redis did not answer.
     """
-    return {k.decode() for k in registry.client.hkeys(registry.keys.deleted_items(model))}
+    key = registry.keys.deleted_items(model)
+    try:
+        names = registry.client.hkeys(key)
+    except redis.ResponseError as exc:  # not a hash (garbage): no deletions known beyond the versions' logs
+        log.error("%s: the deleted items record is unreadable (%s); each version's log still holds its own",
+                  model, exc)
+        return set()
+    return {k.decode(errors="replace") for k in names}
 
 
 def read_log(registry: ModelRegistry, model: str, version: int, after: str = "0-0", *,
@@ -233,6 +241,10 @@ end
 local id = redis.call('XADD', KEYS[1], '*', '""" + _BODY + """', ARGV[2], '""" + _TAG + """', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], id) end
 for i = first, #ARGV, 3 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 2]) end
+if first > 11 then
+  local kind = redis.call('TYPE', KEYS[6])['ok']
+  if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[6]) end  -- garbage: the logs still hold it
+end
 for i = 11, first - 1 do
   if ARGV[9] == 'd' then redis.call('HSET', KEYS[6], ARGV[i], ARGV[1] .. ':' .. id)
   else redis.call('HDEL', KEYS[6], ARGV[i]) end

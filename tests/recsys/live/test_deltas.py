@@ -331,6 +331,12 @@ def test_deletions_hold_across_activation_and_rollback(client, writer, published
     CatalogueWriter(published.model, settings=settings).upsert_items([{"id": "i8", "users": ["u2", "u5"]}])
     wait_for(lambda: "i8" in client._model.item_pos)
     assert "i8" not in recorded(registry, published.model).deleted
+    registry.client.set(registry.keys.deleted_items(published.model), "garbage")  # a garbage record costs only itself
+    with RecommendationClient(model=published.model, settings=settings, listen=False) as later:
+        assert "i5" not in later._model.item_pos  # v1's own log holds it
+    assert "i5" in recorded(registry, published.model).deleted
+    CatalogueWriter(published.model, settings=settings).delete_items(["i9"])
+    assert "i9" in recorded(registry, published.model).deleted
 
 
 def test_a_replayed_signed_entry_is_refused(communities, model_name, settings):
