@@ -2,9 +2,8 @@
 
 Activation switches the ``active`` pointer and announces it in one script. A version is deleted with
 everything that belongs to it (manifest, data, tables, derived keys) in one MULTI/EXEC; cleanup keeps the
-newest ``EA_KEEP_VERSIONS``, the active one and every version a client holds a lease on. A Milvus-backed
-version's collection follows: activation moves the model's alias to it, deletion drops it
-(:mod:`vectorstore.store.milvus`).
+newest ``EA_KEEP_VERSIONS``, the active one and every version a client holds a lease on. The version's index
+backend follows (:class:`~vectorstore.IndexBackend`: told of the activation first, of the deletion too).
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import redis
 
 from ...exceptions import VectorStoreError, VersionNotFound
 from ...platform.settings import Settings
-from ..milvus import drop_collection, follow_activation
+from ..backends import version_backend
 from .keys import check_name
 from .leases import Leases
 from .reading import RegistryReads
@@ -48,8 +47,9 @@ class RegistryLifecycle(RegistryReads):
             VersionNotFound: the version is not complete or was collected.
         """
         manifest = self.manifest(model, version)  # exists, complete and (with a key) correctly signed
-        # The Milvus alias first (a Milvus-backed version): if it fails, nothing switched.
-        follow_activation(self.settings, manifest.get("meta", {}))
+        # The index backend first (one that holds the items outside Redis): if it fails, nothing switched.
+        meta = manifest.get("meta", {})
+        version_backend(meta).activated(self.settings, meta)
         notice = json.dumps({"model": model, "version": int(version), "event": "activated"})
         self._redis(self._activate, keys=[self.keys.active(model)], args=[int(version), self.channel(model), notice])
         log.info("activated %s v%s", model, version)
@@ -112,7 +112,8 @@ class RegistryLifecycle(RegistryReads):
             log.warning("%s v%s: corrupt manifest; its per-key tables are not deleted", model, version)
             tables = []
         if raw:
-            drop_collection(self.settings, json.loads(raw).get("meta", {}))
+            meta = json.loads(raw).get("meta", {})
+            version_backend(meta).dropped(self.settings, meta)
         derived = self.derived_keys(model, version)
         pipe = self.client.pipeline(transaction=True)
         pipe.zrem(self.keys.versions(model), version)
