@@ -20,6 +20,8 @@ from vectorstore import ModelNotFound, ModelRegistry, RedisUnavailable, RowSeal,
 
 from ..exceptions import ModelUnavailable, UnknownItem
 from ..publish.wire import decode_ids, decode_vector
+from ..serving.index_backends import open_index
+from ..serving.version_index import VersionIndex
 from .catalogue import Catalogue
 from .delta_log import DELTA_TOKENS, DELTA_USERS, DELTAS, decode_user_row, delta_seals
 
@@ -41,7 +43,7 @@ class TargetVersion:
     tokens: str
     users: str
     cosine: bool  # scoring vectors (items' and users') are stored L2-normalised
-    milvus: dict | None  # its Milvus collection's spec: deletions and field updates go there too
+    backend: VersionIndex  # where its item index lives: what deltas it refuses, what is written there first
     seals: tuple[RowSeal, RowSeal, RowSeal, RowSeal]  # log entries, rewritten users, published vectors, seen
 
     @classmethod
@@ -69,7 +71,8 @@ class TargetVersion:
         vectors, seen = (registry.row_seal(model, number, table, manifest=manifest)
                          for table in ("user_vectors", "seen"))
         return cls(registry, model, number, catalogue, stream, tokens, users,
-                   cosine=manifest["meta"].get("space") == "cosine", milvus=manifest["meta"].get("milvus") or None,
+                   cosine=manifest["meta"].get("space") == "cosine",
+                   backend=open_index(registry.settings, manifest["meta"]),
                    seals=(entries, rewritten, vectors, seen))
 
     @property
