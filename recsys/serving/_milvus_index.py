@@ -78,6 +78,9 @@ class MilvusIndex(VersionIndex):
         self.store  # noqa: B018 - connect now: a version Milvus cannot serve is refused when it loads
         return self, self
 
+    def held_ids(self, index: Any) -> np.ndarray | None:
+        return None  # the collection is the version's items: its arrays say which
+
     def field_names(self, model: Any) -> list[str]:
         return self.names
 

@@ -55,6 +55,11 @@ class VersionIndex(ABC):
             vectorstore.VectorStoreError: the backend is not configured or did not answer.
         """
 
+    @abstractmethod
+    def held_ids(self, index: Any) -> np.ndarray | None:
+        """The dense ids ``index`` (one of :meth:`indexes`) holds, deleted ones left out (``None``: the
+        backend does not list them: every item of the version's arrays)."""
+
     # -- fields and filters -------------------------------------------------------------------------------
     @abstractmethod
     def field_names(self, model: Any) -> list[str]:
@@ -126,6 +131,9 @@ class InProcessIndex(VersionIndex):
     def indexes(self, mv: ModelVersion) -> tuple[ItemIndex, ItemIndex]:
         index = _index(mv, "index")
         return index, _index(mv, "similar_index") if "similar_index" in mv.blobs else index
+
+    def held_ids(self, index: Any) -> np.ndarray | None:
+        return index.ids()
 
     def field_names(self, model: Any) -> list[str]:
         return sorted(model.metadata)
