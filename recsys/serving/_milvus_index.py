@@ -57,7 +57,6 @@ class MilvusIndex(VersionIndex):
 
     def __init__(self, settings: Settings, spec: Mapping[str, Any]) -> None:
         self.settings = settings
-        self.spec = spec
         self.collection = str(spec["collection"])
         self.kinds: dict[str, str] = dict(spec.get("fields", {}))
         self.names = sorted(self.kinds)
