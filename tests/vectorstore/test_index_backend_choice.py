@@ -43,3 +43,5 @@ def test_a_milvus_backed_client_loads_one_set_of_item_vectors():
     assert backend.serving_parts(parts) == ["item_ids", "fold_in_vectors", "item_popularity"]
     assert backend.serving_parts(["item_ids", "item_vectors", "item_popularity"]) == ["item_ids", "item_vectors",
                                                                                       "item_popularity"]
+    # a part the collection does not hold (e.g. a two-stage model's filter) is the client's to load
+    assert backend.serving_parts(["item_ids", "item_vectors", "filter_u"]) == ["item_ids", "item_vectors", "filter_u"]

@@ -333,11 +333,11 @@ class MilvusBackend(IndexBackend):
         self._with_spec(settings, meta, MilvusStore.drop, False, "collection of a deleted version not dropped")
 
     def serving_parts(self, parts: Iterable[str]) -> list[str] | None:
-        """The index and the metadata live in Milvus: a client loads the rest, and one set of item vectors
-        (the fold-in ones when the version has them)."""
+        """Every part but what the collection holds: the item metadata, and the scoring vectors when the version
+        has fold-in ones (a client then holds one set of item vectors)."""
         parts = list(parts)
-        keep = {"item_ids", "item_popularity", "fold_in_vectors" if "fold_in_vectors" in parts else "item_vectors"}
-        return [p for p in parts if p in keep]
+        held = {"item_metadata", *(["item_vectors"] if "fold_in_vectors" in parts else [])}
+        return [p for p in parts if p not in held]
 
     def _with_spec(self, settings: Settings, meta: Mapping[str, Any], action: Any, strict: bool,
                    failed: str) -> None:
