@@ -51,6 +51,7 @@ from .store.index.item_index import SPACES, ItemIndex
 from .store.index.recall import DEFAULT_TARGET, Probe, measure_recall, tune_index
 from .store.index.synthetic import varied_norm_vectors
 from .store.milvus import Hits, MilvusStore
+from .store.registry.notices import ModelNotice
 from .store.registry.registry import ModelRegistry, ModelVersion, VersionInfo
 from .store.registry.rows import RowSeal
 
@@ -105,6 +106,7 @@ __all__ = [
     "MilvusRefused",
     "MilvusUnavailable",
     "ModelNotFound",
+    "ModelNotice",
     "ModelRegistry",
     "RowSeal",
     "ModelVersion",

@@ -50,7 +50,7 @@ from ..data.interactions import Interactions
 from ..exceptions import InvalidParameter
 from ..models.graph_model import GraphEmbeddings
 from ._indexing import INDEX_PARAMS, build_indexes
-from .wire import encode_ids, encode_vector
+from .wire import SEEN, USER_VECTORS, encode_ids, encode_vector
 
 __all__ = ["INDEX_BACKENDS", "INDEX_PARAMS", "publish_embeddings"]
 
@@ -119,7 +119,7 @@ def publish_embeddings(
         arrays["similar_vectors"] = embeddings.similar_vectors
         blobs["similar_index"] = indexes.similar.to_bytes()
     fold_part = "fold_in_vectors" if "fold_in_vectors" in arrays else "item_vectors"
-    outliers = {"users": "user_vectors" if embeddings.user_outliers == "user" else "history",
+    outliers = {"users": USER_VECTORS if embeddings.user_outliers == "user" else "history",
                 "history_vectors": fold_part,
                 "items": "item_vectors" if embeddings.item_outliers == "item" else fold_part}
     meta = {
@@ -144,7 +144,7 @@ def publish_embeddings(
         name,
         arrays=arrays,
         blobs=blobs,
-        tables={"user_vectors": user_rows, "seen": seen_rows},
+        tables={USER_VECTORS: user_rows, SEEN: seen_rows},
         meta=meta,
         token=token,
         activate=activate,

@@ -31,6 +31,7 @@ import numpy as np
 from vectorstore import AllowedIds, Hits, MilvusRefused, MilvusStore, ModelVersion, Settings, index_backend
 
 from ..exceptions import InvalidFilter, UnsupportedDelta
+from ..live.delta_log import DELETE_ITEMS, UPDATE_METADATA, UPSERT_ITEMS
 from ._filter_grammar import fields_of, parse_filter
 from .version_index import Ranked, VersionIndex
 
@@ -116,11 +117,11 @@ class MilvusIndex(VersionIndex):
         Raises:
             UnsupportedDelta: naming the item, the field and the version (``where``).
         """
-        if op == "upsert_items":
+        if op == UPSERT_ITEMS:
             raise UnsupportedDelta(f"{op}: {where} keeps its items in a Milvus collection, which takes deletions "
                                    "and field updates only; nothing was written (new items wait for the next "
                                    "training)")
-        if op != "update_metadata" or payload is None:
+        if op != UPDATE_METADATA or payload is None:
             return
         for item, values in payload["items"].items():
             for name, value in values.items():
@@ -138,9 +139,9 @@ class MilvusIndex(VersionIndex):
         Raises:
             vectorstore.MilvusUnavailable, vectorstore.MilvusRefused: Milvus failed (nothing was logged).
         """
-        if op == "delete_items":
+        if op == DELETE_ITEMS:
             self.store.delete(self.collection, [catalogue.pos[i] for i in payload["items"]])
-        elif op == "update_metadata":
+        elif op == UPDATE_METADATA:
             items = list(payload["items"])
             positions = [catalogue.pos[i] for i in items]
             fields = {name: [payload["items"][i].get(name, _current(catalogue, name, p))

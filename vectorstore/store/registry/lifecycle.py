@@ -8,7 +8,6 @@ backend follows (:class:`~vectorstore.IndexBackend`: told of the activation firs
 
 from __future__ import annotations
 
-import json
 import logging
 
 import redis
@@ -16,8 +15,10 @@ import redis
 from ...exceptions import VectorStoreError, VersionNotFound
 from ...platform.settings import Settings
 from ..backends import version_backend
+from ._manifest import unchecked_contents
 from .keys import check_name
 from .leases import Leases
+from .notices import ModelNotice
 from .reading import RegistryReads
 
 __all__ = ["RegistryLifecycle"]
@@ -50,7 +51,7 @@ class RegistryLifecycle(RegistryReads):
         # The index backend first (one that holds the items outside Redis): if it fails, nothing switched.
         meta = manifest.get("meta", {})
         version_backend(meta).activated(self.settings, meta)
-        notice = json.dumps({"model": model, "version": int(version), "event": "activated"})
+        notice = ModelNotice(ModelNotice.ACTIVATED, model, int(version)).encode()
         self._redis(self._activate, keys=[self.keys.active(model)], args=[int(version), self.channel(model), notice])
         log.info("activated %s v%s", model, version)
 
@@ -106,13 +107,11 @@ class RegistryLifecycle(RegistryReads):
     def _drop(self, model: str, version: int) -> None:
         manifest_key = self.keys.manifest(model, version)
         raw = self._redis(self.client.get, manifest_key)
-        try:
-            tables = [str(t) for t in json.loads(raw).get("tables", {})] if raw else []
-        except (ValueError, AttributeError):  # a corrupt manifest: its tables cannot be named (they expire never)
+        contents = unchecked_contents(raw)
+        if raw and contents is None:  # a corrupt manifest: its tables cannot be named (they expire never)
             log.warning("%s v%s: corrupt manifest; its per-key tables are not deleted", model, version)
-            tables = []
+        tables, meta = contents or ([], {})
         if raw:
-            meta = json.loads(raw).get("meta", {})
             version_backend(meta).dropped(self.settings, meta)
         derived = self.derived_keys(model, version)
         pipe = self.client.pipeline(transaction=True)
