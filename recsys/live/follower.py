@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import redis
 
-from vectorstore import IntegrityError, ItemIndex, ModelRegistry
+from vectorstore import IntegrityError, ModelRegistry
 
-from ._apply import apply_deletions, apply_to_model
+from ._apply import apply_to_model
 from .catalogue import Catalogue, Change
-from .delta_log import REFUSED, Entry, decode_user_row, deleted_items, delta_seals, log_keys, read_log, stream_order
+from .delta_log import (REFUSED, Entry, decode_user_row, deleted_items, delta_seals, log_keys, read_log,
+                        stream_order)
 
 if TYPE_CHECKING:
     from ..serving.serving_model import ServingModel
@@ -56,7 +57,6 @@ class DeltaFollower:
         self.user_revisions: dict[str, int] = {}
         self.users_revision = 0
         self._lock = threading.Lock()
-        self._supported = isinstance(model.index, ItemIndex)
         model.live = self
 
     @property
@@ -133,12 +133,10 @@ class DeltaFollower:
         return self.catalogue
 
     def _move(self, catalogue: Catalogue, batch: Change) -> None:
-        """A batch applied to the catalogue, into the model's arrays and indexes."""
-        if self._supported:
-            apply_to_model(self.model, catalogue, batch)
-        elif apply_deletions(self.model, catalogue, batch):
-            log.warning("%s v%s: item upserts are not applied to a Milvus-backed version", self.model.name,
-                        self.model.version)
+        """A batch applied to the catalogue, into the model's arrays and indexes: what the version's index
+        backend takes in process (recsys.serving.version_index)."""
+        admitted = self.model.backend.admit(batch, f"{self.model.name} v{self.model.version}")
+        apply_to_model(self.model, catalogue, admitted)
 
     def _apply(self, entry: Entry) -> Change:
         """One entry to the catalogue (the indexes follow once per batch)."""

@@ -54,7 +54,7 @@ def query_items(model: ServingModel, allowed: AllowedIds | None, fields: list[st
 
 def _rows(model: ServingModel, ids: list[str], dense: np.ndarray, fields: list[str] | None) -> list[dict[str, Any]]:
     if fields is None:  # every field of the version
-        names = list(model.milvus.field_names) if model.milvus is not None else sorted(model.metadata)
+        names = list(model.backend.field_names(model))
     else:
         names = model.check_fields(fields)
     columns = model.fields(dense, names) if names else {}
