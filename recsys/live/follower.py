@@ -21,8 +21,7 @@ from vectorstore import IntegrityError, ModelRegistry
 
 from ._apply import apply_to_model
 from .catalogue import Catalogue, Change
-from .delta_log import (REFUSED, Entry, decode_user_row, deleted_items, delta_seals, log_keys, read_log,
-                        stream_order)
+from .delta_log import REFUSED, Entry, decode_user_row, deleted_items, delta_seals, log_keys, read_log, stream_order
 
 if TYPE_CHECKING:
     from ..serving.serving_model import ServingModel
