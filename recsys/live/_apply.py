@@ -52,8 +52,11 @@ def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) ->
         model.similar_vectors = model.fold_in_vectors
     for i in live.tolist():
         model.item_pos[str(model.item_ids[i])] = i
+    ids = catalogue.ids.view()  # an item added and deleted in one batch is not in the model's arrays
     for i in gone.tolist():
-        model.item_pos.pop(str(model.item_ids[i]), None)
+        model.item_pos.pop(str(ids[i]), None)
+    if touched:
+        model.items_revision += 1  # similar_items' cosine targets (recsys.serving.similarity) are built again
     if change.fields or touched:
         model.metadata = catalogue.metadata
         model.metadata_revision += 1  # filters' allowed sets (recsys.serving._filter_cache) are computed again

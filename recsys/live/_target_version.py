@@ -23,7 +23,7 @@ from ..publish.wire import SEEN, USER_VECTORS, decode_ids, decode_vector
 from ..serving.index_backends import open_index
 from ..serving.version_index import VersionIndex
 from .catalogue import Catalogue
-from .delta_log import LogKeys, decode_user_row, delta_seals, log_keys
+from .delta_log import LogKeys, decode_user_row, deleted_items, delta_seals, log_keys
 
 __all__ = ["TargetVersion", "answered"]
 
@@ -64,6 +64,7 @@ class TargetVersion:
         metadata = json.loads(mv.blobs["item_metadata"]) if "item_metadata" in mv.blobs else {}
         catalogue = Catalogue(np.asarray(json.loads(mv.blobs["item_ids"]), dtype=object), mv.arrays["item_vectors"],
                               mv.arrays.get("fold_in_vectors"), mv.arrays["item_popularity"], metadata)
+        catalogue.hold_deletions(answered(deleted_items, registry, model))  # deleted on another version
         entries, rewritten = delta_seals(registry, model, number)
         vectors, seen = (registry.row_seal(model, number, table, manifest=manifest)
                          for table in (USER_VECTORS, SEEN))

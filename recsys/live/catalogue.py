@@ -96,6 +96,7 @@ class Catalogue:
         self.changed: set[int] = set()  # dense ids whose vectors differ from the publication's
         self.users_updated = False
         self.last_id = "0-0"  # the newest log entry applied
+        self.uids: set[str] = set()  # the uids of the entries read (a replayed copy is refused: read_log)
         self.published = len(item_ids)
         self.similar: Rows | None = None  # a model's own similarity vectors, once a new item needs a row
 
@@ -137,6 +138,17 @@ class Catalogue:
                     change.fields.update(values)
         else:
             log.warning("delta op %r is not one this client knows; skipped", op)
+        return change
+
+    def hold_deletions(self, items: set[str]) -> Change:
+        """Delete ``items`` that are live here (the model's deletions, :func:`recsys.live.delta_log.deleted_items`,
+        made on another version or before this one was loaded), leaving :attr:`last_id` as it is."""
+        change = Change()
+        for item in items:
+            pos = self.live(item)
+            if pos is not None:
+                self.deleted.add(pos)
+                change.deleted.append(pos)
         return change
 
     def _upsert(self, item: Mapping[str, Any]) -> int:

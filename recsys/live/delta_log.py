@@ -16,6 +16,11 @@ key             type     content
 ``delta_tokens`` HASH    idempotency token -> the entry it wrote
 ==============  =======  ========================================================================
 
+and one per model, ``deleted_items`` (:func:`deleted_items`; the append script keeps it): item ->
+``<version>:<entry id>`` of the deletion. A deletion is the model's, not one version's: a client loading or
+switching to any version (a rollback, a version staged before the deletion) and the next training leave
+those items out until an upsert (on any version) brings the item back.
+
 An entry's ``body`` is ``{"op", "model", "version", "uid", "at", ...}`` with, per ``op``:
 
 * ``upsert_items``: ``"items": [{"id", "vector", "fold_in"?, "metadata"?, "popularity"?}]``;
@@ -43,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
+import redis
 
 from vectorstore import CorruptRow, ModelNotice, ModelRegistry, RowSeal, SignatureError
 
@@ -50,7 +56,8 @@ from ..publish.wire import IDS, VECTOR
 
 __all__ = ["DELETE_ITEMS", "DELTAS", "DELTA_TOKENS", "DELTA_USERS", "OPS", "REFUSED", "UPDATE_METADATA",
            "UPDATE_USERS", "UPSERT_ITEMS", "Entry", "LogAppender", "LogKeys", "decode_user_row", "delta_seals",
-           "encode_user_row", "log_keys", "read_log"]
+           "deleted_items", "encode_user_row", "log_keys", "read_log",
+           "stream_order"]
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +154,43 @@ def decode_user_row(seal: RowSeal, user: str, raw: bytes) -> tuple[np.ndarray, n
     return np.frombuffer(body, dtype=VECTOR, count=d, offset=4), np.frombuffer(body, dtype=IDS, offset=4 + 4 * d)
 
 
+def stream_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id (``<ms>-<seq>``) as a sortable pair.
+
+    Raises:
+        ValueError: not an entry id.
+    """
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def deleted_items(registry: ModelRegistry, model: str) -> set[str]:
+    """The items a delta deleted (on any version of ``model``) and no upsert brought back since.
+
+    Raises:
+        redis.ConnectionError, redis.TimeoutError: Redis did not answer.
+    """
+    key = registry.keys.deleted_items(model)
+    try:
+        names = registry.client.hkeys(key)
+    except redis.ResponseError as exc:  # not a hash (garbage): no deletions known beyond the versions' logs
+        log.error("%s: the deleted items record is unreadable (%s); each version's log still holds its own",
+                  model, exc)
+        return set()
+    return {k.decode(errors="replace") for k in names}
+
+
 def read_log(registry: ModelRegistry, model: str, version: int, after: str = "0-0", *,
-             seal: RowSeal | None = None) -> Iterator[Entry]:
+             seal: RowSeal | None = None, uids: set[str] | None = None) -> Iterator[Entry]:
     """The verified entries of a version's log newer than stream id ``after``, oldest first.
 
-    An entry that fails its signature (or is not JSON, or names another model or version) is logged at
-    ERROR and comes as ``{"op": "refused"}``: it is never applied. ``seal``: :func:`delta_seals`' first.
+    An entry that fails its signature (or is not JSON, or names another model or version, or has no ``uid``
+    or the ``uid`` of an entry read before: a replayed copy, e.g. an old signed upsert appended again after
+    the item's deletion) is logged at ERROR and comes as ``{"op": "refused"}``: it is never applied.
+    ``seal``: :func:`delta_seals`' first. ``uids``: the uids of the entries read so far, kept by a caller that
+    reads the log in steps (each entry read is added); default: those of this read.
     """
+    uids = set() if uids is None else uids
     seal = seal or delta_seals(registry, model, version)[0]
     key = log_keys(registry, model, version).stream
     start = f"({after}"
@@ -167,6 +204,12 @@ def read_log(registry: ModelRegistry, model: str, version: int, after: str = "0-
                 parsed = json.loads(body)
                 if parsed.get("model") != model or int(parsed.get("version", -1)) != version:
                     raise SignatureError(f"entry names {parsed.get('model')!r} v{parsed.get('version')}")
+                uid = parsed.get("uid")
+                if not isinstance(uid, str) or not uid:
+                    raise SignatureError("entry has no uid")
+                if uid in uids:
+                    raise SignatureError(f"entry repeats uid {uid[:32]!r} (a replayed copy)")
+                uids.add(uid)
             except (SignatureError, ValueError, TypeError, AttributeError) as exc:
                 log.error("%s v%s: delta %s refused: %s", model, version, entry_id, exc)
                 yield Entry(entry_id, {"op": REFUSED})
@@ -177,10 +220,12 @@ def read_log(registry: ModelRegistry, model: str, version: int, after: str = "0-
         start = f"({rows[-1][0].decode()}"
 
 
-# KEYS: stream, tokens, manifest, active, users. ARGV: version, body, tag, token, channel, notice head, notice
-# tail, pinned ('1': the version was named, '': it must be the active one), then (user, row it was computed
-# from or '', new row) triples. One round trip per write; a user row another writer changed meanwhile (-3) or
-# a new active version (-2) sends the writer back to read and compute again (writers never lose an update).
+# KEYS: stream, tokens, manifest, active, users, the model's deleted items. ARGV: version, body, tag, token,
+# channel, notice head, notice tail, pinned ('1': the version was named, '': it must be the active one), what
+# the entry does to the deleted items ('d': deletes ARGV[11..10+n], 'u': brings them back, ''), n, the n items,
+# then (user, row it was computed from or '', new row) triples. One round trip per write; a user row another
+# writer changed meanwhile (-3) or a new active version (-2) sends the writer back to read and compute again
+# (writers never lose an update).
 _APPEND = """
 if ARGV[4] ~= '' then
   local done = redis.call('HGET', KEYS[2], ARGV[4])
@@ -189,12 +234,21 @@ end
 if redis.call('EXISTS', KEYS[3]) == 0 then return {-1, ''} end
 local active = redis.call('GET', KEYS[4]) or ''
 if ARGV[8] == '' and active ~= ARGV[1] then return {-2, active} end
-for i = 9, #ARGV, 3 do
+local first = 11 + tonumber(ARGV[10])
+for i = first, #ARGV, 3 do
   if (redis.call('HGET', KEYS[5], ARGV[i]) or '') ~= ARGV[i + 1] then return {-3, ARGV[i]} end
 end
 local id = redis.call('XADD', KEYS[1], '*', '""" + _BODY + """', ARGV[2], '""" + _TAG + """', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], id) end
-for i = 9, #ARGV, 3 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 2]) end
+for i = first, #ARGV, 3 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 2]) end
+if first > 11 then
+  local kind = redis.call('TYPE', KEYS[6])['ok']
+  if kind ~= 'hash' and kind ~= 'none' then redis.call('DEL', KEYS[6]) end  -- garbage: the logs still hold it
+end
+for i = 11, first - 1 do
+  if ARGV[9] == 'd' then redis.call('HSET', KEYS[6], ARGV[i], ARGV[1] .. ':' .. id)
+  else redis.call('HDEL', KEYS[6], ARGV[i]) end
+end
 redis.call('PUBLISH', ARGV[5], ARGV[6] .. id .. ARGV[7])
 return {1, id}
 """
@@ -244,8 +298,16 @@ class LogAppender:
         head, tail = ModelNotice.delta_frame(model, version)
         args: list[Any] = [int(version), body, _sign_body(seal, body), token or "", self.registry.channel(model),
                            head, tail, "1" if pinned else ""]
+        if op == DELETE_ITEMS:  # a deletion is the model's: it holds on every version (deleted_items)
+            marked = ["d", [str(i) for i in payload["items"]]]
+        elif op == UPSERT_ITEMS:
+            marked = ["u", [str(i["id"]) for i in payload["items"]]]
+        else:
+            marked = ["", []]
+        args += [marked[0], len(marked[1]), *marked[1]]
         for user, old, row in rows:
             args += [user, old or b"", row]
         status, value = self._script(keys=[keys.stream, keys.tokens, self.registry.keys.manifest(model, version),
-                                           self.registry.keys.active(model), keys.users], args=args)
+                                           self.registry.keys.active(model), keys.users,
+                                           self.registry.keys.deleted_items(model)], args=args)
         return int(status), value

@@ -21,7 +21,7 @@ from vectorstore import IntegrityError, ModelRegistry
 
 from ._apply import apply_to_model
 from .catalogue import Catalogue, Change
-from .delta_log import REFUSED, Entry, decode_user_row, delta_seals, log_keys, read_log
+from .delta_log import REFUSED, Entry, decode_user_row, deleted_items, delta_seals, log_keys, read_log, stream_order
 
 if TYPE_CHECKING:
     from ..serving.serving_model import ServingModel
@@ -32,11 +32,6 @@ log = logging.getLogger(__name__)
 
 #: past this many items changed since publication, precomputed lists are set aside for the index
 MAX_RESCORED = 4096
-
-
-def _stream_id(value: str) -> tuple[int, int]:
-    ms, _, seq = value.partition("-")
-    return int(ms), int(seq or 0)
 
 
 class DeltaFollower:
@@ -54,6 +49,7 @@ class DeltaFollower:
         self.users_key = log_keys(registry, model.name, model.version).users
         self._seals = delta_seals(registry, model.name, model.version)
         self.applied = 0
+        self._uids: set[str] = set()  # the uids of the entries read (a replayed copy is refused: read_log)
         self.refused = 0
         #: user -> :attr:`users_revision` when a delta last rewrote the user's row (similar_users patches its
         #: copy of the users' vectors from it)
@@ -76,7 +72,7 @@ class DeltaFollower:
         if not entry_id:
             return False
         try:
-            return _stream_id(entry_id) <= _stream_id(self.last_id)
+            return stream_order(entry_id) <= stream_order(self.last_id)
         except ValueError:
             return False
 
@@ -89,27 +85,57 @@ class DeltaFollower:
         with self._lock:
             try:
                 entries = list(read_log(self.registry, self.model.name, self.model.version, self.last_id,
-                                        seal=self._seals[0]))
+                                        seal=self._seals[0], uids=self._uids))
             except redis.ResponseError:  # the key is not a stream (nothing a writer made)
                 return 0
             if not entries:
                 return 0
-            if self.catalogue is None:
-                m = self.model
-                self.catalogue = Catalogue(m.item_ids, m.item_vectors,
-                                           None if m.fold_in_vectors is m.item_vectors else m.fold_in_vectors,
-                                           m.popularity, m.metadata)
+            catalogue = self._catalogue()
             batch = Change()
             for entry in entries:
                 batch.merge(self._apply(entry))
             for user in batch.users:  # the user's mark first: a reader seeing the revision finds the user
                 self.user_revisions[user] = self.users_revision + 1
                 self.users_revision += 1
-            # what the version's index backend takes in process (recsys.serving.version_index)
-            admitted = self.model.backend.admit(batch, f"{self.model.name} v{self.model.version}")
-            apply_to_model(self.model, self.catalogue, admitted)
+            self._move(catalogue, batch)
             self.applied += len(entries)
             return len(entries)
+
+    def hold_deletions(self) -> int:
+        """Delete here the items the model's deletions name (made on any version: one deleted on a newer
+        version before a rollback, or on the old one after this version was preloaded); returns how many.
+        The watcher calls it when it loads a version and again when it switches to one loaded ahead.
+
+        Raises:
+            redis.RedisError: Redis did not answer.
+        """
+        with self._lock:
+            gone = deleted_items(self.registry, self.model.name)
+            pos = self.model.item_pos
+            live = {i for i in gone if i in pos}
+            if not live:
+                return 0
+            catalogue = self._catalogue()
+            change = catalogue.hold_deletions(live)
+            if change.deleted:
+                self._move(catalogue, change)
+                log.info("%s v%s: %d items deleted on other versions held deleted here", self.model.name,
+                         self.model.version, len(change.deleted))
+            return len(change.deleted)
+
+    def _catalogue(self) -> Catalogue:
+        if self.catalogue is None:
+            m = self.model
+            self.catalogue = Catalogue(m.item_ids, m.item_vectors,
+                                       None if m.fold_in_vectors is m.item_vectors else m.fold_in_vectors,
+                                       m.popularity, m.metadata)
+        return self.catalogue
+
+    def _move(self, catalogue: Catalogue, batch: Change) -> None:
+        """A batch applied to the catalogue, into the model's arrays and indexes: what the version's index
+        backend takes in process (recsys.serving.version_index)."""
+        admitted = self.model.backend.admit(batch, f"{self.model.name} v{self.model.version}")
+        apply_to_model(self.model, catalogue, admitted)
 
     def _apply(self, entry: Entry) -> Change:
         """One entry to the catalogue (the indexes follow once per batch)."""

@@ -19,7 +19,7 @@ from vectorstore import ModelRegistry
 
 from ..data.interactions import Interactions
 from ..data.item_table import metadata_value_problem
-from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPDATE_USERS, UPSERT_ITEMS, read_log
+from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPDATE_USERS, UPSERT_ITEMS, deleted_items, read_log
 
 __all__ = ["Recorded", "recorded"]
 
@@ -33,7 +33,8 @@ class Recorded:
     Attributes:
         version: the version whose log this is (``None``: no active version).
         interactions: ``(user, item, weight, time)`` of every user update, oldest first.
-        deleted: items deleted (and not upserted again since).
+        deleted: items deleted (and not upserted again since), on this version's log or any other
+            (:func:`recsys.live.delta_log.deleted_items`: a deletion holds until an upsert).
         metadata: ``{item: {field: value}}`` as the updates left them (upserts' fields included).
         last_id: the newest entry read (a training records it: later entries are carried over).
     """
@@ -91,7 +92,7 @@ def recorded(registry: ModelRegistry, model: str, version: int | None = None) ->
     """
     version = version if version is not None else registry.active_version(model)
     interactions: list[tuple[str, str, float, float]] = []
-    deleted: set[str] = set()
+    deleted: set[str] = deleted_items(registry, model)
     metadata: dict[str, dict[str, Any]] = {}
     last = "0-0"
     if version is None:

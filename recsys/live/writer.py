@@ -96,7 +96,8 @@ class CatalogueWriter:
     def _catch_up(self, state: TargetVersion) -> None:
         """Apply the log's entries newer than the catalogue's, in the log's order (the clients' order: a new
         item's position is its place in it, whichever writer added it)."""
-        for entry in read_log(self.registry, self.name, state.version, state.catalogue.last_id, seal=state.seals[0]):
+        for entry in read_log(self.registry, self.name, state.version, state.catalogue.last_id, seal=state.seals[0],
+                              uids=state.catalogue.uids):
             state.catalogue.apply(entry)
             state.catalogue.last_id = entry.id
 
@@ -156,6 +157,10 @@ class CatalogueWriter:
         in from the users who interacted with it (in each space, the mean over those users of their items'
         mean vector: the centre of what its users chose). Optional ``"metadata": {field: value}``.
 
+        The users an item is given by interacted with it: they are recorded as such by a second entry, an
+        :meth:`update_users` (the item is seen by them, never recommended to them, and the next training learns
+        the interactions, so the item is trained on, not left out). The receipt is the upsert's.
+
         Raises:
             InvalidDelta: not a list, no items, an item without a vector or users, a vector of the wrong dimension or
                 with NaN/inf, a bad metadata value (each names the item).
@@ -172,7 +177,15 @@ class CatalogueWriter:
             out = [upserted_item(state, item) for item in items]
             return {"items": out}, len(out), []
 
-        return self._write(UPSERT_ITEMS, build, token)
+        receipt = self._write(UPSERT_ITEMS, build, token)
+        interactions: dict[str, list[str]] = {}  # checked by upserted_item: each id is a delta id
+        for item in items:
+            if item.get("vector") is None and item.get("users"):
+                for user in delta_ids(item["users"], "user"):
+                    interactions.setdefault(user, []).append(delta_id(item["id"], "item"))
+        if interactions:  # the same token, marked: a redelivered job writes what it did not write yet
+            self.update_users(interactions, token=f"{token}:users" if token else None)
+        return receipt
 
     def delete_items(self, items: Iterable[str | int], *, token: str | None = None) -> DeltaReceipt:
         """Delete items: no client returns them from then on (recommendations, similar items, fold-in,

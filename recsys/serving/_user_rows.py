@@ -70,6 +70,29 @@ class UserRows:
         """Close the connection of the per-request reads."""
         self._requests.close()
 
+    def rewritten(self, key: str, users: list[str]) -> list[bytes | None] | None:
+        """Users' rows rewritten by deltas (``key``: a follower's ``users_key``), read like :meth:`fetch`: on the
+        per-request connection and through the breaker. ``None``: Redis does not answer (the breaker is open,
+        or this read failed: a slow failure opens it), so the caller serves what it has.
+
+        Raises:
+            vectorstore errors: Redis refused the read (credentials, memory): not an outage.
+        """
+        if not self._breaker.allow():
+            return None
+        started = time.monotonic()
+        try:
+            rows = self._requests.hmget(key, users)
+        except (redis.RedisError, *UNAVAILABLE_ERRORS) as exc:
+            error = self.registry.typed_error(exc, "cannot read rewritten user rows")
+            if not isinstance(error, RedisUnavailable):
+                raise error from None
+            if time.monotonic() - started >= self._timeout / 2:
+                self._breaker.failure()
+            return None
+        self._breaker.success()
+        return list(rows)
+
     def fetch(self, model: ServingModel, users: Sequence[str], topn: bool, strict: bool = False) -> list[UserRow]:
         """Each user's :class:`UserRow`: one pipelined round trip.
 

@@ -97,7 +97,7 @@ class VersionWatcher:
         # wait for it.
         self._load_lock = threading.Lock()
         self._staged: dict[int, ServingModel] = getattr(self, "_staged", {})
-        self._wanted = 0  # the newest staged version asked for
+        self._wanted: set[int] = set()  # staged versions announced, not tried yet
         self._topn_ready: set[int] = getattr(self, "_topn_ready", set())
         self._threads: list[threading.Thread] = []
         self._refused: set[int] = getattr(self, "_refused", set())
@@ -145,6 +145,8 @@ class VersionWatcher:
             if active == self.model.version:
                 return False
             new = self._staged.pop(active, None)
+            if new is not None:  # loaded ahead: items deleted since (on the old version) are deleted here first
+                self._hold_deletions(new)
             if new is None:
                 try:
                     new = self._load(active)
@@ -200,7 +202,19 @@ class VersionWatcher:
             follower.catch_up()
         except (RedisUnavailable, redis.RedisError) as exc:
             log.warning("%s v%s: delta log not replayed yet (%s)", self.name, model.version, type(exc).__name__)
+        self._hold_deletions(model)
         return model
+
+    def _hold_deletions(self, model: ServingModel) -> None:
+        """The model's deletions (made on any version) held in ``model`` before it serves."""
+        live = model.live
+        if live is None:
+            return
+        try:
+            live.hold_deletions()
+        except (RedisUnavailable, redis.RedisError) as exc:
+            log.warning("%s v%s: deletions on other versions not read (%s)", self.name, model.version,
+                        type(exc).__name__)
 
     def catch_up(self) -> int:
         """Apply the serving version's delta log entries not applied yet; returns how many."""
@@ -263,8 +277,8 @@ class VersionWatcher:
         elif notice is not None and notice.event == ModelNotice.DELTA:
             return  # a delta of a version not served here (old, or staged: replayed when it loads)
         elif notice is not None and notice.event == ModelNotice.STAGED and notice.version > self.model.version:
-            self._wanted = max(self._wanted, notice.version)
-            self._wake.set()
+            self._wanted.add(notice.version)  # a set, not a maximum: a bogus huge version must not hide the
+            self._wake.set()  # real ones announced after it
         else:
             self._safe_refresh()
 
@@ -313,10 +327,13 @@ class VersionWatcher:
         while not self._stop.is_set():
             self._wake.wait()
             self._wake.clear()
-            wanted = self._wanted
-            if wanted > self.model.version and not self._stop.is_set():
+            wanted, self._wanted = self._wanted, set()
+            for version in sorted(wanted, reverse=True):  # the newest that loads; older ones it supersedes
+                if version <= self.model.version or self._stop.is_set():
+                    break
                 try:
-                    self.preload(wanted)
+                    if self.preload(version):
+                        break
                 except Exception:  # keep the thread for the next staged version
-                    log.exception("%s: preloading v%s failed", self.name, wanted)
+                    log.exception("%s: preloading v%s failed", self.name, version)
 

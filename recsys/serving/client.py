@@ -30,6 +30,7 @@ from vectorstore import AllowedIds, ModelRegistry, Settings, get_settings
 
 from ..data.ids import check_id, check_ids
 from ._filter_cache import FilterCache
+from ._items import get_items, query_items
 from ._ranking import answer, excluded, popular, position, positions, precomputed, search
 from ._user_rows import UserRows
 from ._watcher import VersionWatcher
@@ -177,11 +178,13 @@ class RecommendationClient:
         return answer(model, ids, scores, "index", user, fields, found)
 
     def recommend_many(self, users: Sequence[str | int], k: int = 10, *, exclude_seen: bool = True,
+                       exclude: Iterable[str] | None = None, include: Iterable[str] | None = None,
                        fields: list[str] | None = None, filter: str | None = None) -> list[Recommendations]:
         """Top-``k`` for many users: one round trip and one batched index query.
 
-        Unknown users get popular items (or raise in strict mode), as in :meth:`recommend`; ``filter`` is
-        :meth:`recommend`'s.
+        Unknown users get popular items (or raise in strict mode), as in :meth:`recommend`; ``exclude``,
+        ``include`` and ``filter`` are :meth:`recommend`'s, for every user (with ``include``: each user's
+        request is :meth:`recommend`'s, one after the other).
         """
         k = check_k(k)
         names = check_ids(users, "user")
@@ -189,18 +192,47 @@ class RecommendationClient:
         passing = self._allowed(model, filter)
         if not names:
             return []
+        exclude = None if exclude is None else check_ids(exclude, "item")  # read once, used for every user
+        if include is not None:
+            include = check_ids(include, "item")
+            return [self.recommend(u, k, exclude_seen=exclude_seen, exclude=exclude, include=include, fields=fields,
+                                   strict=self.strict, filter=filter) for u in names]
         rows = self._rows.fetch(model, names, topn=False, strict=self.strict)
         known = [i for i, row in enumerate(rows) if row.vector is not None]
         out: list[Recommendations | None] = [None] * len(names)
         if known:
             vectors = np.stack([row.vector for row in rows if row.vector is not None])  # known's, in order
             seen = [rows[i].seen for i in known] if exclude_seen else None
+            if exclude is not None:  # the same items out for every user, beside each one's seen items
+                seen = [excluded(model, rows[i].seen if exclude_seen else None, exclude) for i in known]
             ids, scores = search(model, "recommend", vectors, k, seen, passing, num_threads=1, expression=filter)
             for row, i in enumerate(known):
                 out[i] = answer(model, ids[row], scores[row], "index", names[i], fields)
         return [rec if rec is not None else popular(model, names[i], k, strict=self.strict, fields=fields,
-                                                     passing=passing, expression=filter)
+                                                     exclude=exclude, passing=passing, expression=filter)
                 for i, rec in enumerate(out)]
+
+    def get(self, ids: Iterable[str | int], *, fields: list[str] | None = None) -> list[dict[str, Any]]:
+        """The items of ``ids`` the served version holds (unknown and deleted ones left out, as pymilvus'
+        ``get``), each ``{"id", field: value, ...}`` with metadata ``fields`` (default: every field).
+
+        Raises:
+            InvalidRequest: a bad id or an unknown field.
+        """
+        return get_items(self._model, check_ids(ids, "item"), fields)
+
+    def query(self, filter: str | None = None, *, fields: list[str] | None = None, limit: int = 100,
+              offset: int = 0) -> list[dict[str, Any]]:
+        """The served version's items passing ``filter`` (:meth:`recommend`'s expressions; ``None``: all), in
+        the catalogue's order, from ``offset``, at most ``limit`` (as pymilvus' ``query``), each
+        ``{"id", field: value, ...}`` with metadata ``fields`` (default: every field).
+
+        Raises:
+            InvalidFilter: a bad expression. InvalidRequest: a bad ``limit``/``offset`` or an unknown field.
+        """
+        model = self._model
+        return query_items(model, self._filters.allowed(model, filter) if filter is not None else None, fields,
+                           limit, offset)
 
     def similar_items(self, item: str | int, k: int = 10, *, fields: list[str] | None = None,
                       metric: str = "ip", filter: str | None = None) -> Recommendations:
@@ -264,7 +296,7 @@ class RecommendationClient:
         user = check_id(user, "user")
         metric = check_metric(metric)
         model = self._model
-        users, scores = self._similarity.users(self.registry, model, user, k, metric)
+        users, scores = self._similarity.users(self.registry, model, user, k, metric, self._rows.rewritten)
         return SimilarUsers(users=users, scores=scores, model=model.name, model_version=model.version, user=user,
                             metric=metric)
 

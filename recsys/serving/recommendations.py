@@ -58,10 +58,19 @@ def check_k(k: Any) -> int:
         InvalidRequest: not an integer, or out of range.
     """
     if isinstance(k, bool) or not isinstance(k, int | np.integer):
-        raise InvalidRequest(f"k must be an integer, got {type(k).__name__} {k!r}")
+        raise InvalidRequest(f"k must be an integer, got {type(k).__name__} {_shown(k)}")
     if not 1 <= k <= MAX_K:
-        raise InvalidRequest(f"k={k} must be between 1 and {MAX_K}")
+        raise InvalidRequest(f"k={_shown(k)} must be between 1 and {MAX_K}")
     return int(k)
+
+
+def _shown(value: Any) -> str:
+    """``value`` as a message names it, bounded (an integer of 5,000 digits cannot even be printed whole:
+    Python refuses to convert one past 4,300 digits)."""
+    if isinstance(value, int) and abs(value) >= 10**18:
+        return f"{'-' if value < 0 else ''}<an integer of about {int(abs(value).bit_length() * 0.30103) + 1} digits>"
+    text = repr(value) if not isinstance(value, int) else str(value)
+    return text if len(text) <= 80 else f"{text[:60]}... ({len(text)} characters)"
 
 
 def check_fields(fields: Any) -> list[str] | None:

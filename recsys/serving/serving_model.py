@@ -63,6 +63,7 @@ class ServingModel:
     # change the item arrays and indexes in place (recsys.live._apply); everything else stays as loaded.
     live: Any = None
     metadata_revision: int = 0  # bumped by each delta that changes ``metadata`` in place
+    items_revision: int = 0  # bumped by each batch of deltas that adds, re-vectors or deletes items
     # How a request opens the version's rows (their signatures checked with EA_SIGNING_KEY:
     # vectorstore.store.registry.rows), and the sizes it checks them against (recsys.publish.wire).
     vector_seal: RowSeal | None = None

@@ -11,8 +11,9 @@
   ml-100k: Star Wars -> Return of the Jedi, Liar Liar, Contact, Fargo, Toy Story); cosine ranks by
   direction only (The Empire Strikes Back comes first).
 
-Both caches are keyed on what they were built from (the version; for items also the catalogue's size and
-deleted count, which deltas change), so a swapped version or a changed catalogue is rebuilt on the next call.
+Both caches are keyed on what they were built from (the version; for items also the serving model's
+``items_revision``, which every batch of deltas changing items bumps), so a swapped version or a changed
+catalogue is rebuilt on the next call.
 Users rewritten by deltas (``CatalogueWriter.update_users``) are patched into the users' copy on the next call
 (their rows read again: the query user and every neighbour are compared by their vectors as updated; a user
 a delta created joins them).
@@ -21,7 +22,7 @@ a delta created joins them).
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,9 +121,13 @@ class Similarity:
         self._targets: tuple[Hashable, Any, np.ndarray, np.ndarray | None] | None = None
 
     # -- users ----------------------------------------------------------------------------------------
-    def users(self, registry: ModelRegistry, model: Any, user: str, k: int,
-              metric: str) -> tuple[list[str], np.ndarray]:
+    def users(self, registry: ModelRegistry, model: Any, user: str, k: int, metric: str,
+              rewritten: Callable[[str, list[str]], list[bytes | None] | None]) -> tuple[list[str], np.ndarray]:
         """The ``k`` users most similar to ``user`` (``user`` left out) and their scores.
+
+        ``rewritten(key, users)``: reads users' rows rewritten by deltas (the client's per-request reads,
+        behind its circuit breaker: a hung Redis costs one request timeout, not the socket timeout per call);
+        ``None`` from it serves the users as last read.
 
         Raises:
             UnknownUser: the version has no such user.
@@ -131,7 +136,7 @@ class Similarity:
         table = self._user_table(registry, model)
         live = getattr(model, "live", None)
         if live is not None and live.users_revision > table.revision:
-            table = self._patch_users(registry, model, table, live)
+            table = self._patch_users(registry, model, table, live, rewritten)
         me = table.pos.get(user)
         if me is None:
             raise UnknownUser(f"user {user!r} is not in model {model.name!r} v{model.version}")
@@ -155,14 +160,18 @@ class Similarity:
             self._users = (key, table)
             return table
 
-    def _patch_users(self, registry: ModelRegistry, model: Any, table: _Users, live: Any) -> _Users:
-        """``table`` with the users deltas rewrote since it was read (or last patched) patched in."""
+    def _patch_users(self, registry: ModelRegistry, model: Any, table: _Users, live: Any,
+                     rewritten: Callable[[str, list[str]], list[bytes | None] | None]) -> _Users:
+        """``table`` with the users deltas rewrote since it was read (or last patched) patched in (as it is when
+        Redis does not answer: patched at a later call)."""
         with self._lock:
             revision = live.users_revision
             if revision <= table.revision:
                 return table
             changed = [u for u, r in dict(live.user_revisions).items() if r > table.revision]
-            raws = registry.client.hmget(live.users_key, changed) if changed else []
+            raws = rewritten(live.users_key, changed) if changed else []
+            if raws is None:
+                return table
             rows: dict[str, np.ndarray] = {}
             for user, raw in zip(changed, raws):
                 decoded = live.user_row(user, raw) if raw is not None else None
@@ -208,8 +217,9 @@ class Similarity:
 
     def _item_targets(self, model: Any) -> tuple[np.ndarray, np.ndarray | None]:
         index = model.similar_index
-        # what deltas change: the catalogue's size and its deleted items (new ones are added to the index)
-        key = (model.name, model.version, id(index), len(model.item_ids), getattr(index, "deleted", 0))
+        # every batch of deltas that adds, re-vectors or deletes items bumps the revision (a size and a count
+        # of deletions do not tell: an item brought back and another deleted leave both as they were)
+        key = (model.name, model.version, id(index), len(model.item_ids), getattr(model, "items_revision", 0))
         cached = self._targets
         if cached is not None and cached[0] == key and cached[1] is index:
             return cached[2], cached[3]

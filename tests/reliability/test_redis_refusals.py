@@ -136,6 +136,34 @@ def test_hung_redis_does_not_hang_requests_for_cached_users(own_redis: RedisProc
         wait_for(answered, 30, interval=0.3, what="the client to read Redis again after it came back")
 
 
+def test_hung_redis_costs_similar_users_one_request_timeout(own_redis: RedisProcess, trained_model: str,
+                                                           tmp_path: Path) -> None:
+    """Issue 28, item 18: similar_users patches users rewritten by deltas through the per-request reads and
+    the breaker: while Redis hangs it answers from memory, not after the 5 s socket timeout on every call."""
+    from recsys import CatalogueWriter
+
+    settings = _settings(own_redis.url, tmp_path, socket_timeout=5.0, request_timeout=0.5)
+    copy_version(ModelRegistry(settings), trained_model, "shop", reader=ModelRegistry())
+    with RecommendationClient(settings=settings, model="shop", listen=False, refresh_interval=30) as client:
+        before = client.similar_users("u1", k=5).users
+        item = str(client._model.item_ids[0])
+        CatalogueWriter("shop", settings=settings).update_users({"u2": [item]})
+        client._watcher.catch_up()
+        assert client._model.live.users_updated
+        os.kill(own_redis.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            answers = [client.similar_users("u1", k=5).users for _ in range(4)]
+            hung_s = time.monotonic() - started
+        finally:
+            os.kill(own_redis.pid, signal.SIGCONT)
+        assert hung_s < 3.0, f"4 similar_users calls took {hung_s:.1f} s while Redis hung"
+        assert all(len(a) == len(before) for a in answers)
+        wait_for(lambda: client._similarity._users[1].revision == client._model.live.users_revision
+                 or client.similar_users("u1", k=5) is None, 30, interval=0.3,
+                 what="the rewritten user to be patched in once Redis answers")
+
+
 GARBAGE = ["{}", "[]", "null", "\"x\"", "{\"model\": \"shop\", \"version\": 2}", "\udcff not json",
            json.dumps({"model": "shop", "version": 2, "created_at": 1.0,
                        "parts": {"x": {"kind": "blob", "nbytes": 10, "chunks": 10**12, "sha256": "0" * 64}}})]

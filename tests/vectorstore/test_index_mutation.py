@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from vectorstore import InvalidModelData, ItemIndex
+from vectorstore import AllowedIds, InvalidModelData, ItemIndex, search_allowed
 
 
 @pytest.fixture(params=[("ip", "augmented"), ("ip", "native"), ("cosine", "augmented")])
@@ -149,3 +149,33 @@ def test_one_change_adds_updates_and_deletes_together(index, exact):
     assert idx.change(None, [], [9000]) == 1 and 9000 not in idx.query(query, k=5, exact=exact)[0].tolist()
     with pytest.raises(InvalidModelData, match="dimension"):
         idx.change(np.ones((1, 3), np.float32), [1])
+
+
+def test_vectors_added_longer_than_the_radius_are_found(monkeypatch):
+    """Issue 28, item 17: 1,000 vectors re-added 3x longer than the augmented index's radius are found as exact
+    search finds them (recall@10 was 0.0), filtered or not, and a deleted one is not."""
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((3000, 16)).astype(np.float32)
+    idx = ItemIndex.build(vectors, space="ip", mips="augmented", M=16, ef=64)
+    radius = float(np.linalg.norm(vectors, axis=1).max())
+    long = rng.standard_normal((1000, 16)).astype(np.float32)
+    long *= 3 * radius / np.linalg.norm(long, axis=1, keepdims=True)
+    ids = np.arange(1000, 2000)
+    idx.add_items(long, ids)
+    queries = rng.standard_normal((50, 16)).astype(np.float32)
+    graph, _ = idx.query(queries, k=10, exact=False)
+    truth, _ = idx.query(queries, k=10, exact=True)
+    recall = np.mean([len(set(g) & set(t)) / 10 for g, t in zip(graph.tolist(), truth.tolist())])
+    assert np.isin(truth, ids).mean() > 0.9 and recall > 0.95
+    one, _ = idx.query(queries[0], k=10, exact=False)
+    assert one.tolist() == truth[0].tolist()
+    idx.mark_deleted([int(one[0])])
+    assert int(one[0]) not in idx.query(queries[0], k=10, exact=False)[0].tolist()
+    import vectorstore.store.index.filtered as filtered
+
+    monkeypatch.setattr(filtered, "EXACT_ALLOWED", 0)  # thresholds of a large catalogue: hnswlib's filter answers
+    monkeypatch.setattr(filtered, "EXACT_PRODUCT", 0)
+    allowed = AllowedIds(np.arange(0, 3000, 2))
+    with_filter, _ = search_allowed(idx, queries[1], 10, allowed, exact=False)
+    by_exact, _ = search_allowed(idx, queries[1], 10, allowed, exact=True)
+    assert with_filter.tolist() == by_exact.tolist() and np.isin(by_exact, ids).mean() > 0.5

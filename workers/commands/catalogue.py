@@ -1,7 +1,9 @@
-"""``ea items upsert``, ``ea items delete``, ``ea users update``: deltas on a model's active version.
+"""``ea items upsert``, ``ea items delete``, ``ea users update``: deltas on a model's active version;
+``ea items get`` and ``ea items query``: its items by id or by filter.
 
-Each command writes at once (``recsys.CatalogueWriter``, no worker needed) and prints the receipt
-as one JSON line; every client of the model applies the change within about a second.
+Each delta command writes at once (``recsys.CatalogueWriter``, no worker needed) and prints the receipt
+as one JSON line; every client of the model applies the change within about a second. ``get`` and ``query``
+print one JSON line per item (``RecommendationClient.get`` / ``.query``, as pymilvus' ``get`` / ``query``).
 """
 
 from __future__ import annotations
@@ -65,6 +67,35 @@ def delete(items, name) -> None:
 def set_fields(item, name, fields) -> None:
     """Set metadata fields of ITEM."""
     click.echo(json.dumps(asdict(_writer(name).update_metadata({item: parse_params(fields, "--field")}))))
+
+
+@items_group.command("get")
+@click.argument("items", nargs=-1, required=True)
+@click.option("--model", "name", default="default", show_default=True)
+@click.option("--field", "fields", multiple=True, help="Metadata to show (repeatable; default: every field).")
+def get(items, name, fields) -> None:
+    """ITEMS as the active version holds them (unknown or deleted ones left out), one JSON line each."""
+    from recsys import RecommendationClient
+
+    with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
+        for row in client.get(list(items), fields=list(fields) or None):
+            click.echo(json.dumps(row, default=str))
+
+
+@items_group.command("query")
+@click.argument("expression", required=False)
+@click.option("--model", "name", default="default", show_default=True)
+@click.option("--field", "fields", multiple=True, help="Metadata to show (repeatable; default: every field).")
+@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--offset", type=int, default=0, show_default=True)
+def query(expression, name, fields, limit, offset) -> None:
+    """The active version's items passing EXPRESSION (as ``ea recommend --filter``; none: every item), one
+    JSON line each."""
+    from recsys import RecommendationClient
+
+    with RecommendationClient(model=name, listen=False, refresh_interval=0) as client:
+        for row in client.query(expression, fields=list(fields) or None, limit=limit, offset=offset):
+            click.echo(json.dumps(row, default=str))
 
 
 @click.group("users")

@@ -174,3 +174,88 @@ def test_staged_version_is_preloaded_and_activation_switches_at_once(client, pub
         time.sleep(0.005)
     assert client.model_version == staged and time.monotonic() - t0 < 1.0
     assert client.recommend("u1", k=3).model_version == staged
+
+
+def test_a_bogus_staged_notice_does_not_stop_preloading(client, published, settings):
+    """Issue 28, item 18: a 'staged' notice naming version 10**9 (no such version) is tried and dropped; the
+    next real staged version is still preloaded."""
+    from vectorstore import ModelNotice
+
+    registry = ModelRegistry(settings)
+    registry.client.publish(registry.channel(published.model),
+                            ModelNotice(ModelNotice.STAGED, published.model, 10**9).encode())
+    time.sleep(0.3)
+    old = registry.load(published.model)
+    tables = {name: registry.read_table(published.model, old.version, name) for name in old.tables}
+    staged = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), tables=tables,
+                              meta=old.meta, activate=False)
+    deadline = time.monotonic() + 10
+    while staged not in client.staged_versions and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert staged in client.staged_versions
+
+
+@pytest.mark.parametrize("k", [10**5000, -10**5000, 10**6, 0, 2.5, float("inf"), "x" * 10_000], ids=range(7))
+def test_absurd_k_is_a_typed_error_naming_k_on_every_path(client, k):
+    """Issue 28, item 12: k=10**5000 raised a raw ValueError (an int past 4,300 digits cannot be printed)."""
+    calls = [lambda: client.recommend("u1", k=k), lambda: client.recommend_many(["u1"], k=k),
+             lambda: client.similar_items("i0", k=k), lambda: client.recommend_for_history(["i0"], k=k),
+             lambda: client.similar_users("u1", k=k)]
+    for call in calls:
+        with pytest.raises(InvalidRequest, match=r"^k[= ]") as err:
+            call()
+        assert len(str(err.value)) < 200
+
+
+def test_recommend_many_takes_include_and_exclude_like_recommend(client):
+    """Issue 28, item 20."""
+    users = ["u1", "u2", "nobody"]
+    top = client.recommend("u1", k=3).items
+    many = client.recommend_many(users, k=5, exclude=top[:2])
+    assert [r.items for r in many] == [client.recommend(u, k=5, exclude=top[:2]).items for u in users]
+    assert not set(top[:2]) & set(many[0].items)
+    only = ["i0", "i3", "i4", "i7"]
+    listed = client.recommend_many(users, k=3, include=only, exclude=["i3"])
+    assert [r.items for r in listed] == [client.recommend(u, k=3, include=only, exclude=["i3"]).items for u in users]
+    assert all(set(r.items) <= {"i0", "i4", "i7"} for r in listed)
+
+
+def test_items_by_id_and_by_filter(client, published, settings):
+    """Issue 28, item 20: get(ids) and query(filter), as pymilvus users expect, on the client and as
+    ``ea items get`` / ``ea items query``; deleted and unknown items are left out."""
+    import json
+
+    from click.testing import CliRunner
+
+    from recsys import CatalogueWriter, InvalidFilter
+    from workers.cli import main as cli
+
+    assert client.get(["i4", "nope", "i1"]) == [{"id": "i4", "community": 1, "title": "Item 4"},
+                                                 {"id": "i1", "community": 1, "title": "Item 1"}]
+    assert client.get(["i4"], fields=["title"]) == [{"id": "i4", "title": "Item 4"}]
+    order = [str(i) for i in client._model.item_ids]  # the catalogue's order
+    second = [i for i in order if int(i[1:]) % 3 == 2]
+    rows = client.query("community == 2", fields=["community"], limit=5)
+    assert [r["id"] for r in rows] == second[:5] and {r["community"] for r in rows} == {2}
+    assert [r["id"] for r in client.query("community == 2", limit=2, offset=3)] == second[3:5]
+    assert len(client.query(limit=10_000)) == 60
+    CatalogueWriter(published.model, settings=settings).delete_items(["i5"])
+    deadline = time.monotonic() + 5
+    while client.get(["i5"]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert client.get(["i5"]) == [] and "i5" not in [r["id"] for r in client.query("community == 2")]
+    with pytest.raises(InvalidFilter):
+        client.query("community ==")
+    with pytest.raises(InvalidRequest, match="limit"):
+        client.query(limit=10**5000)
+    with pytest.raises(InvalidRequest, match="unknown field"):
+        client.get(["i4"], fields=["nope"])
+    env = {"EA_REDIS_URL": settings.redis_url, "EA_KEY_PREFIX": settings.key_prefix}
+    out = CliRunner().invoke(cli, ["items", "get", "i4", "i5", "--model", published.model, "--field", "title"],
+                             env=env)
+    assert out.exit_code == 0, out.output
+    assert [json.loads(line) for line in out.output.splitlines()] == [{"id": "i4", "title": "Item 4"}]
+    out = CliRunner().invoke(cli, ["items", "query", "community == 0", "--model", published.model, "--limit", "2"],
+                             env=env)
+    assert out.exit_code == 0, out.output
+    assert [json.loads(line)["id"] for line in out.output.splitlines()] == [i for i in order if int(i[1:]) % 3 == 0][:2]

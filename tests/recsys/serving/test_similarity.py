@@ -118,3 +118,25 @@ def test_similar_users_sees_users_updated_by_deltas(published, settings):
         assert "newcomer" in score
         near_new = client.similar_users("newcomer", k=10).users
         assert np.mean([int(v[1:]) % 3 == 2 for v in near_new if v[0] == "u" and v != "u0"]) > 0.5
+
+
+def test_cosine_similar_items_never_return_a_deleted_item(communities, model_name, settings):
+    """Issue 28, item 3: an item brought back and another deleted leave the catalogue's size and deleted count
+    as they were; the cosine targets are still built again (keyed by the deltas applied)."""
+    from recsys.training import train_and_publish
+
+    train_and_publish(communities["train"], algorithm="spectral", name=model_name, registry=ModelRegistry(settings))
+    writer = CatalogueWriter(model_name, settings=settings)
+    with RecommendationClient(model=model_name, settings=settings, listen=False, refresh_interval=30) as client:
+        assert client._model.similar_index is client._model.index  # one index: its deleted count is shared
+
+        def similar() -> set[str]:
+            client._watcher.catch_up()
+            return set(client.similar_items("i0", k=500, metric="cosine").items)
+
+        assert {"i3", "i6"} <= similar()
+        writer.delete_items(["i3"])
+        assert "i3" not in similar()
+        writer.upsert_items([{"id": "i3", "users": ["u0", "u3"]}])
+        writer.delete_items(["i6"])
+        assert "i6" not in similar() and "i3" in similar()

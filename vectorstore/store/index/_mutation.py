@@ -20,9 +20,11 @@ The exact-search copy of the vectors (:func:`._search.exact_data`) is kept in st
 place, new labels appended to a buffer with spare capacity (readers slice it to the length they captured).
 
 An augmented inner-product index (``mips="augmented"``) adds ``sqrt(R^2 - |x|^2)`` to each vector, R the
-largest norm at build time: a vector added later with a larger norm gets 0 there and is ranked as if its
-score were ``q.x - (|x|^2 - R^2) / 2``, lower than it is. Such additions are counted
-(``params["over_radius"]``); the next full build fixes them.
+largest norm at build time: a vector added later with a larger norm cannot be placed (it gets 0 there and the
+graph ranks it as if its score were ``q.x - (|x|^2 - R^2) / 2``: far too low, never found among the first k).
+Such ids are kept aside (``index._outside``: id -> vector) and every graph search scores them exactly and
+merges them in (:func:`._search.merge_outside`); they are counted (``params["over_radius"]``) and the next
+full build places them.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def change(index: Any, arr: np.ndarray, ids: Any, exact_rows: np.ndarray, delete
     """
     labels = _labels(ids, arr.shape[0])
     gone = _labels(deleted)
-    stored = _stored(index, arr) if labels.size else arr
+    stored, over = _stored(index, arr) if labels.size else (arr, None)
     if labels.size and labels.max() >= ALIAS_BASE:
         raise InvalidModelData(f"ids must be < {ALIAS_BASE}, got {int(labels.max())}")
     with index._gate.write():
@@ -88,6 +90,14 @@ def change(index: Any, arr: np.ndarray, ids: Any, exact_rows: np.ndarray, delete
                 hnsw.resize_index(max(needed, hnsw.get_max_elements() * 3 // 2 + 1024))
             hnsw.add_items(stored, _fresh_labels(index, labels), num_threads=1)
             index._deleted.difference_update(labels.tolist())
+            if over is not None and (over.any() or index._outside):
+                outside = dict(index._outside)  # one assignment: a reader sees the old set or the new one
+                for i, row, far in zip(labels.tolist(), arr, over.tolist()):
+                    if far:
+                        outside[i] = row.copy()
+                    else:
+                        outside.pop(i, None)
+                index._outside = outside
             index.params["count"] = int(hnsw.element_count)
             _update_exact(index, labels, exact_rows)
             if isinstance(index._span, int) and not isinstance(index._span, bool):  # grown in place: no id scan
@@ -134,20 +144,22 @@ def _held(index: Any, label: int) -> bool:
     return True
 
 
-def _stored(index: Any, arr: np.ndarray) -> np.ndarray:
-    """The rows as the graph stores them (augmented with the MIPS coordinate for augmented inner product)."""
+def _stored(index: Any, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """The rows as the graph stores them (augmented with the MIPS coordinate for augmented inner product), and
+    which rows are longer than the index's radius (``None``: not an augmented index)."""
     if not index._augmented:
-        return arr
+        return arr, None
     norms2 = np.einsum("ij,ij->i", arr.astype(np.float64), arr.astype(np.float64))
     radius2 = float(index.params["mips_radius"]) ** 2
-    over = int((norms2 > radius2 * (1 + 1e-6)).sum())
+    far = norms2 > radius2 * (1 + 1e-6)
+    over = int(far.sum())
     if over:
         level = logging.DEBUG if index.params.get("over_radius") else logging.WARNING  # once per index
         index.params["over_radius"] = int(index.params.get("over_radius", 0)) + over
-        log.log(level, "%d added vector(s) are longer than the index's radius: ranked a little low until the "
-                "next build", over)
+        log.log(level, "%d added vector(s) are longer than the index's radius: searched exactly beside the graph "
+                "until the next build", over)
     extra = np.sqrt(np.maximum(radius2 - norms2, 0.0)).astype(np.float32)[:, None]
-    return np.ascontiguousarray(np.hstack([arr, extra]))
+    return np.ascontiguousarray(np.hstack([arr, extra])), far
 
 
 def _update_exact(index: Any, labels: np.ndarray, rows: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from ...exceptions import InvalidModelData
 
 # ``index`` below is a vectorstore.store.index.item_index.ItemIndex (not imported: item_index.py imports this).
 
-__all__ = ["exact_data", "exclusions", "normalised", "query_exact", "query_graph", "top_k_columns"]
+__all__ = ["exact_data", "exclusions", "merge_outside", "normalised", "query_exact", "query_graph", "top_k_columns"]
 
 
 def top_k_columns(sims: np.ndarray, k: int, block: int = 64) -> np.ndarray:
@@ -109,6 +109,32 @@ def query_graph(index: Any, q: np.ndarray, sel: np.ndarray, per_row: list[np.nda
             row_l, row_s = row_l[keep], row_s[keep]
         m = min(k_out, row_l.size)
         labels[r, :m], scores[r, :m] = row_l[:m], row_s[:m]
+
+
+def merge_outside(index: Any, q: np.ndarray, sel: np.ndarray, per_row: list[np.ndarray], labels: np.ndarray,
+                  scores: np.ndarray, test: Any = None) -> None:
+    """Rows ``sel`` answered by the graph, with the ids the graph cannot place (added longer than the MIPS
+    radius: ``index._outside``) scored exactly and merged in, in place (their graph scores, wrong, dropped).
+    ``test``: an allowed-id test (a filtered search)."""
+    outside = index._outside
+    if not outside:
+        return
+    ids = np.fromiter((i for i in outside if i not in index._deleted and (test is None or test(i))), np.int64)
+    if not ids.size:
+        return
+    vectors = np.stack([outside[i] for i in ids.tolist()])
+    k_out = labels.shape[1]
+    for r in sel.tolist():
+        mine = ids[~np.isin(ids, per_row[r])] if per_row[r].size else ids
+        if not mine.size:
+            continue
+        row_l, row_s = labels[r], scores[r]
+        keep = (row_l >= 0) & ~np.isin(row_l, ids)
+        cand_l = np.concatenate([row_l[keep], mine])
+        cand_s = np.concatenate([row_s[keep], (vectors[np.isin(ids, mine)] @ q[r]).astype(np.float32)])
+        order = np.argsort(-cand_s, kind="stable")[:k_out]
+        labels[r], scores[r] = -1, np.nan
+        labels[r, : order.size], scores[r, : order.size] = cand_l[order], cand_s[order]
 
 
 def query_exact(index: Any, q: np.ndarray, sel: np.ndarray, per_row: list[np.ndarray], k_out: int,

@@ -28,7 +28,7 @@ import numpy as np
 
 from ...exceptions import InvalidModelData
 from ._mutation import ALIAS_BASE
-from ._search import exact_data, exclusions, top_k_columns
+from ._search import exact_data, exclusions, merge_outside, top_k_columns
 from .item_index import ItemIndex, as_vectors
 
 __all__ = ["EXACT_ALLOWED", "EXACT_PRODUCT", "AllowedIds", "by_exact_search", "search"]
@@ -139,6 +139,8 @@ def _search(index: ItemIndex, q: np.ndarray, per_row: list[np.ndarray], k_out: i
     for r in graph_rows:
         if not _graph_row(index, q, int(r), per_row[r], k_out, allowed.test(span), ef, labels, scores):
             exact_rows = np.append(exact_rows, r)
+        else:
+            merge_outside(index, q, np.asarray([r]), per_row, labels, scores, allowed.test(span))
     if exact_rows.size:
         _exact_rows(index, q, exact_rows, per_row, k_out, allowed, labels, scores)
 

@@ -12,7 +12,7 @@ from ...exceptions import InvalidModelData
 from ._blob import hnsw_space, index_bytes, read_index
 from ._mutation import ALIAS_BASE, SPAN_LIMIT, add_items, change, mark_deleted
 from ._rwlock import ReadWriteLock
-from ._search import exclusions, normalised, query_exact, query_graph
+from ._search import exclusions, merge_outside, normalised, query_exact, query_graph
 
 __all__ = ["ItemIndex", "MIPS", "SPACES"]
 
@@ -84,6 +84,7 @@ class ItemIndex:
         self._alias: dict[int, int] = {}
         self._owners = np.empty(0, np.int64)
         self._dead: np.ndarray | None = None  # columns of the exact copy that are deleted labels
+        self._outside: dict[int, np.ndarray] = {}  # ids added longer than the MIPS radius (._mutation)
         index.set_ef(int(params["ef"]))
 
     # -- construction ---------------------------------------------------------------------------------
@@ -325,6 +326,7 @@ class ItemIndex:
                 else:
                     query_graph(self, q, np.zeros(1, np.int64), per_row, int(wide[0]), k_out, labels, scores, 1,
                                 filtered=bool(excluded[0]))
+                    merge_outside(self, q, np.zeros(1, np.int64), per_row, labels, scores)
             else:
                 exact_rows = np.arange(rows) if exact else np.flatnonzero(heavy)
                 if exact_rows.size:
@@ -336,6 +338,7 @@ class ItemIndex:
                     sel = graph_rows[buckets == b]
                     query_graph(self, q, sel, per_row, int(wide[sel].max()), k_out, labels, scores, num_threads,
                                 filtered=bool(excluded[sel].any()))
+                    merge_outside(self, q, sel, per_row, labels, scores)
         return (labels[0], scores[0]) if single else (labels, scores)
 
     def _scores(self, distances: np.ndarray, queries: np.ndarray) -> np.ndarray:

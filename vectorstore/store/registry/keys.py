@@ -68,6 +68,11 @@ class ModelKeys:
         """HASH: publication token -> the version committed with it."""
         return self.key(model, "tokens")
 
+    def deleted_items(self, model: str) -> str:
+        """HASH: item -> ``<version>:<entry id>`` of the delta that deleted it, on whichever version: a deletion
+        holds on every version (activation, rollback, the next training) until the item is upserted again."""
+        return self.key(model, "deleted_items")
+
     def leases(self, model: str) -> str:
         """ZSET: ``<version>:<holder>`` -> when the lease ends (:mod:`.leases`)."""
         return self.key(model, "leases")
