@@ -4,14 +4,16 @@ Each (file, settings) goes through :func:`workers.detection.detect_file`, the fu
 (the same reader, detector, incident machine and output file; ``--param KEY=VALUE`` are its ``params``),
 trained on the file's probationary prefix. Its output CSV is cached under
 ``<cache>/<code version>/<settings id>/<corpus>/<category>/<file>.csv``: the code version hashes the
-sources that decide a file's output (``anomaly/``, ``alerts/``, ``workers/detection.py``, the index, the
-pins) and the ``EA_ALERT_*`` environment, so a rerun of unchanged code costs only the scoring, and any
-change to the detector runs again. A file the detector refuses (too short for its settings) gets no
+sources that decide a file's output (for ``ea detect``: ``anomaly/``, ``alerts/``, ``workers/detection.py``,
+the index, the pins and the ``EA_ALERT_*`` environment; for a baseline: its module, the reader, the pins),
+so a rerun of unchanged code costs only the scoring, and any change to the detector runs it again (and only
+it). A file the detector refuses (too short for its settings) gets no
 output (the scorer counts it as raising nothing) and a ``.refused`` note naming why.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,9 +27,10 @@ from typing import Any
 
 from bench._anomaly_data import ROOT, Corpus, probation
 
-#: What decides a file's output: hashed into the cache's code version.
-VERSIONED = ("anomaly", "alerts", "workers/detection.py", "vectorstore/store/index", "constraints.txt",
-             "bench/_anomaly_baselines.py")
+#: What decides a file's output: hashed into the cache's code version (``ea detect``'s, a baseline's).
+VERSIONED = ("anomaly", "alerts", "workers/detection.py", "vectorstore/store/index", "constraints.txt")
+BASELINE_VERSIONED = ("bench/_anomaly_baselines.py", "anomaly/series.py", "anomaly/_reading.py",
+                      "anomaly/_timestamps.py", "anomaly/windows.py", "constraints.txt")
 
 
 def default_cache() -> Path:
@@ -36,18 +39,20 @@ def default_cache() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "ea-bench" / "anomaly"
 
 
-def code_version() -> str:
+@functools.cache
+def code_version(baseline: bool = False) -> str:
     """A short hash of the sources in :data:`VERSIONED` (contents, uncommitted edits included) and the
-    ``EA_ALERT_*`` variables."""
+    ``EA_ALERT_*`` variables; with ``baseline``, of :data:`BASELINE_VERSIONED`."""
     h = hashlib.sha256()
-    for entry in VERSIONED:
+    for entry in BASELINE_VERSIONED if baseline else VERSIONED:
         path = ROOT / entry
         files = sorted(p for p in path.rglob("*") if p.is_file() and "__pycache__" not in p.parts) \
             if path.is_dir() else [path]
         for f in files:
             h.update(str(f.relative_to(ROOT)).encode())
             h.update(f.read_bytes())
-    h.update(json.dumps(sorted((k, v) for k, v in os.environ.items() if k.startswith("EA_ALERT_"))).encode())
+    if not baseline:
+        h.update(json.dumps(sorted((k, v) for k, v in os.environ.items() if k.startswith("EA_ALERT_"))).encode())
     return h.hexdigest()[:12]
 
 
@@ -87,7 +92,8 @@ def check_candidate(params: dict[str, Any]) -> str | None:
 
 
 def result_path(cache: Path, corpus: Corpus, params: dict[str, Any], key: str) -> Path:
-    return cache / settings_id(params) / corpus.name / key
+    """Where the output of ``params`` (a candidate, or ``{"baseline": name}``) on ``key`` is cached."""
+    return cache / code_version("baseline" in params) / settings_id(params) / corpus.name / key
 
 
 def _detect_one(data: str, key: str, params: dict[str, Any], dest: str) -> tuple[str, float, str | None]:

@@ -214,8 +214,8 @@ def main() -> None:
     if not accepted:
         raise SystemExit("no candidate settings the detector accepts (see above)")
     baselines = [b for b in args.baselines.split(",") if b]
-    version = code_version()
-    cache = (args.cache or default_cache()) / version
+    version = f"{code_version()} (baselines {code_version(baseline=True)})"
+    cache = args.cache or default_cache()
     corpora = load_corpora()
     start_load = _load()
     jobs = [(c, cand) for c in corpora.values() for cand in accepted + [{"baseline": b} for b in baselines]]
