@@ -5,13 +5,18 @@
 * ``beyond``: ``../shared/data/anomaly/beyond-nab`` (``data/<category>/<file>.csv``, ``windows.json``):
   57 labelled series that are not NAB (AIOps 2018 KPIs, NASA SMAP / MSL, UCR);
 * the scorer ``../shared/bench/anomaly_score.py`` (NAB-like, event figures, ``--optimize``: NAB's board's
-  single best threshold over the ``score`` column), run as a subprocess over a subset of a corpus's files
-  (a ``windows.json`` holding only their keys: the scorer scores the keys it is given).
+  single best threshold over the ``score`` column). Its NAB-like is a sum over files normalised once, so
+  each file's share is taken once by the scorer's own functions (:func:`file_stats`) and any set of files
+  (a training fold, a category) is summed from them (:func:`aggregate`); the benchmark checks that sum
+  against the scorer run whole (a subprocess, :func:`score`) on every corpus, and the threshold search is
+  the scorer's own run.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -20,6 +25,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -84,48 +90,88 @@ def load_corpora(names: tuple[str, ...] = ("nab", "beyond")) -> dict[str, Corpus
 
 
 def score(corpus: Corpus, results: dict[str, Path], optimize: bool, cache: Path) -> dict:
-    """The scorer's JSON for the files ``results`` names (key -> result CSV; a missing CSV counts as a
-    detector that raised nothing), cached in ``cache`` by the result files' identities.
-
-    A subset without windows gets no ``nab_like`` (the scorer's normalisation needs one): its JSON then holds
-    only ``files`` and ``false_alarm_rows_per_1k_clean`` counted here from the same files.
-    """
+    """The scorer's JSON, run as NAB's files are scored (a subprocess), for the files ``results`` names (key
+    -> result CSV; a missing CSV counts as a detector that raised nothing), cached in ``cache`` by the
+    result files' identities. ``optimize`` adds NAB's board's single best threshold over ``score``."""
     keys = sorted(results)
-    ident = hashlib.sha256(json.dumps([corpus.name, optimize, [(k, str(results[k])) for k in keys]]).encode())
+    ident = hashlib.sha256(json.dumps([corpus.name, optimize, [(k, _identity(results[k])) for k in keys]]).encode())
     dest = cache / "scores" / f"{ident.hexdigest()[:24]}.json"
     if dest.is_file():
         return json.loads(dest.read_text())
-    if corpus.n_windows(keys) == 0:
-        out = _clean_only(corpus, results)
-    else:
-        with tempfile.TemporaryDirectory(prefix="ea-anomaly-score-") as tmp:
-            (Path(tmp) / "windows.json").write_text(json.dumps({k: corpus.windows[k] for k in keys}))
-            links = Path(tmp) / "results"
-            for k in keys:
-                if results[k].is_file():
-                    (links / k).parent.mkdir(parents=True, exist_ok=True)
-                    os.symlink(results[k], links / k)
-            cmd = [sys.executable, str(SCORER), "--data", str(corpus.data), "--windows",
-                   str(Path(tmp) / "windows.json"), "--results", str(links)] + (["--optimize"] if optimize else [])
-            run = subprocess.run(cmd, capture_output=True, text=True)
-            if run.returncode:
-                raise RuntimeError(f"the scorer failed on {corpus.name} ({len(keys)} files): {run.stderr[-2000:]}")
-            out = json.loads(run.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory(prefix="ea-anomaly-score-") as tmp:
+        (Path(tmp) / "windows.json").write_text(json.dumps({k: corpus.windows[k] for k in keys}))
+        links = Path(tmp) / "results"
+        for k in keys:
+            if results[k].is_file():
+                (links / k).parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(results[k], links / k)
+        cmd = [sys.executable, str(SCORER), "--data", str(corpus.data), "--windows",
+               str(Path(tmp) / "windows.json"), "--results", str(links)] + (["--optimize"] if optimize else [])
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode:
+            raise RuntimeError(f"the scorer failed on {corpus.name} ({len(keys)} files): {run.stderr[-2000:]}")
+        out = json.loads(run.stdout.strip().splitlines()[-1])
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(out))
     return out
 
 
-def _clean_only(corpus: Corpus, results: dict[str, Path]) -> dict:
-    """False-alarm rows per 1,000 scored rows of files without windows (the scorer's own rule)."""
+def _identity(path: Path) -> str:
+    """A result file's path with its modification time (a rerun writes a new file)."""
+    return f"{path}@{path.stat().st_mtime_ns if path.is_file() else 'absent'}"
+
+
+@functools.cache
+def scorer_module() -> Any:
+    """``../shared/bench/anomaly_score.py`` as a module: its ``file_score`` and ``probation``."""
+    spec = importlib.util.spec_from_file_location("anomaly_score", SCORER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def file_stats(data: Path, windows: list[list[str]], result: Path, cache: Path) -> dict[str, float]:
+    """One file's share of the scorer's sums, by the scorer's own ``file_score`` and its rules for events
+    and clean rows (its ``main``, per file): the raw NAB-like score, windows, windows hit, false-alarm runs,
+    clean rows and alerts on them. Cached in ``cache`` by the result file's identity."""
+    ident = hashlib.sha256(json.dumps([str(data), windows, _identity(result)]).encode()).hexdigest()[:24]
+    dest = cache / "file_stats" / f"{ident}.json"
+    if dest.is_file():
+        return json.loads(dest.read_text())
     import pandas as pd
 
-    rows = alerts = 0
-    for key, path in results.items():
-        n = len(pd.read_csv(corpus.data / key, usecols=["timestamp"]))
-        start = probation(n)
-        rows += n - start
-        if path.is_file():
-            alerts += int(pd.read_csv(path, usecols=["is_anomaly"])["is_anomaly"].to_numpy()[start:].sum())
-    return {"files": len(results), "windows": 0,
-            "false_alarm_rows_per_1k_clean": round(1000 * alerts / max(1, rows), 3)}
+    mod = scorer_module()
+    ts = list(pd.read_csv(data, parse_dates=["timestamp"])["timestamp"])
+    alerts = list(pd.read_csv(result)["is_anomaly"].astype(int) == 1) if result.is_file() else [False] * len(ts)
+    if len(alerts) != len(ts):
+        raise RuntimeError(f"{result}: {len(alerts)} result rows for {len(ts)} input rows")
+    raw, spans, hit = mod.file_score(ts, alerts, windows)
+    start = mod.probation(len(ts))
+    inside = {i for a, b in spans for i in range(a, b + 1)}
+    runs, run = 0, False
+    for i in range(start, len(ts)):
+        fp = alerts[i] and i not in inside
+        runs += fp and not run
+        run = fp
+    out = {"raw": raw, "windows": len(spans), "detected": len(hit), "false_alarm_runs": runs,
+           "clean_rows": 0 if spans else len(ts) - start, "clean_alerts": 0 if spans else int(sum(alerts[start:]))}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out))
+    return out
+
+
+def aggregate(stats: list[dict[str, float]]) -> dict[str, Any]:
+    """The scorer's figures over files from their :func:`file_stats` (its normalisation: null = 0,
+    perfect = 100); no ``nab_like`` when the files hold no window."""
+    mod = scorer_module()
+    windows = sum(s["windows"] for s in stats)
+    detected = sum(s["detected"] for s in stats)
+    fp_runs = sum(s["false_alarm_runs"] for s in stats)
+    out: dict[str, Any] = {"files": len(stats), "windows": windows, "detected": detected,
+                           "false_alarm_runs": fp_runs,
+                           "false_alarm_rows_per_1k_clean": round(1000 * sum(s["clean_alerts"] for s in stats)
+                                                                  / max(1, sum(s["clean_rows"] for s in stats)), 3)}
+    if windows:
+        null, perfect = -mod.FN_W * windows, mod.TP_W * mod.sigmoid(-1.0) * windows
+        out["nab_like"] = round(100 * (sum(s["raw"] for s in stats) - null) / (perfect - null), 2)
+    return out

@@ -30,14 +30,14 @@ import argparse
 import json
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._anomaly_data import CORPUS_NAMES, Corpus, load_corpora, score  # noqa: E402
+from bench._anomaly_data import CORPUS_NAMES, Corpus, aggregate, file_stats, load_corpora, score  # noqa: E402
 from bench._anomaly_runs import (  # noqa: E402
     check_candidate,
     code_version,
@@ -63,31 +63,38 @@ BASELINES = ("zscore", "knncad")
 
 
 class Bench:
-    """The corpora, the candidates, the cache, and the scorer's figures (memoised)."""
+    """The corpora, the candidates, the cache, and the scorer's figures: each file's share taken once
+    (:func:`bench._anomaly_data.file_stats`, in a pool), any set of files summed from them."""
 
-    def __init__(self, corpora: dict[str, Corpus], grid: list[dict[str, Any]], cache: Path) -> None:
+    def __init__(self, corpora: dict[str, Corpus], grid: list[dict[str, Any]], cache: Path, picks: list[dict]) -> None:
         self.corpora, self.grid, self.cache = corpora, grid, cache
-        self._memo: dict[str, dict] = {}
+        tasks = {(c.name, k, settings_id(p)): (c.data / k, c.windows[k], result_path(cache, c, p, k))
+                 for c in corpora.values() for p in picks for k in c.keys}
+        with ProcessPoolExecutor(max_workers=2) as pool:
+            futures = {t: pool.submit(file_stats, *args, cache) for t, args in tasks.items()}
+            self.stats = {t: f.result() for t, f in futures.items()}
 
-    def results(self, corpus: Corpus, keys: list[str], pick: dict[str, dict[str, Any]] | dict[str, Any]) -> dict:
-        """``key -> result CSV`` for ``keys``: ``pick`` is one candidate, or ``key -> candidate``."""
-        return {k: result_path(self.cache, corpus, pick.get(k, pick), k) for k in keys}
+    def figures(self, corpus: Corpus, keys: list[str], pick: Any) -> dict:
+        """The scorer's figures of ``keys`` with ``pick`` (one candidate, or ``key -> candidate``)."""
+        return aggregate([self.stats[(corpus.name, k, settings_id(pick.get(k, pick)))] for k in keys])
 
-    def figures(self, corpus: Corpus, keys: list[str], pick: Any, optimize: bool = False) -> dict:
-        paths = self.results(corpus, keys, pick)
-        memo = json.dumps([corpus.name, optimize, sorted((k, str(p)) for k, p in paths.items())])
-        if memo not in self._memo:
-            self._memo[memo] = score(corpus, paths, optimize, self.cache)
-        return self._memo[memo]
-
-    def prefetch(self, tasks: list[tuple[Corpus, list[str], Any, bool]]) -> None:
-        """Score ``(corpus, keys, pick, optimize)`` tasks two at a time (the scorer is one Python thread)."""
+    def check(self, pick: dict[str, Any]) -> list[str]:
+        """The scorer run whole on each corpus with ``pick``, against the sums: SystemExit when they differ."""
+        lines = []
         with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda t: self.figures(*t), tasks))
+            whole = {n: pool.submit(score, c, {k: result_path(self.cache, c, pick, k) for k in c.keys}, False,
+                                    self.cache) for n, c in self.corpora.items()}
+        for name, corpus in self.corpora.items():
+            ours, theirs = self.figures(corpus, corpus.keys, pick), whole[name].result()
+            same = all(ours[f] == theirs[f] for f in ("nab_like", "detected", "false_alarm_runs", "windows",
+                                                      "false_alarm_rows_per_1k_clean"))
+            if not same:
+                raise SystemExit(f"the per-file sums disagree with the scorer on {name}: {ours} against {theirs}")
+            lines.append(f"{CORPUS_NAMES[name]} {theirs['nab_like']:.2f}")
+        return lines
 
     def choose(self, corpus: Corpus, keys: list[str]) -> dict[str, Any]:
         """The candidate with the best NAB-like on ``keys`` (the earlier one on a tie)."""
-        self.prefetch([(corpus, keys, c, False) for c in self.grid])
         best = max(range(len(self.grid)), key=lambda i: (self.figures(corpus, keys, self.grid[i])["nab_like"], -i))
         return self.grid[best]
 
@@ -127,8 +134,6 @@ def held_out_rows(bench: Bench, baselines: list[str]) -> list[dict[str, Any]]:
 
 def _row(bench: Bench, protocol: str, corpus: Corpus, name: str, keys: list[str], pick: Any, chosen_on: str,
          baselines: list[str]) -> dict[str, Any]:
-    picks = [pick, {}, *bench.grid, *[{"baseline": b} for b in baselines]]
-    bench.prefetch([(corpus, keys, p, False) for p in picks])
     held = bench.figures(corpus, keys, pick)
     best, inside = bench.in_sample(corpus, keys)
     mixed = isinstance(next(iter(pick.values()), None), dict)
@@ -143,9 +148,10 @@ def _row(bench: Bench, protocol: str, corpus: Corpus, name: str, keys: list[str]
 
 def score_vs_alerts(bench: Bench) -> list[dict[str, Any]]:
     """Per corpus, the defaults: own alerts against the ``score`` column at NAB's single best threshold."""
-    bench.prefetch([(c, c.keys, {}, True) for c in bench.corpora.values()])
-    return [{"corpus": c.name, "files": len(c.keys), **bench.figures(c, c.keys, {}, optimize=True)}
-            for c in bench.corpora.values()]
+    with ThreadPoolExecutor(max_workers=2) as pool:  # NAB's threshold search: the scorer's own, whole
+        runs = {c.name: pool.submit(score, c, {k: result_path(bench.cache, c, {}, k) for k in c.keys}, True,
+                                    bench.cache) for c in bench.corpora.values()}
+    return [{"corpus": n, "files": len(bench.corpora[n].keys), **r.result()} for n, r in runs.items()]
 
 
 def _nab(fig: dict) -> str:
@@ -220,12 +226,14 @@ def main() -> None:
     start_load = _load()
     jobs = [(c, cand) for c in corpora.values() for cand in accepted + [{"baseline": b} for b in baselines]]
     spent = run_all(jobs, cache, workers=args.workers)
-    bench = Bench(corpora, accepted, cache)
+    bench = Bench(corpora, accepted, cache, [*accepted, *[{"baseline": b} for b in baselines]])
+    checked = bench.check({})
     rows = held_out_rows(bench, baselines)
     versus = [] if args.no_optimize else score_vs_alerts(bench)
     cpu = ", ".join(f"{describe(c)} {spent.get(settings_id(c), 0.0):.0f}" for c in accepted)
     head = (f"{machine()}; code version {version}; {start_load} at the start, {_load()} at the end; "
-            f"ea detect CPU seconds spent now (0: cached): {cpu or 'all cached'}. Grid: "
+            f"ea detect CPU seconds spent now (0: cached): {cpu or 'all cached'}. The scorer run whole on the "
+            f"defaults agrees with the per-file sums ({', '.join(checked)}). Grid: "
             + "; ".join(describe(c) for c in accepted) + ".")
     text = render(rows, versus, baselines, head)
     print(text)

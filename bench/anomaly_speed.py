@@ -170,7 +170,7 @@ def profile(embedding: str, case: str, step: int) -> None:
         raise SystemExit("Redis not reachable")
     run = {"batch": cases.batch, "stream": lambda: cases.stream(step), "redis": lambda: cases.redis(step)}[case]
     run()
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.process_time)
     prof.runcall(run)
     cases.close()
     stats = pstats.Stats(prof)
