@@ -37,7 +37,15 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench._anomaly_data import CORPUS_NAMES, Corpus, aggregate, file_stats, load_corpora, score  # noqa: E402
+from bench._anomaly_data import (  # noqa: E402
+    CORPUS_NAMES,
+    Corpus,
+    aggregate,
+    file_stats,
+    load_corpora,
+    score,
+    threshold_search,
+)
 from bench._anomaly_runs import (  # noqa: E402
     check_candidate,
     code_version,
@@ -147,11 +155,13 @@ def _row(bench: Bench, protocol: str, corpus: Corpus, name: str, keys: list[str]
 
 
 def score_vs_alerts(bench: Bench) -> list[dict[str, Any]]:
-    """Per corpus, the defaults: own alerts against the ``score`` column at NAB's single best threshold."""
-    with ThreadPoolExecutor(max_workers=2) as pool:  # NAB's threshold search: the scorer's own, whole
-        runs = {c.name: pool.submit(score, c, {k: result_path(bench.cache, c, {}, k) for k in c.keys}, True,
-                                    bench.cache) for c in bench.corpora.values()}
-    return [{"corpus": n, "files": len(bench.corpora[n].keys), **r.result()} for n, r in runs.items()]
+    """Per corpus, the defaults: own alerts against the ``score`` column at NAB's single best threshold (the
+    scorer's search, :func:`bench._anomaly_data.threshold_search`, two corpora at a time)."""
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        runs = {n: pool.submit(threshold_search, c, {k: result_path(bench.cache, c, {}, k) for k in c.keys})
+                for n, c in bench.corpora.items()}
+        return [{"corpus": n, "files": len(c.keys), **bench.figures(c, c.keys, {}), **runs[n].result()}
+                for n, c in bench.corpora.items()]
 
 
 def _nab(fig: dict) -> str:
