@@ -3,9 +3,9 @@
 - training: `make_model(...).fit(...)` alone on a dataset's train split (default ml-1m and Gowalla from
   `../shared/data/recsys`), torch on one thread: spectral (its defaults), LightGCN (64-d, 3 layers, 2 epochs,
   no early stop) and Node2Vec (64-d, 1 worker), in interactions per CPU-second per pass;
-- scoring: `bench/anomaly.py`'s `speed("raw+paa")` (one thread, learning on, points per CPU-second: one batch,
-  streamed in 1,000- and 100-point batches in process and through `anomaly.service.score_points` with the
-  state in Redis);
+- scoring: `bench/anomaly_speed.py`'s cases for the default detector (one thread, learning on, points per
+  CPU-second, median of 3 runs: one batch, streamed in 1,000- and 100-point batches in process and through
+  `anomaly.service.score_points` with the state in Redis);
 - state: `MEMORY USAGE` of one series' stream state after 10,000 points through `score_points`.
 
 The machine is shared: figures are per CPU-second of the process (`time.process_time`, all its threads),
@@ -17,7 +17,6 @@ which is what a dedicated core delivers, not wall time.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -53,16 +52,15 @@ def training(datasets: list[str]) -> list[list]:
     return rows
 
 
-def scoring(redis_url: str) -> tuple[dict[str, float], int]:
-    """``speed("raw+paa")`` of bench/anomaly.py, and the bytes of one series' state after 10,000 points."""
+def scoring(redis_url: str) -> tuple[list[list], int]:
+    """The default detector's cases of bench/anomaly_speed.py (``[case, points per CPU-s, load]`` rows), and
+    the bytes of one series' state after 10,000 points."""
     from anomaly import score_points, train_detector
+    from bench.anomaly_speed import measure
     from vectorstore import ModelRegistry, Settings
 
-    spec = importlib.util.spec_from_file_location("bench_anomaly", Path(__file__).with_name("anomaly.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # bench/anomaly.py's name clashes with the anomaly package
-    speed = module.speed("raw+paa")
+    speed = [[r["case"], r.get("pps_median", r.get("skipped")), r.get("load_before", "")]
+             for r in measure("raw+paa", [1000, 100], 3)]
     settings = Settings(redis_url=redis_url, key_prefix="eabench-scaling-state:")
     registry = ModelRegistry(settings)
     rng = np.random.default_rng(0)
@@ -91,13 +89,8 @@ def main() -> None:
         text += "\n" + table(["data", "model", "interactions", "users", "items", "dim", "passes", "fit CPU-s",
                               "interactions per CPU-s per pass"], rows) + "\n"
     speed, state = scoring(a.redis_url)
-    text += "\n" + table(["scoring path (raw+paa, one thread)", "points per CPU-s"], [
-        ["one batch after training", speed["pps_batch"]],
-        ["1,000-point batches, in process", speed["pps_stream_1000"]],
-        ["1,000-point batches, score_points (state in Redis)", speed["pps_redis_1000"]],
-        ["100-point batches, in process", speed["pps_stream_100"]],
-        ["100-point batches, score_points (state in Redis)", speed["pps_redis_100"]],
-    ]) + f"\n\nstream state of one series after 10,000 points: {state:,} bytes\n"
+    text += "\n" + table(["scoring path (raw+paa, one thread)", "points per CPU-s, median of 3", "load average"],
+                          speed) + f"\n\nstream state of one series after 10,000 points: {state:,} bytes\n"
     print(text)
     print(f"written to {write('scaling', text)}", file=sys.stderr)
 
