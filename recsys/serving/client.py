@@ -31,7 +31,8 @@ from vectorstore import AllowedIds, ModelRegistry, Settings, get_settings
 from ..data.ids import check_id, check_ids
 from ._filter_cache import FilterCache
 from ._milvus_index import milvus_recommendations
-from ._ranking import answer, excluded, popular, position, positions, precomputed, rank_subset, search
+from ._ranking import answer, excluded, popular, position, positions, precomputed, search
+from ._rerank import milvus_ranked, ranked_search, ranked_subset
 from ._user_rows import UserRows
 from ._watcher import VersionWatcher
 from .recommendations import Recommendations, check_k
@@ -173,13 +174,15 @@ class RecommendationClient:
         banned = excluded(model, row.seen if exclude_seen else None, exclude)
         if model.milvus is not None:  # one Milvus search filters and returns the fields (output_fields)
             listed = positions(model, include) if include is not None else None
-            return milvus_recommendations(model, model.milvus, row.vector, k, exclude=banned, allowed=listed,
-                                          filter=filter, fields=fields, user=user)
+            return milvus_ranked(model, milvus_recommendations, row.vector, k, row.seen, exclude=banned,
+                                 allowed=listed, filter=filter, fields=fields, user=user)
         if include is not None:
             listed = positions(model, include) - set(banned.tolist())
-            ids, scores = rank_subset(model, row.vector, {i for i in listed if passing is None or i in passing}, k)
+            ids, scores = ranked_subset(model, row.vector, {i for i in listed if passing is None or i in passing}, k,
+                                        row.seen)
         else:
-            ids, scores = search(model, "recommend", row.vector, k, banned if banned.size else None, passing)
+            ids, scores = ranked_search(model, "recommend", row.vector, k, banned if banned.size else None, passing,
+                                        row.seen)
         return answer(model, ids, scores, "index", user, fields)
 
     def recommend_many(self, users: Sequence[str | int], k: int = 10, *, exclude_seen: bool = True,
@@ -201,7 +204,8 @@ class RecommendationClient:
         if known:
             vectors = np.stack([row.vector for row in rows if row.vector is not None])  # known's, in order
             seen = [rows[i].seen for i in known] if exclude_seen else None
-            ids, scores = search(model, "recommend", vectors, k, seen, passing, num_threads=1, expression=filter)
+            ids, scores = ranked_search(model, "recommend", vectors, k, seen, passing, [rows[i].seen for i in known],
+                                        num_threads=1, expression=filter)
             for row, i in enumerate(known):
                 out[i] = answer(model, ids[row], scores[row], "index", names[i], fields)
         return [rec if rec is not None else popular(model, names[i], k, strict=self.strict, fields=fields,
@@ -231,6 +235,9 @@ class RecommendationClient:
         pos = position(model, check_id(item, "item"))
         if metric == "cosine":
             ids, scores = self._similarity.items_cosine(model, pos, k, passing)
+        elif model.similar_index is model.index:  # an item's fold-in: a history of one item (re-ranked if so)
+            ids, scores = ranked_search(model, "similar", model.similar_vectors[pos], min(k, model.n_items - 1) or 1,
+                                        [pos], passing, np.array([pos]), expression=filter)
         else:
             ids, scores = search(model, "similar", model.similar_vectors[pos], min(k, model.n_items - 1) or 1, [pos],
                                  passing, index=model.similar_index, expression=filter)
@@ -252,7 +259,8 @@ class RecommendationClient:
         if not known:
             return popular(model, None, k, strict=False, fields=fields, passing=passing, expression=filter)
         vector = model.fold_in_vectors[sorted(known)].mean(axis=0)
-        ids, scores = search(model, "history", vector, k, known, passing, expression=filter)
+        ids, scores = ranked_search(model, "history", vector, k, known, passing, np.fromiter(known, np.int64),
+                                    expression=filter)
         return answer(model, ids, scores, "history", None, fields)
 
     def similar_users(self, user: str | int, k: int = 10, *, metric: str = "cosine") -> SimilarUsers:

@@ -25,6 +25,7 @@ from vectorstore import (
 )
 
 from ..exceptions import InvalidRequest, ModelUnavailable, RecsysError
+from ..models.rerank import FilterRerank
 
 if TYPE_CHECKING:
     from ._milvus_index import MilvusIndex
@@ -79,6 +80,7 @@ class ServingModel:
     seen_seal: RowSeal | None = None
     topn_seal: RowSeal | None = None
     dim: int | None = None
+    rerank: FilterRerank | None = None  # a two-stage model's exact filter (recsys.serving._rerank)
 
     @classmethod
     def load(cls, registry: ModelRegistry, name: str, version: int | None = None) -> ServingModel:
@@ -103,7 +105,8 @@ class ServingModel:
         spec = manifest.get("meta", {}).get("milvus")
         if spec:  # the index and the metadata live in Milvus: load the rest, and only one set of item vectors
             keep = {"item_ids", "item_popularity",
-                    "fold_in_vectors" if "fold_in_vectors" in manifest["parts"] else "item_vectors"}
+                    "fold_in_vectors" if "fold_in_vectors" in manifest["parts"] else "item_vectors",
+                    *(p for p in manifest["parts"] if p.startswith("filter_"))}
             mv = registry.load(name, int(manifest["version"]), [p for p in manifest["parts"] if p in keep])
         else:
             mv = registry.load(name, version)
@@ -141,6 +144,8 @@ class ServingModel:
             vector_seal=registry.row_seal(name, mv.version, "user_vectors", manifest=manifest),
             seen_seal=registry.row_seal(name, mv.version, "seen", manifest=manifest),
             topn_seal=registry.row_seal(name, mv.version, TOPN, derived=True, manifest=manifest), dim=dim,
+            rerank=(FilterRerank.from_parts(mv.arrays, mv.meta["rerank"]["candidates"])
+                    if mv.meta.get("rerank") else None),
         )
 
     @property
