@@ -8,7 +8,7 @@ valid``) and are refitted on the report train; the project's models run with the
 the tune splits; LightGCN stops on a split it carves itself). Every method ranks all items for every test
 user, train items excluded; Recall@20 / NDCG@20 follow ``shared/bench/recsys_score.py``.
 
-The project's models (``node2vec``, ``lightgcn``, ``spectral``) take the path a user takes, as
+The project's models (``node2vec``, ``lightgcn``, ``spectral``, ``filter``) take the path a user takes, as
 ``ea eval recsys`` does: the data read by ``Interactions.read``, ``train_and_publish`` to Redis
 (``EA_REDIS_URL``, else the embedded one; a key prefix of the run's own, deleted at the end), then
 ``RecommendationClient.recommend_many`` (the hnswlib index) for every test user. Their wall s is the
@@ -25,6 +25,9 @@ Methods (each in its own subprocess: wall time of the fit, peak RSS of the proce
                      skip-gram as PecanPy's own ``embed`` (list of str walks)
 * ``lightgcn``       this project's LightGCN, its defaults
 * ``spectral``       this project's spectral model, its defaults
+* ``filter``         this project's graph filter (the default model), its defaults: settings tuned inside its
+                     fit on a split it carves from the training file; served in two stages (hnswlib
+                     candidates, then the exact filter per request)
 * ``als``            implicit 0.7 ALS, grid chosen on the tune split (:mod:`bench._baselines`)
 * ``ease``, ``gfcf``, ``bspm``, ``chebycf``  closed-form and graph-filter baselines (:mod:`bench._baselines`;
                      EASE's lambda chosen on the tune split, the filters with their papers' settings)
@@ -70,10 +73,10 @@ from bench._heldout import DATA, check_data, split
 RATINGS = {"ml-100k": "ml-100k/u1.base"}
 METHODS = [
     "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-gensim", "node2vec-pkg", "pecanpy", "pecanpy-pq",
-    "lightgcn", "spectral", "als", "ease", "gfcf", "bspm", "chebycf", "bpr", "popularity",
+    "lightgcn", "spectral", "filter", "als", "ease", "gfcf", "bspm", "chebycf", "bpr", "popularity",
 ]
 BASELINES = ("als", "ease", "gfcf", "bspm", "chebycf")  # bench._baselines.tuned
-SERVED = ("node2vec", "lightgcn", "spectral")  # trained, published and served as a user's would be
+SERVED = ("node2vec", "lightgcn", "spectral", "filter")  # trained, published and served as a user's would be
 SEEDED = ("node2vec", "node2vec-pq", "node2vec-gensim", "pecanpy", "pecanpy-pq")  # rows averaged over seeds
 K = 20
 WALK = {"dim": 64, "walk_length": 40, "walks_per_node": 10, "window": 10, "negative": 5, "sample": 1e-3,
