@@ -203,6 +203,7 @@ def _served(method: str, train, test, params: dict, ratings_path: Path | None = 
                 recs[rec.user] = rec.items
         recommend_s = time.perf_counter() - t
         paths = _client_paths(client, train, truth, ratings_path)
+        paths["latency"] = _latency(client, users[:LATENCY_USERS])
         dim = int(client.model_meta.get("dim", 0))
     done = [h for h in result.history if h.get("stage") == "done"]
     registry = ModelRegistry()
@@ -211,6 +212,34 @@ def _served(method: str, train, test, params: dict, ratings_path: Path | None = 
     return {**ranking_metrics(recs, truth, K, n_items=train.n_items), "seconds": result.timings["train_s"],
             "recommend_s": recommend_s, "history": done, "paths": paths, "dim": dim, "model_bytes": model_bytes,
             "client_mb": _client_rss(name, users[:200])}
+
+
+LATENCY_USERS = 1000
+
+
+def _latency(client, users: list[str]) -> dict:
+    """``recommend(user, k=20)`` one request at a time: p50 / p99 wall ms and p50 CPU ms (thread time), beside
+    the floor of bench/serving.py measured right after (one pipelined round trip for the same rows plus the
+    cheaper of a raw hnswlib query and an exact numpy top-k) and the load average during the run."""
+    import numpy as np
+
+    from bench.serving import floor_percentiles
+
+    def timed(clock):
+        out = []
+        for u in users:
+            t = clock()
+            client.recommend(u, k=K)
+            out.append(clock() - t)
+        return np.percentile(np.asarray(out) * 1e3, [50, 99])
+
+    for u in users[:50]:
+        client.recommend(u, k=K)  # warm-up
+    load = os.getloadavg()[0]
+    wall, cpu = timed(time.perf_counter), timed(time.thread_time)
+    floor = floor_percentiles(client, users, 1)
+    return {"p50_ms": float(wall[0]), "p99_ms": float(wall[1]), "cpu_p50_ms": float(cpu[0]), "floor_p50_ms": floor[0],
+            "floor": floor[2], "load": (load + os.getloadavg()[0]) / 2}
 
 
 def _table_bytes(registry, name: str, manifest: dict) -> int:
@@ -461,9 +490,20 @@ def _paths_table(results: dict[tuple[str, str], dict]) -> str:
     headers = ["dataset", "model", f"known users Recall@{K}", f"fold-in Recall@{K}", "fold-in / known",
                f"similar items Recall@{K} (proxy)", "popularity (proxy)", "similar / popularity",
                "ANN recall@10 per path (manifest)"]
-    return ("\n\nClient paths, through RecommendationClient: fold-in = `recommend_for_history` with a test user's "
+    text = ("\n\nClient paths, through RecommendationClient: fold-in = `recommend_for_history` with a test user's "
             "training items; similar items (proxy) = `similar_items` of the user's best-rated training item "
             "against the user's held-out items (ratings: ml-100k only).\n\n" + table(headers, rows))
+    timed = [[dataset, method, lat["p50_ms"], lat["p99_ms"], lat["cpu_p50_ms"], lat["floor_p50_ms"], lat["floor"],
+              lat["p50_ms"] / lat["floor_p50_ms"], lat["load"]]
+             for (dataset, method), r in results.items() if (lat := (r.get("paths") or {}).get("latency"))]
+    if timed:
+        text += (f"\n\n`recommend(user, k={K})`, one request at a time, {LATENCY_USERS:,} test users (after 50 warm-up "
+                 "requests), and the floor of bench/serving.py in the same process right after (one pipelined round "
+                 "trip for the same rows plus the cheaper of a raw hnswlib query and an exact numpy top-k, k=10); "
+                 "load = the 1-minute load average during the measurement (2 cores).\n\n"
+                 + table(["dataset", "model", "p50 ms", "p99 ms", "CPU p50 ms", "floor p50 ms", "floor", "p50 / floor",
+                          "load"], timed))
+    return text
 
 
 if __name__ == "__main__":
