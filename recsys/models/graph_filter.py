@@ -50,6 +50,9 @@ GRID: dict[str, tuple[float, ...]] = {
     "degree": (0.2, 0.3, 0.4, 0.5),
     "rank": (128, 256, 512),
 }
+#: candidate counts tried (``candidates=None``), and the share of the exact filter's recall they must keep
+CANDIDATES = (100, 150, 200, 300, 400, 600)
+KEEP = 0.995
 #: where the coordinate search starts
 START = {"sharpen": 2.5, "ideal": 0.1, "degree": 0.3, "rank": 256}
 K_TUNE = 20
@@ -73,7 +76,8 @@ class GraphFilter(GraphModel):
         ideal: the ideal low-pass weight added on them (0: none).
         degree: item-degree exponent ``beta`` (``d^-beta`` on the history, ``d^beta`` on the scores).
         tail: entries kept per item row of the linear part ``P``.
-        candidates: items a request re-ranks by the exact filter.
+        candidates: items a request re-ranks by the exact filter (``None``: the fewest of :data:`CANDIDATES`
+            whose two-stage Recall@20 keeps :data:`KEEP` of the exact filter's on the carved split).
         tune_users: users of the carved split the settings are chosen on (a seeded sample).
         oversample, power_iterations: of the randomized SVD (the eigen-directions' accuracy).
         seed: of the carve, the sample and the SVD.
@@ -91,7 +95,7 @@ class GraphFilter(GraphModel):
         "ideal": None,
         "degree": None,
         "tail": 256,
-        "candidates": 400,
+        "candidates": None,
         "tune_users": 2000,
         "oversample": 64,
         "power_iterations": 6,
@@ -101,7 +105,9 @@ class GraphFilter(GraphModel):
 
     def validate(self, params: dict[str, Any]) -> None:
         """Check every hyper-parameter; raise :class:`InvalidParameter` naming the first bad one."""
-        check_positive_int(params, "dim", "tail", "candidates", "tune_users", "threads")
+        check_positive_int(params, "dim", "tail", "tune_users", "threads")
+        if params["candidates"] is not None:
+            check_positive_int(params, "candidates")
         check_positive_int(params, "oversample", "power_iterations", "seed", minimum=0)
         if params["rank"] is not None:
             check_positive_int(params, "rank")
@@ -147,7 +153,7 @@ class GraphFilter(GraphModel):
         n_items = binary.shape[1]
         tried: list[dict] = []
         with threadpool_limits(limits=p["threads"]):
-            if any(p[name] is None for name in GRID):
+            if any(p[name] is None for name in (*GRID, "candidates")):
                 p, tried = self._tune(binary, p, progress)
             p["rank"] = int(min(p["rank"], n_items - 1 if n_items > 1 else 1, binary.shape[0]))
             p["dim"] = int(min(p["dim"], p["rank"]))
@@ -208,6 +214,12 @@ class GraphFilter(GraphModel):
                     best, current = score, trial
             if progress is not None:
                 progress({"stage": "tune", "done": step + 1, "total": len(free), **current})
+        if p["candidates"] is None:  # the fewest candidates that keep the filter's recall on the carved split
+            dim = int(min(p["dim"], current["rank"]))
+            kept = judge.two_stage(current, dim, CANDIDATES)
+            tried.append({"stage": "candidates", **{str(c): r for c, r in kept.items()}})
+            full = kept[max(kept)]
+            current["candidates"] = next(c for c in sorted(kept) if kept[c] >= KEEP * full)
         return {**p, **current}, tried
 
 
@@ -239,6 +251,36 @@ class _Judge:
         ranked = np.take_along_axis(top, order, 1)
         m = ranking_metrics((np.arange(len(ranked)), ranked), self.held, K_TUNE)
         return {f"recall@{K_TUNE}": float(m[f"recall@{K_TUNE}"]), f"ndcg@{K_TUNE}": float(m[f"ndcg@{K_TUNE}"])}
+
+
+    def two_stage(self, s: dict, dim: int, counts: tuple[int, ...]) -> dict[int, float]:
+        """Recall@20 of the exact filter over the top ``c`` items of the ``dim``-d candidate vectors, per count
+        ``c`` (plus the exact filter over every item, under the key ``n_items``)."""
+        from .metrics import ranking_metrics
+
+        linear, projected = self._parts(s["degree"])
+        k = int(s["rank"])
+        post = _power(self.degree, s["degree"])[None, :]
+        w = (response(self.lam[:k], s["sharpen"], s["ideal"]) - self.lam[:k]).astype(np.float32)
+        exact = (linear + (projected[:, :k] * w) @ self.basis[:, :k].T) * post
+        h = response(self.lam[:dim], s["sharpen"], s["ideal"]).astype(np.float32)
+        first = ((projected[:, :dim] * h) @ self.basis[:, :dim].T) * post
+        seen = self.seen.nonzero()
+        exact[seen] = -np.inf
+        first[seen] = -np.inf
+        n = exact.shape[1]
+        out = {}
+        for c in [c for c in counts if c < n] + [n]:
+            scores = exact
+            if c < n:
+                scores = np.full_like(exact, -np.inf)
+                cand = np.argpartition(-first, c, axis=1)[:, :c]
+                np.put_along_axis(scores, cand, np.take_along_axis(exact, cand, 1), 1)
+            top = np.argpartition(-scores, K_TUNE, axis=1)[:, :K_TUNE]
+            order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+            m = ranking_metrics((np.arange(len(top)), np.take_along_axis(top, order, 1)), self.held, K_TUNE)
+            out[c] = float(m[f"recall@{K_TUNE}"])
+        return out
 
 
 def _spectrum(binary: sp.csr_matrix, rank: int, tail: int, p: dict[str, Any]):

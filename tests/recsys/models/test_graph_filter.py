@@ -42,9 +42,22 @@ def test_settings_left_open_are_tuned_on_a_carved_split(fitted):
 
 
 def test_fixed_settings_skip_the_tuning(train):
-    emb = make_model("filter", **SMALL, sharpen=1.0, ideal=0.2, degree=0.3).fit(train)
+    emb = make_model("filter", **SMALL, sharpen=1.0, ideal=0.2, degree=0.3, candidates=400).fit(train)
     assert [h["stage"] for h in emb.history] == ["done"]
     assert emb.rerank.rank == 24 and emb.rerank.candidates == 400
+
+
+def test_the_candidates_are_the_fewest_that_keep_the_filters_recall(train):
+    frame = train.to_frame()
+    frame["item"] = frame["item"] + "-" + (frame["user"].str[1:].astype(int) % 4).astype(str)  # 240 items
+    emb = make_model("filter", **SMALL, sharpen=1.0, ideal=0.2, degree=0.3, tune_users=120).fit(
+        Interactions.from_frame(frame))
+    kept = next(h for h in emb.history if h["stage"] == "candidates")
+    counts = sorted(int(c) for c in kept if c != "stage")
+    assert counts[-1] == emb.rerank.n_items  # the exact filter over every item
+    chosen = emb.rerank.candidates
+    assert kept[str(chosen)] >= 0.995 * kept[str(counts[-1])]
+    assert all(kept[str(c)] < 0.995 * kept[str(counts[-1])] for c in counts if c < chosen)
 
 
 def test_per_request_scores_are_the_batched_filter(train, fitted):
@@ -76,11 +89,11 @@ def test_two_stage_serves_the_exact_filter_and_fold_in_equals_known_users(train,
     full = fitted.rerank.score_all(matrix)
     full[matrix.nonzero()] = -np.inf
     with RecommendationClient(model="filter-exact", settings=settings, listen=False, refresh_interval=0) as client:
-        assert client.model_meta["rerank"] == {"candidates": 400, "rank": 24, "items": train.n_items}
+        # fewer than 100 items: the candidates are all of them, and the answer is the filter's own top 5
+        assert client.model_meta["rerank"] == {"candidates": train.n_items, "rank": 24, "items": train.n_items}
         for u in range(0, train.n_users, 7):
             user = str(train.user_ids[u])
             rec = client.recommend(user, k=5)
-            # 400 candidates cover the 60 items: the answer is the filter's own top 5
             assert rec.items == train.item_ids[np.argsort(-full[u], kind="stable")[:5]].tolist()
             np.testing.assert_allclose(rec.scores, np.sort(full[u])[::-1][:5], rtol=1e-4)
             folded = client.recommend_for_history(train.item_ids[matrix[u].indices].tolist(), k=5)
