@@ -157,6 +157,7 @@ class GraphFilter(GraphModel):
                 p, tried = self._tune(binary, p, progress)
             p["rank"] = int(min(p["rank"], n_items - 1 if n_items > 1 else 1, binary.shape[0]))
             p["dim"] = int(min(p["dim"], p["rank"]))
+            p["candidates"] = int(min(p["candidates"], n_items))
             if progress is not None:
                 progress({"stage": "svd", "done": 0, "total": 1})
             lam, basis, tail = _spectrum(binary, p["rank"], p["tail"], p)
@@ -188,6 +189,9 @@ class GraphFilter(GraphModel):
         free = [name for name in GRID if p[name] is None]
         fixed = {name: p[name] for name in GRID if p[name] is not None}
         current = {**START, **fixed}
+        if len(users) == 0:  # too few interactions to carve a split: the starting settings, every item a candidate
+            logger.info("filter: no user to tune on; settings %s", current)
+            return {**p, **current, "candidates": p["candidates"] or max(CANDIDATES)}, []
         top_rank = max(GRID["rank"]) if "rank" in free else current["rank"]
         top_rank = int(min(top_rank, binary.shape[1] - 1, binary.shape[0]))
         lam, basis, tail = _spectrum(fit, top_rank, p["tail"], p)
@@ -246,9 +250,7 @@ class _Judge:
         w = (response(self.lam[:k], s["sharpen"], s["ideal"]) - self.lam[:k]).astype(np.float32)
         scores = (linear + (projected[:, :k] * w) @ self.basis[:, :k].T) * _power(self.degree, s["degree"])[None, :]
         scores[self.seen.nonzero()] = -np.inf
-        top = np.argpartition(-scores, K_TUNE, axis=1)[:, :K_TUNE]
-        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
-        ranked = np.take_along_axis(top, order, 1)
+        ranked = _top(scores, K_TUNE)
         m = ranking_metrics((np.arange(len(ranked)), ranked), self.held, K_TUNE)
         return {f"recall@{K_TUNE}": float(m[f"recall@{K_TUNE}"]), f"ndcg@{K_TUNE}": float(m[f"ndcg@{K_TUNE}"])}
 
@@ -276,11 +278,19 @@ class _Judge:
                 scores = np.full_like(exact, -np.inf)
                 cand = np.argpartition(-first, c, axis=1)[:, :c]
                 np.put_along_axis(scores, cand, np.take_along_axis(exact, cand, 1), 1)
-            top = np.argpartition(-scores, K_TUNE, axis=1)[:, :K_TUNE]
-            order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
-            m = ranking_metrics((np.arange(len(top)), np.take_along_axis(top, order, 1)), self.held, K_TUNE)
+            ranked = _top(scores, K_TUNE)
+            m = ranking_metrics((np.arange(len(ranked)), ranked), self.held, K_TUNE)
             out[c] = float(m[f"recall@{K_TUNE}"])
         return out
+
+
+def _top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each row's ``k`` best columns, best first (all of them, when a row has no more)."""
+    if k >= scores.shape[1]:
+        return np.argsort(-scores, axis=1, kind="stable")
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+    return np.take_along_axis(top, order, 1)
 
 
 def _spectrum(binary: sp.csr_matrix, rank: int, tail: int, p: dict[str, Any]):

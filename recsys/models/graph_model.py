@@ -36,8 +36,9 @@ MODELS: dict[str, str] = {
 }
 
 #: the model trained when none is named (``ea train graph``, ``ea eval recsys``, the job API): the most
-#: accurate on both Gowalla and ml-1m in bench/recsys.py, and the fastest to fit of the graph models.
-DEFAULT_MODEL = "spectral"
+#: accurate on Gowalla and ml-1m in bench/recsys.py's held-out table (docs/benchmarks.md), above EASE,
+#: GF-CF, BSPM and ChebyCF in the same run, and served at the cost of a 256-d model (two stages).
+DEFAULT_MODEL = "filter"
 
 SPACES = ("ip", "cosine")
 #: the vectors a model may name for entity outliers (see GraphEmbeddings)

@@ -42,9 +42,9 @@ def test_settings_left_open_are_tuned_on_a_carved_split(fitted):
 
 
 def test_fixed_settings_skip_the_tuning(train):
-    emb = make_model("filter", **SMALL, sharpen=1.0, ideal=0.2, degree=0.3, candidates=400).fit(train)
+    emb = make_model("filter", **SMALL, sharpen=1.0, ideal=0.2, degree=0.3, candidates=40).fit(train)
     assert [h["stage"] for h in emb.history] == ["done"]
-    assert emb.rerank.rank == 24 and emb.rerank.candidates == 400
+    assert emb.rerank.rank == 24 and emb.rerank.candidates == 40
 
 
 def test_the_candidates_are_the_fewest_that_keep_the_filters_recall(train):
@@ -132,3 +132,13 @@ def test_deltas_on_a_two_stage_version(train, fitted, settings):
 def test_bad_parameters_are_refused_naming_them(bad):
     with pytest.raises(InvalidParameter, match=next(iter(bad))):
         make_model("filter", **bad)
+
+
+def test_a_job_without_a_model_trains_the_default_filter_one(celery_worker, communities, model_name):
+    from recsys import DEFAULT_MODEL
+    from workers.jobs import train_graph
+
+    result = train_graph(communities["train"], name=model_name, params={"dim": 8, "rank": 24},
+                         test=communities["test"]).wait(timeout=120)
+    assert DEFAULT_MODEL == "filter" and result["algorithm"] == "filter"
+    assert result["metrics"]["recall@20"] > 0.5
