@@ -9,8 +9,9 @@ The filter is in the family of GF-CF (Shen et al., CIKM 2021), BSPM (Choi et al.
 on the ``rank`` leading eigen-directions, and ``H(lambda) = lambda`` (GF-CF's linear filter) on the rest:
 the ideal low-pass term (GF-CF's ``alpha``, BSPM's ``beta``) lifts the smoothest directions, the
 exponential is BSPM's sharpening (``dy/dt = -y P`` for time ``sharpen``) on them, and ``d^-beta .. d^beta``
-is ChebyCF's item-degree normalisation. In matrix form ``s(x) = (x d^-beta) (P + V_K diag(H - lambda)
-V_K^T) d^beta``: the linear part is ``P`` itself, kept to its ``tail`` largest entries per row.
+is ChebyCF's item-degree normalisation. In matrix form ``s(x) = (x d^-beta) (V_K diag(H) V_K^T + P - V_K
+diag(lambda) V_K^T) d^beta``: the part beyond the leading directions is the residual of ``P``, kept to its
+``tail`` entries of largest magnitude per row (:func:`truncated_residual`).
 
 Serving (:mod:`recsys.models.rerank`, :mod:`recsys.serving._rerank`): the published vectors are the filter
 on its leading ``dim`` (<= 256) directions (item ``d_i^beta V_i``, fold-in ``d_j^-beta V_j H``; a user is
@@ -39,22 +40,21 @@ from ._svd import randomized_svd
 from .graph_model import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_int
 from .rerank import FilterRerank
 
-__all__ = ["GraphFilter", "response"]
+__all__ = ["GraphFilter", "response", "truncated_residual"]
 
 logger = logging.getLogger(__name__)
 
 #: the tuned settings and the values tried for each, in the order they are tuned (one pass, coordinate-wise)
 GRID: dict[str, tuple[float, ...]] = {
-    "sharpen": (0.0, 2.5, 5.0, 9.0),
+    "sharpen": (0.0, 1.0, 2.5, 5.0),
     "ideal": (0.0, 0.1, 0.2, 0.4),
-    "degree": (0.2, 0.3, 0.4, 0.5),
-    "rank": (128, 256, 512),
+    "degree": (0.1, 0.2, 0.3, 0.4),
 }
 #: candidate counts tried (``candidates=None``), and the share of the exact filter's recall they must keep
 CANDIDATES = (100, 150, 200, 300, 400, 600)
 KEEP = 0.995
 #: where the coordinate search starts
-START = {"sharpen": 2.5, "ideal": 0.1, "degree": 0.3, "rank": 256}
+START = {"sharpen": 2.5, "ideal": 0.1, "degree": 0.2}
 K_TUNE = 20
 
 
@@ -75,7 +75,7 @@ class GraphFilter(GraphModel):
         sharpen: BSPM's sharpening time on them (0: none).
         ideal: the ideal low-pass weight added on them (0: none).
         degree: item-degree exponent ``beta`` (``d^-beta`` on the history, ``d^beta`` on the scores).
-        tail: entries kept per item row of the linear part ``P``.
+        tail: entries kept per item row of the residual of ``P`` beyond its leading directions.
         candidates: items a request re-ranks by the exact filter (``None``: the fewest of :data:`CANDIDATES`
             whose two-stage Recall@20 keeps :data:`KEEP` of the exact filter's on the carved split).
         tune_users: users of the carved split the settings are chosen on (a seeded sample).
@@ -90,11 +90,11 @@ class GraphFilter(GraphModel):
     name: ClassVar[str] = "filter"
     defaults: ClassVar[dict[str, Any]] = {
         "dim": 256,
-        "rank": None,
+        "rank": 256,
         "sharpen": None,
         "ideal": None,
         "degree": None,
-        "tail": 256,
+        "tail": 64,
         "candidates": None,
         "tune_users": 2000,
         "oversample": 64,
@@ -109,8 +109,7 @@ class GraphFilter(GraphModel):
         if params["candidates"] is not None:
             check_positive_int(params, "candidates")
         check_positive_int(params, "oversample", "power_iterations", "seed", minimum=0)
-        if params["rank"] is not None:
-            check_positive_int(params, "rank")
+        check_positive_int(params, "rank")
         for name in ("sharpen", "ideal", "degree"):
             value = params[name]
             if value is None:
@@ -173,7 +172,7 @@ class GraphFilter(GraphModel):
         seconds = time.perf_counter() - started
         if progress is not None:
             progress({"stage": "vectors", "done": 1, "total": 1, "seconds": seconds})
-        tuned = {name: p[name] for name in GRID}
+        tuned = {name: p[name] for name in (*GRID, "candidates")}
         logger.info("filter fit %s: rank %d, dim %d, %s in %.1f s", interactions, p["rank"], p["dim"], tuned, seconds)
         history = tried + [{"stage": "done", "dim": p["dim"], "rank": p["rank"], "seconds": seconds, "tuned": tuned,
                             "eigenvalues": [float(lam[0]), float(lam[-1])]}]
@@ -192,9 +191,8 @@ class GraphFilter(GraphModel):
         if len(users) == 0:  # too few interactions to carve a split: the starting settings, every item a candidate
             logger.info("filter: no user to tune on; settings %s", current)
             return {**p, **current, "candidates": p["candidates"] or max(CANDIDATES)}, []
-        top_rank = max(GRID["rank"]) if "rank" in free else current["rank"]
-        top_rank = int(min(top_rank, binary.shape[1] - 1, binary.shape[0]))
-        lam, basis, tail = _spectrum(fit, top_rank, p["tail"], p)
+        rank = int(min(p["rank"], max(binary.shape[1] - 1, 1), binary.shape[0]))
+        lam, basis, tail = _spectrum(fit, rank, p["tail"], p)
         degree = np.asarray(fit.sum(axis=0)).ravel()
         judge = _Judge(fit[users], held[users], lam, basis, tail, degree)
         tried: list[dict] = []
@@ -211,7 +209,7 @@ class GraphFilter(GraphModel):
         best = measure(current)
         for step, name in enumerate(free):
             for value in GRID[name]:
-                if value == current[name] or (name == "rank" and value > top_rank):
+                if value == current[name]:
                     continue
                 trial = {**current, name: value}
                 if (score := measure(trial)) > best:
@@ -219,7 +217,7 @@ class GraphFilter(GraphModel):
             if progress is not None:
                 progress({"stage": "tune", "done": step + 1, "total": len(free), **current})
         if p["candidates"] is None:  # the fewest candidates that keep the filter's recall on the carved split
-            dim = int(min(p["dim"], current["rank"]))
+            dim = int(min(p["dim"], len(lam)))
             kept = judge.two_stage(current, dim, CANDIDATES)
             tried.append({"stage": "candidates", **{str(c): r for c, r in kept.items()}})
             full = kept[max(kept)]
@@ -246,9 +244,8 @@ class _Judge:
         from .metrics import ranking_metrics
 
         linear, projected = self._parts(s["degree"])
-        k = int(s["rank"])
-        w = (response(self.lam[:k], s["sharpen"], s["ideal"]) - self.lam[:k]).astype(np.float32)
-        scores = (linear + (projected[:, :k] * w) @ self.basis[:, :k].T) * _power(self.degree, s["degree"])[None, :]
+        w = response(self.lam, s["sharpen"], s["ideal"]).astype(np.float32)
+        scores = (linear + (projected * w) @ self.basis.T) * _power(self.degree, s["degree"])[None, :]
         scores[self.seen.nonzero()] = -np.inf
         ranked = _top(scores, K_TUNE)
         m = ranking_metrics((np.arange(len(ranked)), ranked), self.held, K_TUNE)
@@ -261,10 +258,9 @@ class _Judge:
         from .metrics import ranking_metrics
 
         linear, projected = self._parts(s["degree"])
-        k = int(s["rank"])
         post = _power(self.degree, s["degree"])[None, :]
-        w = (response(self.lam[:k], s["sharpen"], s["ideal"]) - self.lam[:k]).astype(np.float32)
-        exact = (linear + (projected[:, :k] * w) @ self.basis[:, :k].T) * post
+        w = response(self.lam, s["sharpen"], s["ideal"]).astype(np.float32)
+        exact = (linear + (projected * w) @ self.basis.T) * post
         h = response(self.lam[:dim], s["sharpen"], s["ideal"]).astype(np.float32)
         first = ((projected[:, :dim] * h) @ self.basis[:, :dim].T) * post
         seen = self.seen.nonzero()
@@ -294,44 +290,50 @@ def _top(scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def _spectrum(binary: sp.csr_matrix, rank: int, tail: int, p: dict[str, Any]):
-    """``(lambda, V, T)``: the top ``rank`` eigenpairs of ``P = R~^T R~`` and ``P`` truncated to ``tail``
-    entries per row, for the 0/1 users x items matrix ``binary``."""
+    """``(lambda, V, T)``: the top ``rank`` eigenpairs of ``P = R~^T R~`` and its residual beyond them
+    truncated to ``tail`` entries per row (:func:`truncated_residual`), for the 0/1 users x items ``binary``."""
     user_degree = np.asarray(binary.sum(axis=1)).ravel()
     item_degree = np.asarray(binary.sum(axis=0)).ravel()
     normalised = sp.csr_matrix(sp.diags(_power(user_degree, -0.5)) @ binary @ sp.diags(_power(item_degree, -0.5)))
     _, s, v = randomized_svd(normalised, rank, np.random.default_rng(p["seed"]), oversample=p["oversample"],
                              power=p["power_iterations"])
     lam = (s.astype(np.float64) ** 2)
-    return lam, np.ascontiguousarray(v, dtype=np.float32), truncated_gram(normalised, tail)
+    basis = np.ascontiguousarray(v, dtype=np.float32)
+    return lam, basis, truncated_residual(normalised, basis, lam, tail)
 
 
-def truncated_gram(normalised: sp.csr_matrix, tail: int, block: int = 4096) -> sp.csr_matrix:
-    """``R~^T R~`` (items x items) keeping each row's ``tail`` largest entries (CSR, float32)."""
+def truncated_residual(normalised: sp.csr_matrix, basis: np.ndarray, lam: np.ndarray, tail: int,
+                       block: int = 512) -> sp.csr_matrix:
+    """``P - V diag(lam) V^T`` (items x items), ``P = R~^T R~``: what ``P`` holds beyond its ``rank`` leading
+    directions, keeping each row's ``tail`` entries of largest magnitude (CSR, float32).
+
+    The residual is dense but small and local (the leading directions carry what is spread over the
+    catalogue), so a short tail of it loses far less than a short tail of ``P`` itself: on ml-1m's tune split
+    256 entries of ``P`` a row score Recall@20 0.2524 against 0.2648 for the whole ``P``.
+    """
     rt = normalised.T.tocsr()
-    indptr, indices, data = [np.zeros(1, np.int64)], [], []
-    for start in range(0, rt.shape[0], block):
-        rows = sp.csr_matrix(rt[start : start + block] @ normalised)
-        rows.sort_indices()
-        counts = np.diff(rows.indptr)
-        keep = np.ones(rows.nnz, dtype=bool)
-        for r in np.flatnonzero(counts > tail):  # rows longer than the tail: drop all but the largest
-            lo, hi = rows.indptr[r], rows.indptr[r + 1]
-            drop = np.argpartition(rows.data[lo:hi], hi - lo - tail)[: hi - lo - tail]
-            keep[lo + drop] = False
-        kept = np.diff(np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])[rows.indptr])
-        indptr.append(indptr[-1][-1] + np.cumsum(kept))
-        indices.append(rows.indices[keep].astype(np.int32))
-        data.append(rows.data[keep].astype(np.float32))
     n = normalised.shape[1]
-    return sp.csr_matrix((np.concatenate(data) if data else np.zeros(0, np.float32),
-                          np.concatenate(indices) if indices else np.zeros(0, np.int32),
-                          np.concatenate(indptr)), shape=(n, n))
+    keep = min(tail, n)
+    scaled = (basis * lam.astype(np.float32)[None, :]).astype(np.float32)
+    indices, data = [], []
+    for start in range(0, n, block):
+        rows = np.asarray((rt[start : start + block] @ normalised).todense(), dtype=np.float32)
+        rows -= scaled[start : start + block] @ basis.T
+        if keep < n:
+            top = np.argpartition(-np.abs(rows), keep - 1, axis=1)[:, :keep]
+        else:
+            top = np.tile(np.arange(n), (len(rows), 1))
+        top.sort(axis=1)
+        indices.append(top.astype(np.int32))
+        data.append(np.take_along_axis(rows, top, 1))
+    indptr = np.arange(n + 1, dtype=np.int64) * keep
+    return sp.csr_matrix((np.concatenate(data).ravel(), np.concatenate(indices).ravel(), indptr), shape=(n, n))
 
 
 def _filter(lam: np.ndarray, basis: np.ndarray, tail: sp.csr_matrix, degree: np.ndarray,
             p: dict[str, Any]) -> FilterRerank:
     """The served filter of a spectrum and tail with the settings ``p``."""
-    weights = (response(lam, p["sharpen"], p["ideal"]) - lam).astype(np.float32)
+    weights = response(lam, p["sharpen"], p["ideal"]).astype(np.float32)
     return FilterRerank(basis=basis, weights=weights, pre=_power(degree, -float(p["degree"])),
                         post=_power(degree, float(p["degree"])), tail_indptr=tail.indptr.astype(np.int64),
                         tail_indices=tail.indices.astype(np.int32), tail_data=tail.data.astype(np.float32),

@@ -4,12 +4,11 @@ A graph filter scores item ``i`` for a history ``h`` (dense item ids) as
 
     score(h, i) = post[i] * sum_{j in h} pre[j] * ( T[j, i] + basis[j] . (weights * basis[i]) )
 
-``T`` is the linear part of the filter (GF-CF's normalised item-item matrix ``P = R~^T R~``) kept to its
-``tail`` largest entries per row, so that a request reads ``|h| x tail`` numbers instead of a dense row;
-``basis`` holds the filter's leading eigen-directions of ``P`` and ``weights`` the filter's response on
-them minus the linear part's (:mod:`recsys.models.graph_filter`). Both are sums over the history's rows, so
-a request costs ``|h| x (tail + rank)`` reads plus ``candidates x rank`` multiply-adds: the filter is
-computed sparsely, for the candidates only, never over the whole catalogue.
+``basis`` holds the filter's leading eigen-directions of the item-item matrix ``P``, ``weights`` its response
+on them, and ``T`` what ``P`` holds beyond them (its residual), kept to its ``tail`` largest entries per row
+(:mod:`recsys.models.graph_filter`). Both are sums over the history's rows, so a request costs ``|h| x (tail
++ rank)`` reads plus ``candidates x rank`` multiply-adds: the filter is computed sparsely, for the candidates
+only, never over the whole catalogue.
 
 The score is a function of the history alone: a folded-in history scores exactly as a known user with it.
 """
@@ -25,6 +24,9 @@ from ..exceptions import InvalidParameter
 
 __all__ = ["PARTS", "FilterRerank"]
 
+#: up to this many items a request sums its history's tail rows into one dense row (cheaper than a lookup;
+#: measured: 86 us against 1.9 ms for a sorted search of 42k entries on 3,583 items)
+DENSE_ROW = 1 << 18
 #: the published parts of a filter (``filter_<name>``), in the order of :class:`FilterRerank`'s arrays
 PARTS = ("basis", "weights", "pre", "post", "tail_indptr", "tail_indices", "tail_data")
 
@@ -35,9 +37,9 @@ class FilterRerank:
 
     Attributes:
         basis: float32 ``n x rank``: the filter's eigen-directions (rows by dense item id).
-        weights: float32 ``rank``: the filter's response on each direction, minus the linear part's.
+        weights: float32 ``rank``: the filter's response on each direction.
         pre, post: float32 ``n``: the degree normalisation of the history's items and of the scored ones.
-        tail_indptr, tail_indices, tail_data: the truncated linear part ``T`` as CSR (int64, int32, float32).
+        tail_indptr, tail_indices, tail_data: the truncated residual ``T`` as CSR (int64, int32, float32).
         candidates: how many candidates a request re-ranks (the client's first stage asks for as many).
     """
 
@@ -93,12 +95,14 @@ class FilterRerank:
             offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
             cols = self.tail_indices[offsets]
             vals = self.tail_data[offsets] * np.repeat(a, lengths)
-            # only the candidates' columns: a sorted lookup instead of a dense row of the catalogue
-            order = np.argsort(c, kind="stable")
-            sorted_c = c[order]
-            at = np.minimum(np.searchsorted(sorted_c, cols), len(c) - 1)
-            hit = sorted_c[at] == cols
-            linear[order] = np.bincount(at[hit], weights=vals[hit], minlength=len(c))
+            if self.n_items <= DENSE_ROW:  # one summed row of the catalogue, read at the candidates
+                linear = np.bincount(cols, weights=vals, minlength=self.n_items)[c]
+            else:  # a large catalogue: a lookup of the candidates' positions instead of a row of it all
+                where = np.full(self.n_items, -1, np.int32)
+                where[c] = np.arange(len(c), dtype=np.int32)
+                at = where[cols]
+                hit = at >= 0
+                linear = np.bincount(at[hit], weights=vals[hit], minlength=len(c))[where[c]]
         return ((low + linear) * self.post[c]).astype(np.float32)
 
     def score_all(self, history_rows, batch: int = 512) -> np.ndarray:
