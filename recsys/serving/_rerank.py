@@ -20,11 +20,10 @@ import numpy as np
 
 from vectorstore import AllowedIds
 
-from ._ranking import rank_subset, search
-from .recommendations import Recommendations
+from ._ranking import search
 from .serving_model import ServingModel
 
-__all__ = ["ranked_query", "ranked_search", "ranked_subset", "rerank"]
+__all__ = ["ranked_query", "ranked_rank", "ranked_search", "ranked_subset", "rerank"]
 
 
 def rerank(model: ServingModel, history: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,11 +78,14 @@ def ranked_search(model: ServingModel, path: str, vectors: Any, k: int, exclude:
 
 def ranked_subset(model: ServingModel, vector: np.ndarray, allowed: set[int], k: int,
                   history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`~recsys.serving._ranking.rank_subset` (an ``include`` list), scored by the filter when the
-    version has one."""
-    if model.rerank is None or not allowed:
-        return rank_subset(model, vector, allowed, k)
-    return rerank(model, history, np.fromiter(allowed, np.int64, len(allowed)), k)
+    """The ``k`` best of an ``include`` list's ``allowed`` dense ids: by the filter when the version has one,
+    else by exact score against ``vector``."""
+    cand = np.fromiter(allowed, np.int64, len(allowed))
+    if model.rerank is not None and len(cand):
+        return rerank(model, history, cand, k)
+    scores = model.item_vectors[cand] @ vector
+    order = np.argsort(-scores, kind="stable")[:k]
+    return cand[order], scores[order]
 
 
 def ranked_query(model: ServingModel, vectors: np.ndarray, k: int,
@@ -101,17 +103,24 @@ def ranked_query(model: ServingModel, vectors: np.ndarray, k: int,
     return out_ids, out_scores
 
 
-def milvus_ranked(model: ServingModel, recommend: Any, vector: np.ndarray, k: int, history: np.ndarray,
-                  **kwargs: Any) -> Recommendations:
-    """``recommend`` on a Milvus-backed version (``recommend``:
-    :func:`~recsys.serving._milvus_index.milvus_recommendations`), re-ranked by the filter when there is one."""
+def ranked_rank(model: ServingModel, vector: np.ndarray, k: int, history: np.ndarray, *, exclude: np.ndarray,
+                include: set[int] | None, passing: AllowedIds | None, expression: str | None,
+                fields: list[str] | None) -> tuple[np.ndarray, np.ndarray, dict[str, list] | None]:
+    """A known user's ``recommend`` through the version's index backend (``model.backend.rank``), its candidates
+    re-ranked by the filter when the version has one: ``(dense ids, scores, fields or None)``."""
     if model.rerank is None:
-        return recommend(model, model.milvus, vector, k, **kwargs)
-    wide = recommend(model, model.milvus, vector, _wide(model, k), **kwargs)
-    dense = np.asarray([model.item_pos[i] for i in wide.items], dtype=np.int64)
-    top, scores = rerank(model, history, dense, k)
-    where = {int(d): n for n, d in enumerate(dense)}
+        return model.backend.rank(model, vector, k, exclude=exclude, include=include, passing=passing,
+                                  expression=expression, fields=fields)
+    if include is not None:  # an include list: the filter scores every allowed item of it
+        allowed = {i for i in include - set(exclude.tolist()) if passing is None or i in passing}
+        ids, scores = ranked_subset(model, vector, allowed, k, history)
+        return ids, scores, None
+    wide, _, found = model.backend.rank(model, vector, _wide(model, k), exclude=exclude, include=None,
+                                        passing=passing, expression=expression, fields=fields)
+    wide = np.asarray(wide, dtype=np.int64)
+    top, scores = rerank(model, history, wide, k)
+    if found is None:
+        return top, scores, None
+    where = {int(d): n for n, d in enumerate(wide)}
     picked = [where[int(d)] for d in top]
-    return Recommendations(items=[wide.items[n] for n in picked], scores=scores, model=wide.model,
-                           model_version=wide.model_version, source=wide.source, user=wide.user,
-                           fields={name: [column[n] for n in picked] for name, column in wide.fields.items()})
+    return top, scores, {name: [column[n] for n in picked] for name, column in found.items()}
