@@ -8,7 +8,7 @@ valid``) and are refitted on the report train; the project's models run with the
 the tune splits; LightGCN stops on a split it carves itself). Every method ranks all items for every test
 user, train items excluded; Recall@20 / NDCG@20 follow ``shared/bench/recsys_score.py``.
 
-The project's models (``node2vec``, ``lightgcn``, ``spectral``) take the path a user takes, as
+The project's models (``node2vec``, ``lightgcn``, ``spectral``, ``filter``) take the path a user takes, as
 ``ea eval recsys`` does: the data read by ``Interactions.read``, ``train_and_publish`` to Redis
 (``EA_REDIS_URL``, else the embedded one; a key prefix of the run's own, deleted at the end), then
 ``RecommendationClient.recommend_many`` (the hnswlib index) for every test user. Their wall s is the
@@ -25,6 +25,9 @@ Methods (each in its own subprocess: wall time of the fit, peak RSS of the proce
                      skip-gram as PecanPy's own ``embed`` (list of str walks)
 * ``lightgcn``       this project's LightGCN, its defaults
 * ``spectral``       this project's spectral model, its defaults
+* ``filter``         this project's graph filter (the default model), its defaults: settings tuned inside its
+                     fit on a split it carves from the training file; served in two stages (hnswlib
+                     candidates, then the exact filter per request)
 * ``als``            implicit 0.7 ALS, grid chosen on the tune split (:mod:`bench._baselines`)
 * ``ease``, ``gfcf``, ``bspm``, ``chebycf``  closed-form and graph-filter baselines (:mod:`bench._baselines`;
                      EASE's lambda chosen on the tune split, the filters with their papers' settings)
@@ -70,10 +73,10 @@ from bench._heldout import DATA, check_data, split
 RATINGS = {"ml-100k": "ml-100k/u1.base"}
 METHODS = [
     "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-gensim", "node2vec-pkg", "pecanpy", "pecanpy-pq",
-    "lightgcn", "spectral", "als", "ease", "gfcf", "bspm", "chebycf", "bpr", "popularity",
+    "lightgcn", "spectral", "filter", "als", "ease", "gfcf", "bspm", "chebycf", "bpr", "popularity",
 ]
 BASELINES = ("als", "ease", "gfcf", "bspm", "chebycf")  # bench._baselines.tuned
-SERVED = ("node2vec", "lightgcn", "spectral")  # trained, published and served as a user's would be
+SERVED = ("node2vec", "lightgcn", "spectral", "filter")  # trained, published and served as a user's would be
 SEEDED = ("node2vec", "node2vec-pq", "node2vec-gensim", "pecanpy", "pecanpy-pq")  # rows averaged over seeds
 K = 20
 WALK = {"dim": 64, "walk_length": 40, "walks_per_node": 10, "window": 10, "negative": 5, "sample": 1e-3,
@@ -200,6 +203,7 @@ def _served(method: str, train, test, params: dict, ratings_path: Path | None = 
                 recs[rec.user] = rec.items
         recommend_s = time.perf_counter() - t
         paths = _client_paths(client, train, truth, ratings_path)
+        paths["latency"] = _latency(client, users[:LATENCY_USERS])
         dim = int(client.model_meta.get("dim", 0))
     done = [h for h in result.history if h.get("stage") == "done"]
     registry = ModelRegistry()
@@ -208,6 +212,34 @@ def _served(method: str, train, test, params: dict, ratings_path: Path | None = 
     return {**ranking_metrics(recs, truth, K, n_items=train.n_items), "seconds": result.timings["train_s"],
             "recommend_s": recommend_s, "history": done, "paths": paths, "dim": dim, "model_bytes": model_bytes,
             "client_mb": _client_rss(name, users[:200])}
+
+
+LATENCY_USERS = 1000
+
+
+def _latency(client, users: list[str]) -> dict:
+    """``recommend(user, k=20)`` one request at a time: p50 / p99 wall ms and p50 CPU ms (thread time), beside
+    the floor of bench/serving.py measured right after (one pipelined round trip for the same rows plus the
+    cheaper of a raw hnswlib query and an exact numpy top-k) and the load average during the run."""
+    import numpy as np
+
+    from bench.serving import floor_percentiles
+
+    def timed(clock):
+        out = []
+        for u in users:
+            t = clock()
+            client.recommend(u, k=K)
+            out.append(clock() - t)
+        return np.percentile(np.asarray(out) * 1e3, [50, 99])
+
+    for u in users[:50]:
+        client.recommend(u, k=K)  # warm-up
+    load = os.getloadavg()[0]
+    wall, cpu = timed(time.perf_counter), timed(time.thread_time)
+    floor = floor_percentiles(client, users, 1)
+    return {"p50_ms": float(wall[0]), "p99_ms": float(wall[1]), "cpu_p50_ms": float(cpu[0]), "floor_p50_ms": floor[0],
+            "floor": floor[2], "load": (load + os.getloadavg()[0]) / 2}
 
 
 def _table_bytes(registry, name: str, manifest: dict) -> int:
@@ -458,9 +490,20 @@ def _paths_table(results: dict[tuple[str, str], dict]) -> str:
     headers = ["dataset", "model", f"known users Recall@{K}", f"fold-in Recall@{K}", "fold-in / known",
                f"similar items Recall@{K} (proxy)", "popularity (proxy)", "similar / popularity",
                "ANN recall@10 per path (manifest)"]
-    return ("\n\nClient paths, through RecommendationClient: fold-in = `recommend_for_history` with a test user's "
+    text = ("\n\nClient paths, through RecommendationClient: fold-in = `recommend_for_history` with a test user's "
             "training items; similar items (proxy) = `similar_items` of the user's best-rated training item "
             "against the user's held-out items (ratings: ml-100k only).\n\n" + table(headers, rows))
+    timed = [[dataset, method, lat["p50_ms"], lat["p99_ms"], lat["cpu_p50_ms"], lat["floor_p50_ms"], lat["floor"],
+              lat["p50_ms"] / lat["floor_p50_ms"], lat["load"]]
+             for (dataset, method), r in results.items() if (lat := (r.get("paths") or {}).get("latency"))]
+    if timed:
+        text += (f"\n\n`recommend(user, k={K})`, one request at a time, {LATENCY_USERS:,} test users (after 50 warm-up "
+                 "requests), and the floor of bench/serving.py in the same process right after (one pipelined round "
+                 "trip for the same rows plus the cheaper of a raw hnswlib query and an exact numpy top-k, k=10); "
+                 "load = the 1-minute load average during the measurement (2 cores).\n\n"
+                 + table(["dataset", "model", "p50 ms", "p99 ms", "CPU p50 ms", "floor p50 ms", "floor", "p50 / floor",
+                          "load"], timed))
+    return text
 
 
 if __name__ == "__main__":

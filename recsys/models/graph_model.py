@@ -19,6 +19,7 @@ import numpy as np
 from ..data.interactions import Interactions
 from ..exceptions import InvalidParameter
 from ..publish.wire import USER_VECTORS
+from .rerank import FilterRerank
 
 __all__ = ["DEFAULT_MODEL", "GraphEmbeddings", "GraphModel", "ProgressCallback", "make_model", "MODELS"]
 
@@ -32,11 +33,13 @@ MODELS: dict[str, str] = {
     "node2vec": "recsys.models.node2vec.model:Node2Vec",
     "lightgcn": "recsys.models.lightgcn.model:LightGCN",
     "spectral": "recsys.models.spectral:Spectral",
+    "filter": "recsys.models.graph_filter:GraphFilter",
 }
 
 #: the model trained when none is named (``ea train graph``, ``ea eval recsys``, the job API): the most
-#: accurate on both Gowalla and ml-1m in bench/recsys.py, and the fastest to fit of the graph models.
-DEFAULT_MODEL = "spectral"
+#: accurate on Gowalla and ml-1m in bench/recsys.py's held-out table (docs/benchmarks.md), above EASE,
+#: GF-CF, BSPM and ChebyCF in the same run, and served at the cost of a 256-d model (two stages).
+DEFAULT_MODEL = "filter"
 
 SPACES = ("ip", "cosine")
 #: the vectors a model may name for entity outliers (see GraphEmbeddings)
@@ -67,6 +70,9 @@ class GraphEmbeddings:
             items' fold-in vectors: a user whose items look like a random draw from the catalogue sits
             near the origin, in a direction of its own).
         item_outliers: the items' vectors for entity outliers: ``"item"`` or ``"fold_in"``.
+        rerank: optional :class:`~recsys.models.rerank.FilterRerank`: a two-stage model's exact filter; the
+            client re-ranks the index's candidates of ``recommend``, ``recommend_for_history`` and
+            ``similar_items`` (an item's fold-in) by it, from the history alone.
 
     Each client path reads the vectors named here (:meth:`paths` lists them, the manifest records them):
     ``recommend`` user_vectors against the item index; ``recommend_for_history`` the mean of the
@@ -86,6 +92,7 @@ class GraphEmbeddings:
     similar_targets: np.ndarray | None = None
     user_outliers: str = "user"
     item_outliers: str = "item"
+    rerank: FilterRerank | None = None
 
     def __post_init__(self) -> None:
         if self.space not in SPACES:
@@ -106,6 +113,9 @@ class GraphEmbeddings:
                     f"fold_in_vectors are {self.fold_in_vectors.shape}, item_vectors {self.item_vectors.shape}"
                 )
         self._check_similar()
+        if self.rerank is not None and self.rerank.n_items != self.item_vectors.shape[0]:
+            raise InvalidParameter(f"rerank holds {self.rerank.n_items} items, "
+                                   f"item_vectors {self.item_vectors.shape[0]}")
         if self.user_outliers not in USER_OUTLIERS:
             raise InvalidParameter(f"user_outliers={self.user_outliers!r}: must be one of {', '.join(USER_OUTLIERS)}")
         if self.item_outliers not in ITEM_OUTLIERS:
@@ -133,11 +143,12 @@ class GraphEmbeddings:
             naming the vectors, e.g. ``"fold_in_vectors -> item index"``.
         """
         fold = "fold_in_vectors" if self.fold_in_vectors is not None else "item_vectors"
+        then = f" -> {self.rerank.candidates} re-ranked by the filter" if self.rerank is not None else ""
         return {
-            "recommend": f"user_vectors -> item index ({self.space})",
-            "fold_in": f"mean of {fold} -> item index",
+            "recommend": f"user_vectors -> item index ({self.space}){then}",
+            "fold_in": f"mean of {fold} -> item index{then}",
             "similar": "similar_vectors -> similar_targets (ip)" if self.similar_vectors is not None
-            else f"{fold} -> item index",
+            else f"{fold} -> item index{then}",
             "user_outliers": USER_VECTORS if self.user_outliers == "user" else f"centred mean of {fold}",
             "item_outliers": "item_vectors" if self.item_outliers == "item" else fold,
         }

@@ -15,6 +15,8 @@ fold_in_vectors    array    float32 n_items x d, optional: a history's mean of t
 similar_vectors    array    float32 n_items x d', optional: item x's query against ``similar_index``
 similar_index      blob     optional :class:`~vectorstore.ItemIndex` over the model's ``similar_targets``
                             (both absent: item x's fold-in vector against ``index``)
+filter_*           arrays   optional: a two-stage model's exact filter (:class:`~recsys.models.rerank.FilterRerank`,
+                            ``meta["rerank"]``), by which the client re-ranks the index's candidates
 user_vectors       table    external user id -> float32 scoring vector bytes
 seen               table    external user id -> int32 dense ids of the user's training items
 =================  =======  =============================================================================
@@ -118,6 +120,8 @@ def publish_embeddings(
     if indexes is not None and indexes.similar is not None and embeddings.similar_vectors is not None:
         arrays["similar_vectors"] = embeddings.similar_vectors
         blobs["similar_index"] = indexes.similar.to_bytes()
+    if embeddings.rerank is not None:  # a two-stage model: the client re-ranks candidates by this filter
+        arrays.update(embeddings.rerank.parts())
     fold_part = "fold_in_vectors" if "fold_in_vectors" in arrays else "item_vectors"
     outliers = {"users": USER_VECTORS if embeddings.user_outliers == "user" else "history",
                 "history_vectors": fold_part,
@@ -138,6 +142,8 @@ def publish_embeddings(
         "paths": embeddings.paths(),
         "outliers": outliers,
         "fields": sorted(item_metadata) if item_metadata else [],
+        "rerank": ({"candidates": embeddings.rerank.candidates, "rank": embeddings.rerank.rank,
+                    "items": embeddings.rerank.n_items} if embeddings.rerank is not None else None),
         **dict(extra_meta or {}),
     }
     version = registry.publish(

@@ -32,6 +32,7 @@ from ..data.ids import check_id, check_ids
 from ._filter_cache import FilterCache
 from ._items import get_items, query_items
 from ._ranking import answer, excluded, popular, position, positions, precomputed, search
+from ._rerank import ranked_rank, ranked_search
 from ._user_rows import UserRows
 from ._watcher import VersionWatcher
 from .recommendations import Recommendations, check_k
@@ -173,8 +174,8 @@ class RecommendationClient:
             return answer(model, *top, "precomputed", user, fields)
         banned = excluded(model, row.seen if exclude_seen else None, exclude)
         listed = positions(model, include) if include is not None else None
-        ids, scores, found = model.backend.rank(model, row.vector, k, exclude=banned, include=listed, passing=passing,
-                                                expression=filter, fields=fields)
+        ids, scores, found = ranked_rank(model, row.vector, k, row.seen, exclude=banned, include=listed,
+                                         passing=passing, expression=filter, fields=fields)
         return answer(model, ids, scores, "index", user, fields, found)
 
     def recommend_many(self, users: Sequence[str | int], k: int = 10, *, exclude_seen: bool = True,
@@ -205,7 +206,8 @@ class RecommendationClient:
             seen = [rows[i].seen for i in known] if exclude_seen else None
             if exclude is not None:  # the same items out for every user, beside each one's seen items
                 seen = [excluded(model, rows[i].seen if exclude_seen else None, exclude) for i in known]
-            ids, scores = search(model, "recommend", vectors, k, seen, passing, num_threads=1, expression=filter)
+            ids, scores = ranked_search(model, "recommend", vectors, k, seen, passing, [rows[i].seen for i in known],
+                                        num_threads=1, expression=filter)
             for row, i in enumerate(known):
                 out[i] = answer(model, ids[row], scores[row], "index", names[i], fields)
         return [rec if rec is not None else popular(model, names[i], k, strict=self.strict, fields=fields,
@@ -257,6 +259,9 @@ class RecommendationClient:
         pos = position(model, check_id(item, "item"))
         if metric == "cosine":
             ids, scores = self._similarity.items_cosine(model, pos, k, passing)
+        elif model.similar_index is model.index:  # an item's fold-in: a history of one item (re-ranked if so)
+            ids, scores = ranked_search(model, "similar", model.similar_vectors[pos], min(k, model.n_items - 1) or 1,
+                                        [pos], passing, np.array([pos]), expression=filter)
         else:
             ids, scores = search(model, "similar", model.similar_vectors[pos], min(k, model.n_items - 1) or 1, [pos],
                                  passing, index=model.similar_index, expression=filter)
@@ -278,7 +283,8 @@ class RecommendationClient:
         if not known:
             return popular(model, None, k, strict=False, fields=fields, passing=passing, expression=filter)
         vector = model.fold_in_vectors[sorted(known)].mean(axis=0)
-        ids, scores = search(model, "history", vector, k, known, passing, expression=filter)
+        ids, scores = ranked_search(model, "history", vector, k, known, passing, np.fromiter(known, np.int64),
+                                    expression=filter)
         return answer(model, ids, scores, "history", None, fields)
 
     def similar_users(self, user: str | int, k: int = 10, *, metric: str = "cosine") -> SimilarUsers:

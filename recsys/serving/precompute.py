@@ -19,6 +19,7 @@ import redis
 from vectorstore import ModelRegistry, RedisUnavailable
 
 from ..publish.wire import TOPN, decode_ids, decode_vector, encode_top, topn_building
+from ._rerank import ranked_query
 from .serving_model import ServingModel
 
 __all__ = ["BUILDING_TTL_S", "precompute_top_n"]
@@ -68,8 +69,7 @@ def precompute_top_n(registry: ModelRegistry, name: str, version: int | None = N
                             for u, v in zip(chunk, registry.client.hmget(table, chunk))])
         seen = [decode_ids(None if s is None else seen_seal.open(u, s), model.n_items)
                 for u, s in zip(chunk, registry.client.hmget(seen_table, chunk))]
-        ids, scores = model.index.query(vectors, k=min(n, model.n_items), exclude=seen,
-                                        **model.search.get("recommend", {}))  # as the client asks them
+        ids, scores = ranked_query(model, vectors, n, seen)  # as the client ranks them
         rows = {}
         for u, row_ids, row_scores in zip(chunk, ids, scores):
             keep = row_ids >= 0

@@ -17,6 +17,7 @@ import numpy as np
 from vectorstore import CorruptManifest, ModelRegistry, RowSeal, VectorStoreError
 
 from ..exceptions import InvalidRequest, ModelUnavailable, RecsysError
+from ..models.rerank import FilterRerank
 from ..publish.wire import SEEN, TOPN, USER_VECTORS
 from .index_backends import open_index
 from .version_index import VersionIndex
@@ -70,6 +71,7 @@ class ServingModel:
     seen_seal: RowSeal | None = None
     topn_seal: RowSeal | None = None
     dim: int | None = None
+    rerank: FilterRerank | None = None  # a two-stage model's exact filter (recsys.serving._rerank)
 
     @classmethod
     def load(cls, registry: ModelRegistry, name: str, version: int | None = None) -> ServingModel:
@@ -125,6 +127,8 @@ class ServingModel:
             vector_seal=registry.row_seal(name, mv.version, USER_VECTORS, manifest=manifest),
             seen_seal=registry.row_seal(name, mv.version, SEEN, manifest=manifest),
             topn_seal=registry.row_seal(name, mv.version, TOPN, derived=True, manifest=manifest), dim=dim,
+            rerank=(FilterRerank.from_parts(mv.arrays, mv.meta["rerank"]["candidates"])
+                    if mv.meta.get("rerank") else None),
         )
 
     @property

@@ -56,7 +56,7 @@ def _read_options(user_col: str | None, item_col: str | None, weight_col: str | 
 @WORKER_PATHS
 def train_graph(interactions, algorithm, name, valid, test, item_metadata, params, precompute, index_backend, wait,
                 user_col, item_col, weight_col, timestamp_col, encoding, worker_paths) -> None:
-    """Train a graph model (spectral, LightGCN or Node2Vec) on an interaction file and publish it as NAME.
+    """Train a graph model (default: the graph filter; spectral, LightGCN, Node2Vec) on a file, publish it as NAME.
 
     Paths are made absolute and checked here before the job is queued (--worker-paths: they name files on
     the workers' machines).

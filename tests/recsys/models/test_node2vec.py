@@ -113,7 +113,7 @@ def test_invalid_parameters_named():
         Node2Vec(dim=0)
     with pytest.raises(InvalidParameter, match="unknown parameter.*walklength"):
         Node2Vec(walklength=3)
-    with pytest.raises(InvalidParameter, match="valid models: lightgcn, node2vec"):
+    with pytest.raises(InvalidParameter, match="valid models: filter, lightgcn, node2vec"):
         make_model("deepwalk")
     assert isinstance(make_model("node2vec", dim=8), Node2Vec)
 

@@ -91,11 +91,10 @@ def test_eval_recsys_accepts_model_spectral(communities, tmp_path, model_name):
     assert line["algorithm"] == "spectral" and line["recall@10"] > 0.4
 
 
-def test_a_job_without_a_model_trains_the_default_spectral_one(celery_worker, communities, model_name):
-    from recsys import DEFAULT_MODEL
+def test_a_job_trains_the_spectral_model_when_named(celery_worker, communities, model_name):
     from workers.jobs import train_graph
 
-    result = train_graph(communities["train"], name=model_name, params={"dim": 8},
+    result = train_graph(communities["train"], model="spectral", name=model_name, params={"dim": 8},
                          test=communities["test"]).wait(timeout=120)
-    assert DEFAULT_MODEL == "spectral" and result["algorithm"] == "spectral"
+    assert result["algorithm"] == "spectral"
     assert result["metrics"]["recall@20"] > 0.5

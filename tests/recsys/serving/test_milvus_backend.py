@@ -162,3 +162,23 @@ def test_missing_setting_and_unreachable_milvus_are_typed_errors(communities, mo
     with pytest.raises(ModelUnavailable, match="did not answer") as info:
         RecommendationClient(model=model_name, settings=down, listen=False, refresh_interval=0)
     assert isinstance(info.value.__cause__, MilvusUnavailable)
+
+
+def test_a_two_stage_model_on_milvus_answers_as_on_hnswlib(communities, model_name, milvus_settings):
+    """The filter model (issue 27): Milvus gives the candidates, the client re-ranks them by the filter."""
+    params = {"dim": 8, "rank": 24, "sharpen": 1.0, "ideal": 0.2, "degree": 0.3}
+    on_milvus = train_and_publish(communities["train"], algorithm="filter", name=model_name, params=params,
+                                  registry=ModelRegistry(milvus_settings), index_backend="milvus",
+                                  item_metadata=communities["items"])
+    local = train_and_publish(communities["train"], algorithm="filter", name=f"{model_name}-local", params=params,
+                              registry=ModelRegistry(milvus_settings))
+    with (RecommendationClient(model=model_name, settings=milvus_settings, listen=False, refresh_interval=0) as milvus,
+          RecommendationClient(model=local.model, settings=milvus_settings, listen=False, refresh_interval=0) as hnsw):
+        assert milvus.model_version == on_milvus.version and milvus._model.rerank is not None
+        for user in ("u0", "u1", "u5"):
+            ours = milvus.recommend(user, k=5, fields=["community"])
+            assert ours.items == hnsw.recommend(user, k=5).items  # 60 items: both re-rank all of them
+            assert ours.fields["community"] == [int(i[1:]) % 3 for i in ours.items]  # the items' own fields
+        history = ["i0", "i3"]
+        assert milvus.recommend_for_history(history, k=5).items == hnsw.recommend_for_history(history, k=5).items
+        assert milvus.similar_items("i4", k=5).items == hnsw.similar_items("i4", k=5).items
