@@ -64,6 +64,7 @@ __all__ = ["LightGCN"]
 logger = logging.getLogger(__name__)
 
 INITS = ("normal", "svd", "spectral")
+SAMPLINGS = ("edge", "user")
 
 
 class LightGCN(GraphModel):
@@ -133,6 +134,8 @@ class LightGCN(GraphModel):
         "seed": 0,
         "threads": 2,
         "time_budget_s": None,
+        "cpu_budget_s": None,
+        "sampling": "edge",
     }
 
     def validate(self, params: dict[str, Any]) -> None:
@@ -162,8 +165,11 @@ class LightGCN(GraphModel):
             raise InvalidParameter(f"init={params['init']!r}: must be one of {', '.join(INITS)}")
         if not isinstance(params["reject_positives"], bool):
             raise InvalidParameter(f"reject_positives={params['reject_positives']!r}: must be True or False")
-        if params["time_budget_s"] is not None:
-            check_positive_float(params, "time_budget_s")
+        for budget in ("time_budget_s", "cpu_budget_s"):
+            if params[budget] is not None:
+                check_positive_float(params, budget)
+        if params["sampling"] not in SAMPLINGS:
+            raise InvalidParameter(f"sampling={params['sampling']!r}: must be one of {', '.join(SAMPLINGS)}")
 
     def fit(
         self,
@@ -234,7 +240,8 @@ class LightGCN(GraphModel):
             reject_positives=p["reject_positives"],
             seed=p["seed"], threads=p["threads"],
             time_budget_s=None if p["time_budget_s"] is None else float(p["time_budget_s"]),
-            eval_users=p["eval_users"], refit_epochs=p["refit_epochs"],
+            eval_users=p["eval_users"], refit_epochs=p["refit_epochs"], sampling=p["sampling"],
+            cpu_budget_s=None if p["cpu_budget_s"] is None else float(p["cpu_budget_s"]),
         )
         started = time.perf_counter()
         result = train(fit_matrix, cfg, valid_matrix, progress, refit_matrix)
@@ -243,7 +250,8 @@ class LightGCN(GraphModel):
                     interactions, seconds, validation, result.best_epoch, result.reason)
         history = [*result.history, {"stage": "done", "best_epoch": result.best_epoch, "stopped": result.stopped,
                                      "reason": result.reason, "validation": validation, "seconds": seconds}]
-        return GraphEmbeddings(result.user_vectors, result.item_vectors, "ip", dict(self.params), history)
+        return GraphEmbeddings(result.user_vectors, result.item_vectors, "ip", dict(self.params), history,
+                               fold_in_vectors=result.fold_in_vectors)
 
     # The propagation itself, for benchmarks that measure it (bench/propagation.py) against PyG's LGConv.
     @staticmethod
