@@ -23,7 +23,8 @@ Methods (each in its own subprocess: wall time of the fit, peak RSS of the proce
 * ``node2vec-pkg``   the ``node2vec`` package (engine="node2vec"; ml-100k only: hopeless on ml-1m)
 * ``pecanpy``        PecanPy SparseOTF walks (p=q=1; ``pecanpy-pq``: p=0.5, q=2) + the same gensim
                      skip-gram as PecanPy's own ``embed`` (list of str walks)
-* ``lightgcn``       this project's LightGCN, its defaults
+* ``lightgcn``       this project's LightGCN, its defaults (random start, mini-batch BPR)
+* ``lightgcn-svd``   the same model SVD-initialised: the previous recipe (spectral start, full batch, 512-d)
 * ``spectral``       this project's spectral model, its defaults
 * ``als``            implicit 0.7 ALS, grid chosen on the tune split (:mod:`bench._baselines`)
 * ``ease``, ``gfcf``, ``bspm``, ``chebycf``  closed-form and graph-filter baselines (:mod:`bench._baselines`;
@@ -70,10 +71,12 @@ from bench._heldout import DATA, check_data, split
 RATINGS = {"ml-100k": "ml-100k/u1.base"}
 METHODS = [
     "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-gensim", "node2vec-pkg", "pecanpy", "pecanpy-pq",
-    "lightgcn", "spectral", "als", "ease", "gfcf", "bspm", "chebycf", "bpr", "popularity",
+    "lightgcn", "lightgcn-svd", "spectral", "als", "ease", "gfcf", "bspm", "chebycf", "bpr", "popularity",
 ]
 BASELINES = ("als", "ease", "gfcf", "bspm", "chebycf")  # bench._baselines.tuned
-SERVED = ("node2vec", "lightgcn", "spectral")  # trained, published and served as a user's would be
+SERVED = ("node2vec", "lightgcn", "lightgcn-svd", "spectral")  # trained, published and served as a user's would be
+#: served variants: (algorithm, params); lightgcn-svd is the previous recipe (SVD-initialised, full-batch, 512-d)
+SERVED_PARAMS = {"lightgcn-svd": {"init": "spectral", "dim": 512, "batch_size": None, "lr": 0.005, "epochs": 200}}
 SEEDED = ("node2vec", "node2vec-pq", "node2vec-gensim", "pecanpy", "pecanpy-pq")  # rows averaged over seeds
 K = 20
 WALK = {"dim": 64, "walk_length": 40, "walks_per_node": 10, "window": 10, "negative": 5, "sample": 1e-3,
@@ -187,7 +190,7 @@ def _served(method: str, train, test, params: dict, ratings_path: Path | None = 
     from vectorstore import ModelRegistry
 
     name = f"bench-{method}-{uuid.uuid4().hex[:8]}"
-    result = train_and_publish(train, algorithm=method, name=name, params=params, k=K)
+    result = train_and_publish(train, algorithm=method.split("-")[0], name=name, params=params, k=K)
     truth: dict[str, set] = {}
     for u, i in zip(test.user_ids[test.users], test.item_ids[test.items]):
         truth.setdefault(str(u), set()).add(str(i))
@@ -245,9 +248,9 @@ def run_worker(method: str, dataset: str, data: Path, seed: int = 0, budget: flo
     train, test = split(data, dataset, "report")
     t = time.perf_counter()
     if method in SERVED:
-        params = {**WALK, "seed": seed} if method == "node2vec" else {}
-        if method == "lightgcn" and budget:
-            params["time_budget_s"] = budget
+        params = {**WALK, "seed": seed} if method == "node2vec" else dict(SERVED_PARAMS.get(method, {}))
+        if method.startswith("lightgcn") and budget:
+            params["cpu_budget_s"] = budget
         result = _served(method, train, test, params, data / RATINGS[dataset] if dataset in RATINGS else None)
     elif method in BASELINES:
         from bench._baselines import EASE_MAX_ITEMS, tuned
@@ -357,7 +360,7 @@ def main() -> None:
     ap.add_argument("--seeds-ml1m", type=int, default=5,
                     help="the same on ml-1m (its per-seed spread is a third of ml-100k's; PecanPy takes ~3 min a run)")
     ap.add_argument("--lightgcn-budget", type=float, default=600.0,
-                    help="LightGCN's time_budget_s, a safety bound (the issue's 10 minutes per fit); 0: none")
+                    help="LightGCN's cpu_budget_s (process CPU s), a safety bound (the issue's 10 minutes); 0: none")
     ap.add_argument("--budget", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seeds-gowalla", type=int, default=1, help="the same on gowalla (one Node2Vec fit is ~1 min)")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
