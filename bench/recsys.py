@@ -168,7 +168,8 @@ def _client_paths(client, train, truth: dict[str, set], ratings_path: Path | Non
         history = train.item_ids[train.seen(dense)].tolist()
         folded[user] = client.recommend_for_history(history, k=K).items
     out = {"fold_in": ranking_metrics(folded, truth, K, n_items=train.n_items)[f"recall@{K}"],
-           "fold_in_s": time.perf_counter() - t, "ann_recall": client.model_meta.get("ann_recall", {}).get("recall")}
+           "fold_in_s": time.perf_counter() - t, "ann_recall": client.model_meta.get("ann_recall", {}).get("recall"),
+           "ann_search": client.model_meta.get("ann_recall", {}).get("search")}
     if ratings_path is not None:
         raw = pd.read_csv(ratings_path, sep="\t", names=["user", "item", "rating", "ts"], dtype=str)
         raw[["rating", "ts"]] = raw[["rating", "ts"]].astype(int)
@@ -442,6 +443,15 @@ def main() -> None:
     print(f"\nwritten to {write('recsys', text)}")
 
 
+def _search(search: dict | None) -> str:
+    """How a path searches, from the manifest: the graph at the index's ef, a wider ef, or exact search."""
+    if search is None:
+        return "?"
+    if search.get("exact"):
+        return "exact search"
+    return f"hnsw ef {search['ef']}" if "ef" in search else "hnsw"
+
+
 def _paths_table(results: dict[tuple[str, str], dict]) -> str:
     """The served models' other client paths (fold-in, similar items, ANN recall) as a second table."""
     rows = []
@@ -452,15 +462,17 @@ def _paths_table(results: dict[tuple[str, str], dict]) -> str:
         known = r[f"recall@{K}"]
         sim, pop = p.get("similar"), p.get("similar_popularity")
         recall = p.get("ann_recall") or {}
+        search = p.get("ann_search") or {}
         rows.append([dataset, method, known, p["fold_in"], p["fold_in"] / known if known else float("nan"),
                      "-" if sim is None else sim, "-" if pop is None else pop,
                      "-" if sim is None or not pop else sim / pop,
-                     ", ".join(f"{path} {value:.4f}" for path, value in recall.items()) or "-"])
+                     ", ".join(f"{path} {value:.4f} ({_search(search.get(path))})"
+                               for path, value in recall.items()) or "-"])
     if not rows:
         return ""
     headers = ["dataset", "model", f"known users Recall@{K}", f"fold-in Recall@{K}", "fold-in / known",
                f"similar items Recall@{K} (proxy)", "popularity (proxy)", "similar / popularity",
-               "ANN recall@10 per path (manifest)"]
+               "ANN recall@10 per path (manifest; how it searches)"]
     return ("\n\nClient paths, through RecommendationClient: fold-in = `recommend_for_history` with a test user's "
             "training items; similar items (proxy) = `similar_items` of the user's best-rated training item "
             "against the user's held-out items (ratings: ml-100k only).\n\n" + table(headers, rows))
