@@ -85,7 +85,8 @@ class LightGCN(GraphModel):
             Gowalla valid, Recall@20 0.1547 at epoch 12 against 0.1474 with 1e-3, same run conditions).
         epochs: maximum passes over the training edges.
         batch_size: BPR triples per optimisation step (default 16,384); None: every edge in each step
-            (full batch: one step per epoch).
+            (full batch: one step per epoch). A graph of fewer edges than a few batches trains better with
+            a smaller one (the contract test's 19k edges: 2,048): its epochs are then more than one step.
         eval_every: evaluate Recall@eval_k and NDCG@eval_k on the validation split every this many epochs.
         patience: stop after this many evaluations without a better Recall@eval_k (converged; the best
             epoch is kept).
