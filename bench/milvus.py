@@ -91,8 +91,8 @@ def run(label: str, settings: Settings, backend: str, inter, emb, metadata, user
         cases = [(ef, name, expression, truth) for ef in efs
                  for name, expression, truth in (("unfiltered", None, truths[0]), (FILTER, FILTER, truths[1]))]
         for ef, name, expression, truth in cases:
-            if client._model.milvus is not None:
-                client._model.milvus.ef = ef  # the search breadth Milvus is asked with (publication: 200)
+            if backend == "milvus":
+                client._model.index.ef = ef  # the search breadth Milvus is asked with (publication: 200)
             for user in users[:20]:
                 client.recommend(user, k=k, filter=expression)  # warm-up
             times, cpu, hits = [], time.process_time(), 0

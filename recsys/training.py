@@ -60,7 +60,7 @@ def train_and_publish(
     progress: ProgressCallback | None = None,
     token: str | None = None,
     read_options: dict[str, Any] | None = None,
-    index_backend: str = "hnswlib",
+    index_backend: str = INDEX_BACKENDS[0],
     deltas: bool = True,
 ) -> TrainingResult:
     """Read, train, evaluate (on ``test``, else ``valid``, when given) and publish a graph model.
@@ -77,8 +77,9 @@ def train_and_publish(
         k: metric cut-off.
         token: idempotency token (the job id): a redelivered job does not publish twice.
         read_options: keywords of :meth:`Interactions.read` for every file read (``columns``, ``encoding``).
-        index_backend: ``"hnswlib"`` (in the serving process) or ``"milvus"`` (a Milvus collection per
-            version, ``EA_MILVUS_URI``): see :func:`recsys.publish.embeddings.publish_embeddings`.
+        index_backend: where the item index lives, one of :data:`vectorstore.INDEX_BACKENDS` (``"hnswlib"``:
+            in the serving process; ``"milvus"``: a Milvus collection per version, ``EA_MILVUS_URI``): see
+            :func:`recsys.publish.embeddings.publish_embeddings`.
         deltas: learn from the delta log of ``name``'s active version (:func:`recsys.live.recorded.recorded`): its
             users' interactions are added to the training input and its deleted items left out, its field
             updates applied to the item metadata; the new version starts with an empty log (deltas written

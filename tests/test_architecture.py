@@ -21,14 +21,15 @@ PUBLIC = {
                     "celery_transport_options", "ChecksumError", "ConfigurationError", "connect", "CorruptManifest",
                     "CorruptRow", "DEFAULT_TARGET", "EmbeddedRedis", "EmbeddedRedisError", "env_choice", "env_float",
                     "env_int", "env_url", "excerpt", "EXCERPT_CHARS", "excerpt_values", "find_redis_server",
-                    "get_settings", "Hits", "input_path", "InputNotAllowed", "IntegrityError", "InvalidModelData",
-                    "is_cluster", "ItemIndex", "measure_recall", "MilvusItems", "MilvusRefused", "MilvusStore",
+                    "get_settings", "Hits", "index_backend", "INDEX_BACKENDS", "IndexBackend", "IndexItems",
+                    "input_path", "InputNotAllowed", "IntegrityError", "InvalidModelData", "is_cluster", "ItemIndex",
+                    "measure_recall", "MilvusRefused", "MilvusStore",
                     "MilvusUnavailable", "ModelNotFound", "ModelNotice", "ModelRegistry", "ModelVersion", "NulGuard",
                     "open_decompressed", "plain_header", "Probe", "QUEUES", "redact_url", "redis_server_version",
                     "RedisAuthFailed", "RedisFull", "RedisRefused", "RedisUnavailable", "resolve_redis_url", "RowSeal",
                     "search_allowed", "Settings", "SignatureError", "sniff_compression", "SPACES", "start_redis_server",
-                    "tune_index", "UNAVAILABLE_ERRORS", "varied_norm_vectors", "VectorStoreError", "VersionInfo",
-                    "VersionNotFound"],
+                    "tune_index", "UNAVAILABLE_ERRORS", "varied_norm_vectors", "VectorStoreError", "version_backend",
+                    "VersionInfo", "VersionNotFound"],
     "recsys": ["CatalogueWriter", "DEFAULT_MODEL", "entity_vectors", "GraphEmbeddings", "GraphModel", "Interactions",
                "InvalidDelta", "InvalidFilter", "InvalidInteractions", "InvalidParameter", "InvalidRequest",
                "LightGCN", "make_model", "MODELS", "ModelUnavailable", "Node2Vec", "precompute_top_n",
@@ -153,3 +154,68 @@ def test_public_surface_is_pinned(package):
     assert sorted(module.__all__) == sorted(PUBLIC[package])
     for name in module.__all__:
         assert getattr(module, name) is not None, f"{package}.{name} is exported but missing"
+
+
+#: the modules behind the index-backend seam (issue 25, item 2): the interfaces (``vectorstore.IndexBackend``,
+#: ``recsys.serving.version_index.VersionIndex``), their implementations and the factories that choose one
+INDEX_BACKEND_MODULES = {"vectorstore.store.index.backend", "vectorstore.store.milvus",
+                         "vectorstore.store.backends", "recsys.serving.version_index", "recsys.serving._milvus_index",
+                         "recsys.serving.index_backends"}
+#: the seam's callers: every other module of recsys and workers, and the registry (vectorstore's settings, errors
+#: and exports name Milvus as what they are)
+INDEX_BACKEND_CALLERS = ("recsys", "workers", "vectorstore.store.registry")
+IMPLEMENTATIONS = {"ItemIndex", "InProcessIndex", "MilvusIndex", "MilvusStore", "HnswlibBackend", "MilvusBackend"}
+
+
+def _backend_words(node: ast.AST) -> list[str]:
+    """The identifiers a node names (imports, names, attributes, arguments, definitions)."""
+    if isinstance(node, ast.Import | ast.ImportFrom):
+        return [*(a.name for a in node.names), getattr(node, "module", None) or ""]
+    for kind, attr in ((ast.Name, "id"), (ast.Attribute, "attr"), (ast.arg, "arg"), (ast.keyword, "arg"),
+                       (ast.FunctionDef, "name"), (ast.ClassDef, "name")):
+        if isinstance(node, kind):
+            return [getattr(node, attr) or ""]
+    return []
+
+
+def _keys_and_comparands(node: ast.AST) -> list[ast.AST]:
+    """What a node compares, indexes with or looks up: where a test of a backend's name would be."""
+    if isinstance(node, ast.Compare):
+        found = [node.left, *node.comparators]
+        return [*found, *(e for f in found if isinstance(f, ast.Tuple | ast.List | ast.Set) for e in f.elts)]
+    if isinstance(node, ast.Subscript):
+        return [node.slice]
+    if isinstance(node, ast.Dict):
+        return [k for k in node.keys if k is not None]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "pop"):
+        return node.args[:1]
+    if isinstance(node, ast.MatchValue):
+        return [node.value]
+    return []
+
+
+def test_callers_of_the_index_backends_never_ask_which_backend_it_is():
+    """Client, writer, follower, publication, registry and workers hold a backend (``vectorstore.IndexBackend``,
+    ``model.backend``) and never branch on it: outside the seam's own modules no module of theirs imports or
+    names a Milvus module or class (docstrings and messages may say Milvus), tests a backend's name or reads a
+    backend's record by its key (``meta["milvus"]``), or asks whether an index is one implementation or another
+    (``isinstance(index, ItemIndex)``)."""
+    from vectorstore import INDEX_BACKENDS
+
+    callers = {name: path for name, path in _modules().items()
+               if name.startswith(INDEX_BACKEND_CALLERS) and name not in INDEX_BACKEND_MODULES}
+    assert "recsys.serving.client" in callers and "vectorstore.store.registry.publishing" in callers
+    problems = []
+    for name, path in callers.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            line = f"{name}:{getattr(node, 'lineno', '?')}"
+            problems += [f"{line} names {word!r}" for word in _backend_words(node) if "milvus" in word.lower()]
+            problems += [f"{line} tests or reads the backend name {key.value!r}"
+                         for key in _keys_and_comparands(node)
+                         if isinstance(key, ast.Constant) and str(key.value).lower() in INDEX_BACKENDS]
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance":
+                kinds = node.args[1:]
+                named = {getattr(k, "id", getattr(k, "attr", None)) for k in kinds}
+                named |= {getattr(e, "id", None) for k in kinds if isinstance(k, ast.Tuple) for e in k.elts}
+                problems += [f"{line} asks whether an index is a {kind}" for kind in named & IMPLEMENTATIONS]
+    assert not problems, "\n".join(problems)

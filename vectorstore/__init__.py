@@ -43,12 +43,14 @@ from .platform.env import env_choice, env_float, env_int, env_url
 from .platform.files import open_decompressed, sniff_compression
 from .platform.inputs import EXCERPT_CHARS, NulGuard, excerpt, excerpt_values, input_path, plain_header
 from .platform.settings import Settings, get_settings
+from .store.backends import INDEX_BACKENDS, index_backend, version_backend
+from .store.index.backend import IndexBackend, IndexItems
 from .store.index.filtered import AllowedIds, by_exact_search
 from .store.index.filtered import search as search_allowed
 from .store.index.item_index import SPACES, ItemIndex
 from .store.index.recall import DEFAULT_TARGET, Probe, measure_recall, tune_index
 from .store.index.synthetic import varied_norm_vectors
-from .store.milvus import Hits, MilvusItems, MilvusStore
+from .store.milvus import Hits, MilvusStore
 from .store.registry.notices import ModelNotice
 from .store.registry.registry import ModelRegistry, ModelVersion, VersionInfo
 from .store.registry.rows import RowSeal
@@ -58,7 +60,11 @@ __all__ = [
     "DEFAULT_TARGET",
     "EXCERPT_CHARS",
     "Hits",
-    "MilvusItems",
+    "IndexBackend",
+    "IndexItems",
+    "INDEX_BACKENDS",
+    "index_backend",
+    "version_backend",
     "MilvusStore",
     "NulGuard",
     "Probe",

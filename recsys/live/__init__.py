@@ -17,7 +17,6 @@ module                holds
 ``_target_version``   the version a writer writes to: its catalogue, keys and seals, users' current rows
 ``_fold_in``          what an item upsert or a user update writes, folded in from the version's vectors
 ``_checks``           the checks a delta's input passes before anything is written
-``_milvus_deltas``    deletions and field updates written to a Milvus-backed version's collection
 ``catalogue``         :class:`Catalogue`: a version's items as its log leaves them (writer and clients alike)
 ``follower``          :class:`DeltaFollower`: a serving client's side of the log, kept applied
 ``_apply``            a batch of deltas moved into a served model's arrays and indexes

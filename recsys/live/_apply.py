@@ -1,10 +1,11 @@
-"""A batch of deltas moved into a served model: its arrays, hnswlib indexes, id map and popular order.
+"""A batch of deltas moved into a served model: its arrays, indexes, id map and popular order.
 
 :func:`apply_to_model` applies a :class:`~recsys.live.catalogue.Change` (already applied to the follower's
-catalogue) in place, with ``add_items`` and ``mark_deleted`` (a full index grows with ``resize_index``), in an
-order that keeps concurrent queries right: a new item's id, vectors and metadata exist before the index can
-return it; a deleted item leaves the index before its id leaves the id map. A version whose items are a
-Milvus collection takes deletions only (:func:`apply_deletions`: the writer changed the collection itself).
+catalogue, and cut to what the version's index backend admits, ``model.backend.admit``) in place, with the
+indexes' ``change`` (hnswlib: ``add_items`` and ``mark_deleted``, a full index grows with ``resize_index``;
+a backend that holds the items itself admits deletions only, which its searches exclude), in an order that
+keeps concurrent queries right: a new item's id, vectors and metadata exist before the index can return it;
+a deleted item leaves the index before its id leaves the id map.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .catalogue import Catalogue, Change, Rows
 if TYPE_CHECKING:
     from ..serving.serving_model import ServingModel
 
-__all__ = ["apply_deletions", "apply_to_model"]
+__all__ = ["apply_to_model"]
 
 #: neighbours whose rows a new item borrows in a space its delta does not give (a model's own similarity)
 BORROW = 3
@@ -28,11 +29,11 @@ BORROW = 3
 
 def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) -> None:
     """Move ``change`` (one or many deltas, already applied to ``catalogue``) into ``model``'s arrays and
-    hnswlib indexes: each item touched ends as the catalogue has it (live with its vector, or deleted)."""
+    indexes: each item touched ends as the catalogue has it (live with its vector, or deleted)."""
     index, similar = model.index, model.similar_index
-    assert isinstance(index, ItemIndex) and isinstance(similar, ItemIndex)  # the follower checks
     touched = set(change.upserted) | set(change.deleted)
-    live = np.asarray(sorted(i for i in touched if i not in catalogue.deleted), dtype=np.int64)
+    # an item leaves catalogue.deleted only when upserted again: the live ones are upserted ones
+    live = np.asarray(sorted(i for i in set(change.upserted) if i not in catalogue.deleted), dtype=np.int64)
     gone = np.asarray(sorted(i for i in touched if i in catalogue.deleted), dtype=np.int64)
     if live.size:
         # Arrays first (new views in one assignment each), then the index: a query that finds a new id
@@ -70,23 +71,6 @@ def apply_to_model(model: ServingModel, catalogue: Catalogue, change: Change) ->
             dropped[gone[gone < dropped.size]] = True
             order = order[~dropped[order]]
         model.popular = order
-
-
-def apply_deletions(model: ServingModel, catalogue: Catalogue, change: Change) -> bool:
-    """A version whose items are a Milvus collection: its deleted items leave every path here (the
-    collection's searches exclude them, the id map and the popular order drop them); the writer deleted them
-    from the collection. Returns whether ``change`` also held what this path cannot apply (upserts: logged
-    by writers that did not refuse them)."""
-    gone = np.asarray(sorted(i for i in set(change.deleted) if i in catalogue.deleted), dtype=np.int64)
-    if gone.size and model.milvus is not None:
-        model.milvus.deleted = model.milvus.deleted | frozenset(gone.tolist())
-        for i in gone.tolist():
-            model.item_pos.pop(str(model.item_ids[i]), None)
-        order = model.popular
-        dropped = np.zeros(max(int(order.max()) + 1, 1) if order.size else 1, bool)
-        dropped[gone[gone < dropped.size]] = True
-        model.popular = order[~dropped[order]]
-    return bool(change.upserted)
 
 
 def _borrow_similar(model: ServingModel, index: ItemIndex, similar: ItemIndex, catalogue: Catalogue,

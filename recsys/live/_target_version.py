@@ -20,6 +20,8 @@ from vectorstore import ModelNotFound, ModelRegistry, RedisUnavailable, RowSeal,
 
 from ..exceptions import ModelUnavailable, UnknownItem
 from ..publish.wire import SEEN, USER_VECTORS, decode_ids, decode_vector
+from ..serving.index_backends import open_index
+from ..serving.version_index import VersionIndex
 from .catalogue import Catalogue
 from .delta_log import LogKeys, decode_user_row, delta_seals, log_keys
 
@@ -39,7 +41,7 @@ class TargetVersion:
     catalogue: Catalogue
     log: LogKeys
     cosine: bool  # scoring vectors (items' and users') are stored L2-normalised
-    milvus: dict | None  # its Milvus collection's spec: deletions and field updates go there too
+    backend: VersionIndex  # where its item index lives: what deltas it refuses, what is written there first
     seals: tuple[RowSeal, RowSeal, RowSeal, RowSeal]  # log entries, rewritten users, published vectors, seen
 
     @classmethod
@@ -66,7 +68,8 @@ class TargetVersion:
         vectors, seen = (registry.row_seal(model, number, table, manifest=manifest)
                          for table in (USER_VECTORS, SEEN))
         return cls(registry, model, number, catalogue, log_keys(registry, model, number, register=True),
-                   cosine=manifest["meta"].get("space") == "cosine", milvus=manifest["meta"].get("milvus") or None,
+                   cosine=manifest["meta"].get("space") == "cosine",
+                   backend=open_index(registry.settings, manifest["meta"]),
                    seals=(entries, rewritten, vectors, seen))
 
     @property

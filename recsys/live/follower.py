@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import redis
 
-from vectorstore import IntegrityError, ItemIndex, ModelRegistry
+from vectorstore import IntegrityError, ModelRegistry
 
-from ._apply import apply_deletions, apply_to_model
+from ._apply import apply_to_model
 from .catalogue import Catalogue, Change
 from .delta_log import REFUSED, Entry, decode_user_row, delta_seals, log_keys, read_log
 
@@ -60,7 +60,6 @@ class DeltaFollower:
         self.user_revisions: dict[str, int] = {}
         self.users_revision = 0
         self._lock = threading.Lock()
-        self._supported = isinstance(model.index, ItemIndex)
         model.live = self
 
     @property
@@ -106,11 +105,9 @@ class DeltaFollower:
             for user in batch.users:  # the user's mark first: a reader seeing the revision finds the user
                 self.user_revisions[user] = self.users_revision + 1
                 self.users_revision += 1
-            if self._supported:
-                apply_to_model(self.model, self.catalogue, batch)
-            elif apply_deletions(self.model, self.catalogue, batch):
-                log.warning("%s v%s: item upserts are not applied to a Milvus-backed version", self.model.name,
-                            self.model.version)
+            # what the version's index backend takes in process (recsys.serving.version_index)
+            admitted = self.model.backend.admit(batch, f"{self.model.name} v{self.model.version}")
+            apply_to_model(self.model, self.catalogue, admitted)
             self.applied += len(entries)
             return len(entries)
 

@@ -8,9 +8,10 @@
     writer.update_users({"u1": ["sku-9", "sku-4"]})     # vector folded in, seen items extended
     writer.update_metadata({"sku-9": {"in_stock": False}})
 
-A version whose items are a Milvus collection (``index_backend="milvus"``) has its deletions and field updates
-written to the collection too, before the log entry (:mod:`recsys.live._milvus_deltas`); item upserts raise
-:class:`~recsys.exceptions.UnsupportedDelta`.
+The version's index backend (:class:`~recsys.serving.version_index.VersionIndex`) checks each delta first and
+may refuse it (:class:`~recsys.exceptions.UnsupportedDelta`: e.g. item upserts on a version whose items are a
+Milvus collection), and is written to before the log entry (a Milvus collection takes deletions and field
+updates itself; an in-process index has nothing to write: each client applies the log).
 
 Each call checks its input against the version as its log leaves it (:mod:`recsys.live._target_version`;
 what an upsert or a user update writes is folded in by :mod:`recsys.live._fold_in`), then appends one entry
@@ -32,7 +33,6 @@ from vectorstore import ModelRegistry, Settings, get_settings
 
 from ..data.interactions import MAX_WEIGHT, MIN_WEIGHT
 from ..exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
-from . import _milvus_deltas
 from ._checks import delta_id, delta_ids, field_values, positive
 from ._fold_in import updated_users, upserted_item
 from ._target_version import TargetVersion, answered
@@ -118,8 +118,7 @@ class CatalogueWriter:
             done = answered(self._appender.written, state.log, token) if token else None
             if done is not None:  # written before (a redelivered job): checking it again could only fail
                 return DeltaReceipt(self.name, state.version, done, op, 0, duplicate=True)
-            if state.milvus and op == UPSERT_ITEMS:
-                _milvus_deltas.check(state.milvus, state.where, op, {})
+            state.backend.refuse(state.where, op)  # what the index cannot take, before the payload is built
             try:
                 payload, count, rows = build(state)
             except (UnknownItem, UnknownUser):
@@ -127,9 +126,8 @@ class CatalogueWriter:
                     raise
                 stale = True  # another writer may have added it: read the log and check again
                 continue
-            if state.milvus:  # the collection changed before the log says so (recsys.live._milvus_deltas)
-                _milvus_deltas.check(state.milvus, state.where, op, payload)
-                _milvus_deltas.write(self.registry.settings, state.milvus, state.catalogue, op, payload)
+            state.backend.refuse(state.where, op, payload)  # the backend holds what the log says first
+            state.backend.write(state.catalogue, op, payload)
             status, value = answered(self._appender.append, self.name, state.version, op, payload, keys=state.log,
                                      seal=state.seals[0], token=token, pinned=self.pinned is not None, rows=rows)
             if status == LogAppender.GONE:

@@ -4,7 +4,7 @@
 module          holds
 ==============  ============================================================================================
 ``embeddings``  :func:`publish_embeddings`: what a version of a graph model holds (its parts, its ``meta``)
-                and the one function that writes it, hnswlib- or Milvus-backed
+                and the one function that writes it, whichever its index backend
 ``_indexing``   the item indexes of a version, each tuned to serve its path at ANN recall >= 0.99
 ``wire``        the bytes of the per-user rows (vector, seen items) and precomputed top-N lists: one owner,
                 read by the serving client, the precompute and the catalogue writer

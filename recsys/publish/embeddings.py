@@ -26,10 +26,12 @@ seen               table    external user id -> int32 dense ids of the user's tr
 recall@10 of every path against exact search, measured on 500 sampled users and items at publication,
 >= 0.99).
 
-With ``index_backend="milvus"`` no hnswlib index is built: ``item_vectors``, the item ids and the metadata
-also go into a Milvus collection of the version (:mod:`vectorstore.store.milvus`; ``meta["milvus"]`` names it,
-``meta["index"]`` says ``{"backend": "milvus", ...}``), which the client searches. A model's own similarity
-vectors are then not published: similar items are an item's fold-in vector's neighbours in the collection.
+Where the item index lives is the version's index backend (:class:`~vectorstore.IndexBackend`,
+``index_backend=``): one that keeps it in process (hnswlib, the default) has it built here, as the ``index``
+(and ``similar_index``) parts; one that holds the items itself (Milvus: ``EA_MILVUS_URI``) is given the item
+vectors, ids and metadata to write before the commit and records itself in ``meta``
+(:meth:`~vectorstore.IndexBackend.publish`), ``meta["index"]`` naming it; a model's own similarity vectors are
+then not published: similar items are an item's fold-in vector's neighbours in the backend's index.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from vectorstore import MilvusItems, ModelRegistry
+from vectorstore import INDEX_BACKENDS, ConfigurationError, IndexItems, ModelRegistry
+from vectorstore import index_backend as backend_called
 
 from ..data.interactions import Interactions
 from ..exceptions import InvalidParameter
@@ -50,9 +53,6 @@ from ._indexing import INDEX_PARAMS, build_indexes
 from .wire import SEEN, USER_VECTORS, encode_ids, encode_vector
 
 __all__ = ["INDEX_BACKENDS", "INDEX_PARAMS", "publish_embeddings"]
-
-#: where a version's item index lives: in the serving process (hnswlib, the default) or in Milvus
-INDEX_BACKENDS = ("hnswlib", "milvus")
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +69,29 @@ def publish_embeddings(
     extra_meta: Mapping[str, Any] | None = None,
     token: str | None = None,
     activate: bool = True,
-    index_backend: str = "hnswlib",
+    index_backend: str = INDEX_BACKENDS[0],
 ) -> int:
     """Publish trained embeddings in the serving format and (by default) activate them.
 
     With ``activate=False`` the version is staged: clients preload it, and
-    :meth:`~vectorstore.ModelRegistry.activate` switches them at once. ``index_backend="milvus"`` writes
-    the items into a Milvus collection instead of building an hnswlib index (``EA_MILVUS_URI``).
+    :meth:`~vectorstore.ModelRegistry.activate` switches them at once. ``index_backend`` names where the item
+    index lives (:data:`vectorstore.INDEX_BACKENDS`): built here for a backend that serves it in process, else
+    the items are written to the backend (e.g. a Milvus collection, ``EA_MILVUS_URI``).
 
     Returns:
         The new version (or the version already committed under ``token``).
 
     Raises:
         InvalidParameter: embeddings do not match the interactions' sizes, or an unknown ``index_backend``.
-        vectorstore.ConfigurationError: Milvus asked for and ``EA_MILVUS_URI`` unset (or pymilvus missing).
-        vectorstore.MilvusUnavailable: Milvus did not answer; nothing was published.
+        vectorstore.ConfigurationError: the backend is not configured (Milvus: ``EA_MILVUS_URI`` unset, or
+            pymilvus missing).
+        vectorstore.VectorStoreError: the backend did not answer or refused (``MilvusUnavailable``...); nothing
+            was published.
     """
-    if index_backend not in INDEX_BACKENDS:
-        raise InvalidParameter(f"index_backend={index_backend!r}: must be one of {', '.join(INDEX_BACKENDS)}")
+    try:
+        backend = backend_called(index_backend)
+    except ConfigurationError as exc:
+        raise InvalidParameter(str(exc)) from None
     users, items = embeddings.scoring_vectors()
     if users.shape[0] != interactions.n_users or items.shape[0] != interactions.n_items:
         raise InvalidParameter(
@@ -95,9 +100,8 @@ def publish_embeddings(
         )
     matrix = interactions.user_matrix()
     fold = embeddings.fold_in_vectors if embeddings.fold_in_vectors is not None else items
-    milvus = index_backend == "milvus"
-    indexes = None if milvus else build_indexes(matrix, users, items, fold, embeddings.similar_vectors,
-                                                embeddings.similar_targets)
+    indexes = build_indexes(matrix, users, items, fold, embeddings.similar_vectors,
+                            embeddings.similar_targets) if backend.in_process else None
     popularity = np.asarray(matrix.sum(axis=0)).ravel().astype(np.float32)
     user_ids = interactions.user_ids.tolist()
     user_rows = {uid: encode_vector(users[u]) for u, uid in enumerate(user_ids)}
@@ -128,7 +132,7 @@ def publish_embeddings(
         "n_interactions": len(interactions),
         "params": embeddings.params,
         "metrics": dict(metrics or {}),
-        "index": indexes.index.params if indexes is not None else {"backend": "milvus"},
+        "index": indexes.index.params if indexes is not None else {"backend": backend.name},
         "similar_index": indexes.similar.params if indexes is not None and indexes.similar is not None else None,
         "ann_recall": indexes.report if indexes is not None else {},
         "paths": embeddings.paths(),
@@ -144,7 +148,8 @@ def publish_embeddings(
         meta=meta,
         token=token,
         activate=activate,
-        milvus_items=MilvusItems(items, interactions.item_ids.tolist(), dict(item_metadata or {})) if milvus else None,
+        index_backend=backend,
+        index_items=IndexItems(items, interactions.item_ids.tolist(), dict(item_metadata or {})),
     )
     log.info("published %s v%s: %d users, %d items, %s", name, version, interactions.n_users,
              interactions.n_items, algorithm)

@@ -1,16 +1,15 @@
 """The ranking steps the client's queries are composed of, each a function of one served version.
 
 * :func:`search`: a path's index query (``"recommend"``, ``"history"``, ``"similar"``) with the search
-  arguments settled for it at publication, filtered inside the search when a filter allows a set of items;
-* :func:`rank_subset`: exact scores over a short list of allowed items (``include``);
+  arguments settled for it at publication, filtered inside the search (by the set of items a filter allows,
+  or by the expression for a backend that evaluates it);
 * :func:`precomputed`: a user's precomputed top-N list, corrected for the deltas since, when it serves;
 * :func:`popular`: the most popular items (an unknown user, an empty history);
 * :func:`answer`: dense ids and scores as the :class:`~recsys.serving.recommendations.Recommendations` returned;
 * :func:`positions`, :func:`position`: external item ids as the version's dense ids.
 
-A version whose items are a Milvus collection answers ``recommend`` in one search of its own
-(:func:`recsys.serving._milvus_index.milvus_recommendations`); the other paths reach its collection through
-the same :func:`search`, the expression passed on for Milvus to evaluate.
+Each step asks the version's backend (``model.backend``, :class:`~recsys.serving.version_index.VersionIndex`)
+for what depends on where its items live: the search, the filter on popular items, the fields.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from vectorstore import AllowedIds, search_allowed
+from vectorstore import AllowedIds
 
 from ..data.ids import check_ids
 from ..exceptions import UnknownItem, UnknownUser
@@ -28,7 +27,7 @@ from ..publish.wire import decode_top
 from .recommendations import Recommendations, check_fields
 from .serving_model import ServingModel
 
-__all__ = ["answer", "excluded", "popular", "position", "positions", "precomputed", "rank_subset", "search"]
+__all__ = ["answer", "excluded", "popular", "position", "positions", "precomputed", "search"]
 
 
 def position(model: ServingModel, item: str) -> int:
@@ -70,29 +69,16 @@ def excluded(model: ServingModel, seen: np.ndarray | None, exclude: Iterable[Any
 
 def search(model: ServingModel, path: str, vectors: Any, k: int, exclude: Any, allowed: AllowedIds | None, *,
            index: Any = None, expression: str | None = None, **extra: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A path's index query with its search arguments; with ``allowed``, filtered inside the search.
+    """A path's index query with its search arguments, filtered inside the search (``allowed``: the items a
+    filter allows, ``expression``: the filter, for a backend that evaluates it).
 
     Returns:
         ``(ids, scores)`` as :meth:`vectorstore.ItemIndex.query` gives them (padded with id -1).
     """
     index = model.index if index is None else index
     args = {**model.search.get(path, {}), **extra}
-    if allowed is not None:
-        return search_allowed(index, vectors, k, allowed, exclude=exclude, ef=args.get("ef"), exact=args.get("exact"))
-    if expression is not None and getattr(model, "milvus", None) is not None:
-        args["filter"] = expression  # Milvus evaluates the same expression itself
-    return index.query(vectors, k=min(k, model.n_items), exclude=exclude, **args)
-
-
-def rank_subset(model: ServingModel, vector: np.ndarray, allowed: set[int], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` best of the ``allowed`` dense ids by exact score against ``vector``."""
-    # A whitelist is usually small: exact scores over it beat filtering the ANN results.
-    if not allowed:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    cand = np.fromiter(allowed, np.int64, len(allowed))
-    scores = model.item_vectors[cand] @ vector
-    order = np.argsort(-scores, kind="stable")[:k]
-    return cand[order], scores[order]
+    return model.backend.search(model, index, vectors, k, exclude=exclude, allowed=allowed, expression=expression,
+                                args=args)
 
 
 def precomputed(model: ServingModel, top: bytes, vector: np.ndarray, seen: np.ndarray, k: int,
@@ -125,18 +111,15 @@ def popular(model: ServingModel, user: str | None, k: int, *, strict: bool, fiel
     allowed = positions(model, include) if include is not None else None
     if banned or allowed is not None:
         order = np.array([i for i in order if i not in banned and (allowed is None or i in allowed)], np.int64)
-    if passing is not None:
-        order = order[np.isin(order, passing.ids)]
-    if expression is not None and model.milvus is not None:  # Milvus evaluates the filter on the most popular
-        order = model.milvus.passing(expression, order[: max(100 * k, 10_000)])
+    order = model.backend.keep_passing(order, passing, expression, k)
     ids = order[:k]
     return answer(model, ids, model.popularity[ids], "popularity", user, fields)
 
 
 def answer(model: ServingModel, ids: np.ndarray, scores: np.ndarray, source: str, user: str | None,
-           fields: list[str] | None) -> Recommendations:
+           fields: list[str] | None, found: dict[str, list] | None = None) -> Recommendations:
     """Dense ids and their scores as the :class:`Recommendations` returned (an index's padding, id -1, left out),
-    with the asked-for metadata ``fields``.
+    with the asked-for metadata ``fields`` (``found``: as the search returned them with its hits).
 
     Raises:
         InvalidRequest: ``fields`` is not a list of the version's fields.
@@ -144,6 +127,9 @@ def answer(model: ServingModel, ids: np.ndarray, scores: np.ndarray, source: str
     ids = np.asarray(ids, dtype=np.int64)
     keep = ids >= 0
     ids, scores = ids[keep], np.asarray(scores)[keep]
+    names = check_fields(fields)
+    if found is not None:
+        found = {n: [v for v, kept in zip(values, keep.tolist()) if kept] for n, values in found.items()}
     return Recommendations(items=model.item_ids[ids].tolist(), scores=np.asarray(scores, dtype=np.float32),
                            model=model.name, model_version=model.version, source=source, user=user,
-                           fields=model.fields(ids, check_fields(fields)))
+                           fields=model.fields(ids, names) if found is None else found)

@@ -7,9 +7,9 @@ Each query composes a few steps, each in a module of its own:
 2. the user's rows come from Redis in one pipelined round trip (:mod:`recsys.serving._user_rows`: vector,
    seen items, the precomputed top-N list of this version when a job wrote one, rows deltas rewrote);
 3. the items are ranked on the served version (:mod:`recsys.serving._ranking`: its precomputed list, its
-   in-memory hnswlib index, exact scores over an ``include`` list, or popularity for an unknown user; a
-   version whose items are a Milvus collection in one search of its own, :mod:`recsys.serving._milvus_index`)
-   and returned as :class:`~recsys.serving.recommendations.Recommendations`.
+   index backend's search (:mod:`recsys.serving.version_index`: the in-memory hnswlib index, exact scores
+   over an ``include`` list, or one search of a backend that filters and returns fields itself), or
+   popularity for an unknown user) and returned as :class:`~recsys.serving.recommendations.Recommendations`.
 
 The served version is a :class:`~recsys.serving.serving_model.ServingModel` kept current by a
 :class:`~recsys.serving._watcher.VersionWatcher`: a new version is loaded beside the old one and swapped in
@@ -30,8 +30,7 @@ from vectorstore import AllowedIds, ModelRegistry, Settings, get_settings
 
 from ..data.ids import check_id, check_ids
 from ._filter_cache import FilterCache
-from ._milvus_index import milvus_recommendations
-from ._ranking import answer, excluded, popular, position, positions, precomputed, rank_subset, search
+from ._ranking import answer, excluded, popular, position, positions, precomputed, search
 from ._user_rows import UserRows
 from ._watcher import VersionWatcher
 from .recommendations import Recommendations, check_k
@@ -149,8 +148,8 @@ class RecommendationClient:
             fields: item metadata columns to return with the items (e.g. ``["title"]``).
             strict: unknown user -> :class:`UnknownUser` (default: the client's ``strict``); otherwise
                 the most popular items, marked ``source="popularity"``.
-            filter: a boolean expression over item metadata (a subset of Milvus' syntax); on a version
-                published with ``index_backend="milvus"`` it is Milvus' own ``filter``.
+            filter: a boolean expression over item metadata (:mod:`recsys.serving._filter_grammar`); a
+                version whose index backend evaluates filters itself is given it as is.
 
         Raises:
             InvalidRequest: bad ``k``, user id type or field name.
@@ -161,9 +160,10 @@ class RecommendationClient:
         strict = self.strict if strict is None else strict
         model = self._model
         passing = self._allowed(model, filter)  # a bad expression fails before any lookup
-        # A precomputed list answers the plain request it was computed for (a Milvus filter: Milvus answers).
+        # A precomputed list answers the plain request it was computed for, and a filter whose allowed items are
+        # known here (one the backend evaluates in its searches: the backend answers).
         use_top = (exclude is None and include is None and exclude_seen and self._watcher.topn_ready(model.version)
-                   and not (filter is not None and model.milvus is not None))
+                   and (filter is None or passing is not None))
         row = self._rows.fetch(model, [user], topn=use_top, strict=strict)[0]
         if row.vector is None:
             return popular(model, user, k, strict=strict, fields=fields, exclude=exclude, include=include,
@@ -171,16 +171,10 @@ class RecommendationClient:
         if row.top is not None and (top := precomputed(model, row.top, row.vector, row.seen, k, passing)):
             return answer(model, *top, "precomputed", user, fields)
         banned = excluded(model, row.seen if exclude_seen else None, exclude)
-        if model.milvus is not None:  # one Milvus search filters and returns the fields (output_fields)
-            listed = positions(model, include) if include is not None else None
-            return milvus_recommendations(model, model.milvus, row.vector, k, exclude=banned, allowed=listed,
-                                          filter=filter, fields=fields, user=user)
-        if include is not None:
-            listed = positions(model, include) - set(banned.tolist())
-            ids, scores = rank_subset(model, row.vector, {i for i in listed if passing is None or i in passing}, k)
-        else:
-            ids, scores = search(model, "recommend", row.vector, k, banned if banned.size else None, passing)
-        return answer(model, ids, scores, "index", user, fields)
+        listed = positions(model, include) if include is not None else None
+        ids, scores, found = model.backend.rank(model, row.vector, k, exclude=banned, include=listed, passing=passing,
+                                                expression=filter, fields=fields)
+        return answer(model, ids, scores, "index", user, fields, found)
 
     def recommend_many(self, users: Sequence[str | int], k: int = 10, *, exclude_seen: bool = True,
                        fields: list[str] | None = None, filter: str | None = None) -> list[Recommendations]:
@@ -281,6 +275,4 @@ class RecommendationClient:
         Raises:
             InvalidFilter: a bad expression.
         """
-        if expression is None or getattr(model, "milvus", None) is not None:
-            return None
-        return self._filters.allowed(model, expression)
+        return None if expression is None else model.backend.allowed(model, expression, self._filters)

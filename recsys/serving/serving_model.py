@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from vectorstore import (
-    CorruptManifest,
-    IntegrityError,
-    ItemIndex,
-    ModelRegistry,
-    ModelVersion,
-    RowSeal,
-    VectorStoreError,
-)
+from vectorstore import CorruptManifest, ModelRegistry, RowSeal, VectorStoreError
 
 from ..exceptions import InvalidRequest, ModelUnavailable, RecsysError
 from ..publish.wire import SEEN, TOPN, USER_VECTORS
-
-if TYPE_CHECKING:
-    from ._milvus_index import MilvusIndex
+from .index_backends import open_index
+from .version_index import VersionIndex
 
 __all__ = ["ServingModel"]
 
@@ -44,18 +35,19 @@ class ServingModel:
     measured at publication (a wider ef, or exact search, for a path that needs it). A version published
     before these existed serves every path from ``item_vectors`` and ``index``.
 
-    A version published with ``index_backend="milvus"`` has ``milvus`` set: ``index`` and ``similar_index``
-    are that :class:`~recsys.serving._milvus_index.MilvusIndex`, the item metadata stays in the collection (read as
-    its ``output_fields``), and of the item vectors only the fold-in ones are held in memory.
+    ``backend`` is the version's :class:`~recsys.serving.version_index.VersionIndex`: it gives ``index`` and
+    ``similar_index`` and answers for the version's fields, filters and searches. A backend that holds the
+    items itself (Milvus) is its own ``index``, keeps the item metadata (read as its search's fields), and of
+    the item vectors only one set (the fold-in ones when the version has them) is held in memory.
     """
 
     name: str
     version: int
-    index: ItemIndex | MilvusIndex
+    index: Any  # what the paths query (vectorstore.ItemIndex, or the backend itself): ``backend.indexes``
     item_vectors: np.ndarray
     fold_in_vectors: np.ndarray
     similar_vectors: np.ndarray
-    similar_index: ItemIndex | MilvusIndex
+    similar_index: Any
     search: dict[str, dict[str, Any]]  # per path ("recommend", "history", "similar"): ItemIndex.query arguments
     item_ids: np.ndarray
     item_pos: dict[str, int]
@@ -66,7 +58,7 @@ class ServingModel:
     vectors_key: str  # the Redis hashes a request reads, named once per version instead of per request
     seen_key: str
     topn_key: str
-    milvus: MilvusIndex | None = None  # the version's Milvus collection (index_backend="milvus")
+    backend: VersionIndex  # where the version's item index lives (recsys.serving.version_index)
     # The version's delta log as applied (recsys.live.follower.DeltaFollower), set by the watcher. Deltas
     # change the item arrays and indexes in place (recsys.live._apply); everything else stays as loaded.
     live: Any = None
@@ -98,22 +90,15 @@ class ServingModel:
     @classmethod
     def _load(cls, registry: ModelRegistry, name: str, version: int | None) -> ServingModel:
         manifest = registry.manifest(name, version)
-        spec = manifest.get("meta", {}).get("milvus")
-        if spec:  # the index and the metadata live in Milvus: load the rest, and only one set of item vectors
-            keep = {"item_ids", "item_popularity",
-                    "fold_in_vectors" if "fold_in_vectors" in manifest["parts"] else "item_vectors"}
-            mv = registry.load(name, int(manifest["version"]), [p for p in manifest["parts"] if p in keep])
+        backend = open_index(registry.settings, manifest.get("meta", {}))
+        parts = backend.serving_parts(manifest["parts"])
+        if parts is not None:  # the backend holds the rest: this exact version's parts, not the active one's
+            mv = registry.load(name, int(manifest["version"]), parts)
         else:
             mv = registry.load(name, version)
         if mv.meta.get("kind") != "recsys":
             raise ModelUnavailable(f"{name!r} v{mv.version} is a {mv.meta.get('kind')!r} model, not recsys")
-        milvus = None
-        if spec:
-            from ._milvus_index import MilvusIndex  # imports pymilvus: an hnswlib deployment never does
-
-            milvus = MilvusIndex(registry.settings, spec)
-        index: ItemIndex | MilvusIndex = milvus or _index(mv, "index")
-        similar_index = _index(mv, "similar_index") if "similar_index" in mv.blobs else index
+        index, similar_index = backend.indexes(mv)
         items = mv.arrays["item_vectors"] if "item_vectors" in mv.arrays else mv.arrays["fold_in_vectors"]
         fold_in = mv.arrays.get("fold_in_vectors", items)
         item_ids = np.asarray(json.loads(mv.blobs["item_ids"]), dtype=object)
@@ -135,7 +120,7 @@ class ServingModel:
             vectors_key=registry.table_key(name, mv.version, USER_VECTORS),
             seen_key=registry.table_key(name, mv.version, SEEN),
             topn_key=registry.derived_key(name, mv.version, TOPN, register=False),
-            milvus=milvus,
+            backend=backend,
             vector_seal=registry.row_seal(name, mv.version, USER_VECTORS, manifest=manifest),
             seen_seal=registry.row_seal(name, mv.version, SEEN, manifest=manifest),
             topn_seal=registry.row_seal(name, mv.version, TOPN, derived=True, manifest=manifest), dim=dim,
@@ -150,9 +135,7 @@ class ServingModel:
         names = self.check_fields(names)
         if not names:
             return {}
-        if self.milvus is not None:
-            return self.milvus.fields(dense, names)
-        return {n: [self.metadata[n][int(i)] for i in dense] for n in names}
+        return self.backend.fields(self, dense, names)
 
     def check_fields(self, names: list[str] | None) -> list[str]:
         """``names`` (or ``[]``), each a metadata column of this version.
@@ -160,16 +143,9 @@ class ServingModel:
         Raises:
             InvalidRequest: an unknown field (the message lists the version's fields).
         """
-        known = self.milvus.field_names if self.milvus is not None else sorted(self.metadata)
+        known = self.backend.field_names(self)
         missing = [n for n in names or [] if n not in known]
         if missing:
             raise InvalidRequest(f"unknown field(s) {missing}; model {self.name!r} v{self.version} has {known}")
         return list(names or [])
 
-
-def _index(mv: ModelVersion, part: str) -> ItemIndex:
-    """An index part of a version; a blob that passes its checksum but is no index names the version."""
-    try:
-        return ItemIndex.from_bytes(mv.blobs[part])
-    except IntegrityError as exc:
-        raise IntegrityError(f"{mv.model!r} v{mv.version}: part {part!r}: {exc}") from None

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from vectorstore import AllowedIds, ItemIndex, ModelRegistry
+from vectorstore import AllowedIds, ModelRegistry
 
 from ..exceptions import InvalidRequest, UnknownUser
 from ..publish.entities import entity_vectors
@@ -214,7 +214,7 @@ class Similarity:
         if cached is not None and cached[0] == key and cached[1] is index:
             return cached[2], cached[3]
         with self._lock:
-            live_ids = index.ids() if isinstance(index, ItemIndex) else None
+            live_ids = model.backend.held_ids(index)
             if index is model.index:
                 raw = np.asarray(model.item_vectors, dtype=np.float32)
             else:  # a model's own similarity targets live only in its similar-items index

@@ -1,9 +1,11 @@
 """Milvus as a model version's item index, for catalogues that outgrow a serving process's memory.
 
+The Milvus implementation of :class:`~vectorstore.store.index.backend.IndexBackend` (:class:`MilvusBackend`).
 A version published with ``index_backend="milvus"`` keeps its item vectors and metadata in a Milvus
 collection of its own (HNSW index, inner product), named from the key prefix, the model and the version
 (:func:`collection_names`). An alias per model points at the active version's collection: activation and
-rollback move it (:class:`~vectorstore.ModelRegistry` calls :meth:`MilvusStore.point_alias`). A serving
+rollback move it (:meth:`MilvusBackend.activated`, which :class:`~vectorstore.ModelRegistry` calls through the
+seam). A serving
 client searches the collection of the version it serves, never the alias: its user vectors come from that
 version's Redis tables, and a search against another version's items would mix two spaces during a swap.
 
@@ -21,8 +23,8 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,9 +32,9 @@ import numpy as np
 from ..exceptions import ConfigurationError, InvalidModelData, MilvusRefused, MilvusUnavailable
 from ..platform.connection import redact_url
 from ..platform.settings import Settings
+from .index.backend import IndexBackend, IndexItems
 
-__all__ = ["Hits", "MilvusItems", "MilvusStore", "collection_names", "drop_collection", "follow_activation",
-           "publish_collection"]
+__all__ = ["Hits", "MilvusBackend", "MilvusStore", "collection_names"]
 
 log = logging.getLogger(__name__)
 
@@ -43,21 +45,6 @@ RESERVED = ("pos", "item", "vector")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 _BATCH = 2000  # rows per insert: one gRPC message stays well under Milvus' 64 MB limit at any dim
 _ID_LENGTH = 1024  # the client refuses longer ids (recsys.data.ids.check_id)
-
-
-@dataclass(frozen=True)
-class MilvusItems:
-    """What a version writes into its collection.
-
-    Attributes:
-        vectors: float32 ``n_items x d`` scoring vectors (row ``i`` is dense item ``i``).
-        ids: the external item id of each row.
-        fields: metadata columns ``{name: [value per item]}`` (``None`` where unknown), returned with hits.
-    """
-
-    vectors: np.ndarray
-    ids: Sequence[str]
-    fields: Mapping[str, list] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -153,7 +140,7 @@ class MilvusStore:
             raise MilvusRefused(f"Milvus at {self.where} refused {what}: {message}") from None
 
     # -- publication --------------------------------------------------------------------------------------
-    def create(self, settings: Settings, model: str, version: int, items: MilvusItems) -> dict[str, Any]:
+    def create(self, settings: Settings, model: str, version: int, items: IndexItems) -> dict[str, Any]:
         """Write ``items`` into a new collection for ``model`` v``version`` and load it.
 
         Returns:
@@ -315,35 +302,51 @@ class MilvusStore:
         return {n: [by_pos.get(p, {}).get(n) for p in wanted] for n in output_fields}
 
 
-# -- what the registry calls (.registry): the collection follows its version's life ------------------------
-def publish_collection(settings: Settings, model: str, version: int, items: MilvusItems) -> dict[str, Any]:
-    """Write a version's collection before its commit; the spec returned goes into its ``meta["milvus"]``."""
-    return MilvusStore.get(settings).create(settings, model, version, items)
+# -- the backend: what the registry and the publisher ask (vectorstore.store.index.backend) ----------------
+class MilvusBackend(IndexBackend):
+    """A version's items in a Milvus collection of its own (``meta["milvus"]`` is its spec); the model's alias
+    follows activation, the collection is dropped with the version."""
 
+    name = "milvus"
+    in_process = False
 
-def follow_activation(settings: Settings, meta: Mapping[str, Any], *, strict: bool = True) -> None:
-    """Point the model's alias at the collection of the version whose ``meta`` this is (if it has one).
+    def record(self, meta: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        spec = meta.get("milvus") if isinstance(meta, Mapping) else None
+        return spec or None
 
-    Args:
-        strict: raise when Milvus fails (an explicit activation: nothing switched yet); else log a warning (a
-            publication already committed: clients search the version's own collection, only the alias lags
-            until the next activation).
-    """
-    _with_spec(settings, meta, MilvusStore.point_alias, strict, "alias not moved to its collection")
+    def publish(self, settings: Settings, model: str, version: int, items: IndexItems) -> dict[str, Any]:
+        """Write the version's collection before its commit; its spec goes into ``meta["milvus"]``."""
+        return {"milvus": MilvusStore.get(settings).create(settings, model, version, items)}
 
+    def activated(self, settings: Settings, meta: Mapping[str, Any], *, strict: bool = True) -> None:
+        """Point the model's alias at the version's collection.
 
-def drop_collection(settings: Settings, meta: Mapping[str, Any]) -> None:
-    """Drop the collection of a version being deleted; a failure is logged (the collection is then left over)."""
-    _with_spec(settings, meta, MilvusStore.drop, False, "collection of a deleted version not dropped")
+        Args:
+            strict: raise when Milvus fails (an explicit activation: nothing switched yet); else log a warning
+                (a publication already committed: clients search the version's own collection, only the alias
+                lags until the next activation).
+        """
+        self._with_spec(settings, meta, MilvusStore.point_alias, strict, "alias not moved to its collection")
 
+    def dropped(self, settings: Settings, meta: Mapping[str, Any]) -> None:
+        """Drop the collection of a version being deleted; a failure is logged (the collection is left over)."""
+        self._with_spec(settings, meta, MilvusStore.drop, False, "collection of a deleted version not dropped")
 
-def _with_spec(settings: Settings, meta: Mapping[str, Any], action: Any, strict: bool, failed: str) -> None:
-    spec = meta.get("milvus") if isinstance(meta, Mapping) else None
-    if not spec:
-        return  # an hnswlib version: pymilvus is never imported
-    try:
-        action(MilvusStore.get(settings), spec)
-    except (MilvusUnavailable, MilvusRefused, ConfigurationError) as exc:
-        if strict:
-            raise
-        log.warning("Milvus %s (%s): %s", failed, spec.get("collection"), exc)
+    def serving_parts(self, parts: Iterable[str]) -> list[str] | None:
+        """Every part but what the collection holds: the item metadata, and the scoring vectors when the version
+        has fold-in ones (a client then holds one set of item vectors)."""
+        parts = list(parts)
+        held = {"item_metadata", *(["item_vectors"] if "fold_in_vectors" in parts else [])}
+        return [p for p in parts if p not in held]
+
+    def _with_spec(self, settings: Settings, meta: Mapping[str, Any], action: Any, strict: bool,
+                   failed: str) -> None:
+        spec = self.record(meta)
+        if not spec:
+            return
+        try:
+            action(MilvusStore.get(settings), spec)
+        except (MilvusUnavailable, MilvusRefused, ConfigurationError) as exc:
+            if strict:
+                raise
+            log.warning("Milvus %s (%s): %s", failed, spec.get("collection"), exc)

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from recsys import DEFAULT_MODEL, MODELS
+from vectorstore import INDEX_BACKENDS
 
 from ._common import WORKER_PATHS, parse_params, train
 
@@ -48,7 +49,7 @@ def _read_options(user_col: str | None, item_col: str | None, weight_col: str | 
 @click.option("--item-metadata", default=None, help="CSV with an `item` column (title, category...).")
 @click.option("--param", "params", multiple=True, help="Model parameter KEY=VALUE (repeatable), e.g. dim=64.")
 @click.option("--precompute", type=int, default=0, help="Then precompute every user's top-N (N).")
-@click.option("--index-backend", type=click.Choice(["hnswlib", "milvus"]), default="hnswlib", show_default=True,
+@click.option("--index-backend", type=click.Choice(INDEX_BACKENDS), default=INDEX_BACKENDS[0], show_default=True,
               help="Where the item index lives: in the serving process, or a Milvus collection (EA_MILVUS_URI).")
 @click.option("--wait", is_flag=True, help="Wait with a progress bar and print the result.")
 @_interaction_flags

@@ -2,9 +2,8 @@
 
 Activation switches the ``active`` pointer and announces it in one script. A version is deleted with
 everything that belongs to it (manifest, data, tables, derived keys) in one MULTI/EXEC; cleanup keeps the
-newest ``EA_KEEP_VERSIONS``, the active one and every version a client holds a lease on. A Milvus-backed
-version's collection follows: activation moves the model's alias to it, deletion drops it
-(:mod:`vectorstore.store.milvus`).
+newest ``EA_KEEP_VERSIONS``, the active one and every version a client holds a lease on. The version's index
+backend follows (:class:`~vectorstore.IndexBackend`: told of the activation first, of the deletion too).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import redis
 
 from ...exceptions import VectorStoreError, VersionNotFound
 from ...platform.settings import Settings
-from ..milvus import drop_collection, follow_activation
+from ..backends import version_backend
 from ._manifest import unchecked_contents
 from .keys import check_name
 from .leases import Leases
@@ -49,8 +48,9 @@ class RegistryLifecycle(RegistryReads):
             VersionNotFound: the version is not complete or was collected.
         """
         manifest = self.manifest(model, version)  # exists, complete and (with a key) correctly signed
-        # The Milvus alias first (a Milvus-backed version): if it fails, nothing switched.
-        follow_activation(self.settings, manifest.get("meta", {}))
+        # The index backend first (one that holds the items outside Redis): if it fails, nothing switched.
+        meta = manifest.get("meta", {})
+        version_backend(meta).activated(self.settings, meta)
         notice = ModelNotice(ModelNotice.ACTIVATED, model, int(version)).encode()
         self._redis(self._activate, keys=[self.keys.active(model)], args=[int(version), self.channel(model), notice])
         log.info("activated %s v%s", model, version)
@@ -112,7 +112,7 @@ class RegistryLifecycle(RegistryReads):
             log.warning("%s v%s: corrupt manifest; its per-key tables are not deleted", model, version)
         tables, meta = contents or ([], {})
         if raw:
-            drop_collection(self.settings, meta)
+            version_backend(meta).dropped(self.settings, meta)
         derived = self.derived_keys(model, version)
         pipe = self.client.pipeline(transaction=True)
         pipe.zrem(self.keys.versions(model), version)

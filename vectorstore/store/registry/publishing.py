@@ -20,7 +20,8 @@ import redis
 from ...exceptions import InvalidModelData, RedisUnavailable
 from ...platform.connection import UNAVAILABLE_ERRORS
 from ...platform.settings import Settings
-from ..milvus import MilvusItems, drop_collection, follow_activation, publish_collection
+from ..backends import version_backend
+from ..index.backend import IndexBackend, IndexItems
 from ._manifest import new_manifest
 from ._parts import array_part, blob_part, table_digest
 from .keys import check_name, table_label
@@ -85,7 +86,8 @@ class RegistryPublishing(RegistryLifecycle):
         meta: Mapping[str, Any] | None = None,
         activate: bool = True,
         token: str | None = None,
-        milvus_items: MilvusItems | None = None,
+        index_backend: IndexBackend | None = None,
+        index_items: IndexItems | None = None,
     ) -> int:
         """Write a new immutable version of ``model`` and (by default) make it the active one.
 
@@ -100,9 +102,10 @@ class RegistryPublishing(RegistryLifecycle):
                 :meth:`activate` switches to it later.
             token: an idempotency token (e.g. the Celery job id): if a version was already committed with
                 it, nothing new is committed and that version is returned.
-            milvus_items: items written into a Milvus collection of this version before the commit
-                (:mod:`vectorstore.store.milvus`; its spec goes into ``meta["milvus"]``); activation and
-                rollback move the model's Milvus alias, deletion drops the collection.
+            index_backend, index_items: where the version's item index lives
+                (:class:`~vectorstore.IndexBackend`; default: in process, an index part among ``blobs``) and
+                the items it is given before the commit (:meth:`~vectorstore.IndexBackend.publish`; what it
+                records goes into ``meta``); activation and rollback tell the backend, deletion drops what it holds.
 
         Returns:
             The new version number.
@@ -133,8 +136,8 @@ class RegistryPublishing(RegistryLifecycle):
 
         version = int(self._redis(self._next_version, keys=[self.keys.seq(model), self.keys.versions(model),
                                                             self.keys.active(model)]))
-        if milvus_items is not None:
-            meta["milvus"] = publish_collection(self.settings, model, version, milvus_items)
+        if index_backend is not None and index_items is not None:
+            meta.update(index_backend.publish(self.settings, model, version, index_items))
         data_key = self.keys.data(model, version)
         table_keys = {name: self.keys.table(model, version, name) for name in tables}
         manifest = new_manifest(model, version, parts, table_parts, meta, self.settings.signing_key)
@@ -175,11 +178,11 @@ class RegistryPublishing(RegistryLifecycle):
         # earlier one: its data must not be deleted.
         if activated < 0 and -int(activated) != version:
             self._redis(self.client.delete, data_key, *table_keys.values())
-            drop_collection(self.settings, meta)
+            version_backend(meta).dropped(self.settings, meta)
             log.info("%s: token %s was already published as v%s; nothing new committed", model, token, -activated)
             return -int(activated)
         if activated > 0:
-            follow_activation(self.settings, meta, strict=False)
+            version_backend(meta).activated(self.settings, meta, strict=False)
         self._redis(self.client.sadd, self.keys.models(), model)
         log.info("published %s v%s (%d parts, %.1f MB)%s", model, version, len(parts),
                  sum(len(v) for v in payload.values()) / 1e6, " and activated it" if activated > 0 else "")
