@@ -23,7 +23,8 @@ Methods (each in its own subprocess: wall time of the fit, peak RSS of the proce
 * ``node2vec-pkg``   the ``node2vec`` package (engine="node2vec"; ml-100k only: hopeless on ml-1m)
 * ``pecanpy``        PecanPy SparseOTF walks (p=q=1; ``pecanpy-pq``: p=0.5, q=2) + the same gensim
                      skip-gram as PecanPy's own ``embed`` (list of str walks)
-* ``lightgcn``       this project's LightGCN, its defaults
+* ``lightgcn``       this project's LightGCN, its defaults (random start, mini-batch BPR)
+* ``lightgcn-svd``   the same model SVD-initialised: the previous recipe (spectral start, full batch, 512-d)
 * ``spectral``       this project's spectral model, its defaults
 * ``filter``         this project's graph filter (the default model), its defaults: settings tuned inside its
                      fit on a split it carves from the training file; served in two stages (hnswlib
@@ -73,10 +74,12 @@ from bench._heldout import DATA, check_data, split
 RATINGS = {"ml-100k": "ml-100k/u1.base"}
 METHODS = [
     "node2vec", "node2vec-cold", "node2vec-pq", "node2vec-gensim", "node2vec-pkg", "pecanpy", "pecanpy-pq",
-    "lightgcn", "spectral", "filter", "als", "ease", "gfcf", "bspm", "chebycf", "bpr", "popularity",
+    "lightgcn", "lightgcn-svd", "spectral", "filter", "als", "ease", "gfcf", "bspm", "chebycf", "bpr", "popularity",
 ]
 BASELINES = ("als", "ease", "gfcf", "bspm", "chebycf")  # bench._baselines.tuned
-SERVED = ("node2vec", "lightgcn", "spectral", "filter")  # trained, published and served as a user's would be
+SERVED = ("node2vec", "lightgcn", "lightgcn-svd", "spectral", "filter")  # trained, published and served
+#: served variants: (algorithm, params); lightgcn-svd is the previous recipe (SVD-initialised, full-batch, 512-d)
+SERVED_PARAMS = {"lightgcn-svd": {"init": "spectral", "dim": 512, "batch_size": None, "lr": 0.005, "epochs": 200}}
 SEEDED = ("node2vec", "node2vec-pq", "node2vec-gensim", "pecanpy", "pecanpy-pq")  # rows averaged over seeds
 K = 20
 WALK = {"dim": 64, "walk_length": 40, "walks_per_node": 10, "window": 10, "negative": 5, "sample": 1e-3,
@@ -168,7 +171,8 @@ def _client_paths(client, train, truth: dict[str, set], ratings_path: Path | Non
         history = train.item_ids[train.seen(dense)].tolist()
         folded[user] = client.recommend_for_history(history, k=K).items
     out = {"fold_in": ranking_metrics(folded, truth, K, n_items=train.n_items)[f"recall@{K}"],
-           "fold_in_s": time.perf_counter() - t, "ann_recall": client.model_meta.get("ann_recall", {}).get("recall")}
+           "fold_in_s": time.perf_counter() - t, "ann_recall": client.model_meta.get("ann_recall", {}).get("recall"),
+           "ann_search": client.model_meta.get("ann_recall", {}).get("search")}
     if ratings_path is not None:
         raw = pd.read_csv(ratings_path, sep="\t", names=["user", "item", "rating", "ts"], dtype=str)
         raw[["rating", "ts"]] = raw[["rating", "ts"]].astype(int)
@@ -190,7 +194,7 @@ def _served(method: str, train, test, params: dict, ratings_path: Path | None = 
     from vectorstore import ModelRegistry
 
     name = f"bench-{method}-{uuid.uuid4().hex[:8]}"
-    result = train_and_publish(train, algorithm=method, name=name, params=params, k=K)
+    result = train_and_publish(train, algorithm=method.split("-")[0], name=name, params=params, k=K)
     truth: dict[str, set] = {}
     for u, i in zip(test.user_ids[test.users], test.item_ids[test.items]):
         truth.setdefault(str(u), set()).add(str(i))
@@ -277,9 +281,9 @@ def run_worker(method: str, dataset: str, data: Path, seed: int = 0, budget: flo
     train, test = split(data, dataset, "report")
     t = time.perf_counter()
     if method in SERVED:
-        params = {**WALK, "seed": seed} if method == "node2vec" else {}
-        if method == "lightgcn" and budget:
-            params["time_budget_s"] = budget
+        params = {**WALK, "seed": seed} if method == "node2vec" else dict(SERVED_PARAMS.get(method, {}))
+        if method.startswith("lightgcn") and budget:
+            params["cpu_budget_s"] = budget
         result = _served(method, train, test, params, data / RATINGS[dataset] if dataset in RATINGS else None)
     elif method in BASELINES:
         from bench._baselines import EASE_MAX_ITEMS, tuned
@@ -389,7 +393,7 @@ def main() -> None:
     ap.add_argument("--seeds-ml1m", type=int, default=5,
                     help="the same on ml-1m (its per-seed spread is a third of ml-100k's; PecanPy takes ~3 min a run)")
     ap.add_argument("--lightgcn-budget", type=float, default=600.0,
-                    help="LightGCN's time_budget_s, a safety bound (the issue's 10 minutes per fit); 0: none")
+                    help="LightGCN's cpu_budget_s (process CPU s), a safety bound (the issue's 10 minutes); 0: none")
     ap.add_argument("--budget", type=float, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--seeds-gowalla", type=int, default=1, help="the same on gowalla (one Node2Vec fit is ~1 min)")
     ap.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -471,6 +475,15 @@ def main() -> None:
     print(f"\nwritten to {write('recsys', text)}")
 
 
+def _search(search: dict | None) -> str:
+    """How a path searches, from the manifest: the graph at the index's ef, a wider ef, or exact search."""
+    if search is None:
+        return "?"
+    if search.get("exact"):
+        return "exact search"
+    return f"hnsw ef {search['ef']}" if "ef" in search else "hnsw"
+
+
 def _paths_table(results: dict[tuple[str, str], dict]) -> str:
     """The served models' other client paths (fold-in, similar items, ANN recall) as a second table."""
     rows = []
@@ -481,15 +494,17 @@ def _paths_table(results: dict[tuple[str, str], dict]) -> str:
         known = r[f"recall@{K}"]
         sim, pop = p.get("similar"), p.get("similar_popularity")
         recall = p.get("ann_recall") or {}
+        search = p.get("ann_search") or {}
         rows.append([dataset, method, known, p["fold_in"], p["fold_in"] / known if known else float("nan"),
                      "-" if sim is None else sim, "-" if pop is None else pop,
                      "-" if sim is None or not pop else sim / pop,
-                     ", ".join(f"{path} {value:.4f}" for path, value in recall.items()) or "-"])
+                     ", ".join(f"{path} {value:.4f} ({_search(search.get(path))})"
+                               for path, value in recall.items()) or "-"])
     if not rows:
         return ""
     headers = ["dataset", "model", f"known users Recall@{K}", f"fold-in Recall@{K}", "fold-in / known",
                f"similar items Recall@{K} (proxy)", "popularity (proxy)", "similar / popularity",
-               "ANN recall@10 per path (manifest)"]
+               "ANN recall@10 per path (manifest; how it searches)"]
     text = ("\n\nClient paths, through RecommendationClient: fold-in = `recommend_for_history` with a test user's "
             "training items; similar items (proxy) = `similar_items` of the user's best-rated training item "
             "against the user's held-out items (ratings: ml-100k only).\n\n" + table(headers, rows))

@@ -1,4 +1,4 @@
-"""LightGCN's objective: negative sampling and the BPR loss, as autograd terms or as one sparse gradient.
+"""LightGCN's objective: negative sampling and the BPR loss's gradient, as sparse products.
 
 Node numbering follows the bipartite graph: users are nodes ``0 .. n_users-1``, item ``i`` is node
 ``n_users + i``.
@@ -14,7 +14,7 @@ import torch
 
 from .propagation import to_torch_csr
 
-__all__ = ["PositiveSet", "sample_negatives", "bpr_loss", "bpr_gradient"]
+__all__ = ["PositiveSet", "sample_negatives", "bpr_gradient"]
 
 
 class PositiveSet:
@@ -78,51 +78,18 @@ def sample_negatives(
     return neg
 
 
-def bpr_loss(
-    final: torch.Tensor,
-    ego: torch.Tensor,
-    users: torch.Tensor,
-    pos: torch.Tensor,
-    neg: torch.Tensor,
-    n_users: int,
-    reg: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """BPR loss on propagated embeddings plus L2 on the batch's ego embeddings (LightGCN's objective).
-
-    Args:
-        final: propagated embeddings ``(n_users + n_items, d)``.
-        ego: layer-0 (trainable) embeddings, same shape.
-        users, pos, neg: int64 index tensors of the batch (items as item indices, not node indices).
-        n_users: offset of item nodes.
-        reg: weight of ``0.5 * (|e_u|^2 + |e_i|^2 + |e_j|^2)`` averaged over the batch.
-
-    Returns:
-        ``(total loss, bpr part)``, both scalars; the bpr part is detached, for reporting.
-    """
-    pos_nodes = pos + n_users
-    neg_nodes = neg + n_users
-    diff = (final[users] * (final[pos_nodes] - final[neg_nodes])).sum(dim=1)
-    bpr = torch.nn.functional.softplus(-diff).mean()
-    # Squared norms of all nodes then gathered, rather than gathering 3 x batch rows of d floats: the same
-    # value and gradient, for fewer memory passes when the batch is larger than the node count.
-    sq = ego.square().sum(dim=1)
-    l2 = 0.5 * (sq[users].sum() + sq[pos_nodes].sum() + sq[neg_nodes].sum())
-    total = bpr + reg * l2 / len(users)
-    return total, bpr.detach()
-
-
 def bpr_gradient(
     final: torch.Tensor,
     indptr: np.ndarray,
     pos_items: np.ndarray,
     neg_items: np.ndarray,
 ) -> tuple[float, torch.Tensor]:
-    """Mean BPR loss of every triple and its gradient w.r.t. the propagated embeddings, by sparse products.
+    """Mean BPR loss of a batch of triples and its gradient w.r.t. the propagated embeddings, by sparse products.
 
-    For full-batch training. The triples come in the users' CSR order (``indptr``): user ``u`` owns the
+    The triples come in the users' CSR order (``indptr``): user ``u`` owns the
     triples ``indptr[u]:indptr[u+1]``, with positive ``pos_items[k]`` and negative ``neg_items[k]``. The
     scores of all the (user, item) pairs are ``sampled_addmm`` products on those patterns (13x less CPU
-    than gathering the rows on Gowalla), and with ``c_k = dL/dd_k = -sigmoid(-d_k) / n`` the gradient is
+    than gathering the rows of every edge on Gowalla), and with ``c_k = dL/dd_k = -sigmoid(-d_k) / n`` the gradient is
     one sparse product ``M @ final``, ``M = (0 C; C^T 0)``, ``C = sum_k c_k (e_u e_i^T - e_u e_j^T)``.
 
     Args:

@@ -20,7 +20,7 @@ import torch
 from ...exceptions import TrainingError
 from .._svd import randomized_svd
 from ..metrics import ranking_metrics, top_k
-from ._bpr import PositiveSet, bpr_gradient, bpr_loss, sample_negatives
+from ._bpr import PositiveSet, bpr_gradient, sample_negatives
 from .propagation import normalized_adjacency, propagate, to_torch_csr
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class TrainConfig:
     eval_users: int = 5000
     refit_epochs: int = 0
     init_filter: float = 2.0
+    sampling: str = "edge"
+    cpu_budget_s: float | None = None
 
 
 @dataclass
@@ -63,6 +65,7 @@ class TrainResult:
     best_epoch: int = 0
     stopped: str = "epochs"
     reason: str = ""
+    fold_in_vectors: np.ndarray | None = None
 
 
 def validation_metrics(
@@ -136,60 +139,71 @@ class _Graph:
         self.items = coo.col[keep].astype(np.int64)
         self.positives = (PositiveSet(self.users, self.items, self.n_users, self.n_items)
                           if reject_positives else None)
-        # The edges in the users' CSR order (coo of a CSR keeps it), for the full-batch sparse products.
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(self.users, minlength=self.n_users))])
+        # The edges are in the users' CSR order (coo of a CSR keeps it): user u's are indptr[u]:indptr[u+1].
+        self.degree = np.bincount(self.users, minlength=self.n_users)
+        self.indptr = np.concatenate([[0], np.cumsum(self.degree)])
 
 
-def _full_batch_step(graph: _Graph, ego: torch.nn.Parameter, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-                     rng: np.random.Generator) -> float:
-    """One Adam step on the BPR loss of every edge (fresh negatives): one propagation forward and back.
+def _step(graph: _Graph, ego: torch.nn.Parameter, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+          users: np.ndarray, pos: np.ndarray, neg: np.ndarray) -> float:
+    """One Adam step on the BPR loss of the triples ``(users[k], pos[k], neg[k])``; returns their mean loss.
 
-    The propagation costs the same whatever the batch, so a step over all the edges costs little more
-    than a step over 32k of them (Gowalla: 22 such steps an epoch); the edge part's gradient is written
-    out as sparse products (:func:`bpr_gradient`) and pushed back through the self-adjoint propagation.
+    One propagation forward and one back whatever the batch: the triples' part of the gradient is written
+    out as sparse products (:func:`bpr_gradient`, the triples sorted into CSR order by user) and pushed
+    back through the self-adjoint propagation; the L2 term is LightGCN's, on the batch's ego embeddings.
     """
-    negatives = sample_negatives(graph.users, graph.n_items, rng, graph.positives)
+    order = np.argsort(users, kind="stable")
+    users, pos, neg = users[order], pos[order], neg[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=graph.n_users))])
     with torch.no_grad():
         final = propagate(graph.adj, ego.detach(), cfg.layers)
-        loss, grad_final = bpr_gradient(final, graph.indptr, graph.items, negatives)
+        loss, grad_final = bpr_gradient(final, indptr, pos, neg)
         grad = propagate(graph.adj, grad_final, cfg.layers)
         if cfg.reg:
-            # The mini-batch objective's L2 on each triple's ego embeddings, over all the triples: a node's
-            # weight is how often it occurs in them.
-            counts = np.bincount(np.concatenate([graph.users, graph.items + graph.n_users,
-                                                 negatives + graph.n_users]), minlength=ego.shape[0])
-            weight = torch.from_numpy(counts.astype(np.float32) * (cfg.reg / len(graph.users)))
+            # 0.5 * reg * (|e_u|^2 + |e_i|^2 + |e_j|^2) averaged over the triples: a node's weight is how
+            # often it occurs in them.
+            counts = np.bincount(np.concatenate([users, pos + graph.n_users, neg + graph.n_users]),
+                                 minlength=ego.shape[0])
+            weight = torch.from_numpy(counts.astype(np.float32) * (cfg.reg / max(len(users), 1)))
             grad.add_(ego.detach() * weight.unsqueeze(1))
     ego.grad = grad
     optimizer.step()
     return loss
 
 
+def _epoch_triples(graph: _Graph, cfg: TrainConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The (user, positive item) pairs of one epoch, as many as there are edges, in the order they train.
+
+    ``"edge"``: every edge once, shuffled. ``"user"``: users drawn uniformly, each with one of its items
+    (the LightGCN authors' sampler): every user weighs the same in the loss, as in the per-user recall.
+    """
+    n_edges = len(graph.users)
+    if cfg.sampling == "edge":
+        order = rng.permutation(n_edges)
+        return graph.users[order], graph.items[order]
+    active = np.flatnonzero(graph.degree > 0)
+    users = active[rng.integers(0, len(active), n_edges)]
+    offset = (rng.random(n_edges) * graph.degree[users]).astype(np.int64)
+    return users, graph.items[graph.indptr[users] + offset]
+
+
 def _epoch(graph: _Graph, ego: torch.nn.Parameter, optimizer: torch.optim.Optimizer, cfg: TrainConfig,
            rng: np.random.Generator, out_of_time: Callable[[], bool]) -> float:
-    """One BPR pass over the graph's edges in shuffled batches; returns the mean BPR loss."""
-    if cfg.batch_size is None:
-        return _full_batch_step(graph, ego, optimizer, cfg, rng)
-    n_edges = len(graph.users)
-    order = rng.permutation(n_edges)
-    negatives = sample_negatives(graph.users[order], graph.n_items, rng, graph.positives)
+    """One BPR pass (as many triples as edges, fresh uniform negatives) in batches; returns the mean loss."""
+    users, pos = _epoch_triples(graph, cfg, rng)
+    negatives = sample_negatives(users, graph.n_items, rng, graph.positives)
+    batch = cfg.batch_size or len(users)
     loss_sum = 0.0
-    seen_edges = 0
-    for s in range(max(1, math.ceil(n_edges / cfg.batch_size))):
-        # The budget is also checked between steps: one epoch on a large graph can take minutes.
-        if s > 0 and out_of_time():
+    seen = 0
+    for start in range(0, len(users), batch):
+        # The budget is also checked between steps: one epoch on a large graph can take a while.
+        if start > 0 and out_of_time():
             break
-        sl = slice(s * cfg.batch_size, (s + 1) * cfg.batch_size)
-        idx = order[sl]
-        final = propagate(graph.adj, ego, cfg.layers)
-        loss, bpr = bpr_loss(final, ego, torch.from_numpy(graph.users[idx]), torch.from_numpy(graph.items[idx]),
-                             torch.from_numpy(negatives[sl]), graph.n_users, cfg.reg)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        loss_sum += float(bpr) * len(idx)
-        seen_edges += len(idx)
-    return loss_sum / max(seen_edges, 1)
+        sl = slice(start, start + batch)
+        n = len(users[sl])
+        loss_sum += _step(graph, ego, optimizer, cfg, users[sl], pos[sl], negatives[sl]) * n
+        seen += n
+    return loss_sum / max(seen, 1)
 
 
 def train(
@@ -222,7 +236,7 @@ def train(
     Raises:
         TrainingError: the loss or the embeddings became non-finite.
     """
-    started = time.perf_counter()
+    started = (time.perf_counter(), time.process_time())
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
@@ -237,7 +251,7 @@ def _train(
     valid_matrix: sp.csr_matrix | None,
     progress: Progress | None,
     refit_matrix: sp.csr_matrix | None,
-    started: float,
+    started: tuple[float, float],
 ) -> TrainResult:
     graph = _Graph(train_matrix, cfg.reject_positives)
     n_users = graph.n_users
@@ -254,8 +268,16 @@ def _train(
             eval_users = np.sort(np.random.default_rng(cfg.seed + 1).choice(eval_users, cfg.eval_users,
                                                                               replace=False))
 
+    def budget_used() -> str | None:
+        """Which budget is used up, in words (None: neither)."""
+        if cfg.time_budget_s is not None and time.perf_counter() - started[0] >= cfg.time_budget_s:
+            return f"time budget of {cfg.time_budget_s} s used up"
+        if cfg.cpu_budget_s is not None and time.process_time() - started[1] >= cfg.cpu_budget_s:
+            return f"CPU budget of {cfg.cpu_budget_s} CPU-s used up"
+        return None
+
     def out_of_time() -> bool:
-        return cfg.time_budget_s is not None and time.perf_counter() - started >= cfg.time_budget_s
+        return budget_used() is not None
 
     history: list[dict[str, Any]] = []
     best: tuple[float, int, torch.Tensor | None] = (-1.0, 0, None)  # (recall, epoch, ego embeddings)
@@ -272,7 +294,7 @@ def _train(
         best = (start[0], 0, ego.detach().clone())
     for epoch in range(1, cfg.epochs + 1):
         if out_of_time():  # e.g. used up by the previous epoch's evaluation, which then was the last
-            stopped, reason = "time_budget", f"time budget of {cfg.time_budget_s} s used up"
+            stopped, reason = "time_budget", str(budget_used())
             break
         t0 = time.perf_counter()
         record: dict[str, Any] = {"epoch": epoch, "loss": _epoch(graph, ego, optimizer, cfg, rng, out_of_time),
@@ -304,7 +326,7 @@ def _train(
                       f"evaluations, every {cfg.eval_every} epochs")
             break
         if last:
-            stopped, reason = "time_budget", f"time budget of {cfg.time_budget_s} s used up"
+            stopped, reason = "time_budget", str(budget_used())
             break
 
     best_epoch = len(history)
@@ -331,4 +353,30 @@ def _train(
     vectors = final.numpy().astype(np.float32, copy=True)
     if not np.isfinite(vectors).all():
         raise TrainingError(f"LightGCN produced non-finite embeddings; lower lr={cfg.lr}")
-    return TrainResult(vectors[:n_users], vectors[n_users:], history, best_epoch, stopped, reason)
+    return TrainResult(vectors[:n_users], vectors[n_users:], history, best_epoch, stopped, reason,
+                       fold_in_vectors(graph, ego.detach(), cfg.layers))
+
+
+def fold_in_vectors(graph: _Graph, ego: torch.Tensor, layers: int) -> np.ndarray | None:
+    """Item vectors whose mean over a history ranks items as a known user with that history, less its ego term.
+
+    A user's final embedding is ``(e_u + sum_{l=1..L} e_u^(l)) / (L+1)`` with ``e_u^(l) = sum_{i in N(u)}
+    e_i^(l-1) / sqrt(d_u d_i)``, so ``e_u^(1..L)`` sum to ``sqrt(d_u) * mean_{i in N(u)} f_i`` with
+    ``f_i = sum_{l=0..L-1} e_i^(l) / sqrt(d_i)``: the mean of ``f_i`` is that part of the vector up to a
+    positive factor, which inner-product ranking ignores. Only the user's own trained ego embedding ``e_u``
+    (weight ``1/(L+1)``) is missing, which a history alone cannot give. ``None`` for ``layers=0`` (matrix
+    factorisation: a user is only its ego embedding).
+    """
+    if layers == 0:
+        return None
+    n_users = graph.n_users
+    with torch.no_grad():
+        h = ego
+        total = ego.clone()
+        for _ in range(layers - 1):
+            h = torch.sparse.mm(graph.adj, h)
+            total += h
+    items = total[n_users:].numpy().astype(np.float32, copy=True)
+    degree = np.bincount(graph.items, minlength=graph.n_items).astype(np.float32)
+    scale = np.where(degree > 0, 1.0 / np.sqrt(np.maximum(degree, 1.0)), 0.0).astype(np.float32)
+    return items * scale[:, None]

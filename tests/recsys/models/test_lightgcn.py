@@ -210,7 +210,7 @@ def test_valid_in_other_id_space_is_aligned(data):
         {"batch_size": 0}, {"eval_every": 0}, {"patience": 0}, {"init": "xavier"}, {"threads": 0},
         {"time_budget_s": -1}, {"reject_positives": "yes"}, {"learning_rate": 0.01}, {"plateau_decay": 2.0},
         {"plateau_decay": 0}, {"holdout": 0.9}, {"holdout_min": 0}, {"eval_users": 0}, {"refit_epochs": -1},
-        {"init_filter": -1.0}, {"batch_size": -5},
+        {"init_filter": -1.0}, {"batch_size": -5}, {"cpu_budget_s": 0}, {"sampling": "items"},
     ],
 )
 def test_bad_params_raise_invalid_parameter(params):
@@ -312,3 +312,64 @@ def test_default_recipe_carves_stops_and_beats_popularity():
     pop_items, _ = top_k(np.ones((train.n_users, 1), np.float32), popularity, 5, exclude=train.user_matrix())
     pop_recall = ranking_metrics((np.arange(train.n_users), pop_items), truth, 5)["recall@5"]
     assert recall > 0.5 > 2 * pop_recall
+
+
+# -- trained as a GNN: random start, mini-batch BPR, bounded ----------------------------------------------
+
+
+def test_random_start_mini_batch_training_does_not_collapse():
+    """Validation recall at the end stays at its best, less noise: no step size that wrecks what was learnt."""
+    train_df, held_df = planted(per_user=10)
+    train = Interactions.from_frame(train_df)
+    held = train.align(Interactions.from_frame(held_df))
+    events = []
+    params = {**FAST, "init": "normal", "lr": 0.01, "batch_size": 128}
+    make_model("lightgcn", epochs=40, eval_every=2, patience=100, eval_k=5, **params).fit(
+        train, valid=held, progress=events.append)
+    recalls = [e["recall@5"] for e in events if "recall@5" in e]
+    assert len(recalls) == 20
+    assert max(recalls) > 0.4  # it learnt (chance is ~0.1)
+    assert recalls[-1] >= max(recalls) - 0.03
+
+
+@pytest.mark.parametrize("sampling", ["edge", "user"])
+def test_both_samplers_learn(data, sampling):
+    train, held = data
+    emb = make_model("lightgcn", epochs=20, init="normal", sampling=sampling, holdout=0, **FAST).fit(train)
+    items, _ = top_k(emb.user_vectors, emb.item_vectors, 5, exclude=train.user_matrix())
+    assert ranking_metrics((np.arange(train.n_users), items), held, 5)["recall@5"] > 0.4
+
+
+def test_cpu_budget_stops_gracefully(data):
+    train, _ = data
+    emb = make_model("lightgcn", epochs=10_000, cpu_budget_s=0.5, holdout=0, **FAST).fit(train)
+    done = emb.history[-1]
+    assert done["stopped"] == "time_budget" and "CPU budget of 0.5 CPU-s" in done["reason"]
+    assert len(emb.history) < 10_000 and np.isfinite(emb.user_vectors).all()
+
+
+@pytest.mark.parametrize("layers", [1, 3])
+def test_fold_in_vectors_give_a_known_users_propagated_part(layers):
+    """mean_{i in N(u)} f_i is (L+1) / sqrt(d_u) times u's final embedding less its own ego term e_u / (L+1)."""
+    from recsys.models.lightgcn._training import _Graph, fold_in_vectors
+
+    r, n_users = tiny_graph()
+    graph = _Graph(r, reject_positives=False)
+    ego = torch.randn(graph.adj.shape[0], 4, generator=torch.Generator().manual_seed(1))
+    final = propagate(graph.adj, ego, layers).numpy()
+    fold = fold_in_vectors(graph, ego, layers)
+    m = graph.matrix
+    for u in range(n_users):
+        items = m.indices[m.indptr[u]:m.indptr[u + 1]]
+        if len(items) == 0:
+            continue
+        known = final[u] - ego[u].numpy() / (layers + 1)
+        folded = fold[items].mean(axis=0) * np.sqrt(len(items)) / (layers + 1)
+        np.testing.assert_allclose(folded, known, rtol=1e-4, atol=1e-5)
+    assert fold_in_vectors(graph, ego, 0) is None
+
+
+def test_fitted_model_publishes_fold_in_vectors(data, fitted):
+    train, _ = data
+    assert fitted.fold_in_vectors is not None and fitted.fold_in_vectors.shape == fitted.item_vectors.shape
+    assert fitted.paths()["fold_in"] == "mean of fold_in_vectors -> item index"

@@ -35,7 +35,7 @@ from workers.cli import main
 #: small parameters per model, so that a fit takes a few seconds
 FAST = {
     "node2vec": {"dim": 32, "walk_length": 20, "walks_per_node": 10, "window": 5, "workers": 1, "seed": 1},
-    "lightgcn": {"dim": 32, "seed": 0, "threads": 1},
+    "lightgcn": {"dim": 32, "seed": 0, "threads": 1, "batch_size": 2048},
     "spectral": {"dim": 48},
     "filter": {"dim": 32, "rank": 64},  # the other settings tuned on its carved split, as by default
 }
