@@ -55,6 +55,8 @@ RECORDS = (
            fields=("token", "missing", "start_row", "recent_from", "last_score", "calibrators", "value_range",
                    "<f8", "<i8", "u1"),
            scope=("anomaly", "workers")),
+    Record("labels of a series (the on-call's feedback)", "anomaly/_labels.py", keys=(r"^:labels$",),
+           fields=("undone_at", "first_row"), scope=("anomaly", "workers", "bench")),
     Record("incident machine state", "alerts/_key_state.py", keys=(r"\{alerts\}:state:",),
            fields=("warm_from", "last_alert", "clear_from", "calm")),
     Record("open incidents", "alerts/incidents.py", keys=(r"\{alerts\}:open\b",)),
@@ -64,6 +66,10 @@ RECORDS = (
            fields=("n", "hooks", "outbox_id"), scope=("alerts", "workers", "bench")),
     Record("shared hook specs, their version, disabled-hook marks", "alerts/shared.py", keys=(r"\{alerts\}:hooks",),
            fields=("added_at",)),
+    Record("incident history", "alerts/_history.py", keys=(r"\{alerts\}:incidents",), fields=("latest",)),
+    Record("silences", "alerts/silences.py", keys=(r"\{alerts\}:silences",),
+           fields=("matchers", "starts_at", "ends_at", "created_by")),
+    Record("acknowledgements", "alerts/acks.py", keys=(r"\{alerts\}:acks",)),
 )
 
 
