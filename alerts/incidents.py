@@ -154,14 +154,15 @@ class IncidentSession:
         try:
             while True:
                 notes = self._changes(items, None if model_version is None else str(model_version))
-                routed = self._route(notes)
+                routed = self._route(notes, self._peaked(notes))
                 pipe.multi()
                 record, ttl = encode_state(self.machine.state)
                 pipe.set(self.state_key, record, ex=ttl)
                 if self._carried:
                     pipe.delete(self._carried)
                 for note, entry, send in routed:
-                    _write_open(pipe, self.open_key, note)
+                    if send is not None:  # None: only the history's entry changes (the peak rose)
+                        _write_open(pipe, self.open_key, note)
                     if send:
                         outbox.append(pipe, self.outbox, note.to_json())
                     history.queue_entry(pipe, self._prefix, entry)
@@ -199,18 +200,33 @@ class IncidentSession:
         now = time.time()
         return [Notification.of_change(st, completed(inc), now) for d in self.decisions for st, inc in d.changes]
 
-    def _route(self, notes: list[Notification]) -> list[tuple[Notification, history.HistoryEntry, bool]]:
-        """Each notification, its history entry and whether it goes to the outbox (read under the WATCH)."""
-        if not notes:
+    def _peaked(self, notes: list[Notification]) -> list[Notification]:
+        """The open incident, as a notification for the history alone, when it changed (its peak rose, its
+        evidence came) without a notification of its own in these batches."""
+        opened = self.machine.state.open
+        if opened is None or opened.id not in self.machine.touched or any(n.incident.id == opened.id for n in notes):
+            return []
+        return [Notification.of_change("firing", opened, time.time())]
+
+    def _route(self, notes: list[Notification], peaked: list[Notification]
+               ) -> list[tuple[Notification, history.HistoryEntry, bool | None]]:
+        """Each notification, its history entry and whether it goes to the outbox (read under the WATCH);
+        ``peaked`` ones update the history only (``None``)."""
+        if not notes and not peaked:
             return []
         pipe = self._pipe
         found = read_silences(pipe.hgetall(silence_key(self._prefix)))
-        ids = list(dict.fromkeys(n.incident.id for n in notes))
+        ids = list(dict.fromkeys(n.incident.id for n in [*notes, *peaked]))
         acked = read_acks(ids, pipe.hmget(ack_key(self._prefix), ids))
         entries, _ = history.history_keys(self._prefix)
         # Whether each incident notified a hook before (unknown: it predates the history, and did).
-        notified = {i: e.notified for i, e in history.read_entries(dict(zip(ids, pipe.hmget(entries, ids)))).items()}
-        out = []
+        before = history.read_entries(dict(zip(ids, pipe.hmget(entries, ids))))
+        notified = {i: e.notified for i, e in before.items()}
+        out: list[tuple[Notification, history.HistoryEntry, bool | None]] = [
+            (n, history.HistoryEntry(n, notified.get(n.incident.id) is not False,
+                                     before[n.incident.id].silenced_by if n.incident.id in before else None), None)
+            for n in peaked]
+        current = self.machine.state.open
         for note in notes:
             inc = note.incident
             muted_by = silencing(found, inc, note.created_at)
@@ -218,7 +234,10 @@ class IncidentSession:
             unseen = note.state == "resolved" and notified.get(inc.id) is False
             send = muted_by is None and not repeat and not unseen
             notified[inc.id] = bool(notified.get(inc.id)) or send
-            out.append((note, history.HistoryEntry(note, notified[inc.id], muted_by,
+            # The history keeps the incident as it is now (its peak may have risen since this notification).
+            latest = replace(note, incident=current) if note.state == "firing" and current is not None \
+                and current.id == inc.id else note
+            out.append((note, history.HistoryEntry(latest, notified[inc.id], muted_by,
                                                    acked.get(inc.id) if note.state == "resolved" else None), send))
         return out
 
