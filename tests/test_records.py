@@ -61,8 +61,8 @@ RECORDS = (
            fields=("warm_from", "last_alert", "clear_from", "calm")),
     Record("open incidents", "alerts/incidents.py", keys=(r"\{alerts\}:open\b",)),
     Record("notification", "alerts/notification.py", fields=("ea.alert/1", "created_at_ts", "idempotency_key")),
-    Record("outbox entries, retries, delivery records, dead letters, delivered log", "alerts/_outbox_records.py",
-           keys=(r"\{alerts\}:(outbox|retry|dead|delivered|delivery:)", r"^#n$"),
+    Record("outbox entries, retries, delivery records, dead letters, delivered log, delivery counters",
+           "alerts/_outbox_records.py", keys=(r"\{alerts\}:(outbox|retry|dead|delivered|delivery:|counters)", r"^#n$"),
            fields=("n", "hooks", "outbox_id"), scope=("alerts", "workers", "bench")),
     Record("shared hook specs, their version, disabled-hook marks", "alerts/shared.py", keys=(r"\{alerts\}:hooks",),
            fields=("added_at",)),
@@ -70,6 +70,7 @@ RECORDS = (
     Record("silences", "alerts/silences.py", keys=(r"\{alerts\}:silences",),
            fields=("matchers", "starts_at", "ends_at", "created_by")),
     Record("acknowledgements", "alerts/acks.py", keys=(r"\{alerts\}:acks",)),
+    Record("the workers' metrics", "workers/metrics.py", keys=(r"metrics:workers",)),
 )
 
 

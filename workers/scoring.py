@@ -19,6 +19,8 @@ import alerts
 from anomaly import THRESHOLD, InvalidParameter, Readings, Scored, knn_outliers, score_points
 from vectorstore import ModelRegistry
 
+from . import metrics
+
 __all__ = ["entity_outliers", "score_series"]
 
 
@@ -80,13 +82,19 @@ def score_series(name: str, series_id: str, timestamps: list[Any], values: list[
     """
     registry = registry or ModelRegistry()
     if not alert:
-        return {**score_points(name, series_id, timestamps, values, registry=registry), "notifications": 0}
+        result = score_points(name, series_id, timestamps, values, registry=registry)
+        metrics.count_points(name, len(values), settings=registry.settings, client=registry.client)
+        return {**result, "notifications": 0}
     incidents = _Incidents(name, series_id, labels, registry)
     try:
         result = score_points(name, series_id, timestamps, values, registry=registry, decide=incidents.decide,
                               commit=incidents.commit)
     finally:
         incidents.close()
+    metrics.count_points(name, len(values), settings=registry.settings, client=registry.client)
+    metrics.count_incidents(sum(n.state == "firing" and n.incident.alerts == 1 for n in incidents.notifications),
+                            sum(n.state == "resolved" for n in incidents.notifications),
+                            settings=registry.settings, client=registry.client)
     return {**result, **incidents.decisions()}
 
 

@@ -30,6 +30,7 @@ from vectorstore import AllowedIds, ModelRegistry, Settings, get_settings
 
 from ..data.ids import check_id, check_ids
 from ._filter_cache import FilterCache
+from ._metrics import timed
 from ._milvus_index import milvus_recommendations
 from ._ranking import answer, excluded, popular, position, positions, precomputed, rank_subset, search
 from ._user_rows import UserRows
@@ -129,6 +130,7 @@ class RecommendationClient:
         return self._watcher.preload(version)
 
     # -- queries ------------------------------------------------------------------------------------------
+    @timed("recommend")
     def recommend(
         self,
         user: str | int,
@@ -182,6 +184,7 @@ class RecommendationClient:
             ids, scores = search(model, "recommend", row.vector, k, banned if banned.size else None, passing)
         return answer(model, ids, scores, "index", user, fields)
 
+    @timed("recommend_many")
     def recommend_many(self, users: Sequence[str | int], k: int = 10, *, exclude_seen: bool = True,
                        fields: list[str] | None = None, filter: str | None = None) -> list[Recommendations]:
         """Top-``k`` for many users: one round trip and one batched index query.
@@ -208,6 +211,7 @@ class RecommendationClient:
                                                      passing=passing, expression=filter)
                 for i, rec in enumerate(out)]
 
+    @timed("similar_items")
     def similar_items(self, item: str | int, k: int = 10, *, fields: list[str] | None = None,
                       metric: str = "ip", filter: str | None = None) -> Recommendations:
         """The ``k`` items most similar to ``item`` by the model's own similarity vectors (from memory; works
@@ -236,6 +240,7 @@ class RecommendationClient:
                                  passing, index=model.similar_index, expression=filter)
         return answer(model, ids, scores, "similar", None, fields)
 
+    @timed("recommend_for_history")
     def recommend_for_history(self, items: Iterable[str | int], k: int = 10, *,
                               fields: list[str] | None = None, filter: str | None = None) -> Recommendations:
         """Recommendations for a user the model has never seen, folded in from the items they used.
@@ -255,6 +260,7 @@ class RecommendationClient:
         ids, scores = search(model, "history", vector, k, known, passing, expression=filter)
         return answer(model, ids, scores, "history", None, fields)
 
+    @timed("similar_users")
     def similar_users(self, user: str | int, k: int = 10, *, metric: str = "cosine") -> SimilarUsers:
         """The ``k`` users most similar to ``user``, by the vectors the model compares users by
         (:func:`recsys.entity_vectors`), by cosine (default) or raw inner product (``"ip"``, led by users with
