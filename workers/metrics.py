@@ -11,7 +11,8 @@ them, anywhere) reads it at each scrape:
 * ``ea_incidents_total{event}``: incidents ``opened`` and ``resolved`` by scoring;
 * ``ea_notifications_total{outcome}``: deliveries ``delivered``, ``retried``, ``dead`` (dead-lettered), from the
   alert layer's counters (:func:`alerts.outbox_status`);
-* ``ea_outbox_backlog`` (undelivered notifications) and ``ea_outbox_oldest_age_seconds``.
+* ``ea_outbox_backlog`` (undelivered notifications) and ``ea_outbox_oldest_age_seconds``;
+* ``ea_incidents_open``: incidents firing now.
 
 This module owns the record ``{prefix}metrics:workers`` (HASH: ``<metric>|<label>|<label>`` -> count, or
 seconds for a histogram's ``sum``).
@@ -57,9 +58,22 @@ def _add(client: Any, key: str, counts: dict[str, float]) -> None:
         log.warning("metrics not recorded (%s): %s", type(exc).__name__, exc)
 
 
+_clients: dict[tuple[str | None, str], Any] = {}
+
+
 def _record(counts: dict[str, float], settings: Settings | None = None, client: Any = None) -> None:
-    settings = settings or get_settings()
-    _add(client or connect(settings), metrics_key(settings.key_prefix), counts)
+    """Add ``counts`` (a client per Redis URL is kept: a job's events must not open connections each)."""
+    try:
+        settings = settings or get_settings()
+        if client is None:
+            where = (settings.redis_url, settings.key_prefix)
+            client = _clients.get(where)
+            if client is None:
+                client = _clients.setdefault(where, connect(settings))
+    except Exception as exc:  # no Redis configured or reachable: the job decides, not its metrics
+        log.warning("metrics not recorded (%s): %s", type(exc).__name__, exc)
+        return
+    _add(client, metrics_key(settings.key_prefix), counts)
 
 
 def count_points(detector: str, points: int, *, settings: Settings | None = None, client: Any = None) -> None:
@@ -138,7 +152,7 @@ class WorkerMetrics:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-        from alerts import outbox_status
+        from alerts import AlertKeys, outbox_status
 
         raw = {k.decode(): float(v) for k, v in self.client.hgetall(metrics_key(self.settings.key_prefix)).items()}
         jobs = CounterMetricFamily("ea_jobs", "Jobs by task and state", labels=["task", "state"])
@@ -170,6 +184,8 @@ class WorkerMetrics:
         yield GaugeMetricFamily("ea_outbox_backlog", "Notifications not yet delivered", value=status["undelivered"])
         yield GaugeMetricFamily("ea_outbox_oldest_age_seconds", "Age of the oldest undelivered notification",
                                 value=status["oldest_age_s"])
+        yield GaugeMetricFamily("ea_incidents_open", "Incidents firing now",
+                                value=self.client.hlen(AlertKeys(self.settings.key_prefix).open))
 
 
 def serve(port: int, addr: str = "0.0.0.0", *, settings: Settings | None = None) -> Any:

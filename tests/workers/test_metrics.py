@@ -4,7 +4,9 @@ Celery worker and a delivery consumer against the real Redis."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -89,8 +91,15 @@ def test_ea_metrics_serve_is_a_process_that_serves_them(settings):
             except OSError:
                 assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
                 time.sleep(0.2)
-        assert {"ea_jobs", "ea_job_duration_seconds", "ea_points_scored", "ea_incidents", "ea_notifications",
-                "ea_outbox_backlog", "ea_outbox_oldest_age_seconds"} <= set(found)
+        served = {"ea_jobs", "ea_job_duration_seconds", "ea_points_scored", "ea_incidents", "ea_notifications",
+                  "ea_outbox_backlog", "ea_outbox_oldest_age_seconds", "ea_incidents_open"}
+        assert served <= set(found)
+        # The Grafana dashboard asks for these and the client's, nothing else.
+        dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text())
+        asked = {m for p in dashboard["panels"] for t in p["targets"] for m in re.findall(r"ea_[a-z_]+", t["expr"])}
+        known = {f"{n}{s}" for n in served | {"ea_client_request_seconds", "ea_client_errors"}
+                 for s in ("", "_total", "_bucket", "_count", "_sum")}
+        assert asked and asked <= known, asked - known
     finally:
         proc.terminate()
         proc.wait(timeout=10)
