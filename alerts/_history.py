@@ -34,8 +34,9 @@ __all__ = ["HistoryEntry", "MAX_INCIDENTS", "history_keys", "queue_entry", "read
 
 log = logging.getLogger(__name__)
 
-#: Incidents kept in the history at most (the oldest by start are dropped past it).
-MAX_INCIDENTS = 20_000
+#: Incidents kept in the history at most (the oldest by start are dropped past it): an incident carries its
+#: evidence (a few windows of values, up to about 10 kB), so about 100 MB at most.
+MAX_INCIDENTS = 10_000
 _FORMAT = 1
 
 

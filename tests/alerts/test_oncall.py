@@ -158,3 +158,19 @@ def test_ea_alerts_incidents_show_silence_ack_on_a_detector_scored_by_the_worker
     assert [json.loads(x)["state"] for x in out.output.splitlines() if silence_id in x] == ["expired"]
     out = cli.invoke(main, ["alerts", "incidents", "--since", "2026-01-01"])
     assert out.exit_code != 0 and "--all" in out.output
+
+
+def test_matchers_follow_alertmanager():
+    inc = alerts.Incident("inc_x", "f", "series", "eu-1", None, None, 0.9, None, 0.5, model="cpu-a",
+                          labels={"service": "checkout"})
+
+    def silence(*texts):
+        return alerts.Silence("sil_x", tuple(alerts.parse_matcher(t) for t in texts), 0.0, 1.0, "ana", "why", 0.0)
+
+    assert silence("series=eu-1").matches(inc) and not silence("series=eu").matches(inc)
+    assert silence("series!=eu-2", "kind=series").matches(inc) and not silence("series!=eu-1").matches(inc)
+    assert silence("detector=~cpu-.*").matches(inc) and not silence("detector=~cpu").matches(inc)  # whole value
+    assert silence("service!~check.*|search").matches(inc) is False and silence("region!~.+").matches(inc)
+    assert silence('service = "checkout"', "series=~eu-[0-9]").matches(inc)  # spaces and quotes
+    assert not silence("team=db").matches(inc)  # a label the incident lacks reads as empty
+    assert silence("series=eu-1").state(now=0.5) == "active" and silence("series=eu-1").state(now=2) == "expired"
