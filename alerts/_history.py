@@ -80,7 +80,7 @@ def queue_entry(pipe: Any, prefix: str, entry: HistoryEntry) -> None:
     pipe.zadd(by_start, {entry.incident.id: _start(entry.notification)})
 
 
-def read_entries(raw: Mapping[bytes, bytes | None]) -> dict[str, HistoryEntry]:
+def read_entries(raw: Mapping[Any, bytes | None]) -> dict[str, HistoryEntry]:
     """The entries of ``{id: value}`` as read from the history hash, leaving out (with a warning) those that
     hold garbage and the ids without a value."""
     found = {}

@@ -146,10 +146,11 @@ def add_silence(matchers: Iterable[Matcher | str], *, ends_at: Any = None, durat
     if not str(created_by or "").strip() or not str(comment or "").strip():
         raise InvalidAlertSetting("a silence needs who made it (created_by) and why (comment)")
     now = time.time()
-    start = now if starts_at is None else to_epoch(starts_at)
+    start = to_epoch(starts_at) if starts_at is not None else now
     if (ends_at is None) == (duration is None):
         raise InvalidAlertSetting("give the silence's end or its duration (one of them)")
-    end = to_epoch(ends_at) if ends_at is not None else start + float(duration)  # type: ignore[operator]
+    end = to_epoch(ends_at) if ends_at is not None else start + float(duration or 0)  # type: ignore[operator]
+    assert start is not None and end is not None  # to_epoch of a value is never None
     if not (math.isfinite(start) and math.isfinite(end)) or end <= start:
         raise InvalidAlertSetting(f"silence end {end!r} must be after its start {start!r}")
     silence = Silence(f"sil_{uuid.uuid4().hex[:12]}", found, start, end, str(created_by).strip(),
@@ -219,7 +220,7 @@ def _decode(raw: bytes | str) -> Silence:
         times = [data[k] for k in ("starts_at", "ends_at", "created_at")]
         if not all(is_number(t) for t in times) or not matchers:
             raise TypeError
-        return Silence(str(data["id"]), matchers, *map(float, times[:2]), str(data["created_by"]),
+        return Silence(str(data["id"]), matchers, float(times[0]), float(times[1]), str(data["created_by"]),
                        str(data["comment"]), float(times[2]))
     except (KeyError, TypeError, InvalidAlertSetting):
         raise CorruptRecord("silence: a field is missing or of the wrong type") from None

@@ -151,7 +151,7 @@ def apply_normal(scorer: StreamScorer, labels: LabelSet) -> int:
                 continue
             scaled = scorer.model.scaler.transform(interpolate_gaps(v))
             ends = np.arange(ch.span - 1, v.size)
-            end_rows = lab.first_row + ends  # type: ignore[operator]
+            end_rows = lab.first_row + ends
             # Every window that holds a row of the label: the shape, wherever it sits in a long context.
             keep = (end_rows >= lab.rows[0]) & (end_rows - ch.span + 1 <= lab.rows[1])  # type: ignore[index]
             ends, end_rows = ends[keep], end_rows[keep]

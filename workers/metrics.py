@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from vectorstore import Settings, connect, get_settings
@@ -44,7 +44,7 @@ def metrics_key(prefix: str) -> str:
     return f"{prefix}metrics:workers"
 
 
-def _add(client: Any, key: str, counts: dict[str, float]) -> None:
+def _add(client: Any, key: str, counts: Mapping[str, float]) -> None:
     """Add ``counts`` to the hash, in one round trip; a metric is never worth failing a job for."""
     try:
         pipe = client.pipeline(transaction=False)
@@ -61,7 +61,7 @@ def _add(client: Any, key: str, counts: dict[str, float]) -> None:
 _clients: dict[tuple[str | None, str], Any] = {}
 
 
-def _record(counts: dict[str, float], settings: Settings | None = None, client: Any = None) -> None:
+def _record(counts: Mapping[str, float], settings: Settings | None = None, client: Any = None) -> None:
     """Add ``counts`` (a client per Redis URL is kept: a job's events must not open connections each)."""
     try:
         settings = settings or get_settings()

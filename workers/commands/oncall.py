@@ -215,7 +215,8 @@ def feedback_cmd(incident_id, not_anomaly, missed, undo, detector, series, by, c
         if inc is None:
             raise click.UsageError("--not-anomaly needs the INCIDENT_ID")
         label = label_normal(detector, series, inc.start, inc.end, by=by, comment=comment, incident=inc.id)
-        click.echo(f"{label.id}: rows {label.rows[0]}-{label.rows[1]} of {series} ({label.start} to {label.end}) are "
+        first, last = label.rows or (0, 0)
+        click.echo(f"{label.id}: rows {first}-{last} of {series} ({label.start} to {label.end}) are "
                    f"normal for {detector} from its next batch (labels v{label.version}; undo: ea alerts feedback "
                    f"--undo {label.id} --detector {detector} --series {series} --by {by})")
     elif missed is not None:
