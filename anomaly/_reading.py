@@ -4,7 +4,7 @@ The rules they apply are stated once, in the docstring of :mod:`anomaly.series`.
 positions among the data rows of the input (0 is the first row under the header), the numbers that
 ``Series.rows`` holds. Messages quote cell content only through :func:`excerpt`, so a binary or hostile
 file never ends up in a log or an HTTP error body, and a file's columns only when its first line is plainly
-a header (:func:`vectorstore.inputs.plain_header`): a file that is not a table is never quoted.
+a header (:func:`vectorstore.platform.inputs.plain_header`): a file that is not a table is never quoted.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def load_columns(source: str | Path | pd.DataFrame, *, timestamp_col: str, value
 def _select(frame: pd.DataFrame, where: str, timestamp_col: str, value_col: str,
             series_col: str | None, *, from_file: bool = True) -> Columns:
     found = list(frame.columns)
-    # A file's columns are quoted only when its first line is plainly a header (vectorstore.inputs).
+    # A file's columns are quoted only when its first line is plainly a header (vectorstore.platform.inputs).
     quote = not from_file or plain_header(found)
     ts_name = _resolve(found, timestamp_col, where, required=True, quote=quote)
     value_name = _resolve(found, value_col, where, required=True, quote=quote)

@@ -42,9 +42,12 @@ from .series import Series
 from .stream import NAT, SCORED_ARRAYS, Decide, Scored, StreamScorer, complete_windows, interpolate_gaps
 from .windows import RobustScaler, sliding_windows
 
-__all__ = ["KnnDetector", "Channel", "EMBEDDINGS", "DEFAULT_EMBEDDING", "MOVED_SETTINGS", "SETTINGS"]
+__all__ = ["KnnDetector", "Channel", "DETECTOR_KIND", "EMBEDDINGS", "DEFAULT_EMBEDDING", "MOVED_SETTINGS", "SETTINGS"]
 
 log = logging.getLogger(__name__)
+
+#: a published detector's ``meta["kind"]``
+DETECTOR_KIND = "knn_detector"
 
 #: What ``embedding`` may be: the short window's embedder, then optionally ``+`` the context's.
 EMBEDDINGS = ("raw+paa", "raw", "raw+lstm", "raw+gru", "lstm", "gru")
@@ -348,7 +351,7 @@ class KnnDetector:
         assert self._continuation is not None  # set by fit and from_parts
         state_meta, state_arrays = self._continuation
         blobs.update({f"state_{name}": data for name, data in state_arrays.items()})
-        meta = {"kind": "knn_detector", "format": 2, "embedding": self.embedding, "settings": self.settings,
+        meta = {"kind": DETECTOR_KIND, "format": 2, "embedding": self.embedding, "settings": self.settings,
                 "encoder_params": self.encoder_params, "center": self.center, "scale": self.scale,
                 "n_train": self.n_train, "channels": channels, "state": state_meta,
                 "window": self.window, "threshold": self.threshold}

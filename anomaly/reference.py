@@ -1,7 +1,7 @@
 """The reference windows of one detector channel, and the kNN distance of new windows to them.
 
 Two parts, one rule. The **training windows** (the prefix a detector was fitted on) sit in an hnswlib
-index (:class:`vectorstore.index.ItemIndex`, L2) published with the detector; the **recent windows** of
+index (:class:`vectorstore.ItemIndex`, L2) published with the detector; the **recent windows** of
 the stream join as it passes and are searched exactly. A window ending at row ``j`` is a reference for
 the window ending at row ``t`` when ``t - delay - memory < j <= t - delay`` (recent ones) or, for the
 training windows of the same series, when ``j <= t - delay``:

@@ -34,7 +34,7 @@ from . import _labels as labels
 from . import _stream_state as state_record
 from ._timestamps import NAT as _NAT
 from ._timestamps import iso_utc, read_utc_ns
-from .detector import DEFAULT_EMBEDDING, KnnDetector
+from .detector import DEFAULT_EMBEDDING, DETECTOR_KIND, KnnDetector
 from .exceptions import CorruptState, InvalidParameter, InvalidSeries, NotFitted
 from .series import ReadOptions, read_one_series
 from .stream import Decide, Scored, StreamScorer
@@ -122,7 +122,7 @@ def load_detector(registry: ModelRegistry, name: str, version: int | None = None
         if key in _cache:
             return key[2], _cache[key]
     mv = registry.load(name, version)
-    if mv.meta.get("kind") != "knn_detector":
+    if mv.meta.get("kind") != DETECTOR_KIND:
         raise NotFitted(f"model {name!r} v{mv.version} is not an anomaly detector (kind {mv.meta.get('kind')!r})")
     detector = KnnDetector.from_parts(dict(mv.arrays), dict(mv.blobs), mv.meta)
     with _cache_lock:

@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from recsys import RecommendationClient
+from recsys import RecommendationClient, user_rows
 from vectorstore import by_exact_search
 
 SHARES = (1, 10, 50)
@@ -40,14 +40,13 @@ def _exact(client: RecommendationClient, users: list[str], expression: str | Non
     """Recall@k of the served (filtered) top-k against exact search over the allowed, unseen items."""
     model = client._model
     reg = client.registry
-    vecs = reg.table_get(model.name, model.version, "user_vectors", users)
-    seens = reg.table_get(model.name, model.version, "seen", users)
+    rows = user_rows(reg, model.name, model.version, users)
     bucket = np.asarray(model.metadata["bucket"])
     share = int(expression.split("<")[1]) if expression else 100
     hits = total = 0
-    for user, vec, seen in zip(users, vecs, seens):
-        scores = model.item_vectors @ np.frombuffer(vec, "<f4")
-        scores[np.frombuffer(seen, "<i4")] = -np.inf
+    for user, (vec, seen) in zip(users, rows):
+        scores = model.item_vectors @ vec
+        scores[seen] = -np.inf
         scores[bucket >= share] = -np.inf
         truth = set(np.argpartition(-scores, k)[:k].tolist())
         truth = {i for i in truth if np.isfinite(scores[i])}

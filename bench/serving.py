@@ -46,6 +46,7 @@ from recsys import (
     RecommendationClient,
     publish_embeddings,
     train_and_publish,
+    user_rows,
 )
 from vectorstore import ModelRegistry, Settings
 
@@ -108,13 +109,10 @@ def floor_percentiles(client: RecommendationClient, users: list[str], threads: i
 def exact_recall(client: RecommendationClient, users: list[str], k: int = 10) -> float:
     model = client._model
     reg = client.registry
-    vecs = reg.table_get(model.name, model.version, "user_vectors", users)
-    seens = reg.table_get(model.name, model.version, "seen", users)
     hits = 0
-    for user, vec, seen in zip(users, vecs, seens):
-        v = np.frombuffer(vec, "<f4")
+    for user, (v, seen) in zip(users, user_rows(reg, model.name, model.version, users)):
         scores = model.item_vectors @ v
-        scores[np.frombuffer(seen, "<i4")] = -np.inf
+        scores[seen] = -np.inf
         truth = set(np.argpartition(-scores, k)[:k].tolist())
         served = {model.item_pos[i] for i in client.recommend(user, k=k).items}
         hits += len(truth & served)

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench._common import machine, table, write
 from bench.milvus import model
-from recsys import publish_embeddings
+from recsys import publish_embeddings, user_table_keys
 from vectorstore import ModelRegistry, Settings
 
 # Run in a fresh interpreter: RSS before and after the client loads the model and answers one request.
@@ -64,8 +64,8 @@ def redis_bytes(settings: Settings) -> int:
     registry = ModelRegistry(settings)
     version = registry.active_version("mem")
     assert version is not None
-    return sum(int(registry.client.memory_usage(registry.table_key("mem", version, t), samples=0) or 0)
-               for t in ("user_vectors", "seen"))
+    return sum(int(registry.client.memory_usage(key, samples=0) or 0)
+               for key in user_table_keys(registry, "mem", version))
 
 
 def main() -> None:

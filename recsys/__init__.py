@@ -44,7 +44,7 @@ from .live.writer import CatalogueWriter
 from .models.graph_model import DEFAULT_MODEL, MODELS, GraphEmbeddings, GraphModel, ProgressCallback, make_model
 from .models.metrics import ranking_metrics, top_k
 from .publish.embeddings import publish_embeddings
-from .publish.entities import entity_vectors
+from .publish.entities import entity_vectors, user_rows, user_table_keys
 from .serving.client import RecommendationClient
 from .serving.precompute import precompute_top_n
 from .serving.recommendations import Recommendations
@@ -55,6 +55,8 @@ __all__ = [
     "DEFAULT_MODEL",
     "MODELS",
     "entity_vectors",
+    "user_rows",
+    "user_table_keys",
     "precompute_top_n",
     "publish_embeddings",
     "synthetic_interactions",

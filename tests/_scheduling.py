@@ -36,7 +36,6 @@ RABBITMQ = "rabbitmq"
 #: Test modules with the longest tests first (``--durations``: 4 to 16 s each on a quiet machine).
 SLOW_FIRST = (
     "tests/vectorstore/test_embedded_restart.py",
-    "tests/anomaly/test_reading.py",
     "tests/test_deployment.py",
     "tests/reliability/test_bad_input.py",
     "tests/workers/test_cli.py",

@@ -23,7 +23,7 @@ PUBLIC = {
                     "env_int", "env_url", "excerpt", "EXCERPT_CHARS", "excerpt_values", "find_redis_server",
                     "get_settings", "Hits", "input_path", "InputNotAllowed", "IntegrityError", "InvalidModelData",
                     "is_cluster", "ItemIndex", "measure_recall", "MilvusItems", "MilvusRefused", "MilvusStore",
-                    "MilvusUnavailable", "ModelNotFound", "ModelRegistry", "ModelVersion", "NulGuard",
+                    "MilvusUnavailable", "ModelNotFound", "ModelNotice", "ModelRegistry", "ModelVersion", "NulGuard",
                     "open_decompressed", "plain_header", "Probe", "QUEUES", "redact_url", "redis_server_version",
                     "RedisAuthFailed", "RedisFull", "RedisRefused", "RedisUnavailable", "resolve_redis_url", "RowSeal",
                     "search_allowed", "Settings", "SignatureError", "sniff_compression", "SPACES", "start_redis_server",
@@ -34,7 +34,7 @@ PUBLIC = {
                "LightGCN", "make_model", "MODELS", "ModelUnavailable", "Node2Vec", "precompute_top_n",
                "ProgressCallback", "publish_embeddings", "ranking_metrics", "RecommendationClient", "Recommendations",
                "RecsysError", "SimilarUsers", "synthetic_interactions", "top_k", "train_and_publish", "TrainingError",
-               "UnknownItem", "UnknownUser", "UnsupportedDelta", "VersionGone"],
+               "UnknownItem", "UnknownUser", "UnsupportedDelta", "user_rows", "user_table_keys", "VersionGone"],
     "anomaly": ["Label", "label_missed", "label_normal", "last_point", "series_labels", "undo_label",  # issue 29
                 "AnomalyError", "choose_window", "CorruptState", "Decide", "DEFAULT_EMBEDDING", "Embedder",
                 "EMBEDDINGS", "InvalidParameter", "InvalidSeries", "knn_outliers", "KnnDetector", "load_detector",

@@ -49,6 +49,7 @@ from .store.index.item_index import SPACES, ItemIndex
 from .store.index.recall import DEFAULT_TARGET, Probe, measure_recall, tune_index
 from .store.index.synthetic import varied_norm_vectors
 from .store.milvus import Hits, MilvusItems, MilvusStore
+from .store.registry.notices import ModelNotice
 from .store.registry.registry import ModelRegistry, ModelVersion, VersionInfo
 from .store.registry.rows import RowSeal
 
@@ -99,6 +100,7 @@ __all__ = [
     "MilvusRefused",
     "MilvusUnavailable",
     "ModelNotFound",
+    "ModelNotice",
     "ModelRegistry",
     "RowSeal",
     "ModelVersion",

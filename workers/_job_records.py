@@ -1,4 +1,14 @@
-"""Reading back the job records kept in Redis (submission records, progress reports), garbage skipped.
+"""The job records kept in Redis, their one owner: keys, encoding, and reading back with garbage skipped.
+
+==============================  ======  ====================================================================
+key                             type    content
+==============================  ======  ====================================================================
+``<prefix>jobs``                ZSET    submitted jobs: ``{"id", "task"}`` (JSON) -> when it was submitted
+``<prefix>job:<id>:progress``   LIST    the job's progress reports (JSON, ``{"at", "stage", ...}``), oldest
+                                        first
+``<prefix>job:<id>:time-limit`` STRING  why the job was ended by its hard time limit (a redelivery fails
+                                        at once)
+==============================  ======  ====================================================================
 
 Anyone with write access to Redis can leave garbage in them; ``ea jobs`` must still list the rest.
 """
@@ -7,19 +17,60 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
-__all__ = ["job_entry", "progress_report"]
+__all__ = ["JobEntry", "JobKeys", "encode_job_entry", "encode_progress", "job_entry", "progress_report"]
 
 
-def job_entry(raw: bytes) -> dict[str, str] | None:
-    """A submission record (``{"id", "task"}``), or None when it holds garbage."""
+class JobKeys:
+    """The keys of the job records under one key prefix (``EA_KEY_PREFIX``)."""
+
+    __slots__ = ("prefix",)
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    @property
+    def jobs(self) -> str:
+        """ZSET: the submitted jobs."""
+        return f"{self.prefix}jobs"
+
+    def progress(self, job_id: str) -> str:
+        """LIST: a job's progress reports, oldest first."""
+        return f"{self.prefix}job:{job_id}:progress"
+
+    def time_limit(self, job_id: str) -> str:
+        """STRING: the record of a job ended by its hard time limit."""
+        return f"{self.prefix}job:{job_id}:time-limit"
+
+
+def encode_job_entry(job_id: str, task: str) -> str:
+    """A submission record, as :func:`job_entry` reads it."""
+    return json.dumps({"id": job_id, "task": task})
+
+
+def encode_progress(report: dict[str, Any]) -> str:
+    """A progress report (JSON-ready values), stamped with the time ``at``, as :func:`progress_report` reads it."""
+    return json.dumps({"at": time.time(), **report})
+
+
+class JobEntry(NamedTuple):
+    """A submission record: the job's id and task name."""
+
+    id: str
+    task: str
+
+
+def job_entry(raw: bytes) -> JobEntry | None:
+    """A submission record, or None when it holds garbage."""
     try:
         entry = json.loads(raw)
     except ValueError:  # UnicodeDecodeError alike
         return None
-    ok = isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in ("id", "task"))
-    return entry if ok else None
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("id", "task")):
+        return None
+    return JobEntry(entry["id"], entry["task"])
 
 
 def progress_report(raw: bytes) -> dict[str, Any] | None:

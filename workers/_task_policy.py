@@ -34,6 +34,8 @@ from kombu.exceptions import OperationalError
 
 from vectorstore import UNAVAILABLE_ERRORS, RedisUnavailable, Settings, connect, get_settings
 
+from ._job_records import JobKeys
+
 __all__ = ["PERMANENT_ERRORS", "TRANSIENT_ERRORS", "ServiceTask", "time_limits"]
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,7 @@ def _limits(task_name: str, settings: Settings) -> tuple[float, float]:
 
 
 def _record_key(settings: Settings, job_id: str) -> str:
-    return f"{settings.key_prefix}job:{job_id}:time-limit"
+    return JobKeys(settings.key_prefix).time_limit(job_id)
 
 
 class _SoftLimit(SoftTimeLimitExceeded):

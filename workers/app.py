@@ -6,7 +6,7 @@ late acknowledgement with redelivery when a worker dies, one message prefetched 
 timeout longer than the longest training job, and three queues: ``train`` (torch; run it with
 ``--pool solo`` or threads, since torch and fork do not mix), ``score`` and ``alerts``. The broker is the
 service's Redis, or RabbitMQ with quorum queues and publisher confirms (``EA_BROKER_URL=amqp://...``;
-:mod:`vectorstore.broker`); Redis stays the result backend. Every task derives
+:mod:`vectorstore.platform.broker`); Redis stays the result backend. Every task derives
 from :class:`workers._task_policy.ServiceTask`: transient Redis and broker errors are retried with backoff,
 and soft and hard time limits hold in every pool.
 """
@@ -47,7 +47,7 @@ TASK_ROUTES = {
 
 def celery_config(settings: Settings) -> dict:
     """Celery settings for ``settings`` (the broker and backend default to the service's Redis; with
-    ``EA_BROKER_URL=amqp://...`` the broker is RabbitMQ: see :mod:`vectorstore.broker`)."""
+    ``EA_BROKER_URL=amqp://...`` the broker is RabbitMQ: see :mod:`vectorstore.platform.broker`)."""
     redis_url = resolve_redis_url(settings)
     broker_url = celery_broker_url(settings)
     if not settings.result_backend and is_cluster(settings):

@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 
 from vectorstore import RedisUnavailable, Settings, connect, get_settings, redact_url
 
+from ._job_records import JobEntry, JobKeys, encode_job_entry
 from ._job_records import job_entry as _entry
 from ._job_records import progress_report as _report
 from ._progress_view import ProgressView
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def _jobs_key(settings: Settings) -> str:
-    return f"{settings.key_prefix}jobs"
+    return JobKeys(settings.key_prefix).jobs
 
 
 @dataclass(frozen=True)
@@ -153,14 +154,12 @@ class JobHandle:
 
     def progress_log(self, settings: Settings | None = None) -> list[dict[str, Any]]:
         """Every progress report the job made, oldest first (the last 500), each with its time ``at``."""
-        from .tasks._progress import progress_log_key
-
         if settings is not None:
             client = connect(settings)
         else:
             settings = get_settings()
             self._client = client = self._client or connect(settings)
-        raw = client.lrange(progress_log_key(settings.key_prefix, self.id), 0, -1)
+        raw = client.lrange(JobKeys(settings.key_prefix).progress(self.id), 0, -1)
         reports = [_report(r) for r in raw]
         if None in reports:  # garbage written into Redis: progress is informative, the rest still shows
             log.warning("job %s: %d progress report(s) that are not reports skipped", self.id, reports.count(None))
@@ -200,13 +199,13 @@ def submit(task: str, *, settings: Settings | None = None, queue: str | None = N
                                "the job was not queued") from None
     key = _jobs_key(settings)
     pipe = client.pipeline(transaction=True)
-    pipe.zadd(key, {json.dumps({"id": result.id, "task": task}): time.time()})
+    pipe.zadd(key, {encode_job_entry(result.id, task): time.time()})
     pipe.zremrangebyrank(key, 0, -_KEEP_JOBS - 1)
     pipe.execute()
     return JobHandle(result.id, task)
 
 
-def _submitted(limit: int, settings: Settings) -> list[tuple[dict[str, str], float]]:
+def _submitted(limit: int, settings: Settings) -> list[tuple[JobEntry, float]]:
     rows: list[tuple[bytes, float]] = connect(settings).zrevrange(
         _jobs_key(settings), 0, limit - 1, withscores=True)
     found = [(entry, float(ts)) for raw, ts in rows if (entry := _entry(raw)) is not None]
@@ -220,8 +219,8 @@ def list_jobs(limit: int = 20, settings: Settings | None = None) -> list[JobReco
     """The most recently submitted jobs, newest first, with their current state."""
     out = []
     for entry, ts in _submitted(limit, settings or get_settings()):
-        handle = JobHandle(entry["id"], entry["task"])
-        out.append(JobRecord(entry["id"], entry["task"], ts, handle.state, handle.progress))
+        handle = JobHandle(entry.id, entry.task)
+        out.append(JobRecord(entry.id, entry.task, ts, handle.state, handle.progress))
     return out
 
 
@@ -235,13 +234,13 @@ def get_job(job_id: str, settings: Settings | None = None) -> JobHandle:
     job_id = job_id.strip()
     # Only the submission records are scanned: no result-backend lookup per listed job.
     entries = [entry for entry, _ in _submitted(_KEEP_JOBS, settings or get_settings())]
-    matches = [e for e in entries if e["id"] == job_id]
+    matches = [e for e in entries if e.id == job_id]
     if not matches and len(job_id) >= 4:
-        matches = list({e["id"]: e for e in entries if e["id"].startswith(job_id)}.values())
+        matches = list({e.id: e for e in entries if e.id.startswith(job_id)}.values())
     if len(matches) > 1:
         raise UnknownJob(f"{job_id!r} is the start of {len(matches)} job ids; give more of it")
     if matches:
-        return JobHandle(matches[0]["id"], matches[0]["task"])
+        return JobHandle(matches[0].id, matches[0].task)
     raise UnknownJob(f"no job {job_id!r} (ea jobs lists the last {_KEEP_JOBS})")
 
 
@@ -278,7 +277,7 @@ def train_graph(interactions: str, *, model: str | None = None, name: str = "def
 
     Args:
         interactions: a path the worker can read (CSV/Parquet ``user,item[,weight,timestamp]``, MovieLens).
-        model: a key of ``recsys.models.MODELS`` (None: ``recsys.models.DEFAULT_MODEL``).
+        model: a key of ``recsys.MODELS`` (None: ``recsys.DEFAULT_MODEL``).
         params: the model's hyper-parameters.
         valid, test: held-out interactions (to stop LightGCN on; published metrics).
         item_metadata: CSV with an ``item`` column whose other columns are returned with recommendations.
@@ -333,7 +332,7 @@ def score_series(name: str, series_id: str, timestamps: list[Any], values: list[
 
 def upsert_items(name: str, items: list[dict[str, Any]], *, settings: Settings | None = None) -> JobHandle:
     """Submit ``ea.catalogue_upsert_items``: add items to ``name``'s active version or replace their vectors
-    (``recsys.catalogue.CatalogueWriter.upsert_items``: ``{"id", "vector"}`` or ``{"id", "users"}``, optional
+    (``recsys.CatalogueWriter.upsert_items``: ``{"id", "vector"}`` or ``{"id", "users"}``, optional
     ``"metadata"``; vectors as lists of numbers). The job id is the write's idempotency token."""
     return submit("ea.catalogue_upsert_items", settings=settings, name=name, items=[_plain(i) for i in items])
 

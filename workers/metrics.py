@@ -105,14 +105,14 @@ def install_signals() -> None:
 def _on_prerun(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     with _started_lock:
         _started[str(task_id)] = (getattr(task, "name", "?"), time.perf_counter())
-    _record({_SEP.join(("jobs", getattr(task, "name", "?"), "started")): 1})
+    _record({_SEP.join(("job", getattr(task, "name", "?"), "started")): 1})
 
 
 def _finished(task_id: Any, name: str | None, state: str) -> None:
     with _started_lock:
         began = _started.pop(str(task_id), None)
     name = name or (began[0] if began else "?")
-    counts: dict[str, float] = {_SEP.join(("jobs", name, state)): 1}
+    counts: dict[str, float] = {_SEP.join(("job", name, state)): 1}
     if began is not None:
         took = time.perf_counter() - began[1]
         le = next((str(b) for b in BUCKETS if took <= b), "+Inf")
@@ -161,7 +161,7 @@ class WorkerMetrics:
         durations: dict[str, dict[str, float]] = {}
         for name, value in sorted(raw.items()):
             kind, *parts = name.split(_SEP)
-            if kind == "jobs" and len(parts) == 2:
+            if kind == "job" and len(parts) == 2:
                 jobs.add_metric(parts, value)
             elif kind == "points" and len(parts) == 1:
                 points.add_metric(parts, value)

@@ -102,7 +102,7 @@ def entity_outliers(name: str, kind: str = "users", *, k: int = 10, alert: bool 
                     registry: ModelRegistry | None = None) -> pd.DataFrame:
     """Users or items of a published graph model scored by kNN distance among their peers.
 
-    The vectors each model's entities are compared by come from :func:`recsys.entities.entity_vectors`
+    The vectors each model's entities are compared by come from :func:`recsys.entity_vectors`
     (recsys owns its stored format); the rule is :func:`anomaly.knn_outliers`.
 
     Args:

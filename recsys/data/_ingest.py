@@ -8,7 +8,7 @@ The rules at the edges (stated in :mod:`recsys.data.interactions`): ids are text
 number is written as one (``1.0`` -> ``"1"``), one at or beyond 2**53 (not an exact integer) is refused,
 so is an id holding a NUL byte; weights lie in ``MIN_WEIGHT..MAX_WEIGHT``. A file is read only when its
 first line is plainly one of the formats; otherwise it is refused without quoting it (see
-:mod:`vectorstore.inputs`).
+:mod:`vectorstore.platform.inputs`).
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def column_names(columns: Mapping[str, str] | None) -> dict[str, str]:
 def _check_columns(columns: Iterable[Any], source: str, names: Mapping[str, str] | None = None, *,
                    file: bool = False) -> None:
     """Refuse a table without the user and item columns. A file's columns are listed only when its first
-    line is plainly a header (:func:`vectorstore.inputs.plain_header`): a file that is not a table is
+    line is plainly a header (:func:`vectorstore.platform.inputs.plain_header`): a file that is not a table is
     never quoted."""
     names = names or {c: c for c in (*REQUIRED, *OPTIONAL)}
     columns = list(columns)

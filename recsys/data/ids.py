@@ -1,7 +1,8 @@
 """The ids a request or a delta names (users, items): checked once, as the str the id maps hold.
 
-An id is a str or an int (an int is written as its digits); anything else, an overlong id or text that is
-not valid UTF-8 is an :class:`~recsys.exceptions.InvalidRequest` naming which id and what is wrong.
+An id is a str or an int (an int is written as its digits); anything else, an overlong, empty or blank id, one
+holding a NUL byte or text that is not valid UTF-8 is an :class:`~recsys.exceptions.InvalidRequest` naming
+which id and what is wrong.
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ def check_id(value: Any, what: str) -> str:
         return str(value)
     if len(value) > MAX_ID_CHARS:
         raise InvalidRequest(f"{what} id is {len(value)} characters long (at most {MAX_ID_CHARS})")
+    if not value.strip():  # training refuses blank ids and NUL bytes: a delta naming one blocked every training
+        raise InvalidRequest(f"{what} id is empty" if not value else f"{what} id is blank ({len(value)} spaces)")
+    if "\x00" in value:
+        raise InvalidRequest(f"{what} id holds a NUL byte at position {value.index(chr(0))}")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -19,7 +19,7 @@ At the edges:
 * weights lie in ``1e-12..1e12`` (:data:`~recsys.data._ingest.MIN_WEIGHT`, ``MAX_WEIGHT``): 1e308 overflowed in
   training and 1e-320 became 0; a weight outside is refused with its line;
 * a file whose first line is not plainly one of the formats is refused without quoting any of it, and a
-  bad cell of a file that is plainly one is quoted by a short excerpt only (:mod:`vectorstore.inputs`).
+  bad cell of a file that is plainly one is quoted by a short excerpt only (:mod:`vectorstore.platform.inputs`).
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ import scipy.sparse as sp
 
 from ..exceptions import InvalidInteractions, UnknownItem, UnknownUser
 from . import _files, _ingest
+from ._ingest import MAX_WEIGHT, MIN_WEIGHT
 
-__all__ = ["Interactions"]
+__all__ = ["MAX_WEIGHT", "MIN_WEIGHT", "Interactions"]
 
 logger = logging.getLogger(__name__)
 

@@ -1,15 +1,17 @@
 """Item metadata tables (``item,title,genre...``): read, checked and aligned to a model's items.
 
 A file whose first line is not plainly a table header with an ``item`` column is refused without quoting
-it; repeated items are named by line number (and a short excerpt). See :mod:`vectorstore.inputs`.
+it; repeated items are named by line number (and a short excerpt). See :mod:`vectorstore.platform.inputs`.
 :func:`item_metadata_columns` turns a table into the ``{column: [value per item]}`` a version publishes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,9 +22,29 @@ from ..exceptions import InvalidParameter
 from ._files import TextFormat, excerpt, text_format
 from ._ingest import MAX_REPORTED
 
-__all__ = ["item_metadata_columns", "read_item_table"]
+__all__ = ["MAX_METADATA_INT", "item_metadata_columns", "metadata_value_problem", "read_item_table"]
 
 log = logging.getLogger(__name__)
+
+#: the largest integer a metadata value may be: every integer up to it is exactly a float64, which is how
+#: filters compare numbers (and how Milvus stores them); ``year=1`` followed by 400 zeros broke every filter on
+#: ``year`` with a raw OverflowError
+MAX_METADATA_INT = 2**53
+
+
+def metadata_value_problem(value: Any) -> str | None:
+    """What is wrong with ``value`` as an item metadata value, or None: values are str, bool, None, finite
+    floats and integers within +-:data:`MAX_METADATA_INT` (the writer, training and filters agree on it)."""
+    if value is None or isinstance(value, str | bool):
+        return None
+    if isinstance(value, int):
+        if abs(value) > MAX_METADATA_INT:
+            return (f"an integer of {value.bit_length()} bits, beyond +-2**53 (what filters compare exactly): "
+                    "store it as a string")
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{value} (numbers must be finite)"
+    return f"a {type(value).__name__} (a str, finite number, bool or None)"
 
 
 def read_item_table(path: str | os.PathLike) -> pd.DataFrame:
@@ -49,6 +71,10 @@ def read_item_table(path: str | os.PathLike) -> pd.DataFrame:
             table = _read(path, fmt.fallback())
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeError, OSError, EOFError) as exc:
         raise InvalidParameter(f"item metadata {path}: not a readable CSV table ({type(exc).__name__})") from None
+    except OverflowError:  # pandas' own type inference, before any column is ours to check
+        raise InvalidParameter(f"item metadata {path}: a column holds a number beyond float64's range "
+                               "(integers up to 2**53 are compared exactly; write longer ones as text, e.g. with a "
+                               "letter)") from None
     items = table["item"].astype(str).str.strip()
     repeated = items.duplicated(keep="first").to_numpy()
     if repeated.any():
@@ -56,7 +82,30 @@ def read_item_table(path: str | os.PathLike) -> pd.DataFrame:
         shown = ", ".join(excerpt(v) for v in items[repeated].head(3))
         raise InvalidParameter(f"item metadata {path}: {int(repeated.sum())} repeated item(s) at lines {lines} "
                                f"({shown}); one row per item")
+    _refuse_overflowed_numbers(table.assign(item=items), path)
     return table.assign(item=items)
+
+
+_NUMBER = r"^\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*$"
+
+
+def _refuse_overflowed_numbers(table: pd.DataFrame, path: Path) -> None:
+    """A column of numbers read as text because one of them is beyond float64 (pandas keeps such a column as
+    text, so ``1994`` would become ``"1994"`` and every numeric filter on it would be refused)."""
+    for name in table.columns:
+        column = table[name]
+        if name == "item" or pd.api.types.is_numeric_dtype(column) or pd.api.types.is_bool_dtype(column):
+            continue
+        present = column.dropna().astype(str)
+        if present.empty or not present.str.match(_NUMBER).all():
+            continue
+        digits = present.str.strip().str.lstrip("+-").str.split(r"[.eE]", n=1, regex=True).str[0].str.len()
+        at = int(digits.to_numpy().argmax())
+        item = table["item"].iloc[present.index[at]]
+        raise InvalidParameter(f"item metadata {path}: column {excerpt(str(name), 24)} holds numbers, one of "
+                               f"{int(digits.iloc[at])} digits (item {excerpt(item)}): a number beyond float64's "
+                               "range (integers up to 2**53 are compared exactly; write longer ones as text, e.g. "
+                               "with a letter)")
 
 
 def _read(path: Path, fmt: TextFormat) -> pd.DataFrame:
@@ -67,7 +116,8 @@ def _read(path: Path, fmt: TextFormat) -> pd.DataFrame:
                                    "(not quoted: the file is not plainly a table)")
         found = ", ".join(excerpt(c, 24) for c in list(header.columns)[:12])
         raise InvalidParameter(f"item metadata {path} needs an 'item' column, found {found}")
-    return pd.read_csv(path, dtype={"item": str}, **fmt.pandas())
+    # nullable dtypes: an integer column with a gap stays integers (1994, not 1994.0), booleans stay booleans
+    return pd.read_csv(path, dtype={"item": str}, dtype_backend="numpy_nullable", **fmt.pandas())
 
 
 def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray) -> dict[str, list] | None:
@@ -93,4 +143,11 @@ def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray
         raise InvalidParameter(f"item metadata repeats items {dup}")
     aligned = df.set_index("item").reindex(pd.Index(item_ids, dtype=str))
     aligned = aligned.astype(object).where(aligned.notna(), None)
-    return {str(col): aligned[col].tolist() for col in aligned.columns}
+    columns = {str(col): aligned[col].tolist() for col in aligned.columns}
+    for name, values in columns.items():
+        for n, value in enumerate(values):
+            problem = metadata_value_problem(value)
+            if problem is not None:
+                raise InvalidParameter(f"item metadata: field {excerpt(name, 24)} of item {excerpt(item_ids[n])} is "
+                                       f"{problem}")
+    return columns

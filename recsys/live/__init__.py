@@ -12,8 +12,8 @@ carried over to it.
 module                holds
 ====================  =======================================================================================
 ``delta_log``         the log's format, its one owner: keys, entries and their signatures, rewritten user
-                      rows, :func:`read_log`
-``writer``            :class:`CatalogueWriter`: the four operations, each checked, then appended in one script
+                      rows, the append script (:class:`LogAppender`), :func:`read_log`
+``writer``            :class:`CatalogueWriter`: the four operations, each checked, then appended
 ``_target_version``   the version a writer writes to: its catalogue, keys and seals, users' current rows
 ``_fold_in``          what an item upsert or a user update writes, folded in from the version's vectors
 ``_checks``           the checks a delta's input passes before anything is written

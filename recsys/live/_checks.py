@@ -3,16 +3,25 @@ an :class:`~recsys.exceptions.InvalidDelta` naming the item or user and what is 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from ..data.ids import check_ids
+from ..data.ids import check_id, check_ids
+from ..data.interactions import MAX_WEIGHT, MIN_WEIGHT
+from ..data.item_table import metadata_value_problem
 from ..exceptions import InvalidDelta
 
-__all__ = ["delta_ids", "field_values", "positive", "vector"]
+__all__ = ["delta_id", "delta_ids", "field_values", "positive", "vector"]
+
+
+def delta_id(value: Any, what: str) -> str:
+    """One id (a user or item) as str."""
+    try:
+        return check_id(value, what)
+    except ValueError as exc:
+        raise InvalidDelta(str(exc)) from None
 
 
 def delta_ids(values: Any, what: str) -> list[str]:
@@ -24,8 +33,9 @@ def delta_ids(values: Any, what: str) -> list[str]:
 
 
 def positive(x: Any) -> bool:
-    """Whether ``x`` is a finite number > 0 (a weight)."""
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+    """Whether ``x`` is a weight training accepts: a number in ``MIN_WEIGHT..MAX_WEIGHT`` (1e308 passed a
+    finite-and-positive check here, then blocked every training of the model)."""
+    return isinstance(x, int | float) and not isinstance(x, bool) and MIN_WEIGHT <= x <= MAX_WEIGHT
 
 
 def vector(value: Any, dim: int, what: str) -> list[float]:
@@ -36,9 +46,11 @@ def vector(value: Any, dim: int, what: str) -> list[float]:
         raise InvalidDelta(f"{what} is not a list of numbers") from None
     if arr.ndim != 1 or arr.shape[0] != dim:
         raise InvalidDelta(f"{what} has dimension {arr.shape[0] if arr.ndim == 1 else arr.shape}; the model has {dim}")
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float32)  # checked as stored: 1e39 is finite in float64 and inf in float32
     if not np.isfinite(arr).all():
         raise InvalidDelta(f"{what} holds NaN or inf (first at position {int(np.flatnonzero(~np.isfinite(arr))[0])})")
-    return arr.astype(np.float32).tolist()
+    return arr.tolist()
 
 
 def field_values(item: str, values: Any) -> dict[str, Any]:
@@ -48,8 +60,7 @@ def field_values(item: str, values: Any) -> dict[str, Any]:
     for name, value in values.items():
         if not isinstance(name, str) or not name:
             raise InvalidDelta(f"metadata of item {item!r}: field names are non-empty str, got {name!r}")
-        ok = value is None or isinstance(value, str | bool | int) or (isinstance(value, float) and math.isfinite(value))
-        if not ok:
-            raise InvalidDelta(f"metadata of item {item!r}: field {name!r} must be a str, finite number, bool or "
-                               f"None, got {type(value).__name__}")
+        problem = metadata_value_problem(value)
+        if problem is not None:
+            raise InvalidDelta(f"metadata of item {item!r}: field {name!r} is {problem}")
     return dict(values)

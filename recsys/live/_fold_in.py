@@ -17,9 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.ids import check_id
 from ..exceptions import InvalidDelta, UnknownItem, UnknownUser
-from ._checks import delta_ids, field_values, vector
+from ._checks import delta_id, delta_ids, field_values, vector
 from ._target_version import TargetVersion
 from .delta_log import encode_user_row
 
@@ -30,7 +29,7 @@ def upserted_item(target: TargetVersion, item: Mapping[str, Any]) -> dict[str, A
     """One item of an ``upsert_items`` entry: ``{"id", "vector", "fold_in"?, "metadata"?, "popularity"?}``."""
     if not isinstance(item, Mapping) or "id" not in item:
         raise InvalidDelta(f"upsert_items: each item is a mapping with an 'id', got {type(item).__name__}")
-    name = check_id(item["id"], "item")
+    name = delta_id(item["id"], "item")
     out: dict[str, Any] = {"id": name}
     cat = target.catalogue
     if item.get("vector") is not None:

@@ -19,6 +19,7 @@ from vectorstore import Settings
 
 from ..exceptions import UnsupportedDelta
 from .catalogue import Catalogue
+from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPSERT_ITEMS
 
 __all__ = ["check", "write"]
 
@@ -34,10 +35,10 @@ def check(spec: Mapping[str, Any], where: str, op: str, payload: Mapping[str, An
     Raises:
         UnsupportedDelta: an item upsert; a field the collection lacks, or a value not of its column's type.
     """
-    if op == "upsert_items":
+    if op == UPSERT_ITEMS:
         raise UnsupportedDelta(f"{op}: {where} keeps its items in a Milvus collection, which takes deletions and "
                                "field updates only; nothing was written (new items wait for the next training)")
-    if op != "update_metadata":
+    if op != UPDATE_METADATA:
         return
     kinds = spec.get("fields", {})
     for item, values in payload["items"].items():
@@ -58,12 +59,12 @@ def write(settings: Settings, spec: Mapping[str, Any], catalogue: Catalogue, op:
     Raises:
         vectorstore.MilvusUnavailable, vectorstore.MilvusRefused: Milvus failed (nothing was logged).
     """
-    if op not in ("delete_items", "update_metadata"):
+    if op not in (DELETE_ITEMS, UPDATE_METADATA):
         return
     from vectorstore import MilvusStore  # imports pymilvus: only for a Milvus-backed version
 
     store = MilvusStore.get(settings)
-    if op == "delete_items":
+    if op == DELETE_ITEMS:
         store.delete(spec["collection"], [catalogue.pos[i] for i in payload["items"]])
         return
     items = list(payload["items"])

@@ -19,9 +19,9 @@ import redis
 from vectorstore import ModelNotFound, ModelRegistry, RedisUnavailable, RowSeal, VersionNotFound
 
 from ..exceptions import ModelUnavailable, UnknownItem
-from ..publish.wire import decode_ids, decode_vector
+from ..publish.wire import SEEN, USER_VECTORS, decode_ids, decode_vector
 from .catalogue import Catalogue
-from .delta_log import DELTA_TOKENS, DELTA_USERS, DELTAS, decode_user_row, delta_seals
+from .delta_log import LogKeys, decode_user_row, delta_seals, log_keys
 
 __all__ = ["TargetVersion", "answered"]
 
@@ -37,9 +37,7 @@ class TargetVersion:
     model: str
     version: int
     catalogue: Catalogue
-    stream: str
-    tokens: str
-    users: str
+    log: LogKeys
     cosine: bool  # scoring vectors (items' and users') are stored L2-normalised
     milvus: dict | None  # its Milvus collection's spec: deletions and field updates go there too
     seals: tuple[RowSeal, RowSeal, RowSeal, RowSeal]  # log entries, rewritten users, published vectors, seen
@@ -64,11 +62,10 @@ class TargetVersion:
         metadata = json.loads(mv.blobs["item_metadata"]) if "item_metadata" in mv.blobs else {}
         catalogue = Catalogue(np.asarray(json.loads(mv.blobs["item_ids"]), dtype=object), mv.arrays["item_vectors"],
                               mv.arrays.get("fold_in_vectors"), mv.arrays["item_popularity"], metadata)
-        stream, tokens, users = (registry.derived_key(model, number, n) for n in (DELTAS, DELTA_TOKENS, DELTA_USERS))
         entries, rewritten = delta_seals(registry, model, number)
         vectors, seen = (registry.row_seal(model, number, table, manifest=manifest)
-                         for table in ("user_vectors", "seen"))
-        return cls(registry, model, number, catalogue, stream, tokens, users,
+                         for table in (USER_VECTORS, SEEN))
+        return cls(registry, model, number, catalogue, log_keys(registry, model, number, register=True),
                    cosine=manifest["meta"].get("space") == "cosine", milvus=manifest["meta"].get("milvus") or None,
                    seals=(entries, rewritten, vectors, seen))
 
@@ -76,11 +73,6 @@ class TargetVersion:
     def where(self) -> str:
         """The version named in messages."""
         return f"model {self.model!r} v{self.version}"
-
-    def keys(self) -> tuple[str, str]:
-        """The manifest and active-pointer keys of the version (the registry's documented layout)."""
-        base = self.registry.table_key(self.model, self.version, "_")[: -len(f"v:{int(self.version)}:t:_")]
-        return f"{base}v:{int(self.version)}:manifest", f"{base}active"
 
     def scoring(self, vector: Any) -> np.ndarray:
         """A scoring vector as the version stores them."""
@@ -103,9 +95,9 @@ class TargetVersion:
         """Each user's ``(vector, seen)`` as deltas left it, else as published, else ``None``; and the raw
         rewritten rows (what a write checks is still there)."""
         pipe = self.registry.client.pipeline(transaction=False)
-        pipe.hmget(self.users, users)
-        pipe.hmget(self.registry.table_key(self.model, self.version, "user_vectors"), users)
-        pipe.hmget(self.registry.table_key(self.model, self.version, "seen"), users)
+        pipe.hmget(self.log.users, users)
+        pipe.hmget(self.registry.table_key(self.model, self.version, USER_VECTORS), users)
+        pipe.hmget(self.registry.table_key(self.model, self.version, SEEN), users)
         updated, vectors, seens = answered(pipe.execute)
         out: list[UserRow | None] = []
         for user, row, vec, seen in zip(users, updated, vectors, seens):

@@ -11,7 +11,7 @@ import logging
 
 from vectorstore import ModelRegistry
 
-from .delta_log import read_log
+from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPDATE_USERS, UPSERT_ITEMS, read_log
 from .writer import CatalogueWriter
 
 __all__ = ["carry_over"]
@@ -31,23 +31,23 @@ def carry_over(registry: ModelRegistry, model: str, old: int, after: str, new: i
     writer = CatalogueWriter(model, settings=registry.settings, version=new)
     carried = 0
     for entry in read_log(registry, model, old, after):
-        body, op = entry.body, entry.body.get("op")
+        body, op = entry.body, entry.op
         state = writer._current()
-        if op == "delete_items":
+        if op == DELETE_ITEMS:
             items = [i for i in body["items"] if state.catalogue.live(str(i)) is not None]
             if items:
                 writer.delete_items(items, token=f"carry:{old}:{entry.id}")
-        elif op == "update_metadata":
+        elif op == UPDATE_METADATA:
             values = {i: v for i, v in body["items"].items() if state.catalogue.live(str(i)) is not None}
             if values:
                 writer.update_metadata(values, token=f"carry:{old}:{entry.id}")
-        elif op == "update_users":
+        elif op == UPDATE_USERS:
             users = {u["id"]: [i for i in u["items"] if state.catalogue.live(str(i)) is not None]
                      for u in body["users"]}
             users = {u: items for u, items in users.items() if items}
             if users:
                 writer.update_users(users, token=f"carry:{old}:{entry.id}")
-        elif op == "upsert_items":
+        elif op == UPSERT_ITEMS:
             log.warning("%s: v%s's upsert %s (items %s) is not carried to v%s: its vectors are the old model's",
                         model, old, entry.id, [i["id"] for i in body["items"]][:5], new)
             continue

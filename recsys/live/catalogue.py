@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPDATE_USERS, UPSERT_ITEMS, Entry
+
 __all__ = ["Catalogue", "Change", "Rows"]
 
 log = logging.getLogger(__name__)
@@ -106,20 +108,20 @@ class Catalogue:
         pos = self.pos.get(item)
         return None if pos is None or pos in self.deleted else pos
 
-    def apply(self, body: Mapping[str, Any]) -> Change:
-        """Apply one delta (a verified log entry's body); see :mod:`recsys.live.delta_log` for the operations."""
-        op = body.get("op")
+    def apply(self, entry: Entry) -> Change:
+        """Apply one delta (a verified log entry); see :mod:`recsys.live.delta_log` for the operations."""
+        op, body = entry.op, entry.body
         change = Change()
-        if op == "upsert_items":
+        if op == UPSERT_ITEMS:
             for item in body["items"]:
                 change.upserted.append(self._upsert(item))
-        elif op == "delete_items":
+        elif op == DELETE_ITEMS:
             for item in body["items"]:
                 pos = self.live(str(item))
                 if pos is not None:
                     self.deleted.add(pos)
                     change.deleted.append(pos)
-        elif op == "update_users":
+        elif op == UPDATE_USERS:
             self.users_updated = True
             for user in body["users"]:
                 change.users.append(str(user["id"]))
@@ -127,7 +129,7 @@ class Catalogue:
                     pos = self.live(str(item))
                     if pos is not None:
                         self.popularity.put(pos, self.popularity.view()[pos] + 1.0)
-        elif op == "update_metadata":
+        elif op == UPDATE_METADATA:
             for item, values in body["items"].items():
                 pos = self.pos.get(str(item))
                 if pos is not None:

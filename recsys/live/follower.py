@@ -21,7 +21,7 @@ from vectorstore import IntegrityError, ItemIndex, ModelRegistry
 
 from ._apply import apply_deletions, apply_to_model
 from .catalogue import Catalogue, Change
-from .delta_log import DELTA_USERS, DELTAS, decode_user_row, delta_seals, read_log
+from .delta_log import REFUSED, Entry, decode_user_row, delta_seals, log_keys, read_log
 
 if TYPE_CHECKING:
     from ..serving.serving_model import ServingModel
@@ -51,8 +51,7 @@ class DeltaFollower:
         self.registry = registry
         self.model = model
         self.catalogue: Catalogue | None = None  # made at the first delta: most versions never get one
-        self.log_key = registry.derived_key(model.name, model.version, DELTAS, register=False)
-        self.users_key = registry.derived_key(model.name, model.version, DELTA_USERS, register=False)
+        self.users_key = log_keys(registry, model.name, model.version).users
         self._seals = delta_seals(registry, model.name, model.version)
         self.applied = 0
         self.refused = 0
@@ -103,7 +102,7 @@ class DeltaFollower:
                                            m.popularity, m.metadata)
             batch = Change()
             for entry in entries:
-                batch.merge(self._apply(entry.id, entry.body))
+                batch.merge(self._apply(entry))
             for user in batch.users:  # the user's mark first: a reader seeing the revision finds the user
                 self.user_revisions[user] = self.users_revision + 1
                 self.users_revision += 1
@@ -115,15 +114,15 @@ class DeltaFollower:
             self.applied += len(entries)
             return len(entries)
 
-    def _apply(self, entry_id: str, body: dict) -> Change:
+    def _apply(self, entry: Entry) -> Change:
         """One entry to the catalogue (the indexes follow once per batch)."""
         assert self.catalogue is not None
         change = Change()
-        if body.get("op") == "refused":
+        if entry.op == REFUSED:
             self.refused += 1
         else:
-            change = self.catalogue.apply(body)
-        self.catalogue.last_id = entry_id
+            change = self.catalogue.apply(entry)
+        self.catalogue.last_id = entry.id
         return change
 
     def user_row(self, user: str, raw: bytes) -> tuple[np.ndarray, np.ndarray] | None:

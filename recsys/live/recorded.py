@@ -18,7 +18,8 @@ import redis
 from vectorstore import ModelRegistry
 
 from ..data.interactions import Interactions
-from .delta_log import read_log
+from ..data.item_table import metadata_value_problem
+from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPDATE_USERS, UPSERT_ITEMS, read_log
 
 __all__ = ["Recorded", "recorded"]
 
@@ -74,6 +75,10 @@ class Recorded:
             if item not in pos:
                 continue
             for name, value in values.items():
+                problem = metadata_value_problem(value)
+                if problem is not None:  # recorded before writers refused it: it costs this value, not the training
+                    log.warning("item %r: field %r left out of the training's metadata: %s", item, name, problem)
+                    continue
                 out.setdefault(name, [None] * len(item_ids))[pos[item]] = value
         return out
 
@@ -97,19 +102,19 @@ def recorded(registry: ModelRegistry, model: str, version: int | None = None) ->
         entries = []
     for entry in entries:
         body, last = entry.body, entry.id
-        if body["op"] == "update_users":
+        if entry.op == UPDATE_USERS:
             for user in body["users"]:
                 weights = user.get("weights") or [1.0] * len(user["items"])
-                at = float(body.get("at", 0.0))
+                at = entry.at
                 interactions += [(str(user["id"]), str(i), float(w), at) for i, w in zip(user["items"], weights)]
-        elif body["op"] == "delete_items":
+        elif entry.op == DELETE_ITEMS:
             deleted.update(str(i) for i in body["items"])
-        elif body["op"] == "upsert_items":
+        elif entry.op == UPSERT_ITEMS:
             for item in body["items"]:
                 deleted.discard(str(item["id"]))
                 if item.get("metadata"):
                     metadata.setdefault(str(item["id"]), {}).update(item["metadata"])
-        elif body["op"] == "update_metadata":
+        elif entry.op == UPDATE_METADATA:
             for item, values in body["items"].items():
                 metadata.setdefault(str(item), {}).update(values)
     return Recorded(version, interactions, deleted, metadata, last)

@@ -14,59 +14,33 @@ written to the collection too, before the log entry (:mod:`recsys.live._milvus_d
 
 Each call checks its input against the version as its log leaves it (:mod:`recsys.live._target_version`;
 what an upsert or a user update writes is folded in by :mod:`recsys.live._fold_in`), then appends one entry
-to the log and notifies clients in one Redis script (:mod:`recsys.live.delta_log` has the format). A write
-with a ``token`` that was already written returns the first write's receipt (Celery redeliveries write
-once). A write aimed at the active version that finds another version active (a training finished
-meanwhile) is checked again against that version and written there.
+to the log and notifies clients in one Redis script (:class:`recsys.live.delta_log.LogAppender`, with the
+format). A write with a ``token`` that was already written returns the first write's receipt (Celery
+redeliveries write once). A write aimed at the active version that finds another version active (a training
+finished meanwhile) is checked again against that version and written there.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vectorstore import ModelRegistry, Settings, get_settings
 
-from ..data.ids import check_id
+from ..data.interactions import MAX_WEIGHT, MIN_WEIGHT
 from ..exceptions import InvalidDelta, ModelUnavailable, UnknownItem, UnknownUser
 from . import _milvus_deltas
-from ._checks import delta_ids, field_values, positive
+from ._checks import delta_id, delta_ids, field_values, positive
 from ._fold_in import updated_users, upserted_item
 from ._target_version import TargetVersion, answered
-from .delta_log import read_log, sign_body
+from .delta_log import DELETE_ITEMS, UPDATE_METADATA, UPDATE_USERS, UPSERT_ITEMS, LogAppender, read_log
 
 __all__ = ["CatalogueWriter", "DeltaReceipt"]
 
 log = logging.getLogger(__name__)
-
-# KEYS: stream, tokens, manifest, active, users. ARGV: version, body, tag, token, channel, notice prefix,
-# pinned ('1': the version was named, '' : it must be the active one), then (user, row it was computed from
-# or '', new row) triples. One round trip per write; a user row another writer changed meanwhile (-3) or a
-# new active version (-2) sends the writer back to read and compute again (writers never lose an update).
-_APPEND = """
-if ARGV[4] ~= '' then
-  local done = redis.call('HGET', KEYS[2], ARGV[4])
-  if done then return {0, done} end
-end
-if redis.call('EXISTS', KEYS[3]) == 0 then return {-1, ''} end
-local active = redis.call('GET', KEYS[4]) or ''
-if ARGV[7] == '' and active ~= ARGV[1] then return {-2, active} end
-for i = 8, #ARGV, 3 do
-  if (redis.call('HGET', KEYS[5], ARGV[i]) or '') ~= ARGV[i + 1] then return {-3, ARGV[i]} end
-end
-local id = redis.call('XADD', KEYS[1], '*', 'body', ARGV[2], 'tag', ARGV[3])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[2], ARGV[4], id) end
-for i = 8, #ARGV, 3 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 2]) end
-redis.call('PUBLISH', ARGV[5], ARGV[6] .. id .. '"}')
-return {1, id}
-"""
-
 
 @dataclass(frozen=True)
 class DeltaReceipt:
@@ -103,7 +77,7 @@ class CatalogueWriter:
         self.pinned = version
         self._state: TargetVersion | None = None
         self._lock = threading.Lock()  # one write at a time (a worker's threads share a writer)
-        self._append = self.registry.client.register_script(_APPEND)
+        self._appender = LogAppender(self.registry)
 
     def _current(self, refresh: bool = True) -> TargetVersion:
         """The version written to, its catalogue caught up with its log (``refresh=False``: as last seen; the
@@ -123,7 +97,7 @@ class CatalogueWriter:
         """Apply the log's entries newer than the catalogue's, in the log's order (the clients' order: a new
         item's position is its place in it, whichever writer added it)."""
         for entry in read_log(self.registry, self.name, state.version, state.catalogue.last_id, seal=state.seals[0]):
-            state.catalogue.apply(entry.body)
+            state.catalogue.apply(entry)
             state.catalogue.last_id = entry.id
 
     @property
@@ -141,10 +115,10 @@ class CatalogueWriter:
         stale = False
         for _ in range(8):
             state = self._current(refresh=stale)
-            done = answered(self.registry.client.hget, state.tokens, token) if token else None
+            done = answered(self._appender.written, state.log, token) if token else None
             if done is not None:  # written before (a redelivered job): checking it again could only fail
-                return DeltaReceipt(self.name, state.version, done.decode(), op, 0, duplicate=True)
-            if state.milvus and op == "upsert_items":
+                return DeltaReceipt(self.name, state.version, done, op, 0, duplicate=True)
+            if state.milvus and op == UPSERT_ITEMS:
                 _milvus_deltas.check(state.milvus, state.where, op, {})
             try:
                 payload, count, rows = build(state)
@@ -153,32 +127,25 @@ class CatalogueWriter:
                     raise
                 stale = True  # another writer may have added it: read the log and check again
                 continue
-            body = json.dumps({"op": op, "model": self.name, "version": state.version, "uid": uuid.uuid4().hex,
-                               "at": time.time(), **payload}, separators=(",", ":")).encode()
-            notice = json.dumps({"model": self.name, "version": state.version, "event": "delta"})[:-1] + ', "id": "'
             if state.milvus:  # the collection changed before the log says so (recsys.live._milvus_deltas)
                 _milvus_deltas.check(state.milvus, state.where, op, payload)
                 _milvus_deltas.write(self.registry.settings, state.milvus, state.catalogue, op, payload)
-            manifest, active = state.keys()
-            args: list[Any] = [state.version, body, sign_body(state.seals[0], body),
-                               token or "", self.registry.channel(self.name), notice,
-                               "1" if self.pinned is not None else ""]
-            for user, old, row in rows:
-                args += [user, old or b"", row]
-            status, value = answered(self._append, keys=[state.stream, state.tokens, manifest, active, state.users],
-                                      args=args)
-            if status == -1:
+            status, value = answered(self._appender.append, self.name, state.version, op, payload, keys=state.log,
+                                     seal=state.seals[0], token=token, pinned=self.pinned is not None, rows=rows)
+            if status == LogAppender.GONE:
                 raise ModelUnavailable(f"model {self.name!r} v{state.version} was deleted")
-            if status in (-2, -3):  # another version is active, or another writer changed a user: again
-                if status == -2:
+            if status in (LogAppender.NOT_ACTIVE, LogAppender.USER_CHANGED):  # another version is active, or
+                # another writer changed a user: again
+                if status == LogAppender.NOT_ACTIVE:
                     log.info("%s: v%s is no longer active (v%s is); writing there", self.name, state.version,
                              value.decode() if value else None)
                 stale = True
                 continue
             entry = value.decode()
-            if status == 1:  # read the log up to our entry: others' entries before it came first for clients too
+            if status == LogAppender.APPENDED:  # read the log up to our entry: others' entries before it came
+                # first for clients too
                 self._catch_up(state)
-            return DeltaReceipt(self.name, state.version, entry, op, count, duplicate=status == 0)
+            return DeltaReceipt(self.name, state.version, entry, op, count, duplicate=status == LogAppender.REPEATED)
         raise ModelUnavailable(f"model {self.name!r}: the active version or the users' rows kept changing; "
                                "write again")
 
@@ -192,10 +159,13 @@ class CatalogueWriter:
         mean vector: the centre of what its users chose). Optional ``"metadata": {field: value}``.
 
         Raises:
-            InvalidDelta: no items, an item without a vector or users, a vector of the wrong dimension or
+            InvalidDelta: not a list, no items, an item without a vector or users, a vector of the wrong dimension or
                 with NaN/inf, a bad metadata value (each names the item).
             UnknownUser: none of an item's users is known (names them).
         """
+        if items is None or isinstance(items, str | bytes | Mapping) or not hasattr(items, "__iter__"):
+            raise InvalidDelta(f"upsert_items: give a list of {{'id', 'vector' or 'users'}} items, got "
+                               f"{type(items).__name__}")
         items = list(items)
         if not items:
             raise InvalidDelta("upsert_items: no items given")
@@ -204,7 +174,7 @@ class CatalogueWriter:
             out = [upserted_item(state, item) for item in items]
             return {"items": out}, len(out), []
 
-        return self._write("upsert_items", build, token)
+        return self._write(UPSERT_ITEMS, build, token)
 
     def delete_items(self, items: Iterable[str | int], *, token: str | None = None) -> DeltaReceipt:
         """Delete items: no client returns them from then on (recommendations, similar items, fold-in,
@@ -219,7 +189,7 @@ class CatalogueWriter:
             state.require_live(names)
             return {"items": names}, len(names), []
 
-        return self._write("delete_items", build, token)
+        return self._write(DELETE_ITEMS, build, token)
 
     def update_users(self, interactions: Mapping[str | int, Iterable[str | int]] | Mapping[str, Any],
                      *, weights: Mapping[str, Sequence[float]] | None = None,
@@ -237,16 +207,17 @@ class CatalogueWriter:
         """
         if not isinstance(interactions, Mapping) or not interactions:
             raise InvalidDelta("update_users: give {user: [item, ...]} with at least one user")
-        wanted = {check_id(u, "user"): delta_ids(v, "item") for u, v in interactions.items()}
-        given = {check_id(u, "user"): list(w) for u, w in (weights or {}).items()}
+        wanted = {delta_id(u, "user"): delta_ids(v, "item") for u, v in interactions.items()}
+        given = {delta_id(u, "user"): list(w) for u, w in (weights or {}).items()}
         for user, w in given.items():
             if user not in wanted or len(w) != len(wanted[user]) or not all(positive(x) for x in w):
-                raise InvalidDelta(f"update_users: weights of user {user!r} must be one finite number > 0 per item")
+                raise InvalidDelta(f"update_users: weights of user {user!r} must be one number in "
+                                   f"{MIN_WEIGHT:g}..{MAX_WEIGHT:g} per item (as training takes them)")
 
         def build(state: TargetVersion) -> tuple[dict, int, list]:
             return updated_users(state, wanted, given)
 
-        return self._write("update_users", build, token)
+        return self._write(UPDATE_USERS, build, token)
 
     def update_metadata(self, items: Mapping[str | int, Mapping[str, Any]], *,
                         token: str | None = None) -> DeltaReceipt:
@@ -260,11 +231,11 @@ class CatalogueWriter:
             raise InvalidDelta("update_metadata: give {item: {field: value}} with at least one item")
         values: dict[str, Any] = {}
         for item, fields in items.items():
-            name = check_id(item, "item")
+            name = delta_id(item, "item")
             values[name] = field_values(name, fields)
 
         def build(state: TargetVersion) -> tuple[dict, int, list]:
             state.require_live(values)
             return {"items": values}, len(values), []
 
-        return self._write("update_metadata", build, token)
+        return self._write(UPDATE_METADATA, build, token)

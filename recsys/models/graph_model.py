@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.interactions import Interactions
 from ..exceptions import InvalidParameter
+from ..publish.wire import USER_VECTORS
 
 __all__ = ["DEFAULT_MODEL", "GraphEmbeddings", "GraphModel", "ProgressCallback", "make_model", "MODELS"]
 
@@ -71,7 +72,7 @@ class GraphEmbeddings:
     ``recommend`` user_vectors against the item index; ``recommend_for_history`` the mean of the
     history's fold-in vectors against the item index; ``similar_items`` as above; ``ea outliers``
     user_outliers / item_outliers, compared by cosine. Every model in :data:`MODELS` passes one contract
-    test of every path (``tests/recsys/test_model_contract.py``), so a model that leaves a default in
+    test of every path (``tests/recsys/models/test_model_contract.py``), so a model that leaves a default in
     place where its vectors need another fails it.
     """
 
@@ -137,7 +138,7 @@ class GraphEmbeddings:
             "fold_in": f"mean of {fold} -> item index",
             "similar": "similar_vectors -> similar_targets (ip)" if self.similar_vectors is not None
             else f"{fold} -> item index",
-            "user_outliers": "user_vectors" if self.user_outliers == "user" else f"centred mean of {fold}",
+            "user_outliers": USER_VECTORS if self.user_outliers == "user" else f"centred mean of {fold}",
             "item_outliers": "item_vectors" if self.item_outliers == "item" else fold,
         }
 

@@ -2,7 +2,7 @@
 
 :func:`build_indexes` samples the queries a client will ask of each path (500 seeded users' vectors and
 their fold-in vectors, seen items excluded; 500 seeded items' similarity vectors, the item itself
-excluded) and hands them to :func:`vectorstore.recall.tune_index`, which chooses the graph kind and each
+excluded) and hands them to :func:`vectorstore.tune_index`, which chooses the graph kind and each
 path's ef (or exact search) by measured recall. The report goes into the manifest (``meta["ann_recall"]``);
 the client asks each path's queries with the search arguments settled for it (``report["search"]``).
 """

@@ -27,7 +27,7 @@ recall@10 of every path against exact search, measured on 500 sampled users and 
 >= 0.99).
 
 With ``index_backend="milvus"`` no hnswlib index is built: ``item_vectors``, the item ids and the metadata
-also go into a Milvus collection of the version (:mod:`vectorstore.milvus`; ``meta["milvus"]`` names it,
+also go into a Milvus collection of the version (:mod:`vectorstore.store.milvus`; ``meta["milvus"]`` names it,
 ``meta["index"]`` says ``{"backend": "milvus", ...}``), which the client searches. A model's own similarity
 vectors are then not published: similar items are an item's fold-in vector's neighbours in the collection.
 """
@@ -47,7 +47,7 @@ from ..data.interactions import Interactions
 from ..exceptions import InvalidParameter
 from ..models.graph_model import GraphEmbeddings
 from ._indexing import INDEX_PARAMS, build_indexes
-from .wire import encode_ids, encode_vector
+from .wire import SEEN, USER_VECTORS, encode_ids, encode_vector
 
 __all__ = ["INDEX_BACKENDS", "INDEX_PARAMS", "publish_embeddings"]
 
@@ -115,7 +115,7 @@ def publish_embeddings(
         arrays["similar_vectors"] = embeddings.similar_vectors
         blobs["similar_index"] = indexes.similar.to_bytes()
     fold_part = "fold_in_vectors" if "fold_in_vectors" in arrays else "item_vectors"
-    outliers = {"users": "user_vectors" if embeddings.user_outliers == "user" else "history",
+    outliers = {"users": USER_VECTORS if embeddings.user_outliers == "user" else "history",
                 "history_vectors": fold_part,
                 "items": "item_vectors" if embeddings.item_outliers == "item" else fold_part}
     meta = {
@@ -140,7 +140,7 @@ def publish_embeddings(
         name,
         arrays=arrays,
         blobs=blobs,
-        tables={"user_vectors": user_rows, "seen": seen_rows},
+        tables={USER_VECTORS: user_rows, SEEN: seen_rows},
         meta=meta,
         token=token,
         activate=activate,

@@ -19,12 +19,12 @@ import scipy.sparse as sp
 from vectorstore import ModelRegistry
 
 from ..exceptions import InvalidParameter, ModelUnavailable
-from .wire import decode_ids, decode_vector
+from .wire import SEEN, USER_VECTORS, decode_ids, decode_vector
 
-__all__ = ["EntityVectors", "entity_vectors"]
+__all__ = ["EntityVectors", "entity_vectors", "user_rows", "user_table_keys"]
 
 #: how a version published before ``meta["outliers"]`` existed is read
-_LEGACY = {"users": "user_vectors", "history_vectors": "item_vectors", "items": "item_vectors"}
+_LEGACY = {"users": USER_VECTORS, "history_vectors": "item_vectors", "items": "item_vectors"}
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,13 @@ def entity_vectors(registry: ModelRegistry, name: str, kind: str = "users",
         mv = registry.load(name, version, parts=[how["items"], "item_ids"])
         return EntityVectors(version, json.loads(mv.blobs["item_ids"]), np.asarray(mv.arrays[how["items"]]),
                              how["items"])
-    if how["users"] == "user_vectors":
-        rows = registry.read_table(name, version, "user_vectors")
+    if how["users"] == USER_VECTORS:
+        rows = registry.read_table(name, version, USER_VECTORS)
         return EntityVectors(version, list(rows), np.stack([decode_vector(v, meta.get("dim")) for v in rows.values()]),
-                             "user_vectors")
+                             USER_VECTORS)
     items = registry.load(name, version, parts=[how["history_vectors"]]).arrays[how["history_vectors"]]
     centred = (items - items.mean(axis=0)).astype(np.float32)
-    seen = registry.read_table(name, version, "seen")
+    seen = registry.read_table(name, version, SEEN)
     histories = [decode_ids(raw, len(items)) for raw in seen.values()]
     counts = np.fromiter((r.size for r in histories), np.int64, len(histories))
     indices = np.concatenate(histories) if histories else np.empty(0, np.int32)
@@ -89,3 +89,22 @@ def entity_vectors(registry: ModelRegistry, name: str, kind: str = "users",
                             shape=(len(histories), len(items)))
     vectors = np.asarray(history @ centred, dtype=np.float32) / np.maximum(counts, 1)[:, None].astype(np.float32)
     return EntityVectors(version, list(seen), vectors, "history")
+
+
+def user_rows(registry: ModelRegistry, name: str, version: int,
+              users: list[str]) -> list[tuple[np.ndarray, np.ndarray] | None]:
+    """Each user's published ``(vector, seen dense ids)`` in version ``version`` of ``name`` (``None``: an
+    unknown user), one round trip per table; rows are checked (signatures, sizes) as the client checks them.
+
+    Raises:
+        vectorstore.SignatureError, vectorstore.CorruptRow: a row fails its signature or is malformed.
+    """
+    vectors = registry.table_get(name, version, USER_VECTORS, users)
+    seens = registry.table_get(name, version, SEEN, users)
+    return [None if vec is None else (decode_vector(vec), decode_ids(seen))
+            for vec, seen in zip(vectors, seens)]
+
+
+def user_table_keys(registry: ModelRegistry, name: str, version: int) -> tuple[str, ...]:
+    """The Redis keys of a version's per-user tables (vectors, seen items): for measuring their memory."""
+    return tuple(registry.table_key(name, version, table) for table in (USER_VECTORS, SEEN))

@@ -1,4 +1,4 @@
-"""The bytes of a published graph model's per-user rows and precomputed top-N lists: one owner.
+"""The bytes of a published graph model's per-user rows and precomputed top-N lists, and their names: one owner.
 
 Written at publication (:mod:`recsys.publish.embeddings`) and by the precompute
 (:mod:`recsys.serving.precompute`); read by the client's per-user reads (:mod:`recsys.serving._user_rows`),
@@ -9,6 +9,9 @@ writer's native ``tobytes()`` would not be on a big-endian one):
 * a user's vector: ``d`` float32 (``<f4``);
 * a user's seen items: their dense item ids, int32 (``<i4``);
 * a user's top-N list: ``n`` int32 dense ids followed by ``n`` float32 scores.
+
+The rows are the version's tables :data:`USER_VECTORS` and :data:`SEEN` (user id -> row); the lists its
+derived hash :data:`TOPN` (user id -> list), built under :func:`topn_building` names first.
 
 Readers check what they decode: a row of the wrong size, a non-finite value or an item id outside the
 catalogue is a :class:`~vectorstore.CorruptRow`, never a raw ``ValueError`` or ``IndexError`` later (rows are
@@ -22,10 +25,22 @@ import numpy as np
 
 from vectorstore import CorruptRow
 
-__all__ = ["decode_ids", "decode_top", "decode_vector", "encode_ids", "encode_top", "encode_vector"]
+__all__ = ["SEEN", "TOPN", "USER_VECTORS", "decode_ids", "decode_top", "decode_vector", "encode_ids", "encode_top",
+           "encode_vector", "topn_building"]
 
 VECTOR = np.dtype("<f4")
 IDS = np.dtype("<i4")
+
+#: the version's table of users' vectors, and of their seen items
+USER_VECTORS, SEEN = "user_vectors", "seen"
+#: the derived hash of the version's precomputed top-N lists (written by ea.precompute_recommendations)
+TOPN = "topn"
+
+
+def topn_building(attempt: str, nonce: str = "") -> str:
+    """The derived name of a top-N hash being built by ``attempt`` (``nonce``: one try of it; without it, the
+    prefix of every try's name)."""
+    return f"{TOPN}-building-{attempt}-{nonce}"
 
 
 def encode_vector(vector: np.ndarray) -> bytes:

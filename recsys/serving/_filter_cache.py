@@ -1,6 +1,6 @@
 """Evaluating filter expressions (:mod:`recsys.serving._filter_grammar`) on a serving model's item metadata.
 
-An expression becomes the set of dense item ids it allows (:class:`vectorstore.filtered.AllowedIds`),
+An expression becomes the set of dense item ids it allows (:class:`vectorstore.AllowedIds`),
 computed once per (expression, metadata state) and reused by every query with it. Item metadata can
 change while a client serves (deltas): the state a set was computed for is part of its cache key
 (:func:`metadata_state`), so a changed item is filtered by its new values on the next query.
@@ -28,7 +28,7 @@ from vectorstore import AllowedIds
 from ..exceptions import InvalidFilter
 from ._filter_grammar import And, Compare, Literal, Member, Node, Not, Or, fields_of, parse_filter
 
-__all__ = ["FilterCache", "metadata_state"]
+__all__ = ["MAX_CACHE_BYTES", "FilterCache", "metadata_state"]
 
 _NUMBER, _STRING, _BOOL = "number", "string", "boolean"
 
@@ -37,6 +37,18 @@ def _kind(value: Literal) -> str:
     if isinstance(value, bool):
         return _BOOL
     return _NUMBER if isinstance(value, int | float) else _STRING
+
+
+#: the largest float64: an integer beyond it (a metadata value stored before writers refused them) is "other"
+_FLOAT_MAX = float(np.finfo(np.float64).max)
+
+
+def _as_float64(values: Sequence[Any]) -> np.ndarray | None:
+    """``values`` as float64, or None when an integer among them is beyond float64 (Python ints are unbounded)."""
+    try:
+        return np.array(values, dtype=np.float64)
+    except OverflowError:
+        return None
 
 
 def metadata_state(model: Any) -> Hashable:
@@ -61,8 +73,9 @@ class _Column:
         # One type throughout (missing values aside), told by pandas' C type inference: whole-array work, about
         # 10x faster than the per-value loop a mixed column takes (a metadata change rebuilds the column).
         inferred = pd.api.types.infer_dtype(values, skipna=True)
-        if inferred in ("integer", "floating", "mixed-integer-float"):
-            self.numbers = np.array(values, dtype=np.float64)
+        numbers = _as_float64(values) if inferred in ("integer", "floating", "mixed-integer-float") else None
+        if numbers is not None:
+            self.numbers = numbers
             self.kinds[~np.isnan(self.numbers)] = 1
         elif inferred == "string":
             codes, uniques = pd.factorize(np.asarray(values, dtype=object))
@@ -77,7 +90,7 @@ class _Column:
             present = ~pd.isna(arr)
             self.bools = present & (arr == True)  # noqa: E712 - elementwise, on an object array
             self.kinds[present] = 3
-        elif inferred != "empty":
+        elif inferred != "empty":  # mixed types, or an integer beyond float64
             self._by_value(values)
         self.has = {_NUMBER: bool((self.kinds == 1).any()), _STRING: bool((self.kinds == 2).any()),
                     _BOOL: bool((self.kinds == 3).any())}
@@ -90,7 +103,7 @@ class _Column:
                 continue
             if isinstance(v, bool):
                 self.kinds[i], self.bools[i] = 3, v
-            elif isinstance(v, int | float):
+            elif isinstance(v, float) or (isinstance(v, int) and -_FLOAT_MAX <= v <= _FLOAT_MAX):
                 self.kinds[i], self.numbers[i] = 1, float(v)
             elif isinstance(v, str):
                 self.kinds[i] = 2
@@ -101,6 +114,18 @@ class _Column:
         for code, s in enumerate(self.uniques):
             self.codes[strings[s]] = code
 
+    def member(self, values: Sequence[Literal]) -> np.ndarray:
+        """Where the value is one of ``values`` (all of one kind): one vectorised test, whatever their number."""
+        kind = _kind(values[0])
+        if kind == _NUMBER:
+            return np.isin(self.numbers, np.array([float(v) for v in values])) & self.typed(kind)
+        if kind == _BOOL:
+            return self.typed(kind) & np.isin(self.bools, np.array(values, dtype=bool))
+        u = self.uniques
+        at = [(bisect.bisect_left(u, v), v) for v in values]
+        found = [i for i, v in at if i < len(u) and u[i] == v]
+        return np.isin(self.codes, np.array(found, dtype=np.int64)) & (self.codes >= 0)
+
     def typed(self, kind: str) -> np.ndarray:
         return self.kinds == {_NUMBER: 1, _STRING: 2, _BOOL: 3}[kind]
 
@@ -108,7 +133,7 @@ class _Column:
         """Where ``value op`` holds among the values of ``value``'s type (others: False)."""
         kind = _kind(value)
         if kind == _NUMBER:
-            x = self.numbers
+            x, value = self.numbers, float(value)
             with np.errstate(invalid="ignore"):
                 out = {"==": x == value, "!=": x != value, "<": x < value, "<=": x <= value, ">": x > value,
                        ">=": x >= value}[op]
@@ -123,15 +148,29 @@ class _Column:
         return ranged & (c >= 0)
 
 
+#: the bytes a client's cached filters may hold: a broad filter on a million items holds about 16 MB (its ids,
+#: and the per-item table hnswlib's filter callable reads), and 64 of them held 488 MB
+MAX_CACHE_BYTES = 64 << 20
+
+
+def _footprint(allowed: AllowedIds, n_items: int) -> int:
+    """What a cached set holds at most: its ids and, once searched with, a table of one pointer per item."""
+    return int(allowed.ids.nbytes) + 8 * n_items
+
+
 class FilterCache:
     """Allowed item sets of filter expressions, per metadata state, shared by a client's threads.
 
     Args:
         size: expressions (per state) kept; the least recently used go first.
+        max_bytes: what the kept sets may hold together (:data:`MAX_CACHE_BYTES`); the least recently used go
+            first, and the newest is kept even when it alone is larger.
     """
 
-    def __init__(self, size: int = 64) -> None:
+    def __init__(self, size: int = 64, max_bytes: int = MAX_CACHE_BYTES) -> None:
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes: dict[tuple[str, Hashable], int] = {}
         self._lock = threading.Lock()
         self._allowed: OrderedDict[tuple[str, Hashable], AllowedIds] = OrderedDict()
         self._columns: dict[tuple[Hashable, str], _Column] = {}
@@ -164,8 +203,10 @@ class FilterCache:
         allowed = AllowedIds(np.flatnonzero(true))
         with self._lock:
             self._allowed[key] = allowed
-            while len(self._allowed) > self._size:
-                self._allowed.popitem(last=False)
+            self._bytes[key] = _footprint(allowed, n)
+            while len(self._allowed) > 1 and (len(self._allowed) > self._size
+                                              or sum(self._bytes.values()) > self._max_bytes):
+                self._bytes.pop(self._allowed.popitem(last=False)[0], None)
             # columns of an older state are never asked again
             self._columns = {k: v for k, v in self._columns.items() if k[0] == state}
         return allowed
@@ -199,8 +240,8 @@ class FilterCache:
                 true = col.compare(node.op, node.value)
             else:
                 true = np.zeros(n, bool)
-                for v in node.values:
-                    true |= col.compare("==", v)
+                for kind in kinds:
+                    true |= col.member([v for v in node.values if _kind(v) == kind])
                 if node.negate:
                     true = known & ~true
             return true, ~known

@@ -23,6 +23,7 @@ Nothing is evaluated as Python: the text is tokenised and parsed into a tree of 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,12 +31,20 @@ from functools import lru_cache
 
 from ..exceptions import InvalidFilter
 
-__all__ = ["MAX_FILTER_CHARS", "And", "Compare", "Member", "Node", "Not", "Or", "fields_of", "parse_filter"]
+__all__ = ["MAX_FILTER_CHARS", "MAX_FILTER_TERMS", "MAX_LIST_VALUES", "MAX_NUMBER_CHARS", "And", "Compare", "Member",
+           "Node", "Not", "Or", "fields_of", "parse_filter"]
 
 #: the longest filter expression accepted
 MAX_FILTER_CHARS = 10_000
 #: how deeply parentheses and ``not`` may nest
 MAX_DEPTH = 64
+#: comparisons (and ``in`` lists) in one expression: each is a pass over every item of the catalogue, so the
+#: bound keeps one request's cost to tens of milliseconds on a million items (a 620-term ``or`` took 4.7 CPU-s)
+MAX_FILTER_TERMS = 64
+#: values in one ``in [...]`` list (one vectorised membership test, whatever the length)
+MAX_LIST_VALUES = 4_096
+#: the longest number literal: beyond it a number is either out of float64's range or finer than it can hold
+MAX_NUMBER_CHARS = 32
 
 Literal = str | int | float | bool
 
@@ -89,7 +98,7 @@ _TOKEN = re.compile(r"""
   | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
   | (?P<op>==|!=|<=|>=|&&|\|\||[<>!()\[\],+-])
   | (?P<quote>["'])
-""", re.VERBOSE)
+""", re.VERBOSE | re.ASCII)  # ASCII digits and spaces only: Milvus refuses other Unicode digits
 
 
 @dataclass(frozen=True)
@@ -119,14 +128,22 @@ def _tokens(text: str) -> list[_Tok]:
             i = end
             continue
         if kind == "number":
-            raw = m.group()
-            number: int | float = int(raw) if raw.isdigit() else float(raw)
-            out.append(_Tok("number", raw, i, number))
+            out.append(_Tok("number", m.group(), i, _number(m.group(), i)))
         elif kind != "space":
             out.append(_Tok(kind, m.group(), i))
         i = m.end()
     out.append(_Tok("end", "end of expression", len(text)))
     return out
+
+
+def _number(raw: str, pos: int) -> int | float:
+    """A number literal's value: refused when longer than :data:`MAX_NUMBER_CHARS` or beyond float64."""
+    if len(raw) > MAX_NUMBER_CHARS:
+        raise InvalidFilter(f"number at position {pos} has {len(raw)} characters (at most {MAX_NUMBER_CHARS})")
+    number = int(raw) if raw.isdigit() else float(raw)
+    if isinstance(number, float) and math.isinf(number):
+        raise InvalidFilter(f"number {_shown(raw)} at position {pos} is beyond float64's range")
+    return number
 
 
 def _string(text: str, start: int) -> tuple[str, int]:
@@ -153,6 +170,14 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
         self.depth = 0
+        self.terms = 0
+
+    def term(self, pos: int) -> None:
+        """Counts one comparison (or ``in`` list) against :data:`MAX_FILTER_TERMS`."""
+        self.terms += 1
+        if self.terms > MAX_FILTER_TERMS:
+            raise InvalidFilter(f"more than {MAX_FILTER_TERMS} comparisons (the one at position {pos} is one too "
+                                "many): use 'field in [...]' for a list of values")
 
     @property
     def tok(self) -> _Tok:
@@ -243,6 +268,7 @@ class _Parser:
         if self.is_literal():
             return self.reversed()
         name = self.field()
+        self.term(name.pos)
         tok = self.tok
         if tok.text in _CMP:
             self.take()
@@ -261,6 +287,9 @@ class _Parser:
         while self.tok.text == ",":
             self.take()
             values.append(self._value(self.literal()))
+            if len(values) > MAX_LIST_VALUES:
+                raise InvalidFilter(f"the list of field {name.text!r} at position {name.pos} has more than "
+                                    f"{MAX_LIST_VALUES} values")
         if self.tok.text != "]":
             raise self.fail("',' or ']'")
         self.take()
@@ -274,6 +303,7 @@ class _Parser:
             raise self.fail(f"a comparison after the value {lo.text}")
         self.take()
         name = self.field()
+        self.term(name.pos)
         first = Compare(name.text, _FLIP[op1.text], self._value(lo), name.pos)
         op2 = self.tok
         if op2.text not in _CMP:
@@ -294,8 +324,10 @@ def parse_filter(text: str) -> Node:
     """The tree of a filter expression (cached: a page asks the same filter again and again).
 
     Raises:
-        InvalidFilter: not a str, empty, longer than :data:`MAX_FILTER_CHARS`, or not in the grammar (the
-            message names the offending token and its position).
+        InvalidFilter: not a str, empty, longer than :data:`MAX_FILTER_CHARS`, more than
+            :data:`MAX_FILTER_TERMS` comparisons or :data:`MAX_LIST_VALUES` values in a list, a number longer than
+            :data:`MAX_NUMBER_CHARS` or beyond float64, or not in the grammar (the message names the offending
+            token and its position).
     """
     if not isinstance(text, str):
         raise InvalidFilter(f"a filter is an expression string, got {type(text).__name__}")

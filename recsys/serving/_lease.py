@@ -1,7 +1,7 @@
 """A serving client's leases on the versions it holds, so that version cleanup never deletes them under it.
 
 The client leases a version before it loads it (a version is never loaded unprotected), renews its leases
-every third of ``EA_LEASE_TTL`` and gives them up when it moves on or closes (:mod:`vectorstore.leases`).
+every third of ``EA_LEASE_TTL`` and gives them up when it moves on or closes (:mod:`vectorstore.store.registry.leases`).
 A client that may not write (a read-only ACL user) serves without leases: it says so once, at WARNING.
 """
 

@@ -20,7 +20,6 @@ before a prefork server forks its workers keeps following new versions.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
@@ -30,7 +29,7 @@ from typing import Any
 
 import redis
 
-from vectorstore import UNAVAILABLE_ERRORS, ModelRegistry, RedisUnavailable, VectorStoreError
+from vectorstore import UNAVAILABLE_ERRORS, ModelNotice, ModelRegistry, RedisUnavailable, VectorStoreError
 
 from ..exceptions import ModelUnavailable
 from ..live.follower import DeltaFollower
@@ -242,8 +241,8 @@ class VersionWatcher:
         """Act on notices read together: the serving version's delta log is caught up once for all of them."""
         deltas = []
         for data in burst:
-            notice = _parse_notice(data)
-            if notice is not None and notice[0] == "delta":
+            notice = ModelNotice.decode(data)
+            if notice is not None and notice.event == ModelNotice.DELTA:
                 deltas.append(data)
             else:
                 self.on_notice(data)
@@ -252,19 +251,19 @@ class VersionWatcher:
 
     def on_notice(self, data: Any) -> None:
         """Act on one message of the notice channel; never raises (a bad message means "look again")."""
-        notice = _parse_notice(data)
-        if notice is not None and notice[0] == "delta" and notice[1] == self.model.version:
+        notice = ModelNotice.decode(data)
+        if notice is not None and notice.event == ModelNotice.DELTA and notice.version == self.model.version:
             live = self.model.live
-            if live is None or live.seen_id(_notice_entry(data)):
+            if live is None or live.seen_id(notice.entry):
                 return
             try:
                 live.catch_up()
             except (RedisUnavailable, redis.RedisError) as exc:
                 log.debug("delta catch-up skipped: %s", type(exc).__name__)
-        elif notice is not None and notice[0] == "delta":
+        elif notice is not None and notice.event == ModelNotice.DELTA:
             return  # a delta of a version not served here (old, or staged: replayed when it loads)
-        elif notice is not None and notice[0] == "staged" and notice[1] > self.model.version:
-            self._wanted = max(self._wanted, notice[1])
+        elif notice is not None and notice.event == ModelNotice.STAGED and notice.version > self.model.version:
+            self._wanted = max(self._wanted, notice.version)
             self._wake.set()
         else:
             self._safe_refresh()
@@ -321,23 +320,3 @@ class VersionWatcher:
                 except Exception:  # keep the thread for the next staged version
                     log.exception("%s: preloading v%s failed", self.name, wanted)
 
-
-def _notice_entry(data: Any) -> str | None:
-    """The log entry a ``delta`` notice announces (its stream id), if it names one."""
-    try:
-        entry = json.loads(data).get("id")
-    except (TypeError, ValueError, AttributeError):
-        return None
-    return entry if isinstance(entry, str) else None
-
-
-def _parse_notice(data: Any) -> tuple[str, int] | None:
-    """``(event, version)`` of a notice, or ``None`` when it is not one this client can read."""
-    try:
-        notice = json.loads(data)
-        event, version = notice["event"], int(notice["version"])
-    except (TypeError, ValueError, KeyError, OverflowError):
-        return None
-    if not isinstance(event, str) or version < 1:
-        return None
-    return event, version

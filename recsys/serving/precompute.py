@@ -18,8 +18,8 @@ import redis
 
 from vectorstore import ModelRegistry, RedisUnavailable
 
-from ..publish.wire import decode_ids, decode_vector, encode_top
-from .serving_model import TOPN, ServingModel
+from ..publish.wire import TOPN, decode_ids, decode_vector, encode_top, topn_building
+from .serving_model import ServingModel
 
 __all__ = ["BUILDING_TTL_S", "precompute_top_n"]
 
@@ -56,7 +56,7 @@ def precompute_top_n(registry: ModelRegistry, name: str, version: int | None = N
     # redelivered job) must not delete or rename each other's partial lists. The key expires unless
     # written to, so an attempt killed mid-way leaves nothing behind for long.
     job = (attempt or "local").replace("-", "")[:32]
-    tmp = registry.derived_key(name, model.version, f"{TOPN}-building-{job}-{uuid.uuid4().hex[:12]}")
+    tmp = registry.derived_key(name, model.version, topn_building(job, uuid.uuid4().hex[:12]))
     vector_seal, seen_seal = model.vector_seal, model.seen_seal
     assert vector_seal is not None and seen_seal is not None  # set by ServingModel.load
     # Lists are signed like the rows they come from (a reader checks them with EA_SIGNING_KEY), and only
@@ -87,7 +87,7 @@ def precompute_top_n(registry: ModelRegistry, name: str, version: int | None = N
             progress({"stage": "precompute", "done": min(start + batch, len(users)), "total": len(users)})
     if attempt:
         # A delivery of this same job killed mid-way (the broker redelivers it to us) left its partial list.
-        _drop_building_keys(registry, name, model.version, f"{TOPN}-building-{job}-", keep=tmp)
+        _drop_building_keys(registry, name, model.version, topn_building(job), keep=tmp)
     _publish_complete(registry, tmp, out_key, len(users))
     registry.unregister_derived(name, model.version, tmp)
     return {"model": name, "version": model.version, "users": len(users), "n": n}

@@ -25,14 +25,12 @@ from vectorstore import (
 )
 
 from ..exceptions import InvalidRequest, ModelUnavailable, RecsysError
+from ..publish.wire import SEEN, TOPN, USER_VECTORS
 
 if TYPE_CHECKING:
     from ._milvus_index import MilvusIndex
 
-__all__ = ["TOPN", "ServingModel"]
-
-#: name of the derived per-version hash of precomputed top-N lists (written by ea.precompute_recommendations)
-TOPN = "topn"
+__all__ = ["ServingModel"]
 
 
 @dataclass
@@ -73,8 +71,8 @@ class ServingModel:
     # change the item arrays and indexes in place (recsys.live._apply); everything else stays as loaded.
     live: Any = None
     metadata_revision: int = 0  # bumped by each delta that changes ``metadata`` in place
-    # How a request opens the version's rows (their signatures checked with EA_SIGNING_KEY: vectorstore.rows),
-    # and the sizes it checks them against (recsys.publish.wire).
+    # How a request opens the version's rows (their signatures checked with EA_SIGNING_KEY:
+    # vectorstore.store.registry.rows), and the sizes it checks them against (recsys.publish.wire).
     vector_seal: RowSeal | None = None
     seen_seal: RowSeal | None = None
     topn_seal: RowSeal | None = None
@@ -134,12 +132,12 @@ class ServingModel:
             item_ids=item_ids, item_pos={str(i): n for n, i in enumerate(item_ids)},
             popular=np.argsort(-popularity, kind="stable"), popularity=popularity,
             metadata=metadata, meta=mv.meta,
-            vectors_key=registry.table_key(name, mv.version, "user_vectors"),
-            seen_key=registry.table_key(name, mv.version, "seen"),
+            vectors_key=registry.table_key(name, mv.version, USER_VECTORS),
+            seen_key=registry.table_key(name, mv.version, SEEN),
             topn_key=registry.derived_key(name, mv.version, TOPN, register=False),
             milvus=milvus,
-            vector_seal=registry.row_seal(name, mv.version, "user_vectors", manifest=manifest),
-            seen_seal=registry.row_seal(name, mv.version, "seen", manifest=manifest),
+            vector_seal=registry.row_seal(name, mv.version, USER_VECTORS, manifest=manifest),
+            seen_seal=registry.row_seal(name, mv.version, SEEN, manifest=manifest),
             topn_seal=registry.row_seal(name, mv.version, TOPN, derived=True, manifest=manifest), dim=dim,
         )
 

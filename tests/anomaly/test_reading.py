@@ -6,7 +6,6 @@ are in test_series.py.
 import bz2
 import gzip
 import logging
-import time
 
 import numpy as np
 import pandas as pd
@@ -174,20 +173,15 @@ def test_nab_files_with_repeated_timestamps_read_row_for_row(shared_data, name, 
     assert f"{s.duplicates} rows share their timestamp" in caplog.text
 
 
-# -- 10. speed -------------------------------------------------------------------------------------------------
-def test_a_million_rows_read_in_seconds(tmp_path):
-    n = 1_000_000
+# -- 10. the reader's slow paths at once (its speed is measured by bench/reading.py) -----------------------------
+def test_offsets_reversed_rows_and_missing_values_at_once(tmp_path):
+    n = 20_000
     ts = pd.date_range("2020-01-01", periods=n, freq="min")
     values = np.round(np.random.default_rng(0).normal(size=n), 3).astype(str).astype(object)
     values[::97] = ""
     path = tmp_path / "big.csv"
     pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%dT%H:%M:%S+01:00"), "value": values, "host": "web-1"}).iloc[
         ::-1].to_csv(path, index=False)
-    # CPU seconds, not wall: the suite's parallel workers on a loaded machine made a 3 s read take 30 s of wall.
-    start = time.process_time()
     s = read_one_series(path)
-    seconds = time.process_time() - start
     assert len(s) == n and s.timestamps.is_monotonic_increasing and np.isnan(s.values).sum() == len(values[::97])
-    print(f"\n1M-row CSV (offsets, reversed, missing values) read in {seconds:.2f} s")
-    # A few seconds; the bound leaves room for a slower machine, and catches row loops (minutes).
-    assert seconds < 20
+    assert s.timestamps[0] == pd.Timestamp("2019-12-31T23:00:00Z")  # +01:00 read as UTC

@@ -261,15 +261,15 @@ def test_garbage_hook_records_are_skipped_in_listing_and_delivery(own, caplog) -
 
 
 def test_garbage_job_records_and_progress_reports_are_skipped(own, caplog) -> None:
+    from workers._job_records import JobKeys
     from workers.cli import main
     from workers.jobs import JobHandle, get_job, list_jobs
-    from workers.tasks._progress import progress_log_key
 
     s, c, _ = own
-    jobs_key = f"{s.key_prefix}jobs"
+    jobs_key = JobKeys(s.key_prefix).jobs
     c.zadd(jobs_key, {json.dumps({"id": "job-ok-1", "task": "ea.score_series"}): 3.0, b"\xff{junk": 2.0,
                       json.dumps({"id": 5}): 1.0, "[1]": 0.5})
-    log_key = progress_log_key(s.key_prefix, "job-ok-1")
+    log_key = JobKeys(s.key_prefix).progress("job-ok-1")
     c.rpush(log_key, json.dumps({"stage": "read", "done": 0, "total": 1, "at": 1.0}), b"\xff{junk",
             json.dumps({"stage": "fit", "done": "junk", "at": 2.0}), "[]",
             json.dumps({"stage": "publish", "done": 1, "total": 1, "at": 3.0}))

@@ -231,3 +231,22 @@ def test_a_file_with_content_plainly_of_its_format_is_still_read(tmp_path: Path)
     path = tmp_path / "train.csv"
     pd.DataFrame({"user": ["a", "b"], "item": ["x", "y"]}).to_csv(path, index=False)
     assert Interactions.read(path).n_users == 2
+
+
+def test_item_tables_keep_integer_columns_and_refuse_numbers_filters_cannot_hold(tmp_path: Path) -> None:
+    """Issue 28, items 4 and 21: a column with one gap printed 1994.0; a 401-digit year was kept and broke
+    every filter on it (pandas' own OverflowError, raw, for a file)."""
+    gap = tmp_path / "gap.csv"
+    gap.write_text("item,year,price,seen\ni1,1994,1.5,true\ni2,,2.0,\ni3,2001,,false\n")
+    columns = item_metadata_columns(str(gap), np.array(["i1", "i2", "i3"], dtype=object))
+    assert columns == {"year": [1994, None, 2001], "price": [1.5, 2.0, None], "seen": [True, None, False]}
+    assert all(type(v) is int for v in columns["year"] if v is not None)
+    huge = tmp_path / "huge.csv"
+    huge.write_text("item,year\ni1,1" + "0" * 400 + "\ni2,1994\n")
+    with pytest.raises(InvalidParameter, match="number beyond float64's range"):
+        item_metadata_columns(str(huge), np.array(["i1", "i2"], dtype=object))
+    frame = pd.DataFrame({"item": ["i1", "i2"], "year": [10**20, 1994], "score": [float("inf"), 1.0]})
+    with pytest.raises(InvalidParameter, match="field 'year' of item 'i1' is an integer of 67 bits"):
+        item_metadata_columns(frame[["item", "year"]], np.array(["i1", "i2"], dtype=object))
+    with pytest.raises(InvalidParameter, match="field 'score' of item 'i1' is inf"):
+        item_metadata_columns(frame[["item", "score"]], np.array(["i1", "i2"], dtype=object))

@@ -36,13 +36,13 @@ __all__ = ["Hits", "MilvusItems", "MilvusStore", "collection_names", "drop_colle
 
 log = logging.getLogger(__name__)
 
-#: HNSW build parameters of every collection (the ones the hnswlib index is built with, recsys._indexing)
+#: HNSW build parameters of every collection (the ones the hnswlib index is built with, recsys.publish._indexing)
 HNSW = {"M": 32, "efConstruction": 200}
 #: fields every collection has; metadata columns may not take these names
 RESERVED = ("pos", "item", "vector")
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 _BATCH = 2000  # rows per insert: one gRPC message stays well under Milvus' 64 MB limit at any dim
-_ID_LENGTH = 1024  # the client refuses longer ids (recsys.recommendations.check_id)
+_ID_LENGTH = 1024  # the client refuses longer ids (recsys.data.ids.check_id)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """``ea items upsert``, ``ea items delete``, ``ea users update``: deltas on a model's active version.
 
-Each command writes at once (``recsys.catalogue.CatalogueWriter``, no worker needed) and prints the receipt
+Each command writes at once (``recsys.CatalogueWriter``, no worker needed) and prints the receipt
 as one JSON line; every client of the model applies the change within about a second.
 """
 

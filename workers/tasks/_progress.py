@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -11,15 +10,12 @@ from celery import Task
 
 from vectorstore import connect, get_settings
 
-__all__ = ["PROGRESS_LOG_LENGTH", "Progress", "progress_log_key"]
+from .._job_records import JobKeys, encode_progress
+
+__all__ = ["PROGRESS_LOG_LENGTH", "Progress"]
 
 PROGRESS_LOG_LENGTH = 500
 PROGRESS_LOG_TTL = 7 * 24 * 3600
-
-
-def progress_log_key(prefix: str, job_id: str) -> str:
-    """Redis list holding a job's progress reports (JSON), oldest first."""
-    return f"{prefix}job:{job_id}:progress"
 
 
 class Progress:
@@ -69,9 +65,9 @@ class Progress:
         settings = get_settings()
         try:
             self._client = self._client or connect(settings)
-            key = progress_log_key(settings.key_prefix, job_id)
+            key = JobKeys(settings.key_prefix).progress(job_id)
             pipe = self._client.pipeline(transaction=False)
-            pipe.rpush(key, json.dumps({"at": time.time(), **meta}))
+            pipe.rpush(key, encode_progress(meta))
             pipe.ltrim(key, -PROGRESS_LOG_LENGTH, -1)
             pipe.expire(key, PROGRESS_LOG_TTL)
             pipe.execute()

@@ -1,4 +1,4 @@
-"""Catalogue deltas as Celery tasks (queue ``score``): thin wrappers over :class:`recsys.catalogue.CatalogueWriter`.
+"""Catalogue deltas as Celery tasks (queue ``score``): thin wrappers over :class:`recsys.CatalogueWriter`.
 
 Each task writes with its job id as the idempotency token, so a redelivered job (a worker killed after the
 write) returns the first write's receipt instead of writing again. A worker keeps one writer per model (its

@@ -21,10 +21,10 @@ def train_graph(self, interactions: str, model: str | None = None, name: str = "
                 read_options: dict | None = None, index_backend: str = "hnswlib") -> dict:
     """Train a graph model on interactions read by reference (a path the worker can read) and publish it.
 
-    ``model`` is a key of ``recsys.models.MODELS``; None trains ``recsys.models.DEFAULT_MODEL``.
-    ``index_backend``: ``"hnswlib"`` or ``"milvus"`` (``recsys.publish.publish_embeddings``).
+    ``model`` is a key of ``recsys.MODELS``; None trains ``recsys.DEFAULT_MODEL``.
+    ``index_backend``: ``"hnswlib"`` or ``"milvus"`` (``recsys.publish_embeddings``).
     ``read_options``: keywords of ``recsys.Interactions.read`` (``columns``, ``encoding``). Under
-    ``EA_DATA_ROOT`` every path must lie inside it (``vectorstore.inputs.input_path``), else the job fails
+    ``EA_DATA_ROOT`` every path must lie inside it (``vectorstore.input_path``), else the job fails
     with ``InputNotAllowed`` before any file is opened.
 
     Reports PROGRESS (stage, epoch, loss, walks done...). Idempotent: a redelivered job returns the
@@ -53,7 +53,7 @@ def train_graph(self, interactions: str, model: str | None = None, name: str = "
 def precompute_recommendations(self, name: str = "default", version: int | None = None, n: int = 50,
                                batch: int = 2048) -> dict:
     """Write every user's top-``n`` (seen items excluded) for ``version`` into Redis
-    (:func:`recsys.precompute.precompute_top_n`); a redelivered job drops its killed delivery's partial list.
+    (:func:`recsys.precompute_top_n`); a redelivered job drops its killed delivery's partial list.
     """
     from recsys import precompute_top_n
 

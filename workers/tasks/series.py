@@ -21,7 +21,7 @@ def train_series(self, series: str, name: str, train_until: int | None = None, e
     ``embedding=None``: the detector's default (``anomaly.detector.DEFAULT_EMBEDDING``); ``read_options``:
     column names and the duplicate policy (``anomaly.series.read_series``'s keywords); ``series_id``: the
     id of the series trained on (scoring it later continues after the training rows). Under ``EA_DATA_ROOT``
-    the path must lie inside it (``vectorstore.inputs.input_path``), else the job fails with
+    the path must lie inside it (``vectorstore.input_path``), else the job fails with
     ``InputNotAllowed`` before the file is opened.
     """
     from anomaly import train_detector

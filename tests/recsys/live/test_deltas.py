@@ -170,6 +170,32 @@ def test_bad_deltas_are_refused_naming_the_value(writer, published, settings):
     assert not registry.client.exists(key)  # nothing written by any of them
 
 
+def test_deltas_training_would_refuse_are_refused_by_the_writer(writer, published, settings):
+    """Issue 28, items 1, 4, 6 and 12: each was accepted, then broke every client, every filter on the field or
+    every training of the model (a raw error each time)."""
+    with pytest.raises(InvalidDelta, match="'x1' vector holds NaN or inf .*position 0"):
+        writer.upsert_items([{"id": "x1", "vector": [1e39] + [0.0] * 15}])  # finite in float64, inf in float32
+    with pytest.raises(InvalidDelta, match="field 'year' is an integer of 1329 bits"):
+        writer.update_metadata({"i5": {"year": 10**400}})
+    with pytest.raises(InvalidDelta, match="field 'year' is an integer of 16610 bits"):
+        writer.update_metadata({"i5": {"year": 10**5000}})
+    with pytest.raises(InvalidDelta, match="weights of user 'u1' must be one number in 1e-12..1e\\+12"):
+        writer.update_users({"u1": ["i1"]}, weights={"u1": [1e308]})
+    with pytest.raises(InvalidDelta, match="item id holds a NUL byte at position 1"):
+        writer.update_users({"u1": ["i\x001"]})
+    with pytest.raises(InvalidDelta, match="item id is empty"):
+        writer.delete_items([""])
+    with pytest.raises(InvalidDelta, match="user id is blank"):
+        writer.update_users({"  ": ["i1"]})
+    with pytest.raises(InvalidDelta, match="give a list .* got NoneType"):
+        writer.upsert_items(None)
+    registry = ModelRegistry(settings)
+    key = registry.derived_key(published.model, published.version, DELTAS, register=False)
+    assert not registry.client.exists(key)  # nothing written by any of them
+    writer.update_metadata({"i5": {"year": 2**53}})  # the bound itself is a value
+    assert "i5" in recorded(registry, published.model).metadata
+
+
 def test_a_token_writes_once(writer):
     first = writer.delete_items(["i11"], token="job-1")
     again = writer.delete_items(["i11"], token="job-1")  # a redelivered job: no UnknownItem, no second entry

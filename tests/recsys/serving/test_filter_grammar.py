@@ -39,11 +39,25 @@ def test_parses_the_milvus_subset():
     ("__import__('os')", "comparison .* after field '__import__'"),
     ("", "empty"),
     ("(" * 100 + "a == 1" + ")" * 100, "nests deeper"),
+    # issue 28, items 12, 15 and 18: a 5,000-digit literal gave a raw ValueError (Python's int digit limit),
+    # Unicode digits parsed (Milvus refuses them), and terms and lists were unbounded (seconds per request)
+    ("year == " + "9" * 5000, "number at position 8 has 5000 characters"),
+    ("year > 1e400", "beyond float64's range"),
+    ("year == \u0661\u0669\u0669\u0664", "unexpected character '\u0661' at position 8"),
+    ("year ==\u20031994", "unexpected character"),
+    (" or ".join(f"year == {y}" for y in range(1900, 1965)), "more than 64 comparisons .* position 1024"),
+    ("year in [" + ",".join(["7"] * 4097) + "]", "list of field 'year' at position 0 has more than 4096"),
 ])
 def test_bad_expressions_are_typed_errors_naming_the_token(expression, message):
     with pytest.raises(InvalidFilter, match=message) as info:
         parse_filter(expression)
     assert isinstance(info.value, InvalidRequest) and isinstance(info.value, ValueError)
+
+
+def test_the_bounds_themselves_are_accepted():
+    assert len(parse_filter(" or ".join(f"year == {y}" for y in range(64))).parts) == 64
+    assert len(parse_filter("year in [" + ",".join(["7"] * 4096) + "]").values) == 4096
+    assert parse_filter("year == " + "9" * 32).value == int("9" * 32)
 
 
 def test_a_filter_that_is_not_a_string_is_refused():

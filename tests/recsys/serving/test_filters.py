@@ -205,3 +205,36 @@ def test_cli_recommend_and_similar_take_a_filter(catalogue):
     assert all(meta.loc[i, "rare"] for i in json.loads(out.output)["items"])
     out = CliRunner().invoke(main, ["recommend", "--user", "u3", "--model", client.name, "--filter", "genre = 1"])
     assert out.exit_code == 2 and "'=' at position 6" in out.output
+
+
+class _Model:
+    """What a filter reads of a serving model: name, version, metadata, catalogue size."""
+
+    def __init__(self, metadata: dict[str, list]) -> None:
+        self.name, self.version, self.metadata = "m", 1, metadata
+        self.n_items = len(next(iter(metadata.values())))
+
+
+def test_an_integer_beyond_float64_stored_before_the_checks_costs_its_item_not_the_field():
+    """Issue 28, item 4: ``year`` = 1 followed by 400 zeros made every filter on ``year`` raise OverflowError."""
+    from recsys.serving._filter_cache import FilterCache
+
+    cache = FilterCache()
+    model = _Model({"year": [1990, 10**400, None, 2001, 2001], "tag": ["a", 10**400, "b", "a", None]})
+    assert cache.allowed(model, "year >= 2000").ids.tolist() == [3, 4]
+    assert cache.allowed(model, "year in [1990, 2001]").ids.tolist() == [0, 3, 4]
+    assert cache.allowed(model, "year not in [2001]").ids.tolist() == [0]
+    assert cache.allowed(model, 'tag in ["a", "zz"]').ids.tolist() == [0, 3]
+
+
+def test_cached_filters_are_bounded_by_bytes():
+    """Issue 28, item 15: 64 distinct broad filters on a million items kept 488 MB."""
+    from recsys.serving._filter_cache import FilterCache
+
+    n = 100_000
+    model = _Model({"year": list(range(n))})
+    cache = FilterCache(max_bytes=4 << 20)  # a broad filter here holds about 1.6 MB
+    kept = [cache.allowed(model, f"year >= {i}") for i in range(8)]
+    assert cache.allowed(model, "year >= 7") is kept[-1]  # the newest are kept
+    assert cache.allowed(model, "year >= 0") is not kept[0]  # the oldest went, and is computed again
+    assert all(len(a) == n - i for i, a in enumerate(kept))

@@ -1,4 +1,9 @@
-"""Reading a stored manifest: parsed, signature checked, and its shape validated before anything trusts it.
+"""A version's manifest, its one owner: written (:func:`new_manifest`), and read back parsed, signature checked,
+and its shape validated before anything trusts it (:func:`parse_manifest`).
+
+A manifest is ``{"model", "version", "created_at", "parts", "tables", "meta"}`` and, when the version is
+signed, ``row_tag`` (its rows carry tags of that many bytes, :mod:`.rows`) and ``signature`` (an HMAC of the
+rest). Readers other than the registry get it parsed, through :meth:`~vectorstore.ModelRegistry.manifest`.
 
 A manifest is the only way into a version, so everything read from it (part names, chunk counts, sizes,
 dtypes, shapes) must be sane before a reader builds Redis fields, allocates or reshapes from it: ``{}``,
@@ -13,6 +18,7 @@ import hashlib
 import hmac
 import json
 import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +27,8 @@ import numpy as np
 from ...exceptions import CorruptManifest, SignatureError
 from .rows import TAG_BYTES
 
-__all__ = ["DTYPES", "canonical", "parse_manifest", "sign"]
+__all__ = ["DTYPES", "canonical", "created_at", "new_manifest", "parse_manifest", "rows_tagged", "sign",
+           "unchecked_contents"]
 
 DTYPES = {"float32", "float64", "int32", "int64", "uint32", "uint8", "int8", "bool"}
 _HEX = set("0123456789abcdef")
@@ -36,6 +43,38 @@ def canonical(manifest: Mapping[str, Any]) -> bytes:
 def sign(key: bytes, manifest: Mapping[str, Any]) -> str:
     """The HMAC-SHA256 of a manifest (hex)."""
     return hmac.new(key, canonical(manifest), hashlib.sha256).hexdigest()
+
+
+def new_manifest(model: str, version: int, parts: Mapping[str, Any], tables: Mapping[str, Any],
+                 meta: Mapping[str, Any], signing_key: bytes | None) -> dict[str, Any]:
+    """The manifest of a version being published (signed, its rows marked as tagged, with ``signing_key``)."""
+    manifest: dict[str, Any] = {"model": model, "version": version, "created_at": time.time(), "parts": dict(parts),
+                                "tables": dict(tables), "meta": meta}
+    if signing_key:
+        manifest["row_tag"] = TAG_BYTES
+        manifest["signature"] = sign(signing_key, manifest)
+    return manifest
+
+
+def created_at(manifest: Mapping[str, Any]) -> float:
+    """When a (parsed) manifest's version was published (Unix seconds)."""
+    return float(manifest["created_at"])
+
+
+def rows_tagged(manifest: Mapping[str, Any]) -> bool:
+    """Whether a (parsed) manifest's rows carry tags."""
+    return manifest.get("row_tag") == TAG_BYTES
+
+
+def unchecked_contents(raw: bytes | None) -> tuple[list[str], dict[str, Any]] | None:
+    """The table names and meta of a stored manifest, unchecked (for deleting what it names), or ``None`` when
+    it is not a JSON object."""
+    try:
+        manifest = json.loads(raw) if raw else None
+        tables, meta = [str(t) for t in manifest.get("tables", {})], manifest.get("meta", {})
+    except (ValueError, AttributeError, TypeError):
+        return None
+    return tables, meta if isinstance(meta, dict) else {}
 
 
 def parse_manifest(raw: bytes, model: str, version: int, signing_key: bytes | None) -> dict[str, Any]:

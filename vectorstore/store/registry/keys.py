@@ -46,7 +46,7 @@ class ModelKeys:
 
     def key(self, model: str, *parts: object) -> str:
         """``<prefix>model:{<model>}:<part>:<part>...``: any key of a model."""
-        return ":".join([f"{self.prefix}model", f"{{{model}}}", *map(str, parts)])
+        return ":".join([f"{self.prefix}model:{{{model}}}", *map(str, parts)])
 
     def models(self) -> str:
         """The set of model names."""

@@ -9,7 +9,6 @@ version's collection follows: activation moves the model's alias to it, deletion
 
 from __future__ import annotations
 
-import json
 import logging
 
 import redis
@@ -17,8 +16,10 @@ import redis
 from ...exceptions import VectorStoreError, VersionNotFound
 from ...platform.settings import Settings
 from ..milvus import drop_collection, follow_activation
+from ._manifest import unchecked_contents
 from .keys import check_name
 from .leases import Leases
+from .notices import ModelNotice
 from .reading import RegistryReads
 
 __all__ = ["RegistryLifecycle"]
@@ -50,7 +51,7 @@ class RegistryLifecycle(RegistryReads):
         manifest = self.manifest(model, version)  # exists, complete and (with a key) correctly signed
         # The Milvus alias first (a Milvus-backed version): if it fails, nothing switched.
         follow_activation(self.settings, manifest.get("meta", {}))
-        notice = json.dumps({"model": model, "version": int(version), "event": "activated"})
+        notice = ModelNotice(ModelNotice.ACTIVATED, model, int(version)).encode()
         self._redis(self._activate, keys=[self.keys.active(model)], args=[int(version), self.channel(model), notice])
         log.info("activated %s v%s", model, version)
 
@@ -106,13 +107,12 @@ class RegistryLifecycle(RegistryReads):
     def _drop(self, model: str, version: int) -> None:
         manifest_key = self.keys.manifest(model, version)
         raw = self._redis(self.client.get, manifest_key)
-        try:
-            tables = [str(t) for t in json.loads(raw).get("tables", {})] if raw else []
-        except (ValueError, AttributeError):  # a corrupt manifest: its tables cannot be named (they expire never)
+        contents = unchecked_contents(raw)
+        if raw and contents is None:  # a corrupt manifest: its tables cannot be named (they expire never)
             log.warning("%s v%s: corrupt manifest; its per-key tables are not deleted", model, version)
-            tables = []
+        tables, meta = contents or ([], {})
         if raw:
-            drop_collection(self.settings, json.loads(raw).get("meta", {}))
+            drop_collection(self.settings, meta)
         derived = self.derived_keys(model, version)
         pipe = self.client.pipeline(transaction=True)
         pipe.zrem(self.keys.versions(model), version)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,11 +21,12 @@ from ...exceptions import InvalidModelData, RedisUnavailable
 from ...platform.connection import UNAVAILABLE_ERRORS
 from ...platform.settings import Settings
 from ..milvus import MilvusItems, drop_collection, follow_activation, publish_collection
-from ._manifest import sign
+from ._manifest import new_manifest
 from ._parts import array_part, blob_part, table_digest
 from .keys import check_name, table_label
 from .lifecycle import RegistryLifecycle
-from .rows import TAG_BYTES, RowSeal
+from .notices import ModelNotice
+from .rows import RowSeal
 
 __all__ = ["RegistryPublishing"]
 
@@ -137,27 +137,18 @@ class RegistryPublishing(RegistryLifecycle):
             meta["milvus"] = publish_collection(self.settings, model, version, milvus_items)
         data_key = self.keys.data(model, version)
         table_keys = {name: self.keys.table(model, version, name) for name in tables}
-        manifest = {
-            "model": model,
-            "version": version,
-            "created_at": time.time(),
-            "parts": parts,
-            "tables": table_parts,
-            "meta": meta,
-        }
+        manifest = new_manifest(model, version, parts, table_parts, meta, self.settings.signing_key)
         if self.settings.signing_key:
-            manifest["row_tag"] = TAG_BYTES
             tables = {name: self._seal_rows(model, version, name, rows) for name, rows in tables.items()}
-            manifest["signature"] = sign(self.settings.signing_key, manifest)
         ttl = self.settings.publish_ttl
         try:
             self._write_hash(data_key, payload, ttl)
             for name, rows in tables.items():
                 self._write_hash(table_keys[name], dict(rows), ttl)
-            notice = json.dumps({"model": model, "version": version, "event": "activated"})
+            notice = ModelNotice(ModelNotice.ACTIVATED, model, version).encode()
             # A version stored without activation is announced as staged: readers can load it ahead of
             # time, so that a later activate() switches them in milliseconds however large it is.
-            staged = json.dumps({"model": model, "version": version, "event": "staged"})
+            staged = ModelNotice(ModelNotice.STAGED, model, version).encode()
             activated = self._commit(
                 keys=[self.keys.active(model), self.keys.manifest(model, version), self.keys.versions(model),
                       self.keys.tokens(model), data_key, *table_keys.values()],

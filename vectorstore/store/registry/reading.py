@@ -22,10 +22,10 @@ from ...exceptions import (
     VersionNotFound,
 )
 from ._core import RegistryCore
-from ._manifest import parse_manifest
+from ._manifest import created_at, parse_manifest, rows_tagged
 from ._parts import chunk_fields, decode_part, table_digest
 from .keys import check_name, derived_label, table_label
-from .rows import TAG_BYTES, RowSeal
+from .rows import RowSeal
 
 __all__ = ["ModelVersion", "RegistryReads", "VersionInfo"]
 
@@ -136,7 +136,7 @@ class RegistryReads(RegistryCore):
                 out.append(VersionInfo(model, number, 0.0, number == active, 0, (), {}, problem=str(exc)))
                 continue
             nbytes = sum(p["nbytes"] for p in m["parts"].values())
-            out.append(VersionInfo(model, number, m["created_at"], number == active, nbytes,
+            out.append(VersionInfo(model, number, created_at(m), number == active, nbytes,
                                    tuple(m["parts"]) + tuple(m.get("tables", {})), m.get("meta", {})))
         return out
 
@@ -196,7 +196,7 @@ class RegistryReads(RegistryCore):
             else:
                 blobs[name] = part
         return ModelVersion(model, version, arrays, blobs, manifest.get("meta", {}),
-                            tuple(manifest.get("tables", {})), manifest["created_at"])
+                            tuple(manifest.get("tables", {})), created_at(manifest))
 
     def table_get(self, model: str, version: int, table: str, keys: Sequence[str]) -> list[bytes | None]:
         """Values of ``keys`` in a per-key table of a version (``None`` for a missing key), one round trip."""
@@ -249,7 +249,7 @@ class RegistryReads(RegistryCore):
             manifest = self.manifest(model, version)
         label = derived_label(check_name("derived", name)) if derived else table_label(check_name("table", name))
         return RowSeal(self.settings.signing_key, model, int(version), label,
-                       tagged=manifest.get("row_tag") == TAG_BYTES)
+                       tagged=rows_tagged(manifest))
 
 
 class _Collected(Exception):
