@@ -13,6 +13,8 @@ This module is their one owner (the notification they carry is :mod:`alerts.noti
                                         ``error``, ``attempts``, ``outbox_id``, ``at``
 ``{alerts}:delivered``          STREAM  the log of deliveries (``ea alerts tail``), capped: ``n``, ``hook``,
                                         ``at``
+``{alerts}:counters``           HASH    delivery outcomes since the deployment began: ``delivered``,
+                                        ``retried``, ``dead`` (what metrics read)
 ==============================  ======  ==============================================================
 
 Readers are lenient where a record is kept to be looked at (a dead letter is listed, garbage and all) and
@@ -69,6 +71,36 @@ class OutboxKeys:
 
     def delivery(self, notification_id: str) -> str:
         return f"{self.prefix}{{alerts}}:delivery:{notification_id}"
+
+    @property
+    def counters(self) -> str:
+        return f"{self.prefix}{{alerts}}:counters"
+
+
+#: What the delivery counters count (``{alerts}:counters``, HASH outcome -> count since the deployment began):
+#: (notification, hook) deliveries that succeeded, failed attempts to be retried, deliveries dead-lettered.
+OUTCOMES = ("delivered", "retried", "dead")
+
+
+def count_outcome(pipe: Any, keys: OutboxKeys, outcome: str) -> None:
+    """Queue one more ``outcome`` (one of :data:`OUTCOMES`) on the delivery counters."""
+    pipe.hincrby(keys.counters, outcome, 1)
+
+
+def read_counters(client: Any, keys: OutboxKeys) -> dict[str, int]:
+    """The delivery counters (garbage reads as 0)."""
+    raw = client.hgetall(keys.counters)
+    return {o: int(number(raw.get(o.encode()))) for o in OUTCOMES}
+
+
+def oldest_age(client: Any, keys: OutboxKeys, now: float) -> float:
+    """Seconds since the oldest notification still in the outbox was appended (0 when it is empty): its
+    entry id's time."""
+    first = client.xrange(keys.outbox, count=1)
+    if not first:
+        return 0.0
+    millis = int(first[0][0].split(b"-")[0])
+    return max(0.0, now - millis / 1000)
 
 
 @dataclass(frozen=True)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime
 from typing import Any
 
-from .exceptions import CorruptRecord
+from .exceptions import CorruptRecord, InvalidAlertSetting
 
 
 def parse_json(raw: Any, what: str) -> Any:
@@ -39,3 +40,24 @@ def number(value: bytes | None) -> float:
     except ValueError:
         return 0.0
     return x if math.isfinite(x) else 0.0
+
+
+def to_epoch(value: Any) -> float | None:
+    """Epoch seconds of a datetime, ISO 8601 text (``Z`` or an offset; naive means UTC) or number; ``None``
+    stays ``None``.
+
+    Raises:
+        InvalidAlertSetting: anything else (names it).
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return to_epoch(datetime.fromisoformat(value.strip().replace("Z", "+00:00")))
+        except ValueError:
+            pass
+    raise InvalidAlertSetting(f"time {value!r} is not ISO 8601 (e.g. 2026-12-08T09:00Z) nor epoch seconds")

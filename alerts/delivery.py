@@ -302,6 +302,7 @@ class Deliverer:
                     self._dead(entry_id, note, hook, reason, attempts)
                 else:
                     self.stats.failed += 1
+                    records.count_outcome(self.client, self.keys, "retried")
                     retry_attempts.append(attempts)
             else:
                 # The common case, the last hook succeeding with nothing to retry, records the success
@@ -322,6 +323,7 @@ class Deliverer:
     def _ok(self, note: Notification, hook: Hook, finish: bytes | None = None) -> None:
         pipe = self.client.pipeline(transaction=True)
         records.record_ok(pipe, self.keys, note, hook.name)
+        records.count_outcome(pipe, self.keys, "delivered")
         if finish is not None:
             self._finish(finish, pipe=pipe)
         pipe.execute()
@@ -330,6 +332,7 @@ class Deliverer:
     def _dead(self, entry_id: bytes, note: Notification, hook: Hook, error: str, attempts: int) -> None:
         pipe = self.client.pipeline(transaction=True)
         records.record_dead(pipe, self.keys, entry_id, note.to_json(), hook.name, error, attempts, note.id)
+        records.count_outcome(pipe, self.keys, "dead")
         pipe.execute()
         self.stats.dead += 1
 
@@ -340,6 +343,7 @@ class Deliverer:
         pipe = pipe if pipe is not None else self.client.pipeline(transaction=True)
         for hook_name, raw, error, attempts in dead or []:
             records.record_dead(pipe, self.keys, entry_id, raw, hook_name, error, attempts)
+            records.count_outcome(pipe, self.keys, "dead")
         pipe.xack(self.keys.outbox, GROUP, entry_id)
         pipe.zrem(self.keys.retry, entry_id)
         pipe.xdel(self.keys.outbox, entry_id)

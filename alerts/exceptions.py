@@ -9,6 +9,8 @@
     │       └── HookDisabled    the endpoint is gone (HTTP 410): the hook is disabled until re-enabled
     ├── DeadLetterNotFound      ``retry`` was given a dead-letter id that does not exist
     ├── HookNotFound            no hook of that name is registered in Redis
+    ├── IncidentNotFound        no incident of that id in the history (or not open, to acknowledge)
+    ├── SilenceNotFound         no silence of that id
     └── CorruptRecord           a record read from Redis (outbox entry, incident, hook) holds garbage
 
 Every class also derives from the matching builtin (``ValueError``, ``RuntimeError``, ``LookupError``).
@@ -17,7 +19,7 @@ Every class also derives from the matching builtin (``ValueError``, ``RuntimeErr
 from __future__ import annotations
 
 __all__ = ["AlertError", "InvalidAlertSetting", "HookError", "DeliveryError", "HookDisabled", "DeadLetterNotFound",
-           "HookNotFound", "CorruptRecord"]
+           "HookNotFound", "IncidentNotFound", "SilenceNotFound", "CorruptRecord"]
 
 
 class AlertError(Exception):
@@ -58,6 +60,15 @@ class DeadLetterNotFound(AlertError, LookupError):
 
 class HookNotFound(AlertError, LookupError):
     """No hook of that name is registered in Redis (``ea alerts hooks`` lists them)."""
+
+
+class IncidentNotFound(AlertError, LookupError):
+    """No incident of that id is in the history (``ea alerts incidents --all`` lists them), or it is not open
+    where an open one is needed (acknowledging)."""
+
+
+class SilenceNotFound(AlertError, LookupError):
+    """No silence has that id (``ea alerts silence list``)."""
 
 
 class CorruptRecord(AlertError, ValueError):

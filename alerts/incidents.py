@@ -20,6 +20,10 @@ counters meant another machine. One left by another detector waits for that dete
 This module owns the open incidents' record, ``{alerts}:open`` (HASH: incident id -> its latest ``firing``
 notification, while the incident is open); the machine's state record is :mod:`alerts._key_state`'s.
 
+The same transaction records each incident in the history (:mod:`alerts._history`) and decides which
+notifications go to the outbox: none of an incident an active silence matches (:mod:`alerts.silences`), no
+repeat of an acknowledged one (:mod:`alerts.acks`), and no resolution of one whose firing never went out.
+
 Timestamps may be datetimes (naive ones are taken as UTC), numpy datetime64, ISO 8601 strings or numbers
 (epoch seconds). A missing score (NaN) is a calm point.
 """
@@ -40,11 +44,14 @@ import redis
 
 from vectorstore import Settings, connect, get_settings
 
+from . import _history as history
 from . import _outbox_records as outbox
 from ._key_state import decode_former_state, decode_state, encode_state, former_state_key, state_key
+from .acks import ack_key, queue_forget, read_acks
 from .exceptions import CorruptRecord, InvalidAlertSetting
 from .machine import Decisions, IncidentMachine, IncidentPolicy
 from .notification import Incident, Notification
+from .silences import read_silences, silence_key, silencing
 
 __all__ = ["IncidentSession", "forget", "observe", "open_incidents", "open_key"]
 
@@ -91,7 +98,11 @@ class IncidentSession:
         self.client = client or connect(settings)
         # transaction=True: a cluster client's pipeline is not a transaction by default (and has no WATCH).
         self._pipe = self.client.pipeline(transaction=True)
+        self._prefix = settings.key_prefix
         self._fed: list[tuple[Any, ...]] = []
+        #: The notifications of the last commit that went to the outbox (the others were silenced, or were
+        #: repeats of an acknowledged incident).
+        self.sent: list[Notification] = []
         #: The decisions of each batch fed, in order (decided anew if a conflicting write forced it).
         self.decisions: list[Decisions] = []
         self._carried: str | None = None
@@ -143,16 +154,25 @@ class IncidentSession:
         try:
             while True:
                 notes = self._changes(items, None if model_version is None else str(model_version))
+                routed = self._route(notes, self._peaked(notes))
                 pipe.multi()
                 record, ttl = encode_state(self.machine.state)
                 pipe.set(self.state_key, record, ex=ttl)
                 if self._carried:
                     pipe.delete(self._carried)
-                for note in notes:
-                    _write_open(pipe, self.open_key, note)
-                    outbox.append(pipe, self.outbox, note.to_json())
+                for note, entry, send in routed:
+                    if send is not None:  # None: only the history's entry changes (the peak rose)
+                        _write_open(pipe, self.open_key, note)
+                    if send:
+                        outbox.append(pipe, self.outbox, note.to_json())
+                    history.queue_entry(pipe, self._prefix, entry)
+                    if note.state == "resolved":
+                        queue_forget(pipe, self._prefix, note.incident.id)
                 try:
                     pipe.execute()
+                    self.sent = [note for note, _, send in routed if send]
+                    if notes:
+                        history.trim(self.client, self._prefix)
                     return notes
                 except redis.WatchError:
                     self._refeed()  # another worker changed this key's state: decide again from the new state
@@ -179,6 +199,47 @@ class IncidentSession:
             state.open = completed(state.open)
         now = time.time()
         return [Notification.of_change(st, completed(inc), now) for d in self.decisions for st, inc in d.changes]
+
+    def _peaked(self, notes: list[Notification]) -> list[Notification]:
+        """The open incident, as a notification for the history alone, when it changed (its peak rose, its
+        evidence came) without a notification of its own in these batches."""
+        opened = self.machine.state.open
+        if opened is None or opened.id not in self.machine.touched or any(n.incident.id == opened.id for n in notes):
+            return []
+        return [Notification.of_change("firing", opened, time.time())]
+
+    def _route(self, notes: list[Notification], peaked: list[Notification]
+               ) -> list[tuple[Notification, history.HistoryEntry, bool | None]]:
+        """Each notification, its history entry and whether it goes to the outbox (read under the WATCH);
+        ``peaked`` ones update the history only (``None``)."""
+        if not notes and not peaked:
+            return []
+        pipe = self._pipe
+        found = read_silences(pipe.hgetall(silence_key(self._prefix)))
+        ids = list(dict.fromkeys(n.incident.id for n in [*notes, *peaked]))
+        acked = read_acks(ids, pipe.hmget(ack_key(self._prefix), ids))
+        entries, _ = history.history_keys(self._prefix)
+        # Whether each incident notified a hook before (unknown: it predates the history, and did).
+        before = history.read_entries(dict(zip(ids, pipe.hmget(entries, ids))))
+        notified = {i: e.notified for i, e in before.items()}
+        out: list[tuple[Notification, history.HistoryEntry, bool | None]] = [
+            (n, history.HistoryEntry(n, notified.get(n.incident.id) is not False,
+                                     before[n.incident.id].silenced_by if n.incident.id in before else None), None)
+            for n in peaked]
+        current = self.machine.state.open
+        for note in notes:
+            inc = note.incident
+            muted_by = silencing(found, inc, note.created_at)
+            repeat = note.state == "firing" and inc.alerts > 1 and inc.id in acked
+            unseen = note.state == "resolved" and notified.get(inc.id) is False
+            send = muted_by is None and not repeat and not unseen
+            notified[inc.id] = bool(notified.get(inc.id)) or send
+            # The history keeps the incident as it is now (its peak may have risen since this notification).
+            latest = replace(note, incident=current) if note.state == "firing" and current is not None \
+                and current.id == inc.id else note
+            out.append((note, history.HistoryEntry(latest, notified[inc.id], muted_by,
+                                                   acked.get(inc.id) if note.state == "resolved" else None), send))
+        return out
 
     def _refeed(self) -> None:
         self._load()

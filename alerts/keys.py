@@ -12,6 +12,10 @@
     {prefix}{alerts}:hooks                       HASH    hooks shared by consumers    alerts.shared
     {prefix}{alerts}:hooks:version               STRING  their change counter         alerts.shared
     {prefix}{alerts}:hooks:disabled              HASH    hooks disabled by a 410      alerts.shared
+    {prefix}{alerts}:incidents                   HASH    the incident history         alerts._history
+    {prefix}{alerts}:incidents:by_start          ZSET    its index by start time      alerts._history
+    {prefix}{alerts}:silences                    HASH    silences                     alerts.silences
+    {prefix}{alerts}:acks                        HASH    acknowledgements             alerts.acks
 
 The literal ``{alerts}`` is a Redis Cluster hash tag: every key above is in one slot, because the layer's
 transactions span them (an incident's state, the open incidents and the outbox change in one MULTI/EXEC; a
@@ -23,10 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._history import history_keys
 from ._key_state import state_key
 from ._outbox_records import GROUP, OutboxKeys
+from .acks import ack_key
 from .incidents import open_key
 from .shared import HookKeys
+from .silences import silence_key
 
 __all__ = ["GROUP", "AlertKeys"]
 
@@ -68,6 +75,22 @@ class AlertKeys:
     @property
     def hooks_version(self) -> str:
         return HookKeys(self.prefix).version
+
+    @property
+    def incidents(self) -> str:
+        return history_keys(self.prefix)[0]
+
+    @property
+    def incidents_by_start(self) -> str:
+        return history_keys(self.prefix)[1]
+
+    @property
+    def silences(self) -> str:
+        return silence_key(self.prefix)
+
+    @property
+    def acks(self) -> str:
+        return ack_key(self.prefix)
 
     def state(self, kind: str, model: str, key: str) -> str:
         return state_key(self.prefix, kind, model, key)

@@ -94,12 +94,15 @@ def send_test(key: str = "ea-test", *, settings: Settings | None = None,
 
 
 def outbox_status(*, settings: Settings | None = None, client: redis.Redis | None = None) -> dict[str, Any]:
-    """Counts for monitoring: ``undelivered`` (entries in the outbox), ``pending`` (read, not yet
-    acknowledged), ``retrying`` (scheduled retries), ``dead``, ``consumers`` (name -> pending, idle ms)."""
+    """Counts for monitoring: ``undelivered`` (entries in the outbox), ``oldest_age_s`` (seconds since the
+    oldest of them was appended), ``pending`` (read, not yet acknowledged), ``retrying`` (scheduled retries),
+    ``dead``, ``consumers`` (name -> pending, idle ms), ``outcomes`` (deliveries ``delivered``, ``retried``
+    and ``dead`` since the deployment began)."""
     keys, client = _ctx(settings, client)
-    status: dict[str, Any] = {"undelivered": client.xlen(keys.outbox), "pending": 0,
+    status: dict[str, Any] = {"undelivered": client.xlen(keys.outbox),
+                              "oldest_age_s": round(records.oldest_age(client, keys, time.time()), 3), "pending": 0,
                               "retrying": client.zcard(keys.retry), "dead": client.xlen(keys.dead),
-                              "consumers": {}}
+                              "consumers": {}, "outcomes": records.read_counters(client, keys)}
     try:
         status["pending"] = client.xpending(keys.outbox, GROUP)["pending"]
         for c in client.xinfo_consumers(keys.outbox, GROUP):

@@ -11,6 +11,8 @@ Public surface::
     knn_outliers                                               anomaly.outliers
     scores_frame                                               anomaly.detect
     THRESHOLD                                                  anomaly.rules
+    label_normal, label_missed, undo_label, series_labels,     anomaly.feedback (the on-call's labels: "not
+    last_point, Label                                          an anomaly" joins the normal reference)
     AnomalyError, InvalidSeries, SeriesTooShort, InvalidParameter, NotFitted
 
 The detector scores; it does not decide which rows alert: ``decide`` functions do (``workers`` passes the
@@ -26,6 +28,7 @@ from .detect import scores_frame
 from .detector import DEFAULT_EMBEDDING, EMBEDDINGS, KnnDetector
 from .embedders import Embedder, PaaContext, RawWindow, RecurrentEmbedder
 from .exceptions import AnomalyError, CorruptState, InvalidParameter, InvalidSeries, NotFitted, SeriesTooShort
+from .feedback import Label, label_missed, label_normal, last_point, series_labels, undo_label
 from .outliers import knn_outliers
 from .plot import plot_detection
 from .rules import THRESHOLD
@@ -36,6 +39,12 @@ from .synthetic import synthetic_metrics
 from .windows import choose_window
 
 __all__ = [
+    "Label",
+    "label_missed",
+    "label_normal",
+    "last_point",
+    "series_labels",
+    "undo_label",
     "load_detector",
     "plot_detection",
     "publish_detector",

@@ -63,6 +63,31 @@ def token_of(raw: dict[bytes, bytes]) -> bytes | None:
     return raw.get(b"token")
 
 
+def touch(client: Any, key: str) -> None:
+    """Give the state at ``key`` (if any) a new token, so that every process's live scorer of the series is
+    read again at its next batch (what a change of the series' labels needs). Under the series' lock."""
+    if client.exists(key):
+        client.hset(key, "token", uuid.uuid4().hex)
+
+
+def read_buffer(raw: dict[bytes, bytes]) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """``(position, values, missing, times)`` of a state hash read whole: the last values a stream holds
+    (float64, bool, int64 ns) and the row number after the last of them.
+
+    Raises:
+        CorruptState: as :func:`from_hash`, or the values' fields do not agree.
+    """
+    meta, arrays = from_hash(raw)
+    try:
+        values, missing, times = (_array(arrays[n], d) for n, d in _ARRAYS.items())
+        position = _count(meta["position"])
+        if not values.size == missing.size == times.size or values.size > position:
+            raise ValueError("lengths")
+    except (KeyError, ValueError):
+        raise CorruptState("stream state part 'values' is missing, truncated or not of its type") from None
+    return position, values, missing, times
+
+
 # --- a scorer's state: (meta, arrays) -----------------------------------------------------------------------
 
 

@@ -14,6 +14,9 @@ training windows of the same series, when ``j <= t - delay``:
   same reference set. Distances are re-ranked exactly in float64 from the stored vectors, so both give
   the same distances whatever the chunking.
 
+A third part, the **normal windows**, holds the windows an on-call engineer said were not an anomaly (a
+series' ``normal`` labels, :mod:`anomaly._labels`): always references, whatever the rows, searched exactly.
+
 The distance of a window is the mean Euclidean distance to its ``k`` nearest references; NaN when it has
 none yet.
 """
@@ -64,6 +67,8 @@ class Reference:
         self.static_axis: np.ndarray | None = None
         self._static_aug = _augmented(self.static_vectors)
         self._recent = _RecentWindows(dim)
+        self._normal_aug = _augmented(np.zeros((0, dim), np.float32))
+        self.normal_rows = np.zeros(0, np.int64)
 
     @property
     def recent_vectors(self) -> np.ndarray:
@@ -116,6 +121,13 @@ class Reference:
         """Drop recent windows that no row from ``next_row`` on can use."""
         self._recent.drop(int(np.searchsorted(self.recent_rows, next_row - self.delay - self.memory, side="right")))
 
+    def set_normal(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        """Make ``vectors`` (windows labelled normal, ending at ``rows`` of the series) the normal windows:
+        references for every query (none: an empty array)."""
+        vectors = np.asarray(vectors, np.float32).reshape(-1, self.dim)
+        order = np.argsort(np.asarray(rows, np.int64), kind="stable")
+        self._normal_aug, self.normal_rows = _augmented(vectors[order]), np.asarray(rows, np.int64)[order]
+
     def clear_recent(self) -> None:
         """Forget every recent window."""
         self._recent = _RecentWindows(self.dim)
@@ -137,7 +149,8 @@ class Reference:
         best_static = np.zeros((n, k), bool)
         if n == 0:
             return np.zeros(0), np.zeros(0, np.int64), np.zeros(0, bool)
-        for cand, cand_rows, is_static in (self._static_candidates(q, rows), self._recent_candidates(q, rows)):
+        for cand, cand_rows, is_static in (self._static_candidates(q, rows), self._recent_candidates(q, rows),
+                                           self._normal_candidates(q)):
             if cand is None:
                 continue
             if k == 1:  # the merge below, for one neighbour: a candidate replaces the best only when nearer
@@ -207,6 +220,14 @@ class Reference:
             return None, None, False
         dist, found = _band_nearest(self._recent.aug, self.recent_rows, q, rows - self.delay - self.memory,
                                     rows - self.delay, self.k)
+        return dist, found, False
+
+
+    def _normal_candidates(self, q: np.ndarray):
+        if self.normal_rows.shape[0] == 0:
+            return None, None, False
+        everything = np.full(q.shape[0], np.iinfo(np.int64).max, np.int64)
+        dist, found = _band_nearest(self._normal_aug, self.normal_rows, q, None, everything, self.k)
         return dist, found, False
 
 

@@ -30,6 +30,7 @@ import pandas as pd
 
 from vectorstore import ModelRegistry, Settings, get_settings
 
+from . import _labels as labels
 from . import _stream_state as state_record
 from ._timestamps import NAT as _NAT
 from ._timestamps import iso_utc, read_utc_ns
@@ -228,12 +229,24 @@ def _utc(ns: int) -> pd.Timestamp:
 def _scorer(registry: ModelRegistry, key: str, name: str, series_id: str, version: int, detector: KnnDetector,
             token: Any) -> StreamScorer:
     """The live scorer of a series: this process's own when nobody wrote the state since, else the state
-    read from Redis, else a new stream (the training series continues after its prefix)."""
+    read from Redis, else a new stream (the training series continues after its prefix); a scorer read
+    anew gets the normal windows of the series' labels (:mod:`anomaly._labels`)."""
     live_key = (registry.settings.key_prefix, name, series_id)
     with _cache_lock:
         live = _live.get(live_key)
     if live and token is not None and live[0] == version and live[1] == bytes(token).decode(errors="replace"):
         return live[2]
+    scorer = _read_scorer(registry, key, name, series_id, version, detector, token)
+    try:
+        labels.apply_normal(scorer, labels.decode(registry.client.get(labels.labels_key(key)), key))
+    except CorruptState as exc:
+        log.error("labels of series %r of %s are corrupt (%s): scored without its normal windows", series_id,
+                  name, exc)
+    return scorer
+
+
+def _read_scorer(registry: ModelRegistry, key: str, name: str, series_id: str, version: int,
+                 detector: KnnDetector, token: Any) -> StreamScorer:
     training = series_id == getattr(detector, "series_id", None)
     if token is None:
         return detector.continuation() if training else detector.new_stream()

@@ -36,7 +36,8 @@ PUBLIC = {
                "ProgressCallback", "publish_embeddings", "ranking_metrics", "RecommendationClient", "Recommendations",
                "RecsysError", "SimilarUsers", "synthetic_interactions", "top_k", "train_and_publish", "TrainingError",
                "UnknownItem", "UnknownUser", "UnsupportedDelta", "user_rows", "user_table_keys", "VersionGone"],
-    "anomaly": ["AnomalyError", "choose_window", "CorruptState", "Decide", "DEFAULT_EMBEDDING", "Embedder",
+    "anomaly": ["Label", "label_missed", "label_normal", "last_point", "series_labels", "undo_label",  # issue 29
+                "AnomalyError", "choose_window", "CorruptState", "Decide", "DEFAULT_EMBEDDING", "Embedder",
                 "EMBEDDINGS", "InvalidParameter", "InvalidSeries", "knn_outliers", "KnnDetector", "load_detector",
                 "NotFitted", "PaaContext", "plot_detection", "publish_detector", "RawWindow", "read_one_series",
                 "read_series", "Readings", "ReadOptions", "RecurrentEmbedder", "reset_stream", "score_points",
@@ -49,7 +50,11 @@ PUBLIC = {
                "Incident", "IncidentMachine", "IncidentPolicy", "IncidentSession", "InvalidAlertSetting",
                "JsonLinesHook", "Notification", "observe", "open_incidents", "outbox_status", "register",
                "registered_hooks", "remove_hook", "requeue", "send_test", "shared_hooks", "SharedHook", "sign",
-               "tail", "unregister", "verify_signature", "WebhookHook"],
+               "tail", "unregister", "verify_signature", "WebhookHook",
+               # the on-call's: incidents, evidence, silences, acknowledgements (issue 29)
+               "acknowledge", "add_silence", "evidence_text", "expire_silence", "incident", "IncidentNotFound",
+               "incidents", "IncidentView", "Matcher", "parse_matcher", "plot_evidence", "Silence", "silences",
+               "SilenceNotFound"],
     "workers": ["app", "detection", "jobs", "scoring"],
 }
 

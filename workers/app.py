@@ -30,6 +30,8 @@ from vectorstore import (
     resolve_redis_url,
 )
 
+from .metrics import install_signals
+
 __all__ = ["QUEUES", "app", "celery_config"]
 
 log = logging.getLogger(__name__)
@@ -87,3 +89,4 @@ app = Celery("ea", include=["workers.tasks"], task_cls="workers._task_policy:Ser
 # handler calling conf.update(): that one re-entered the configuration loading (task_routes flushes the
 # router, which reads the configuration being loaded) and logged a RecursionError on every `ea train`.
 app.add_defaults(lambda: celery_config(get_settings()))
+install_signals()  # jobs by task and state, and their durations, counted in Redis (`ea metrics serve`)

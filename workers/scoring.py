@@ -19,6 +19,8 @@ import alerts
 from anomaly import THRESHOLD, InvalidParameter, Readings, Scored, knn_outliers, score_points
 from vectorstore import ModelRegistry
 
+from . import metrics
+
 __all__ = ["entity_outliers", "score_series"]
 
 
@@ -30,6 +32,7 @@ class _Incidents:
         self.name, self.series_id, self.labels, self.registry = name, series_id, labels, registry
         self.session: alerts.IncidentSession | None = None
         self.notifications: list[alerts.Notification] = []
+        self.sent: list[alerts.Notification] = []  # those that went to the outbox (not silenced or muted)
 
     def decide(self, readings: Readings) -> np.ndarray:
         if self.session is None:
@@ -46,6 +49,7 @@ class _Incidents:
         evidence = [e for e in scored.explanations if e.get("alert")] + \
             [e for e in scored.explanations if not e.get("alert")]
         self.notifications = self.session.commit(evidence=evidence[:3] or None, model_version=version)
+        self.sent = self.session.sent
 
     def close(self) -> None:
         if self.session is not None:
@@ -57,7 +61,7 @@ class _Incidents:
         return {"is_anomaly": [int(x) for d in made for x in d.alerts],
                 "in_incident": [int(x) for d in made for x in d.in_incident],
                 "warming_up": bool(self.session and self.session.warming_up),
-                "notifications": len(self.notifications)}
+                "notifications": len(self.sent), "incident_changes": len(self.notifications)}
 
 
 def score_series(name: str, series_id: str, timestamps: list[Any], values: list[float | None], *,
@@ -69,7 +73,8 @@ def score_series(name: str, series_id: str, timestamps: list[Any], values: list[
 
     Returns:
         ``score_points``'s result plus ``"is_anomaly"``, ``"in_incident"``, ``"warming_up"`` and
-        ``"notifications"`` (how many state changes went to the outbox); with ``alert=False`` the scores
+        ``"notifications"`` (how many state changes went to the outbox), ``"incident_changes"`` (how many
+        there were, silenced ones included); with ``alert=False`` the scores
         only (no decision).
 
     Raises:
@@ -77,13 +82,19 @@ def score_series(name: str, series_id: str, timestamps: list[Any], values: list[
     """
     registry = registry or ModelRegistry()
     if not alert:
-        return {**score_points(name, series_id, timestamps, values, registry=registry), "notifications": 0}
+        result = score_points(name, series_id, timestamps, values, registry=registry)
+        metrics.count_points(name, len(values), settings=registry.settings, client=registry.client)
+        return {**result, "notifications": 0}
     incidents = _Incidents(name, series_id, labels, registry)
     try:
         result = score_points(name, series_id, timestamps, values, registry=registry, decide=incidents.decide,
                               commit=incidents.commit)
     finally:
         incidents.close()
+    metrics.count_points(name, len(values), settings=registry.settings, client=registry.client)
+    metrics.count_incidents(sum(n.state == "firing" and n.incident.alerts == 1 for n in incidents.notifications),
+                            sum(n.state == "resolved" for n in incidents.notifications),
+                            settings=registry.settings, client=registry.client)
     return {**result, **incidents.decisions()}
 
 

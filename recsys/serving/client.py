@@ -31,6 +31,7 @@ from vectorstore import AllowedIds, ModelRegistry, Settings, get_settings
 from ..data.ids import check_id, check_ids
 from ._filter_cache import FilterCache
 from ._items import get_items, query_items
+from ._metrics import timed
 from ._ranking import answer, excluded, popular, position, positions, precomputed, search
 from ._rerank import ranked_rank, ranked_search
 from ._user_rows import UserRows
@@ -130,6 +131,7 @@ class RecommendationClient:
         return self._watcher.preload(version)
 
     # -- queries ------------------------------------------------------------------------------------------
+    @timed("recommend")
     def recommend(
         self,
         user: str | int,
@@ -178,6 +180,7 @@ class RecommendationClient:
                                          passing=passing, expression=filter, fields=fields)
         return answer(model, ids, scores, "index", user, fields, found)
 
+    @timed("recommend_many")
     def recommend_many(self, users: Sequence[str | int], k: int = 10, *, exclude_seen: bool = True,
                        exclude: Iterable[str] | None = None, include: Iterable[str] | None = None,
                        fields: list[str] | None = None, filter: str | None = None) -> list[Recommendations]:
@@ -236,6 +239,7 @@ class RecommendationClient:
         return query_items(model, self._filters.allowed(model, filter) if filter is not None else None, fields,
                            limit, offset)
 
+    @timed("similar_items")
     def similar_items(self, item: str | int, k: int = 10, *, fields: list[str] | None = None,
                       metric: str = "ip", filter: str | None = None) -> Recommendations:
         """The ``k`` items most similar to ``item`` by the model's own similarity vectors (from memory; works
@@ -267,6 +271,7 @@ class RecommendationClient:
                                  passing, index=model.similar_index, expression=filter)
         return answer(model, ids, scores, "similar", None, fields)
 
+    @timed("recommend_for_history")
     def recommend_for_history(self, items: Iterable[str | int], k: int = 10, *,
                               fields: list[str] | None = None, filter: str | None = None) -> Recommendations:
         """Recommendations for a user the model has never seen, folded in from the items they used.
@@ -287,6 +292,7 @@ class RecommendationClient:
                                     expression=filter)
         return answer(model, ids, scores, "history", None, fields)
 
+    @timed("similar_users")
     def similar_users(self, user: str | int, k: int = 10, *, metric: str = "cosine") -> SimilarUsers:
         """The ``k`` users most similar to ``user``, by the vectors the model compares users by
         (:func:`recsys.entity_vectors`), by cosine (default) or raw inner product (``"ip"``, led by users with

@@ -49,8 +49,12 @@ def test_flaky_server_gets_every_alert_exactly_once(alert_settings, alert_client
     assert len(receiver.requests) > len(notes)  # the 503s were retried
     # The idempotency key of an alert is the same on every attempt.
     assert {r.key for r in receiver.requests} == {n.idempotency_key for n in notes}
-    assert outbox_status(settings=alert_settings, client=alert_client) | {"consumers": None} == {
-        "undelivered": 0, "pending": 0, "retrying": 0, "dead": 0, "consumers": None}
+    status = outbox_status(settings=alert_settings, client=alert_client)
+    assert status | {"consumers": None, "outcomes": None} == {
+        "undelivered": 0, "oldest_age_s": 0.0, "pending": 0, "retrying": 0, "dead": 0, "consumers": None,
+        "outcomes": None}
+    # The delivery counters (what the metrics read): every alert delivered once, each 503 a retry.
+    assert status["outcomes"] == {"delivered": len(notes), "retried": len(receiver.requests) - len(notes), "dead": 0}
 
 
 def test_client_errors_are_dead_lettered_at_once_and_requeued(alert_settings, alert_client, receiver):

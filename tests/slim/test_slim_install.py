@@ -91,10 +91,13 @@ with RecommendationClient(model="shop", listen=False, refresh_interval=0) as c:
     recs = c.recommend("u2", k=5)
     similar = c.similar_items("i3", k=3)
     history = c.recommend_for_history(["i0", "i4"], k=3)
-print(len(recs.items), len(similar.items), len(history.items), "torch" in sys.modules)
+from prometheus_client import generate_latest
+served = generate_latest().decode()  # what the application's own /metrics shows
+timed = 'ea_client_request_seconds_count{path="recommend",source=' in served
+print(len(recs.items), len(similar.items), len(history.items), "torch" in sys.modules, timed)
 """)
     assert client.returncode == 0, client.stderr[-3000:]
-    assert client.stdout.split() == ["5", "3", "3", "False"]
+    assert client.stdout.split() == ["5", "3", "3", "False", "True"]  # the client's metrics: slim install too
 
     series = tmp_path / "cpu.csv"
     pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=400, freq="h").astype(str),

@@ -1,4 +1,5 @@
-"""``ea alerts run|tail|dead|retry|hooks|enable|status|test``: operate alert delivery."""
+"""``ea alerts run|tail|dead|retry|hooks|enable|status|test``: operate alert delivery (the on-call's
+``incidents|show|ack|silence|feedback|labels`` are in :mod:`workers.commands.oncall`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import time
 import click
 
 from vectorstore import redact_url
+
+from .oncall import ONCALL_COMMANDS
 
 __all__ = ["COMMANDS", "alerts_group"]
 
@@ -214,5 +217,8 @@ def test_cmd(key) -> None:
     note = send_test(key)
     click.echo(f"queued {note.id}: a running `ea alerts run` delivers it (watch with `ea alerts tail`)")
 
+
+for _command in ONCALL_COMMANDS:  # incidents, show, ack, silence, feedback, labels
+    alerts_group.add_command(_command)
 
 COMMANDS = [alerts_group]
