@@ -36,9 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._common import machine, table, write
+from bench._heldout import DATA as RECSYS_DATA
+from bench._heldout import check_data
 from recsys import Interactions, LightGCN
 
-DATA = Path("/work/shared/data/recsys/gowalla/train.txt")
+TRAIN = "gowalla/train.txt"  # under ../shared/data/recsys beside the repository
 LAYERS, DIM = 3, 64
 
 
@@ -72,7 +74,7 @@ def main() -> None:
     warnings.simplefilter("ignore", UserWarning)  # torch's "sparse CSR support is in beta"
     from torch_geometric.nn import LGConv
 
-    train = Interactions.read(DATA)
+    train = Interactions.read(check_data(RECSYS_DATA) / TRAIN)
     adj = LightGCN.adjacency(train.user_matrix())
     n, edges = adj.shape[0], adj.col_indices().numel()
     r = sp.csr_matrix(train.user_matrix())

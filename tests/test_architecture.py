@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -224,3 +225,15 @@ def test_callers_of_the_index_backends_never_ask_which_backend_it_is():
                 named |= {getattr(e, "id", None) for k in kinds if isinstance(k, ast.Tuple) for e in k.elts}
                 problems += [f"{line} asks whether an index is a {kind}" for kind in named & IMPLEMENTATIONS]
     assert not problems, "\n".join(problems)
+
+
+def test_no_code_names_the_shared_data_by_an_absolute_path():
+    """The evaluation data is ``../shared`` beside the repository: a clone elsewhere has no ``/work/shared``."""
+    found = []
+    for folder in (*PACKAGES, "bench", "tests"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.match(
+                        r"/[\w.-]+/(.+/)?shared/", node.value):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value[:60]}")
+    assert not found, "absolute paths to the shared data (find it as ROOT.parent / 'shared'):\n" + "\n".join(found)

@@ -14,8 +14,6 @@ import scipy.sparse as sp
 
 from recsys import InvalidParameter, ranking_metrics, top_k
 
-SCORER = "/work/shared/bench/recsys_score.py"
-
 
 def brute_top_k(U, V, k, seen):
     scores = U @ V.T
@@ -76,7 +74,7 @@ def test_matrix_inputs_and_coverage():
     assert m["coverage@2"] == pytest.approx(4 / 4)
 
 
-def test_metrics_equal_the_shared_scoring_script(tmp_path):
+def test_metrics_equal_the_shared_scoring_script(tmp_path, shared_data):
     rng = np.random.default_rng(4)
     truth, recs = {}, {}
     for u in range(60):
@@ -91,8 +89,9 @@ def test_metrics_equal_the_shared_scoring_script(tmp_path):
     pd.DataFrame(rows, columns=["user", "item", "rank"]).sample(frac=1, random_state=0).to_csv(
         recs_csv, index=False
     )
+    scorer = shared_data.parent / "bench" / "recsys_score.py"  # ../shared beside the repository
     for k in (5, 20):
-        out = subprocess.run([sys.executable, SCORER, "score", str(test_csv), str(recs_csv), "--k", str(k)],
+        out = subprocess.run([sys.executable, str(scorer), "score", str(test_csv), str(recs_csv), "--k", str(k)],
                              capture_output=True, text=True, check=True)
         expected = json.loads(out.stdout)
         ours = ranking_metrics(recs, truth, k)
