@@ -32,6 +32,27 @@ log = logging.getLogger(__name__)
 MAX_METADATA_INT = 2**53
 
 
+def _check_column(column: pd.Series, name: str, item_ids: np.ndarray) -> None:
+    """Raise :class:`InvalidParameter` naming the first item whose value :func:`metadata_value_problem` refuses:
+    whole-column tests for float and integer columns, value by value only for columns of mixed objects."""
+    present = column.notna().to_numpy()
+    if pd.api.types.is_bool_dtype(column) or isinstance(column.dtype, pd.StringDtype):
+        return  # every value is fine
+    if pd.api.types.is_float_dtype(column):
+        bad = present & ~np.isfinite(column.to_numpy(dtype=np.float64, na_value=0.0))
+    elif pd.api.types.is_integer_dtype(column):
+        values = column.to_numpy(dtype=np.float64, na_value=0.0)  # exact at the bound: 2**53 is a float64
+        bad = present & (np.abs(values) > MAX_METADATA_INT)
+    else:
+        bad = np.array([metadata_value_problem(v) is not None for v in column.to_numpy(dtype=object)], dtype=bool)
+        bad &= present
+    if bad.any():
+        n = int(np.flatnonzero(bad)[0])
+        value = column.iloc[n]
+        problem = metadata_value_problem(value.item() if isinstance(value, np.generic) else value)
+        raise InvalidParameter(f"item metadata: field {excerpt(name, 24)} of item {excerpt(item_ids[n])} is {problem}")
+
+
 def metadata_value_problem(value: Any) -> str | None:
     """What is wrong with ``value`` as an item metadata value, or None: values are str, bool, None, finite
     floats and integers within +-:data:`MAX_METADATA_INT` (the writer, training and filters agree on it)."""
@@ -142,12 +163,8 @@ def item_metadata_columns(table: pd.DataFrame | str | None, item_ids: np.ndarray
         dup = ", ".join(excerpt(v) for v in df.loc[df["item"].duplicated(), "item"].head(3))
         raise InvalidParameter(f"item metadata repeats items {dup}")
     aligned = df.set_index("item").reindex(pd.Index(item_ids, dtype=str))
+    for name in aligned.columns:
+        _check_column(aligned[name], str(name), item_ids)
     aligned = aligned.astype(object).where(aligned.notna(), None)
     columns = {str(col): aligned[col].tolist() for col in aligned.columns}
-    for name, values in columns.items():
-        for n, value in enumerate(values):
-            problem = metadata_value_problem(value)
-            if problem is not None:
-                raise InvalidParameter(f"item metadata: field {excerpt(name, 24)} of item {excerpt(item_ids[n])} is "
-                                       f"{problem}")
     return columns

@@ -37,7 +37,7 @@ from ..data.interactions import Interactions
 from ..exceptions import InvalidParameter, TrainingError
 from ._holdout import carve_validation
 from ._svd import randomized_svd
-from .graph_model import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_int
+from .graph_model import GraphEmbeddings, GraphModel, ProgressCallback, check_positive_float, check_positive_int
 from .rerank import FilterRerank
 
 __all__ = ["GraphFilter", "response", "truncated_residual"]
@@ -110,14 +110,7 @@ class GraphFilter(GraphModel):
             check_positive_int(params, "candidates")
         check_positive_int(params, "oversample", "power_iterations", "seed", minimum=0)
         check_positive_int(params, "rank")
-        for name in ("sharpen", "ideal", "degree"):
-            value = params[name]
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-                np.isfinite(value) and value >= 0
-            ):
-                raise InvalidParameter(f"{name}={value!r}: must be a finite number >= 0 (or None: tuned)")
+        check_positive_float(params, "sharpen", "ideal", "degree", zero=True, tuned=True)
 
     def fit(
         self,

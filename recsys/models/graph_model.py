@@ -241,14 +241,18 @@ def check_positive_int(params: dict[str, Any], *names: str, minimum: int = 1) ->
             raise InvalidParameter(f"{name}={value!r}: must be an integer >= {minimum}")
 
 
-def check_positive_float(params: dict[str, Any], *names: str) -> None:
-    """Raise :class:`InvalidParameter` unless each named parameter is a finite number > 0."""
+def check_positive_float(params: dict[str, Any], *names: str, zero: bool = False, tuned: bool = False) -> None:
+    """Raise :class:`InvalidParameter` unless each named parameter is a finite number > 0 (``zero``: >= 0;
+    ``tuned``: or None, a setting the model chooses itself)."""
     for name in names:
         value = params[name]
+        if value is None and tuned:
+            continue
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
-            np.isfinite(value) and value > 0
+            np.isfinite(value) and (value >= 0 if zero else value > 0)
         ):
-            raise InvalidParameter(f"{name}={value!r}: must be a finite number > 0")
+            raise InvalidParameter(f"{name}={value!r}: must be a finite number {'>=' if zero else '>'} 0"
+                                   + (" (or None: tuned)" if tuned else ""))
 
 
 def make_model(name: str, **params: Any) -> GraphModel:

@@ -158,15 +158,22 @@ def test_precomputed_top_n_is_used_when_fresh(client, published, celery_worker):
     assert client.recommend("u2", k=30).source == "index"  # asks for more than was precomputed
 
 
-def test_staged_version_is_preloaded_and_activation_switches_at_once(client, published, settings):
-    registry = ModelRegistry(settings)
-    old = registry.load(published.model)
-    tables = {name: registry.read_table(published.model, old.version, name) for name in old.tables}
-    staged = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), tables=tables,
-                              meta=old.meta, activate=False)
+def _staged_copy(client, registry: ModelRegistry, model: str) -> int:
+    """A copy of the active version published staged (not activated); waits up to 10 s for ``client`` to
+    preload it."""
+    old = registry.load(model)
+    tables = {name: registry.read_table(model, old.version, name) for name in old.tables}
+    staged = registry.publish(model, arrays=dict(old.arrays), blobs=dict(old.blobs), tables=tables, meta=old.meta,
+                              activate=False)
     deadline = time.monotonic() + 10
     while staged not in client.staged_versions and time.monotonic() < deadline:
         time.sleep(0.02)
+    return staged
+
+
+def test_staged_version_is_preloaded_and_activation_switches_at_once(client, published, settings):
+    registry = ModelRegistry(settings)
+    staged = _staged_copy(client, registry, published.model)
     assert staged in client.staged_versions and client.model_version == published.version
     registry.activate(published.model, staged)
     t0 = time.monotonic()
@@ -185,13 +192,7 @@ def test_a_bogus_staged_notice_does_not_stop_preloading(client, published, setti
     registry.client.publish(registry.channel(published.model),
                             ModelNotice(ModelNotice.STAGED, published.model, 10**9).encode())
     time.sleep(0.3)
-    old = registry.load(published.model)
-    tables = {name: registry.read_table(published.model, old.version, name) for name in old.tables}
-    staged = registry.publish(published.model, arrays=dict(old.arrays), blobs=dict(old.blobs), tables=tables,
-                              meta=old.meta, activate=False)
-    deadline = time.monotonic() + 10
-    while staged not in client.staged_versions and time.monotonic() < deadline:
-        time.sleep(0.02)
+    staged = _staged_copy(client, registry, published.model)
     assert staged in client.staged_versions
 
 
